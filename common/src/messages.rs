@@ -1,0 +1,313 @@
+//! Typed messages on the bus. Each carries `v` ([`crate::PROTOCOL_VERSION`]); decode them
+//! with [`crate::wire::decode`], which refuses other versions with a clear error.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::PROTOCOL_VERSION;
+
+fn v1() -> u32 {
+    PROTOCOL_VERSION
+}
+
+/// An offer of one shard, published on `work` to the agents' queue group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardOffer {
+    /// Protocol version.
+    #[serde(default = "v1")]
+    pub v: u32,
+    /// Fleet name.
+    pub fleet: String,
+    /// Shard index.
+    pub shard: u32,
+    /// How many agents declined it already; past a limit the next one takes it if it can.
+    #[serde(default)]
+    pub hops: u32,
+}
+
+impl ShardOffer {
+    /// A fresh offer.
+    pub fn new(fleet: &str, shard: u32) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            fleet: fleet.into(),
+            shard,
+            hops: 0,
+        }
+    }
+}
+
+/// The value of a lease key (`<fleet>.<shard>` in the leases bucket).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// Protocol version.
+    #[serde(default = "v1")]
+    pub v: u32,
+    /// Holder's id.
+    pub agent_id: String,
+    /// Holder's name.
+    pub agent_name: String,
+    /// Devices running in the shard.
+    pub devices: u64,
+    /// Fleet generation the holder runs.
+    pub generation: u64,
+    /// When the holder claimed it.
+    pub since_ms: u64,
+}
+
+/// Counters of one fleet on one agent, since the agent started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetCounters {
+    /// Devices of the fleet running on the agent.
+    pub devices: u64,
+    /// Telemetry messages sent.
+    pub messages: u64,
+    /// Payload bytes sent.
+    pub bytes: u64,
+    /// Send errors.
+    pub errors: u64,
+}
+
+/// An agent's heartbeat: published on `hb.<id>` and kept in the agents bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Protocol version.
+    #[serde(default = "v1")]
+    pub v: u32,
+    /// Agent id (a UUID, new per process).
+    pub id: String,
+    /// Human-friendly name (`--name`).
+    pub name: String,
+    /// Labels (`--labels`).
+    pub labels: BTreeMap<String, String>,
+    /// Agent version.
+    pub version: String,
+    /// Seconds since the agent started.
+    pub uptime_s: u64,
+    /// Devices running.
+    pub devices: u64,
+    /// Most devices the agent takes (`--max-devices`), if limited.
+    pub capacity: Option<u64>,
+    /// Draining: takes no work and hands off what it has.
+    pub draining: bool,
+    /// Device types the agent can run.
+    pub device_types: Vec<String>,
+    /// Sink types the agent can use.
+    pub sink_types: Vec<String>,
+    /// Per-fleet counters.
+    pub fleets: BTreeMap<String, FleetCounters>,
+    /// Heartbeat interval, so readers know when one is late.
+    pub interval_ms: u64,
+    /// When this heartbeat was sent (Unix ms).
+    pub ts_ms: u64,
+}
+
+impl Heartbeat {
+    /// True if the agent may run a fleet with these placement labels and types.
+    pub fn fits(
+        &self,
+        placement: &BTreeMap<String, String>,
+        devices: &[String],
+        sinks: &[String],
+    ) -> bool {
+        placement.iter().all(|(k, v)| self.labels.get(k) == Some(v))
+            && devices.iter().all(|d| self.device_types.contains(d))
+            && sinks.iter().all(|s| self.sink_types.contains(s))
+    }
+
+    /// Devices the agent may still take (None: unlimited).
+    pub fn spare(&self) -> Option<u64> {
+        if self.draining {
+            return Some(0);
+        }
+        self.capacity.map(|c| c.saturating_sub(self.devices))
+    }
+
+    /// True when the heartbeat is recent enough for the agent to count as alive.
+    pub fn is_alive(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.ts_ms) <= self.interval_ms * 3 + 1_000
+    }
+}
+
+/// A command to one agent (`agent.<id>.cmd`) or all agents (`agents.cmd`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentCommand {
+    /// Protocol version.
+    #[serde(default = "v1")]
+    pub v: u32,
+    /// What to do.
+    pub op: AgentOp,
+}
+
+impl AgentCommand {
+    /// A command.
+    pub fn new(op: AgentOp) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            op,
+        }
+    }
+}
+
+/// The operations of an [`AgentCommand`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum AgentOp {
+    /// Reply with a heartbeat.
+    Ping,
+    /// Stop taking work and hand off every shard (`undo`: take work again).
+    Drain {
+        /// Turn draining off instead.
+        #[serde(default)]
+        undo: bool,
+    },
+    /// Release shards above the fair share now.
+    Rebalance,
+}
+
+/// What an agent answers to a command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentAnswer {
+    /// The agent's state after the command.
+    pub heartbeat: Heartbeat,
+    /// Shards the command released.
+    #[serde(default)]
+    pub released: u32,
+}
+
+/// The one reply envelope for every request: `{"v":1,"ok":…}` or `{"v":1,"error":…}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply<T> {
+    /// Protocol version.
+    #[serde(default = "v1")]
+    pub v: u32,
+    /// The result, on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok: Option<T>,
+    /// The error, on failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl<T> Reply<T> {
+    /// A success.
+    pub fn ok(value: T) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            ok: Some(value),
+            error: None,
+        }
+    }
+
+    /// A failure.
+    pub fn err(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            ok: None,
+            error: Some(ErrorBody {
+                code,
+                message: message.into(),
+            }),
+        }
+    }
+
+    /// The result as a `Result`.
+    pub fn into_result(self) -> Result<T, ErrorBody> {
+        match (self.ok, self.error) {
+            (Some(v), _) => Ok(v),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(ErrorBody {
+                code: ErrorCode::BadRequest,
+                message: "empty reply".into(),
+            }),
+        }
+    }
+}
+
+/// An error in a [`Reply`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ErrorBody {
+    /// Machine-readable kind.
+    pub code: ErrorCode,
+    /// What happened and what to do.
+    pub message: String,
+}
+
+/// Kinds of [`ErrorBody`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The message could not be decoded.
+    BadRequest,
+    /// The message has a protocol version this agent does not speak.
+    UnsupportedVersion,
+    /// The agent could not carry it out.
+    Failed,
+}
+
+/// A state change, published on `evt.<kind>` for anyone to follow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Protocol version.
+    #[serde(default = "v1")]
+    pub v: u32,
+    /// Unix ms.
+    pub ts_ms: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// The kinds of [`Event`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum EventKind {
+    /// A fleet or device was deployed.
+    FleetCreated { fleet: String, devices: u64 },
+    /// A fleet's size changed.
+    FleetScaled { fleet: String, from: u64, to: u64 },
+    /// A fleet was deleted (by the user, or when its duration ran out).
+    FleetDeleted { fleet: String, reason: String },
+    /// An agent took a shard.
+    ShardClaimed {
+        fleet: String,
+        shard: u32,
+        agent_id: String,
+        devices: u64,
+    },
+    /// An agent gave a shard back.
+    ShardReleased {
+        fleet: String,
+        shard: u32,
+        agent_id: String,
+        reason: String,
+    },
+    /// An agent stopped a shard because it could not renew the lease.
+    ShardFenced {
+        fleet: String,
+        shard: u32,
+        agent_id: String,
+    },
+    /// An agent started.
+    AgentJoined { agent_id: String, name: String },
+    /// An agent stopped.
+    AgentLeft { agent_id: String, name: String },
+}
+
+impl EventKind {
+    /// The subject token of this kind (`evt.<token>`).
+    pub fn token(&self) -> &'static str {
+        match self {
+            Self::FleetCreated { .. } => "fleet_created",
+            Self::FleetScaled { .. } => "fleet_scaled",
+            Self::FleetDeleted { .. } => "fleet_deleted",
+            Self::ShardClaimed { .. } => "shard_claimed",
+            Self::ShardReleased { .. } => "shard_released",
+            Self::ShardFenced { .. } => "shard_fenced",
+            Self::AgentJoined { .. } => "agent_joined",
+            Self::AgentLeft { .. } => "agent_left",
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! Fleet specs: what the user asks for. A spec is validated before anything is written to
+//! NATS, and every error names the field.
+
+mod file;
+mod sink;
+mod template;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use file::{load_fleet_file, parse_fleet_text, FileFormat};
+pub use sink::{NatsSinkConfig, SinkSpec, BUILTIN_SINKS};
+pub use template::{Template, TemplateVars};
+
+use crate::names::validate_name;
+use crate::SpecError;
+
+/// The default number of devices in one shard (one lease, one claim).
+pub const DEFAULT_SHARD_SIZE: u32 = 500;
+/// The largest shard allowed.
+pub const MAX_SHARD_SIZE: u32 = 100_000;
+/// The largest fleet allowed.
+pub const MAX_FLEET_SIZE: u64 = 10_000_000;
+/// The default id template of a counted fleet.
+pub const DEFAULT_ID_TEMPLATE: &str = "{fleet}-{index:05}";
+/// The default telemetry interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// The shortest interval a device may have (a cap of 1000 msg/s per device).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
+/// The built-in device types.
+pub const BUILTIN_DEVICES: &[&str] = &["generic"];
+
+/// How every device of a fleet behaves (unless a listed device overrides it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceTemplate {
+    /// The device type: `generic`, or a custom type registered in the agent.
+    #[serde(rename = "type", default = "default_device_type")]
+    pub kind: String,
+    /// Time between two telemetry messages, e.g. `1s`, `250ms`.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Each message is sent up to this much after its slot (uniformly spread).
+    #[serde(default, with = "humantime_serde")]
+    pub jitter: Duration,
+    /// Type-specific options.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub options: serde_json::Value,
+}
+
+fn default_device_type() -> String {
+    "generic".into()
+}
+fn default_interval() -> Duration {
+    DEFAULT_INTERVAL
+}
+
+impl Default for DeviceTemplate {
+    fn default() -> Self {
+        Self {
+            kind: default_device_type(),
+            interval: DEFAULT_INTERVAL,
+            jitter: Duration::ZERO,
+            options: serde_json::Value::Null,
+        }
+    }
+}
+
+impl DeviceTemplate {
+    fn validate(&self, prefix: &str) -> Result<(), SpecError> {
+        let f = |name: &str| format!("{prefix}{name}");
+        validate_name(&f("type"), &self.kind)?;
+        if self.interval < MIN_INTERVAL {
+            return Err(SpecError::new(
+                f("interval"),
+                format!(
+                    "{:?} is shorter than the minimum {:?} (1000 msg/s per device)",
+                    self.interval, MIN_INTERVAL
+                ),
+            ));
+        }
+        if self.interval > Duration::from_secs(86_400) {
+            return Err(SpecError::new(f("interval"), "must be at most 24h"));
+        }
+        if self.jitter >= self.interval {
+            return Err(SpecError::new(
+                f("jitter"),
+                format!(
+                    "{:?} must be shorter than the interval ({:?})",
+                    self.jitter, self.interval
+                ),
+            ));
+        }
+        if !(self.options.is_null() || self.options.is_object()) {
+            return Err(SpecError::new(
+                f("options"),
+                "must be a map of option names to values",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One device listed by id (the seed's `deploy_fleet` list). Unset fields come from the fleet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceEntry {
+    /// The device id.
+    pub device_id: String,
+    /// Overrides the fleet's device type.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Overrides the fleet's sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<SinkSpec>,
+    /// Overrides the fleet's interval.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humantime_serde"
+    )]
+    pub interval: Option<Duration>,
+    /// Overrides the fleet's device options.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub options: serde_json::Value,
+}
+
+/// A fleet: many devices of one template, or a list of devices. A single device deployed
+/// with `pluribusctl deploy` is a fleet of one listed device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSpec {
+    /// The fleet name; safe as a subject token.
+    #[serde(default)]
+    pub name: String,
+    /// Number of devices of a counted fleet (ids from `id_template`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Devices listed one by one, instead of `count`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceEntry>,
+    /// Device ids of a counted fleet; default `{fleet}-{index:05}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_template: Option<String>,
+    /// How the devices behave.
+    #[serde(default)]
+    pub device: DeviceTemplate,
+    /// Where telemetry goes.
+    #[serde(default)]
+    pub sink: SinkSpec,
+    /// Devices per shard (one lease each).
+    #[serde(default = "default_shard_size")]
+    pub shard_size: u32,
+    /// Agent labels the fleet requires, e.g. `zone: a`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub placement: BTreeMap<String, String>,
+    /// The fleet stops and deletes itself this long after it was deployed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humantime_serde"
+    )]
+    pub duration: Option<Duration>,
+}
+
+fn default_shard_size() -> u32 {
+    DEFAULT_SHARD_SIZE
+}
+
+impl FleetSpec {
+    /// A counted fleet with defaults.
+    pub fn counted(name: &str, count: u64) -> Self {
+        Self {
+            name: name.into(),
+            count: Some(count),
+            devices: Vec::new(),
+            id_template: None,
+            device: DeviceTemplate::default(),
+            sink: SinkSpec::default(),
+            shard_size: DEFAULT_SHARD_SIZE,
+            placement: BTreeMap::new(),
+            duration: None,
+        }
+    }
+
+    /// The number of devices the spec asks for.
+    pub fn device_count(&self) -> u64 {
+        self.count.unwrap_or(self.devices.len() as u64)
+    }
+
+    /// The parsed id template (counted fleets).
+    pub fn id_template(&self) -> Result<Template, SpecError> {
+        Template::parse(
+            "id_template",
+            self.id_template.as_deref().unwrap_or(DEFAULT_ID_TEMPLATE),
+            false,
+        )
+    }
+
+    /// Checks everything that can be checked without an agent. Errors name the field.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        validate_name("name", &self.name)?;
+        match (self.count, self.devices.is_empty()) {
+            (Some(_), false) => {
+                return Err(SpecError::new("count", "give either count or devices, not both"))
+            }
+            (None, true) => {
+                return Err(SpecError::new(
+                    "count",
+                    "missing: give a count (e.g. --count 100) or list devices",
+                ))
+            }
+            (Some(n), true) if n > MAX_FLEET_SIZE => {
+                return Err(SpecError::new(
+                    "count",
+                    format!("{n} is above the limit of {MAX_FLEET_SIZE} devices per fleet: split it into several fleets"),
+                ))
+            }
+            _ => {}
+        }
+        if self.count.is_some() {
+            let t = self.id_template()?;
+            if !t.uses_index() {
+                return Err(SpecError::new(
+                    "id_template",
+                    "must contain {index} so that every device id is different",
+                ));
+            }
+            let sample = t.render(&TemplateVars {
+                fleet: &self.name,
+                device_id: None,
+                index: 0,
+            });
+            validate_name("id_template", &sample)?;
+        } else if self.id_template.is_some() {
+            return Err(SpecError::new(
+                "id_template",
+                "only applies to a counted fleet: remove it or use count",
+            ));
+        }
+        self.device.validate("device.")?;
+        self.sink.validate()?;
+        if self.shard_size == 0 || self.shard_size > MAX_SHARD_SIZE {
+            return Err(SpecError::new(
+                "shard_size",
+                format!(
+                    "{} is out of range: use 1 to {MAX_SHARD_SIZE}",
+                    self.shard_size
+                ),
+            ));
+        }
+        for (k, v) in &self.placement {
+            validate_name("placement", k)?;
+            validate_name(&format!("placement.{k}"), v)?;
+        }
+        if self.duration == Some(Duration::ZERO) {
+            return Err(SpecError::new(
+                "duration",
+                "must be longer than 0, e.g. 10m",
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            let at = format!("devices[{i}]");
+            validate_name(&format!("{at}.device_id"), &d.device_id)?;
+            if !seen.insert(d.device_id.as_str()) {
+                return Err(SpecError::new(
+                    format!("{at}.device_id"),
+                    format!(
+                        "'{}' is listed twice: device ids must be unique",
+                        d.device_id
+                    ),
+                ));
+            }
+            let template = DeviceTemplate {
+                kind: d.kind.clone().unwrap_or_else(|| self.device.kind.clone()),
+                interval: d.interval.unwrap_or(self.device.interval),
+                jitter: self.device.jitter,
+                options: d.options.clone(),
+            };
+            template.validate(&format!("{at}."))?;
+            if let Some(s) = &d.sink {
+                s.validate().map_err(|e| e.within(&at))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every device type the fleet needs.
+    pub fn device_types(&self) -> Vec<String> {
+        let mut v = vec![self.device.kind.clone()];
+        v.extend(self.devices.iter().filter_map(|d| d.kind.clone()));
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Every sink type the fleet needs.
+    pub fn sink_types(&self) -> Vec<String> {
+        let mut v = vec![self.sink.kind.clone()];
+        v.extend(
+            self.devices
+                .iter()
+                .filter_map(|d| d.sink.as_ref().map(|s| s.kind.clone())),
+        );
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counted_fleet_is_valid() {
+        FleetSpec::counted("f1", 1000).validate().expect("valid");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut s = FleetSpec::counted("bad.name", 1);
+        assert_eq!(s.validate().expect_err("name").field, "name");
+        s.name = "ok".into();
+        s.shard_size = 0;
+        assert_eq!(s.validate().expect_err("shard").field, "shard_size");
+        s.shard_size = 10;
+        s.device.interval = Duration::ZERO;
+        assert_eq!(s.validate().expect_err("interval").field, "device.interval");
+        s.device.interval = Duration::from_secs(1);
+        s.device.jitter = Duration::from_secs(2);
+        assert_eq!(s.validate().expect_err("jitter").field, "device.jitter");
+        s.device.jitter = Duration::ZERO;
+        s.id_template = Some("same".into());
+        assert_eq!(s.validate().expect_err("tpl").field, "id_template");
+        s.id_template = None;
+        s.count = None;
+        assert_eq!(s.validate().expect_err("count").field, "count");
+    }
+
+    #[test]
+    fn listed_devices_must_be_unique_and_safe() {
+        let mut s = FleetSpec::counted("f", 0);
+        s.count = None;
+        let e = |id: &str| DeviceEntry {
+            device_id: id.into(),
+            kind: None,
+            sink: None,
+            interval: None,
+            options: serde_json::Value::Null,
+        };
+        s.devices = vec![e("a"), e("a")];
+        assert_eq!(s.validate().expect_err("dup").field, "devices[1].device_id");
+        s.devices = vec![e("a"), e("b/c")];
+        assert_eq!(
+            s.validate().expect_err("unsafe").field,
+            "devices[1].device_id"
+        );
+    }
+}
