@@ -1,1 +1,18 @@
+//! The Pluribus agent as a library: start one with [`Agent::start`], or register your own
+//! device and sink types in a [`Registry`] first.
+//!
+//! Inside, one control loop ([`control`]) owns the agent's view of NATS and the shards it
+//! holds; each shard runs its devices in one task ([`shard`]); devices ([`device`]) and
+//! sinks ([`sink`]) are traits with one file per implementation.
 
+pub mod agent;
+pub mod cli;
+mod control;
+pub mod device;
+pub mod metrics;
+pub mod registry;
+pub mod shard;
+pub mod sink;
+
+pub use agent::{Agent, AgentConfig, AgentHandle};
+pub use registry::Registry;

@@ -1,0 +1,125 @@
+//! Starting and stopping an agent. [`Agent::start`] gives an [`AgentHandle`]; `main` only
+//! wires signals to [`AgentHandle::shutdown`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use pluribus_common::connect::Connection;
+use pluribus_common::kv::Buckets;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::control::Control;
+use crate::registry::Registry;
+
+/// Default lease TTL: an agent's devices run again elsewhere within about this long after
+/// it dies.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+/// Default heartbeat interval.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// How an agent behaves.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Human-friendly name.
+    pub name: String,
+    /// Labels fleets can require (`placement`).
+    pub labels: BTreeMap<String, String>,
+    /// Most devices this agent runs (None: no limit).
+    pub max_devices: Option<u64>,
+    /// Lease time-to-live. Renewed every third of it; the agent fences itself (stops the
+    /// shard) when it could not renew for 60% of it.
+    pub lease_ttl: Duration,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// How often unheld shards are re-offered and the balance checked.
+    pub reconcile: Duration,
+    /// Release shards above the fair share when an agent with room is around.
+    pub auto_rebalance: bool,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            name: "agent".into(),
+            labels: BTreeMap::new(),
+            max_devices: None,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            heartbeat: DEFAULT_HEARTBEAT,
+            reconcile: Duration::from_secs(2),
+            auto_rebalance: true,
+        }
+    }
+}
+
+impl AgentConfig {
+    /// The time after the last successful renewal at which the agent stops a shard.
+    pub fn fence_after(&self) -> Duration {
+        self.lease_ttl.mul_f64(0.6)
+    }
+}
+
+/// The agent as a value.
+#[derive(Debug)]
+pub struct Agent;
+
+/// A running agent.
+#[derive(Debug)]
+pub struct AgentHandle {
+    /// The agent's id (new per process).
+    pub id: String,
+    token: CancellationToken,
+    tracker: TaskTracker,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Agent {
+    /// Opens the buckets, subscribes and starts the control loop.
+    pub async fn start(
+        cfg: AgentConfig,
+        conn: Connection,
+        registry: Registry,
+    ) -> anyhow::Result<AgentHandle> {
+        let buckets = Buckets::open(&conn.js, &conn.ns).await.map_err(|e| {
+            anyhow::anyhow!(
+                "{e}: check that JetStream is enabled and this user may create KV buckets"
+            )
+        })?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let control = Control::new(
+            id.clone(),
+            cfg,
+            conn,
+            buckets,
+            registry,
+            token.clone(),
+            tracker.clone(),
+        )
+        .await?;
+        let done = tokio::spawn(control.run());
+        Ok(AgentHandle {
+            id,
+            token,
+            tracker,
+            done,
+        })
+    }
+}
+
+impl AgentHandle {
+    /// Stops the agent: devices run on_stop, leases are released so others take over at
+    /// once, "left" is announced and NATS flushed.
+    pub async fn shutdown(self) {
+        self.token.cancel();
+        let _ = self.done.await;
+        self.tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.tracker.wait()).await;
+    }
+
+    /// True once the control loop has ended (after shutdown, or if it failed).
+    pub fn is_finished(&self) -> bool {
+        self.done.is_finished()
+    }
+}

@@ -1,0 +1,133 @@
+//! `pluribus-agent` flags, turned into a validated [`AgentConfig`] before any I/O.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use clap::Parser;
+use pluribus_common::connect::NatsArgs;
+use pluribus_common::names::validate_name;
+
+use crate::agent::{AgentConfig, DEFAULT_HEARTBEAT, DEFAULT_LEASE_TTL};
+
+/// Runs Pluribus virtual devices: claims shards of fleets from NATS and runs them until
+/// told otherwise. Start as many as you like; they share the work.
+#[derive(Debug, Parser)]
+#[command(name = "pluribus-agent", version, about, long_about = None)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Name shown in status (default: host name and process id).
+    #[arg(long, env = "PLURIBUS_AGENT_NAME")]
+    pub name: Option<String>,
+    /// Labels fleets can require with placement, e.g. zone=a,rack=3.
+    #[arg(long, env = "PLURIBUS_AGENT_LABELS", value_parser = parse_labels, default_value = "")]
+    pub labels: BTreeMap<String, String>,
+    /// Most devices this agent runs; it claims no more (default: no limit).
+    #[arg(long, env = "PLURIBUS_MAX_DEVICES")]
+    pub max_devices: Option<u64>,
+    /// Lease time-to-live: a dead agent's devices run elsewhere about this long after it dies.
+    #[arg(long, env = "PLURIBUS_LEASE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub lease_ttl: Duration,
+    /// Heartbeat interval.
+    #[arg(long, env = "PLURIBUS_HEARTBEAT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
+    /// Do not release shards to less loaded agents by itself (`pluribusctl rebalance` still works).
+    #[arg(long, env = "PLURIBUS_NO_AUTO_REBALANCE")]
+    pub no_auto_rebalance: bool,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "PLURIBUS_LOG_JSON")]
+    pub log_json: bool,
+}
+
+fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("'{pair}' is not key=value: write e.g. zone=a,rack=3"))?;
+        validate_name("label key", k).map_err(|e| e.to_string())?;
+        validate_name("label value", v).map_err(|e| e.to_string())?;
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+impl AgentArgs {
+    /// The agent configuration, validated.
+    pub fn config(&self) -> Result<AgentConfig, String> {
+        let name = match &self.name {
+            Some(n) => n.clone(),
+            None => default_name(),
+        };
+        validate_name("--name", &name).map_err(|e| e.to_string())?;
+        if self.lease_ttl < Duration::from_secs(3) {
+            return Err(format!(
+                "--lease-ttl {:?} is too short: use 3s or more (default {:?})",
+                self.lease_ttl, DEFAULT_LEASE_TTL
+            ));
+        }
+        if self.heartbeat < Duration::from_millis(200) || self.heartbeat > Duration::from_secs(30) {
+            return Err(format!(
+                "--heartbeat {:?} is out of range: use 200ms to 30s (default {:?})",
+                self.heartbeat, DEFAULT_HEARTBEAT
+            ));
+        }
+        if self.max_devices == Some(0) {
+            return Err(
+                "--max-devices 0 would take no work: give at least 1, or leave it out for no limit"
+                    .into(),
+            );
+        }
+        Ok(AgentConfig {
+            name,
+            labels: self.labels.clone(),
+            max_devices: self.max_devices,
+            lease_ttl: self.lease_ttl,
+            heartbeat: self.heartbeat,
+            reconcile: Duration::from_secs(2),
+            auto_rebalance: !self.no_auto_rebalance,
+        })
+    }
+}
+
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "agent".into());
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_parse_and_errors_say_how() {
+        let l = parse_labels("zone=a, rack=3").expect("ok");
+        assert_eq!(l.get("zone").map(String::as_str), Some("a"));
+        assert!(parse_labels("zone").expect_err("bad").contains("key=value"));
+        assert!(parse_labels("zo.ne=a").is_err());
+        assert!(parse_labels("").expect("empty").is_empty());
+    }
+
+    #[test]
+    fn config_checks_ranges() {
+        let args = AgentArgs::parse_from(["pluribus-agent", "--lease-ttl", "1s"]);
+        assert!(args.config().expect_err("short").contains("--lease-ttl"));
+        let args = AgentArgs::parse_from(["pluribus-agent", "--max-devices", "0"]);
+        assert!(args.config().expect_err("zero").contains("--max-devices"));
+        let args = AgentArgs::parse_from(["pluribus-agent", "--name", "a1", "--labels", "zone=a"]);
+        let c = args.config().expect("ok");
+        assert_eq!(c.name, "a1");
+    }
+}

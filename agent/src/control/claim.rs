@@ -1,0 +1,272 @@
+//! Taking work: deciding on a shard offer, claiming its lease and starting its runner.
+//!
+//! An agent takes an offered shard while it holds less than its fair share (desired
+//! devices of all fleets ÷ live agents), has room under `--max-devices`, fits the fleet's
+//! placement and knows its types. Otherwise it passes the offer on with one more hop; after
+//! enough hops the first agent that can take it does, fair share or not.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pluribus_common::kv::KvError;
+use pluribus_common::messages::{LeaseRecord, ShardOffer};
+use pluribus_common::record::FleetRecord;
+use pluribus_common::subjects::lease_key;
+use pluribus_common::time::now_ms;
+use pluribus_common::{wire, PROTOCOL_VERSION};
+
+use super::{Control, Held, IO_TIMEOUT};
+use crate::shard;
+
+/// Why this agent passes on an offer.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Refusal {
+    Draining,
+    Unfit(String),
+    Full,
+    AboveFairShare,
+}
+
+impl Control {
+    /// Live agents that take work (this one included unless draining).
+    pub(super) fn live_agents(&self) -> u64 {
+        let now = now_ms();
+        let others = self
+            .agents
+            .values()
+            .filter(|a| a.id != self.id && a.is_alive(now) && !a.draining)
+            .count() as u64;
+        others + u64::from(!self.draining)
+    }
+
+    /// Devices each agent should hold for an even spread.
+    pub(super) fn fair_share(&self) -> u64 {
+        let now = now_ms();
+        let total: u64 = self
+            .fleets
+            .values()
+            .filter(|(r, _)| r.expires_ms().is_none_or(|t| t > now))
+            .map(|(r, _)| r.desired())
+            .sum();
+        total.div_ceil(self.live_agents().max(1))
+    }
+
+    fn max_hops(&self) -> u32 {
+        2 * self.live_agents() as u32 + 2
+    }
+
+    /// Whether this agent could run `record` at all (placement and types).
+    pub(super) fn fits(&self, record: &FleetRecord) -> Result<(), String> {
+        for (k, v) in &record.spec.placement {
+            if self.cfg.labels.get(k) != Some(v) {
+                return Err(format!("lacks label {k}={v}"));
+            }
+        }
+        for t in record.spec.device_types() {
+            if self.registry.device(&t).is_none() {
+                return Err(format!("does not know device type {t}"));
+            }
+        }
+        for t in record.spec.sink_types() {
+            if self.registry.sink(&t).is_none() {
+                return Err(format!("does not know sink type {t}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn has_room(&self, devices: u64) -> bool {
+        self.cfg
+            .max_devices
+            .is_none_or(|m| self.held_devices() + devices <= m)
+    }
+
+    pub(super) fn decide(
+        &self,
+        record: &FleetRecord,
+        devices: u64,
+        hops: u32,
+    ) -> Result<(), Refusal> {
+        if self.draining || self.token.is_cancelled() {
+            return Err(Refusal::Draining);
+        }
+        self.fits(record).map_err(Refusal::Unfit)?;
+        if !self.has_room(devices) {
+            return Err(Refusal::Full);
+        }
+        if hops < self.max_hops() && self.held_devices() >= self.fair_share() {
+            return Err(Refusal::AboveFairShare);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn on_offer(&mut self, msg: async_nats::Message) {
+        let offer: ShardOffer = match wire::decode(&msg.payload) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(subject = %msg.subject, error = %e, "bad shard offer; ignored");
+                return;
+            }
+        };
+        let key = lease_key(&offer.fleet, offer.shard);
+        if self.held.contains_key(&key) {
+            return;
+        }
+        let Some(record) = self.fleet_record(&offer.fleet).await else {
+            return;
+        };
+        let devices = record.shard_desired(offer.shard);
+        if devices == 0 || record.expires_ms().is_some_and(|t| t <= now_ms()) {
+            return;
+        }
+        if self.leases.get(&key).is_some_and(|l| l.agent_id != self.id) {
+            return;
+        }
+        match self.decide(&record, devices, offer.hops) {
+            Ok(()) => self.claim(&key, record, offer.shard).await,
+            Err(why) => {
+                tracing::debug!(lease = %key, ?why, hops = offer.hops, "passing on offer");
+                if offer.hops < 2 * self.max_hops() + 4 {
+                    self.offer(ShardOffer {
+                        hops: offer.hops + 1,
+                        ..offer
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// The record of `fleet`, from the watch or, if the watch has not seen it yet, from KV.
+    async fn fleet_record(&mut self, fleet: &str) -> Option<Arc<FleetRecord>> {
+        if let Some((r, _)) = self.fleets.get(fleet) {
+            return Some(r.clone());
+        }
+        let entry = tokio::time::timeout(IO_TIMEOUT, self.buckets.fleets.entry(fleet))
+            .await
+            .ok()?
+            .ok()??;
+        if entry.operation != async_nats::jetstream::kv::Operation::Put {
+            return None;
+        }
+        let r: FleetRecord = wire::decode(&entry.value).ok()?;
+        let r = Arc::new(r);
+        self.fleets
+            .insert(fleet.to_string(), (r.clone(), entry.revision));
+        Some(r)
+    }
+
+    pub(super) fn lease_value(&self, record: &FleetRecord, shard: u32) -> bytes::Bytes {
+        wire::encode(&LeaseRecord {
+            v: PROTOCOL_VERSION,
+            agent_id: self.id.clone(),
+            agent_name: self.cfg.name.clone(),
+            devices: record.shard_desired(shard),
+            generation: record.generation,
+            since_ms: now_ms(),
+        })
+    }
+
+    /// Claims the lease of a shard and starts it.
+    async fn claim(&mut self, key: &str, record: Arc<FleetRecord>, shard: u32) {
+        let metrics = self.metrics.fleet(record.name());
+        let prepared = match shard::prepare(
+            record.clone(),
+            shard,
+            &self.registry,
+            &self.sink_ctx,
+            metrics,
+        ) {
+            Ok(p) => p,
+            Err(why) => {
+                tracing::warn!(lease = %key, %why, "cannot run this shard; passing it on");
+                self.offer(ShardOffer {
+                    hops: self.max_hops(),
+                    ..ShardOffer::new(record.name(), shard)
+                })
+                .await;
+                return;
+            }
+        };
+        let sent_at = Instant::now();
+        let value = self.lease_value(&record, shard);
+        let created = tokio::time::timeout(
+            IO_TIMEOUT,
+            self.buckets.lease_create(key, value, self.cfg.lease_ttl),
+        )
+        .await;
+        let revision = match created {
+            Ok(Ok(rev)) => rev,
+            Ok(Err(KvError::Exists)) => return,
+            Ok(Err(e)) => {
+                tracing::warn!(lease = %key, error = %e, "could not claim lease");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(lease = %key, "claiming the lease timed out");
+                return;
+            }
+        };
+        let handle = prepared.spawn(self.token.child_token(), &self.tracker);
+        let devices = record.shard_desired(shard);
+        tracing::info!(lease = %key, devices, "claimed shard");
+        self.held.insert(
+            key.to_string(),
+            Held {
+                fleet: record.name().to_string(),
+                shard,
+                revision,
+                last_ok: sent_at,
+                generation: record.generation,
+                devices,
+                renewing: false,
+                handle,
+            },
+        );
+        self.unheld_since.remove(key);
+        self.sync_command_subs().await;
+        self.event(pluribus_common::messages::EventKind::ShardClaimed {
+            fleet: record.name().to_string(),
+            shard,
+            agent_id: self.id.clone(),
+            devices,
+        })
+        .await;
+    }
+
+    /// Restarts a held shard with a replaced spec, keeping the lease.
+    pub(super) async fn restart(&mut self, key: &str, record: Arc<FleetRecord>) {
+        let Some(h) = self.held.remove(key) else {
+            return;
+        };
+        h.handle.stop().await;
+        let metrics = self.metrics.fleet(record.name());
+        match shard::prepare(
+            record.clone(),
+            h.shard,
+            &self.registry,
+            &self.sink_ctx,
+            metrics,
+        ) {
+            Ok(p) => {
+                let handle = p.spawn(self.token.child_token(), &self.tracker);
+                self.held.insert(
+                    key.to_string(),
+                    Held {
+                        generation: record.generation,
+                        devices: record.shard_desired(h.shard),
+                        handle,
+                        ..h
+                    },
+                );
+            }
+            Err(why) => {
+                tracing::warn!(lease = %key, %why, "cannot run the replaced spec; releasing");
+                let _ =
+                    tokio::time::timeout(IO_TIMEOUT, self.buckets.lease_delete(key, h.revision))
+                        .await;
+                self.offer(ShardOffer::new(record.name(), h.shard)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Commands: to the agent (ping, drain, rebalance), and to devices (routed to the shard
+//! runner that holds the device). Every request gets a typed reply, malformed ones too.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use pluribus_common::messages::{AgentAnswer, AgentCommand, AgentOp, ErrorCode, Reply};
+use pluribus_common::wire::{self, WireError};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::{Control, Internal};
+use crate::shard::ShardCtl;
+
+impl Control {
+    async fn reply<T: serde::Serialize>(&self, msg: &async_nats::Message, reply: &Reply<T>) {
+        if let Some(to) = &msg.reply {
+            self.publish(to.to_string(), wire::encode(reply)).await;
+        }
+    }
+
+    pub(super) async fn on_command(&mut self, msg: async_nats::Message) {
+        let cmd: AgentCommand = match wire::decode(&msg.payload) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(subject = %msg.subject, error = %e, "bad agent command");
+                let code = match e {
+                    WireError::Version { .. } => ErrorCode::UnsupportedVersion,
+                    WireError::Malformed { .. } => ErrorCode::BadRequest,
+                };
+                self.reply(&msg, &Reply::<AgentAnswer>::err(code, e.to_string()))
+                    .await;
+                return;
+            }
+        };
+        let released = match cmd.op {
+            AgentOp::Ping => 0,
+            AgentOp::Drain { undo } => {
+                self.draining = !undo;
+                tracing::info!(draining = self.draining, "drain command");
+                if undo {
+                    0
+                } else {
+                    self.release_all("drain").await
+                }
+            }
+            AgentOp::Rebalance => self.rebalance(usize::MAX).await,
+        };
+        let answer = AgentAnswer {
+            heartbeat: self.heartbeat_value(),
+            released,
+        };
+        self.reply(&msg, &Reply::ok(answer)).await;
+        if matches!(cmd.op, AgentOp::Drain { .. }) {
+            self.heartbeat().await;
+        }
+    }
+
+    /// Subscribes to the command subject of every fleet with a shard here, and drops the
+    /// subscriptions of fleets that have none left.
+    pub(super) async fn sync_command_subs(&mut self) {
+        let wanted: std::collections::HashSet<String> =
+            self.held.values().map(|h| h.fleet.clone()).collect();
+        self.cmd_subs.retain(|fleet, token| {
+            let keep = wanted.contains(fleet);
+            if !keep {
+                token.cancel();
+            }
+            keep
+        });
+        for fleet in wanted {
+            if self.cmd_subs.contains_key(&fleet) {
+                continue;
+            }
+            let subject = self.conn.ns.device_cmd_fleet(&fleet);
+            let sub = match tokio::time::timeout(
+                Duration::from_secs(2),
+                self.conn.client.subscribe(subject),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                _ => continue,
+            };
+            let token = CancellationToken::new();
+            let (t, tx) = (token.clone(), self.internal_tx.clone());
+            self.tracker.spawn(async move {
+                let mut sub = sub;
+                loop {
+                    tokio::select! {
+                        _ = t.cancelled() => break,
+                        m = sub.next() => match m {
+                            Some(m) => { let _ = tx.send(Internal::DeviceCommand(m)); }
+                            None => break,
+                        }
+                    }
+                }
+                let _ = sub.unsubscribe().await;
+            });
+            self.cmd_subs.insert(fleet, token);
+        }
+    }
+
+    /// Routes a device command to the runner holding the device; the runner's answer is
+    /// sent back by a task of its own so the loop never waits on a device.
+    pub(super) fn on_device_command(&mut self, msg: async_nats::Message) {
+        // <prefix>.pluribus.v1.device.<fleet>.<device>.cmd
+        let tokens: Vec<&str> = msg.subject.split('.').collect();
+        let (fleet, device) = match tokens.as_slice() {
+            [.., "device", fleet, device, "cmd"] => (fleet.to_string(), device.to_string()),
+            _ => return,
+        };
+        let Some((record, _)) = self.fleets.get(&fleet) else {
+            return;
+        };
+        let Some(index) = record.index_of(&device) else {
+            return;
+        };
+        let shard = (index / u64::from(record.spec.shard_size.max(1))) as u32;
+        let Some(h) = self
+            .held
+            .get(&pluribus_common::subjects::lease_key(&fleet, shard))
+        else {
+            return;
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let payload: Bytes = msg.payload.clone();
+        if h.handle
+            .tx
+            .send(ShardCtl::Command {
+                device_id: device,
+                payload,
+                reply: reply_tx,
+            })
+            .is_err()
+        {
+            return;
+        }
+        let client = self.conn.client.clone();
+        self.tracker.spawn(async move {
+            let Some(to) = msg.reply else { return };
+            let reply: Reply<serde_json::Value> =
+                match tokio::time::timeout(Duration::from_secs(5), reply_rx).await {
+                    Ok(Ok(Ok(Some(body)))) => Reply::ok(
+                        serde_json::from_slice(&body)
+                            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into()),
+                    ),
+                    Ok(Ok(Ok(None))) => Reply::ok(serde_json::Value::Null),
+                    Ok(Ok(Err(e))) => Reply::err(ErrorCode::BadRequest, e),
+                    _ => Reply::err(ErrorCode::Failed, "the device did not answer"),
+                };
+            let _ = client.publish(to, wire::encode(&reply)).await;
+        });
+    }
+}

@@ -1,0 +1,123 @@
+//! Keeping leases: renewing every held lease each third of the TTL (with a revision check,
+//! so a lease someone else took is never overwritten), and fencing: a shard whose lease
+//! could not be renewed for 60% of the TTL is stopped before the lease can expire and
+//! another agent start the same devices.
+
+use std::time::Instant;
+
+use pluribus_common::kv::KvError;
+use pluribus_common::messages::EventKind;
+
+use super::{Control, Internal};
+
+impl Control {
+    /// Starts a renewal of every held lease that has none in flight.
+    pub(super) fn renew_all(&mut self) {
+        let ttl = self.cfg.lease_ttl;
+        let keys: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, h)| !h.renewing)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let Some((record, _)) = self
+                .held
+                .get(&key)
+                .and_then(|h| self.fleets.get(&h.fleet))
+                .cloned()
+            else {
+                continue;
+            };
+            let Some(h) = self.held.get_mut(&key) else {
+                continue;
+            };
+            h.renewing = true;
+            let prev = h.revision;
+            let shard = h.shard;
+            let value = self.lease_value(&record, shard);
+            let buckets = self.buckets.clone();
+            let tx = self.internal_tx.clone();
+            self.tracker.spawn(async move {
+                let sent_at = Instant::now();
+                let result =
+                    match tokio::time::timeout(ttl / 3, buckets.lease_put(&key, value, prev, ttl))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(KvError::Other("renewal timed out".into())),
+                    };
+                let _ = tx.send(Internal::Renewed {
+                    key,
+                    prev,
+                    sent_at,
+                    result,
+                });
+            });
+        }
+    }
+
+    pub(super) async fn on_renewed(
+        &mut self,
+        key: String,
+        prev: u64,
+        sent_at: Instant,
+        result: Result<u64, KvError>,
+    ) {
+        let Some(h) = self.held.get_mut(&key) else {
+            return;
+        };
+        if h.revision != prev {
+            return;
+        }
+        h.renewing = false;
+        match result {
+            Ok(rev) => {
+                h.revision = rev;
+                h.last_ok = sent_at;
+            }
+            Err(KvError::Conflict) => {
+                tracing::warn!(lease = %key, "lease was taken over; stopping the shard here");
+                self.drop_lost(&key).await;
+            }
+            Err(e) => tracing::warn!(lease = %key, error = %e, "lease renewal failed"),
+        }
+    }
+
+    /// Stops every shard whose lease has not been renewed for the fence time.
+    pub(super) async fn fence_stale(&mut self) {
+        let fence = self.cfg.fence_after();
+        let stale: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.last_ok.elapsed() > fence)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in stale {
+            let Some(h) = self.held.remove(&key) else {
+                continue;
+            };
+            tracing::warn!(lease = %key, "could not renew the lease in time; stopping the shard (fenced)");
+            let (fleet, shard) = (h.fleet.clone(), h.shard);
+            // Stopping must not wait on the dead connection: the runner's stop is bounded.
+            let handle = h.handle;
+            self.tracker.spawn(handle.stop());
+            self.event(EventKind::ShardFenced {
+                fleet,
+                shard,
+                agent_id: self.id.clone(),
+            })
+            .await;
+        }
+        self.sync_command_subs().await;
+    }
+
+    /// A lease we held belongs to someone else now (or is gone): stop at once, touch nothing.
+    pub(super) async fn drop_lost(&mut self, key: &str) {
+        if let Some(h) = self.held.remove(key) {
+            h.handle.token.cancel();
+            self.tracker.spawn(h.handle.stop());
+        }
+        self.sync_command_subs().await;
+    }
+}

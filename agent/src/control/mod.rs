@@ -1,0 +1,272 @@
+//! The control loop: one task owns everything the agent knows and holds. KV watchers,
+//! shard offers, agent commands, lease renewals and timers all arrive here as events, so
+//! no state is shared behind locks and every decision sees one consistent view.
+//!
+//! ```text
+//! fleets watch ─┐
+//! leases watch ─┤                   ┌─ shard runner (devices 0..500)
+//! agents watch ─┼─► control loop ───┼─ shard runner (devices 500..1000)
+//! offers (queue)┤    (this module)  └─ renewal tasks, release tasks
+//! commands ─────┘
+//! ```
+
+mod claim;
+mod commands;
+mod lease;
+mod reconcile;
+mod release;
+mod state;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::Subscriber;
+use bytes::Bytes;
+use futures::StreamExt;
+use pluribus_common::connect::Connection;
+use pluribus_common::kv::{Buckets, KvError};
+use pluribus_common::messages::{Event, EventKind, Heartbeat, ShardOffer};
+use pluribus_common::record::FleetRecord;
+use pluribus_common::subjects::AGENT_QUEUE_GROUP;
+use pluribus_common::time::now_ms;
+use pluribus_common::{wire, PROTOCOL_VERSION};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::agent::AgentConfig;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::shard::ShardHandle;
+use crate::sink::SinkContext;
+use watch::{Bucket, WatchEvent};
+
+/// How long one NATS call from the control loop may take before it gives up, so that a
+/// lost connection never stalls fencing.
+const IO_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A shard this agent holds.
+#[derive(Debug)]
+struct Held {
+    fleet: String,
+    shard: u32,
+    revision: u64,
+    last_ok: Instant,
+    generation: u64,
+    devices: u64,
+    renewing: bool,
+    handle: ShardHandle,
+}
+
+/// Somebody's lease, as last seen in the leases bucket.
+#[derive(Debug, Clone)]
+struct LeaseView {
+    agent_id: String,
+    revision: u64,
+}
+
+/// Results of work the control loop spawned.
+#[derive(Debug)]
+enum Internal {
+    Renewed {
+        key: String,
+        prev: u64,
+        sent_at: Instant,
+        result: Result<u64, KvError>,
+    },
+    DeviceCommand(async_nats::Message),
+}
+
+pub(crate) struct Control {
+    id: String,
+    cfg: AgentConfig,
+    conn: Connection,
+    buckets: Buckets,
+    registry: Registry,
+    sink_ctx: SinkContext,
+    metrics: Metrics,
+    fleets: HashMap<String, (Arc<FleetRecord>, u64)>,
+    agents: HashMap<String, Heartbeat>,
+    leases: HashMap<String, LeaseView>,
+    held: HashMap<String, Held>,
+    unheld_since: HashMap<String, Instant>,
+    synced: [bool; 3],
+    draining: bool,
+    last_release: Instant,
+    started: Instant,
+    cmd_subs: HashMap<String, CancellationToken>,
+    token: CancellationToken,
+    tracker: TaskTracker,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    watch_rx: mpsc::Receiver<(Bucket, WatchEvent)>,
+    offers: Subscriber,
+    commands: futures::stream::SelectAll<Subscriber>,
+}
+
+impl Control {
+    pub(crate) async fn new(
+        id: String,
+        cfg: AgentConfig,
+        conn: Connection,
+        buckets: Buckets,
+        registry: Registry,
+        token: CancellationToken,
+        tracker: TaskTracker,
+    ) -> anyhow::Result<Self> {
+        let ns = &conn.ns;
+        let offers = conn
+            .client
+            .queue_subscribe(ns.work(), AGENT_QUEUE_GROUP.into())
+            .await?;
+        let mut commands = futures::stream::SelectAll::new();
+        commands.push(conn.client.subscribe(ns.agent_cmd(&id)).await?);
+        commands.push(conn.client.subscribe(ns.agents_cmd()).await?);
+        let (watch_tx, watch_rx) = mpsc::channel(1024);
+        for (b, store) in [
+            (Bucket::Fleets, buckets.fleets.clone()),
+            (Bucket::Leases, buckets.leases.clone()),
+            (Bucket::Agents, buckets.agents.clone()),
+        ] {
+            watch::spawn(b, store, watch_tx.clone(), token.clone(), &tracker);
+        }
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let now = Instant::now();
+        Ok(Self {
+            sink_ctx: SinkContext {
+                nats: conn.client.clone(),
+            },
+            id,
+            cfg,
+            conn,
+            buckets,
+            registry,
+            metrics: Metrics::default(),
+            fleets: HashMap::new(),
+            agents: HashMap::new(),
+            leases: HashMap::new(),
+            held: HashMap::new(),
+            unheld_since: HashMap::new(),
+            synced: [false; 3],
+            draining: false,
+            last_release: now,
+            started: now,
+            cmd_subs: HashMap::new(),
+            token,
+            tracker,
+            internal_tx,
+            internal_rx,
+            watch_rx,
+            offers,
+            commands,
+        })
+    }
+
+    pub(crate) async fn run(mut self) {
+        tracing::info!(agent = %self.id, name = %self.cfg.name, namespace = %self.conn.ns.name(), "agent started");
+        self.heartbeat().await;
+        self.event(EventKind::AgentJoined {
+            agent_id: self.id.clone(),
+            name: self.cfg.name.clone(),
+        })
+        .await;
+        let mut renew = tokio::time::interval(self.cfg.lease_ttl / 3);
+        let mut fence = tokio::time::interval(Duration::from_millis(250));
+        let mut beat = tokio::time::interval(self.cfg.heartbeat);
+        let mut reconcile = tokio::time::interval(self.cfg.reconcile);
+        for t in [&mut renew, &mut fence, &mut beat, &mut reconcile] {
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        loop {
+            tokio::select! {
+                _ = self.token.cancelled() => break,
+                Some((bucket, ev)) = self.watch_rx.recv() => self.on_watch(bucket, ev).await,
+                Some(msg) = self.offers.next() => self.on_offer(msg).await,
+                Some(msg) = self.commands.next() => self.on_command(msg).await,
+                Some(ev) = self.internal_rx.recv() => match ev {
+                    Internal::Renewed { key, prev, sent_at, result } => self.on_renewed(key, prev, sent_at, result).await,
+                    Internal::DeviceCommand(msg) => self.on_device_command(msg),
+                },
+                _ = renew.tick() => self.renew_all(),
+                _ = fence.tick() => self.fence_stale().await,
+                _ = beat.tick() => self.heartbeat().await,
+                _ = reconcile.tick() => self.reconcile().await,
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// Devices this agent holds.
+    fn held_devices(&self) -> u64 {
+        self.held.values().map(|h| h.devices).sum()
+    }
+
+    /// Publishes without letting a dead connection stall the loop.
+    async fn publish(&self, subject: String, payload: Bytes) {
+        match tokio::time::timeout(
+            IO_TIMEOUT,
+            self.conn.client.publish(subject.clone(), payload),
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(%subject, error = %e, "publish failed"),
+            Err(_) => tracing::debug!(%subject, "publish timed out"),
+        }
+    }
+
+    async fn event(&self, kind: EventKind) {
+        let subject = self.conn.ns.event(kind.token());
+        self.publish(
+            subject,
+            wire::encode(&Event {
+                v: PROTOCOL_VERSION,
+                ts_ms: now_ms(),
+                kind,
+            }),
+        )
+        .await;
+    }
+
+    async fn offer(&self, offer: ShardOffer) {
+        self.publish(self.conn.ns.work(), wire::encode(&offer))
+            .await;
+    }
+
+    /// Builds this agent's heartbeat.
+    fn heartbeat_value(&self) -> Heartbeat {
+        Heartbeat {
+            v: PROTOCOL_VERSION,
+            id: self.id.clone(),
+            name: self.cfg.name.clone(),
+            labels: self.cfg.labels.clone(),
+            version: pluribus_common::VERSION.into(),
+            uptime_s: self.started.elapsed().as_secs(),
+            devices: self.held_devices(),
+            capacity: self.cfg.max_devices,
+            draining: self.draining,
+            device_types: self.registry.device_types(),
+            sink_types: self.registry.sink_types(),
+            fleets: self.metrics.snapshot(),
+            interval_ms: self.cfg.heartbeat.as_millis() as u64,
+            ts_ms: now_ms(),
+        }
+    }
+
+    async fn heartbeat(&mut self) {
+        let hb = self.heartbeat_value();
+        let payload = wire::encode(&hb);
+        self.agents.insert(self.id.clone(), hb);
+        self.publish(self.conn.ns.heartbeat(&self.id), payload.clone())
+            .await;
+        let agents = self.buckets.agents.clone();
+        let id = self.id.clone();
+        self.tracker.spawn(async move {
+            if let Ok(Err(e)) = tokio::time::timeout(IO_TIMEOUT, agents.put(id, payload)).await {
+                tracing::debug!(error = %e, "heartbeat put failed");
+            }
+        });
+    }
+}

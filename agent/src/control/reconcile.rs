@@ -1,0 +1,163 @@
+//! The reconcile pass, every few seconds in every agent. Desired state in KV is the source
+//! of truth; this pass makes the cluster converge on it:
+//! - a fleet whose duration ran out is deleted;
+//! - a shard that stayed unheld for a whole pass is offered again (its lease expired, it
+//!   was refused everywhere, or it was deployed while no agent ran);
+//! - a lease in our name that we do not run (we fenced ourselves while NATS was away) is
+//!   taken back with a revision check, or given up;
+//! - a draining agent hands off what it holds; an agent above its fair share releases one
+//!   shard per pass to an agent with room.
+
+use std::time::Instant;
+
+use pluribus_common::messages::{EventKind, ShardOffer};
+use pluribus_common::subjects::{lease_key, parse_lease_key};
+use pluribus_common::time::now_ms;
+
+use super::{Control, Held, IO_TIMEOUT};
+use crate::shard;
+
+impl Control {
+    pub(super) async fn reconcile(&mut self) {
+        if !self.synced.iter().all(|s| *s) {
+            return;
+        }
+        self.expire_fleets().await;
+        self.offer_unheld().await;
+        self.adopt_orphans().await;
+        if self.draining {
+            self.release_all("drain").await;
+        } else if self.cfg.auto_rebalance && self.last_release.elapsed() > self.cfg.heartbeat * 3 {
+            if self.rebalance(1).await > 0 {
+                self.last_release = Instant::now();
+            }
+        }
+    }
+
+    async fn expire_fleets(&mut self) {
+        let now = now_ms();
+        let expired: Vec<(String, u64)> = self
+            .fleets
+            .iter()
+            .filter(|(_, (r, _))| r.expires_ms().is_some_and(|t| t <= now))
+            .map(|(k, (_, rev))| (k.clone(), *rev))
+            .collect();
+        for (name, rev) in expired {
+            let r = tokio::time::timeout(
+                IO_TIMEOUT,
+                self.buckets.fleets.delete_expect_revision(&name, Some(rev)),
+            )
+            .await;
+            if let Ok(Ok(())) = r {
+                tracing::info!(fleet = %name, "fleet duration elapsed; deleted");
+                self.event(EventKind::FleetDeleted {
+                    fleet: name,
+                    reason: "duration elapsed".into(),
+                })
+                .await;
+            }
+        }
+    }
+
+    async fn offer_unheld(&mut self) {
+        let now = Instant::now();
+        let period = self.cfg.reconcile;
+        let mut offers = Vec::new();
+        let mut still_unheld = std::collections::HashSet::new();
+        for (name, (record, _)) in &self.fleets {
+            for shard in 0..record.shard_count() {
+                if record.shard_desired(shard) == 0 {
+                    continue;
+                }
+                let key = lease_key(name, shard);
+                if self.leases.contains_key(&key) || self.held.contains_key(&key) {
+                    continue;
+                }
+                let since = *self.unheld_since.entry(key.clone()).or_insert(now);
+                if now.duration_since(since) >= period {
+                    offers.push(ShardOffer::new(name, shard));
+                    self.unheld_since.insert(key.clone(), now);
+                }
+                still_unheld.insert(key);
+            }
+        }
+        self.unheld_since.retain(|k, _| still_unheld.contains(k));
+        for o in offers {
+            self.offer(o).await;
+        }
+    }
+
+    async fn adopt_orphans(&mut self) {
+        let orphans: Vec<(String, u64)> = self
+            .leases
+            .iter()
+            .filter(|(k, l)| l.agent_id == self.id && !self.held.contains_key(*k))
+            .map(|(k, l)| (k.clone(), l.revision))
+            .collect();
+        for (key, revision) in orphans {
+            let Some((fleet, shard)) = parse_lease_key(&key) else {
+                continue;
+            };
+            let record = self.fleets.get(fleet).map(|(r, _)| r.clone());
+            let runnable = record.as_ref().is_some_and(|r| {
+                let d = r.shard_desired(shard);
+                d > 0
+                    && !self.draining
+                    && self.fits(r).is_ok()
+                    && self
+                        .cfg
+                        .max_devices
+                        .is_none_or(|m| self.held_devices() + d <= m)
+            });
+            let prepared = match (&record, runnable) {
+                (Some(r), true) => shard::prepare(
+                    r.clone(),
+                    shard,
+                    &self.registry,
+                    &self.sink_ctx,
+                    self.metrics.fleet(fleet),
+                )
+                .ok(),
+                _ => None,
+            };
+            let (Some(record), Some(prepared)) = (record, prepared) else {
+                let _ = tokio::time::timeout(IO_TIMEOUT, self.buckets.lease_delete(&key, revision))
+                    .await;
+                if let Some((f, s)) = parse_lease_key(&key) {
+                    self.offer(ShardOffer::new(f, s)).await;
+                }
+                continue;
+            };
+            let sent_at = Instant::now();
+            let value = self.lease_value(&record, shard);
+            match tokio::time::timeout(
+                IO_TIMEOUT,
+                self.buckets
+                    .lease_put(&key, value, revision, self.cfg.lease_ttl),
+            )
+            .await
+            {
+                Ok(Ok(rev)) => {
+                    tracing::info!(lease = %key, "took back our lease after a NATS outage");
+                    let handle = prepared.spawn(self.token.child_token(), &self.tracker);
+                    let devices = record.shard_desired(shard);
+                    self.held.insert(
+                        key.clone(),
+                        Held {
+                            fleet: fleet.to_string(),
+                            shard,
+                            revision: rev,
+                            last_ok: sent_at,
+                            generation: record.generation,
+                            devices,
+                            renewing: false,
+                            handle,
+                        },
+                    );
+                }
+                other => tracing::debug!(lease = %key, ?other, "could not take back our lease"),
+            }
+        }
+        self.sync_command_subs().await;
+    }
+}

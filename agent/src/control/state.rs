@@ -1,0 +1,171 @@
+//! Keeping the control loop's view of the three buckets current, and reacting to changes
+//! of desired state (scale, replace, delete) for the shards this agent holds.
+
+use std::sync::Arc;
+
+use async_nats::jetstream::kv::{Entry, Operation};
+use pluribus_common::messages::{Heartbeat, LeaseRecord, ShardOffer};
+use pluribus_common::record::FleetRecord;
+use pluribus_common::subjects::parse_lease_key;
+use pluribus_common::wire;
+
+use super::watch::{Bucket, WatchEvent};
+use super::{Control, LeaseView};
+use crate::shard::ShardCtl;
+
+impl Control {
+    pub(super) async fn on_watch(&mut self, bucket: Bucket, ev: WatchEvent) {
+        match ev {
+            WatchEvent::Snapshot(entries) => {
+                match bucket {
+                    Bucket::Fleets => {
+                        let before: Vec<String> = self.fleets.keys().cloned().collect();
+                        self.fleets.clear();
+                        for e in entries {
+                            self.apply_fleet(e, false).await;
+                        }
+                        for name in before {
+                            if !self.fleets.contains_key(&name) {
+                                self.fleet_gone(&name).await;
+                            }
+                        }
+                        // Held shards may have changed while the watch was down.
+                        let names: Vec<String> = self.fleets.keys().cloned().collect();
+                        for name in names {
+                            self.fleet_changed(&name).await;
+                        }
+                    }
+                    Bucket::Leases => {
+                        self.leases.clear();
+                        for e in entries {
+                            self.apply_lease(e).await;
+                        }
+                    }
+                    Bucket::Agents => {
+                        self.agents.retain(|_, _| false);
+                        for e in entries {
+                            self.apply_agent(e);
+                        }
+                    }
+                }
+                self.synced[bucket as usize] = true;
+            }
+            WatchEvent::Update(e) => match bucket {
+                Bucket::Fleets => self.apply_fleet(e, true).await,
+                Bucket::Leases => self.apply_lease(e).await,
+                Bucket::Agents => self.apply_agent(e),
+            },
+        }
+    }
+
+    async fn apply_fleet(&mut self, e: Entry, react: bool) {
+        if e.operation != Operation::Put {
+            self.fleets.remove(&e.key);
+            if react {
+                self.fleet_gone(&e.key).await;
+            }
+            return;
+        }
+        match wire::decode::<FleetRecord>(&e.value) {
+            Ok(r) if r.name() == e.key => {
+                self.fleets.insert(e.key.clone(), (Arc::new(r), e.revision));
+                if react {
+                    self.fleet_changed(&e.key).await;
+                }
+            }
+            Ok(_) => tracing::warn!(key = %e.key, "fleet record names another fleet; ignored"),
+            Err(err) => tracing::warn!(key = %e.key, error = %err, "bad fleet record; ignored"),
+        }
+    }
+
+    /// A fleet was deleted: stop its shards here and give up their leases for good.
+    async fn fleet_gone(&mut self, name: &str) {
+        let keys: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.fleet == name)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.release(&key, false, "fleet deleted").await;
+        }
+    }
+
+    /// A fleet's record changed: resize, restart or drop the shards held here.
+    async fn fleet_changed(&mut self, name: &str) {
+        let Some((record, _)) = self.fleets.get(name).cloned() else {
+            return;
+        };
+        let keys: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.fleet == name)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let Some(h) = self.held.get_mut(&key) else {
+                continue;
+            };
+            let shard = h.shard;
+            if shard >= record.shard_count() || record.shard_desired(shard) == 0 {
+                self.release(&key, false, "fleet scaled down").await;
+            } else if h.generation != record.generation {
+                self.restart(&key, record.clone()).await;
+            } else {
+                h.devices = record.shard_desired(shard);
+                let _ = h.handle.tx.send(ShardCtl::Update(record.clone()));
+            }
+        }
+    }
+
+    async fn apply_lease(&mut self, e: Entry) {
+        if e.operation != Operation::Put {
+            self.leases.remove(&e.key);
+            if self.held.contains_key(&e.key) {
+                tracing::warn!(lease = %e.key, "our lease disappeared; stopping the shard");
+                self.drop_lost(&e.key).await;
+            } else if e.operation == Operation::Purge {
+                // A lease expired: its holder died. Offer the shard at once.
+                if let Some((fleet, shard)) = parse_lease_key(&e.key) {
+                    if self
+                        .fleets
+                        .get(fleet)
+                        .is_some_and(|(r, _)| r.shard_desired(shard) > 0)
+                    {
+                        self.offer(ShardOffer::new(fleet, shard)).await;
+                    }
+                }
+            }
+            return;
+        }
+        match wire::decode::<LeaseRecord>(&e.value) {
+            Ok(l) => {
+                if l.agent_id != self.id && self.held.contains_key(&e.key) {
+                    tracing::warn!(lease = %e.key, holder = %l.agent_name, "another agent holds our shard; stopping it here");
+                    self.drop_lost(&e.key).await;
+                }
+                self.leases.insert(
+                    e.key,
+                    LeaseView {
+                        agent_id: l.agent_id,
+                        revision: e.revision,
+                    },
+                );
+            }
+            Err(err) => tracing::warn!(key = %e.key, error = %err, "bad lease record; ignored"),
+        }
+    }
+
+    fn apply_agent(&mut self, e: Entry) {
+        if e.operation != Operation::Put {
+            self.agents.remove(&e.key);
+            return;
+        }
+        match wire::decode::<Heartbeat>(&e.value) {
+            Ok(hb) => {
+                self.agents.insert(e.key, hb);
+            }
+            Err(err) => tracing::warn!(key = %e.key, error = %err, "bad heartbeat; ignored"),
+        }
+    }
+}

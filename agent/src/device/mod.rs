@@ -1,0 +1,66 @@
+//! Virtual devices: the [`VirtualDevice`] trait (one extension point, one file per
+//! implementation) and the context a device is given.
+//!
+//! A device is state plus callbacks. It owns no task and no timer: the shard runner calls
+//! it when a slot is due, so a million devices cost a million small structs, not a million
+//! tasks.
+
+pub mod generic;
+
+/// Who a device is.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceCtx<'a> {
+    /// Device id.
+    pub device_id: &'a str,
+    /// Fleet name.
+    pub fleet: &'a str,
+    /// Device type name.
+    pub device_type: &'a str,
+    /// Index in the fleet.
+    pub index: u64,
+}
+
+/// One telemetry slot.
+#[derive(Debug, Clone, Copy)]
+pub struct Tick {
+    /// Per-device sequence number: the slot index in the device's schedule.
+    pub seq: u64,
+    /// When the slot was scheduled (Unix ms).
+    pub scheduled_ms: u64,
+    /// Now (Unix ms); `now_ms - scheduled_ms` is the generator's lateness.
+    pub now_ms: u64,
+}
+
+/// What a device does. Every callback writes at most one payload into `out` (cleared by the
+/// caller); a callback that writes nothing sends nothing.
+pub trait VirtualDevice: Send {
+    /// Called once when the device starts (birth message, for example).
+    fn on_start(&mut self, _ctx: &DeviceCtx<'_>, _now_ms: u64, _out: &mut Vec<u8>) {}
+
+    /// Called on every telemetry slot.
+    fn telemetry(&mut self, ctx: &DeviceCtx<'_>, tick: &Tick, out: &mut Vec<u8>);
+
+    /// Called with a command addressed to the device. Returns the reply payload, if any,
+    /// or an error text that is sent back to the caller.
+    fn on_message(
+        &mut self,
+        _ctx: &DeviceCtx<'_>,
+        _payload: &[u8],
+    ) -> Result<Option<Vec<u8>>, String> {
+        Err("this device type takes no commands".into())
+    }
+
+    /// Called once when the device stops (scale-down, delete, shutdown, release).
+    fn on_stop(&mut self, _ctx: &DeviceCtx<'_>, _now_ms: u64, _out: &mut Vec<u8>) {}
+}
+
+/// Makes devices of one type.
+pub trait DeviceFactory: Send + Sync {
+    /// Checks the type's options once per shard, before any device is made.
+    fn check(&self, _options: &serde_json::Value) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// A new device.
+    fn create(&self, ctx: &DeviceCtx<'_>, options: &serde_json::Value) -> Box<dyn VirtualDevice>;
+}

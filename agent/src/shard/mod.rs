@@ -1,0 +1,440 @@
+//! The shard runner: one tokio task runs every device of one shard.
+//!
+//! Devices are slots in a vector and a binary heap orders their next due times. The task
+//! sleeps until the earliest slot, then sends every slot that is due in one batch and
+//! flushes the sinks once. A late slot is sent as soon as the task gets to it, with its
+//! scheduled time in the payload; no slot is skipped while the shard runs.
+
+pub mod schedule;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use pluribus_common::record::FleetRecord;
+use pluribus_common::spec::{SinkSpec, Template};
+use pluribus_common::time::now_ms;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::device::{DeviceCtx, DeviceFactory, Tick, VirtualDevice};
+use crate::metrics::FleetMetrics;
+use crate::registry::Registry;
+use crate::sink::{Sink, SinkContext, SinkDevice};
+use schedule::Schedule;
+
+/// Most slots sent in one batch before the task looks at its control channel again.
+const MAX_BATCH: usize = 4096;
+/// How long stopping a shard (on_stop messages included) may take.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The answer to a device command.
+pub type CommandReply = Result<Option<Vec<u8>>, String>;
+
+/// Messages to a running shard.
+#[derive(Debug)]
+pub enum ShardCtl {
+    /// The fleet record changed (scale, stop of one device): add and remove devices.
+    Update(Arc<FleetRecord>),
+    /// A command for one device.
+    Command {
+        /// Device id.
+        device_id: String,
+        /// Command payload.
+        payload: Bytes,
+        /// Where the answer goes.
+        reply: oneshot::Sender<CommandReply>,
+    },
+}
+
+/// A running shard.
+#[derive(Debug)]
+pub struct ShardHandle {
+    /// Control channel.
+    pub tx: mpsc::UnboundedSender<ShardCtl>,
+    /// Cancels the shard (devices run on_stop).
+    pub token: CancellationToken,
+    /// Ends when the shard has stopped.
+    pub done: tokio::task::JoinHandle<()>,
+}
+
+impl ShardHandle {
+    /// Stops the shard and waits until its devices ran on_stop.
+    pub async fn stop(self) {
+        self.token.cancel();
+        let _ = tokio::time::timeout(STOP_TIMEOUT + Duration::from_secs(1), self.done).await;
+    }
+}
+
+struct Slot {
+    id: Box<str>,
+    dev: Box<dyn VirtualDevice>,
+    sched: Schedule,
+    seq: u64,
+    gen: u32,
+    kind: u16,
+    sink: u16,
+}
+
+/// A shard ready to run: types resolved and sinks made.
+pub struct Prepared {
+    runner: Runner,
+}
+
+struct Runner {
+    fleet: Arc<str>,
+    record: Arc<FleetRecord>,
+    shard: u32,
+    ids: Option<Template>,
+    kinds: Vec<(String, Arc<dyn DeviceFactory>)>,
+    sinks: Vec<(SinkSpec, Box<dyn Sink>)>,
+    slots: Vec<Option<Slot>>,
+    heap: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    gen: u32,
+    running: u64,
+    metrics: Arc<FleetMetrics>,
+    buf: Vec<u8>,
+}
+
+/// Resolves the device and sink types of a shard. Fails, with the reason, when this
+/// agent cannot run it (unknown type, bad options, a sink that cannot be made).
+pub fn prepare(
+    record: Arc<FleetRecord>,
+    shard: u32,
+    registry: &Registry,
+    sink_ctx: &SinkContext,
+    metrics: Arc<FleetMetrics>,
+) -> Result<Prepared, String> {
+    let ids = if record.spec.count.is_some() {
+        Some(record.spec.id_template().map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let mut kinds: Vec<(String, Arc<dyn DeviceFactory>)> = Vec::new();
+    let mut sinks: Vec<(SinkSpec, Box<dyn Sink>)> = Vec::new();
+    for index in record.shard_range(shard) {
+        let d = record.resolve(index, ids.as_ref());
+        if !kinds.iter().any(|(k, _)| k == d.kind) {
+            let f = registry.device(d.kind).ok_or_else(|| {
+                format!(
+                    "unknown device type '{}' (this agent knows {:?})",
+                    d.kind,
+                    registry.device_types()
+                )
+            })?;
+            f.check(d.options)?;
+            kinds.push((d.kind.to_string(), f.clone()));
+        }
+        if !sinks.iter().any(|(s, _)| s == d.sink) {
+            let f = registry.sink(&d.sink.kind).ok_or_else(|| {
+                format!(
+                    "unknown sink type '{}' (this agent knows {:?})",
+                    d.sink.kind,
+                    registry.sink_types()
+                )
+            })?;
+            sinks.push((
+                d.sink.clone(),
+                f.create(d.sink, sink_ctx).map_err(|e| e.to_string())?,
+            ));
+        }
+    }
+    let width = record.shard_range(shard).count();
+    Ok(Prepared {
+        runner: Runner {
+            fleet: Arc::from(record.name()),
+            record,
+            shard,
+            ids,
+            kinds,
+            sinks,
+            slots: (0..width).map(|_| None).collect(),
+            heap: BinaryHeap::new(),
+            gen: 0,
+            running: 0,
+            metrics,
+            buf: Vec::with_capacity(512),
+        },
+    })
+}
+
+impl Prepared {
+    /// Starts the shard's task.
+    pub fn spawn(self, token: CancellationToken, tracker: &TaskTracker) -> ShardHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let t = token.clone();
+        let done = tracker.spawn(async move { self.runner.run(t, rx).await });
+        ShardHandle { tx, token, done }
+    }
+}
+
+impl Runner {
+    fn base(&self) -> u64 {
+        self.record.shard_range(self.shard).start
+    }
+
+    fn desired(&self) -> BTreeSet<u64> {
+        self.record
+            .shard_range(self.shard)
+            .filter(|i| !self.record.stopped.contains(i))
+            .collect()
+    }
+
+    async fn run(mut self, token: CancellationToken, mut rx: mpsc::UnboundedReceiver<ShardCtl>) {
+        let desired = self.desired();
+        for index in desired {
+            self.start_device(index).await;
+        }
+        self.flush().await;
+        loop {
+            let wait = match self.heap.peek() {
+                Some(Reverse((due, _, _))) => Duration::from_millis(due.saturating_sub(now_ms())),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => break,
+                ctl = rx.recv() => match ctl {
+                    Some(ShardCtl::Update(record)) => self.update(record).await,
+                    Some(ShardCtl::Command { device_id, payload, reply }) => {
+                        let _ = reply.send(self.command(&device_id, &payload));
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep(wait) => {
+                    // A sink may block (NATS down): stay cancellable while sending.
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = self.run_due() => {}
+                    }
+                }
+            }
+        }
+        let _ = tokio::time::timeout(STOP_TIMEOUT, self.stop_all()).await;
+        self.metrics.devices.fetch_sub(self.running, Relaxed);
+        self.running = 0;
+    }
+
+    fn slot_of(&self, index: u64) -> Option<usize> {
+        let base = self.base();
+        (index >= base && ((index - base) as usize) < self.slots.len())
+            .then(|| (index - base) as usize)
+    }
+
+    async fn start_device(&mut self, index: u64) {
+        let Some(at) = self.slot_of(index) else {
+            return;
+        };
+        if self.slots[at].is_some() {
+            return;
+        }
+        let d = self.record.resolve(index, self.ids.as_ref());
+        let (Some(kind), Some(sink)) = (
+            self.kinds.iter().position(|(k, _)| k == d.kind),
+            self.sinks.iter().position(|(s, _)| s == d.sink),
+        ) else {
+            tracing::warn!(fleet = %self.fleet, index, "device type or sink changed under a running shard; skipped");
+            return;
+        };
+        let ctx = DeviceCtx {
+            device_id: &d.device_id,
+            fleet: &self.fleet,
+            device_type: d.kind,
+            index,
+        };
+        let mut dev = self.kinds[kind].1.create(&ctx, d.options);
+        let sd = SinkDevice {
+            device_id: &d.device_id,
+            fleet: &self.fleet,
+            index,
+        };
+        let s = &mut self.sinks[sink].1;
+        if let Err(e) = s.open_device(&sd).await {
+            self.metrics.errors.fetch_add(1, Relaxed);
+            tracing::warn!(device = %d.device_id, error = %e, "sink could not open the device");
+        }
+        let now = now_ms();
+        self.buf.clear();
+        dev.on_start(&ctx, now, &mut self.buf);
+        if !self.buf.is_empty() {
+            let _ = s.send(&sd, Bytes::copy_from_slice(&self.buf)).await;
+        }
+        let sched = Schedule::new(
+            &d.device_id,
+            d.epoch_ms,
+            d.interval.as_millis() as u64,
+            self.record.spec.device.jitter.as_millis() as u64,
+        );
+        let seq = sched.first_seq(now);
+        self.gen = self.gen.wrapping_add(1);
+        self.heap
+            .push(Reverse((sched.due_ms(seq), at as u32, self.gen)));
+        self.slots[at] = Some(Slot {
+            id: d.device_id.into_boxed_str(),
+            dev,
+            sched,
+            seq,
+            gen: self.gen,
+            kind: kind as u16,
+            sink: sink as u16,
+        });
+        self.running += 1;
+        self.metrics.devices.fetch_add(1, Relaxed);
+    }
+
+    async fn stop_device(&mut self, at: usize) {
+        let Some(mut slot) = self.slots[at].take() else {
+            return;
+        };
+        let index = self.base() + at as u64;
+        let ctx = DeviceCtx {
+            device_id: &slot.id,
+            fleet: &self.fleet,
+            device_type: &self.kinds[slot.kind as usize].0,
+            index,
+        };
+        self.buf.clear();
+        slot.dev.on_stop(&ctx, now_ms(), &mut self.buf);
+        let sd = SinkDevice {
+            device_id: &slot.id,
+            fleet: &self.fleet,
+            index,
+        };
+        let s = &mut self.sinks[slot.sink as usize].1;
+        if !self.buf.is_empty() {
+            let _ = s.send(&sd, Bytes::copy_from_slice(&self.buf)).await;
+        }
+        s.close_device(&sd).await;
+        self.running -= 1;
+        self.metrics.devices.fetch_sub(1, Relaxed);
+    }
+
+    async fn stop_all(&mut self) {
+        for at in 0..self.slots.len() {
+            self.stop_device(at).await;
+        }
+        self.flush().await;
+    }
+
+    async fn update(&mut self, record: Arc<FleetRecord>) {
+        let old_base = self.base();
+        self.record = record;
+        let range = self.record.shard_range(self.shard);
+        let desired = self.desired();
+        // Stop what is no longer wanted, highest index first, then grow.
+        for at in (0..self.slots.len()).rev() {
+            let index = old_base + at as u64;
+            if self.slots[at].is_some() && !desired.contains(&index) {
+                self.stop_device(at).await;
+            }
+        }
+        let width = (range.end - range.start) as usize;
+        if width > self.slots.len() {
+            self.slots.resize_with(width, || None);
+        }
+        for index in desired {
+            self.start_device(index).await;
+        }
+        self.flush().await;
+    }
+
+    fn command(&mut self, device_id: &str, payload: &[u8]) -> CommandReply {
+        let index = self
+            .record
+            .index_of(device_id)
+            .ok_or_else(|| format!("no device {device_id} in fleet {}", self.fleet))?;
+        let at = self
+            .slot_of(index)
+            .ok_or_else(|| format!("device {device_id} is not in this shard"))?;
+        let fleet = self.fleet.clone();
+        let slot = self.slots[at]
+            .as_mut()
+            .ok_or_else(|| format!("device {device_id} is not running"))?;
+        let ctx = DeviceCtx {
+            device_id: &slot.id,
+            fleet: &fleet,
+            device_type: &self.kinds[slot.kind as usize].0,
+            index,
+        };
+        slot.dev.on_message(&ctx, payload)
+    }
+
+    async fn run_due(&mut self) {
+        let now = now_ms();
+        let (mut sent, mut bytes, mut errors) = (0u64, 0u64, 0u64);
+        let mut n = 0;
+        while let Some(&Reverse((due, at, gen))) = self.heap.peek() {
+            if due > now || n >= MAX_BATCH {
+                break;
+            }
+            self.heap.pop();
+            n += 1;
+            let index = self.record.shard_range(self.shard).start + u64::from(at);
+            let Some(slot) = self.slots.get_mut(at as usize).and_then(|s| s.as_mut()) else {
+                continue;
+            };
+            if slot.gen != gen {
+                continue;
+            }
+            let seq = slot.seq;
+            let ctx = DeviceCtx {
+                device_id: &slot.id,
+                fleet: &self.fleet,
+                device_type: &self.kinds[slot.kind as usize].0,
+                index,
+            };
+            self.buf.clear();
+            slot.dev.telemetry(
+                &ctx,
+                &Tick {
+                    seq,
+                    scheduled_ms: slot.sched.slot_ms(seq),
+                    now_ms: now,
+                },
+                &mut self.buf,
+            );
+            slot.seq += 1;
+            self.heap
+                .push(Reverse((slot.sched.due_ms(slot.seq), at, gen)));
+            if self.buf.is_empty() {
+                continue;
+            }
+            let sd = SinkDevice {
+                device_id: &slot.id,
+                fleet: &self.fleet,
+                index,
+            };
+            match self.sinks[slot.sink as usize]
+                .1
+                .send(&sd, Bytes::copy_from_slice(&self.buf))
+                .await
+            {
+                Ok(()) => {
+                    sent += 1;
+                    bytes += self.buf.len() as u64;
+                }
+                Err(e) => {
+                    errors += 1;
+                    tracing::debug!(device = %slot.id, error = %e, "send failed");
+                }
+            }
+        }
+        self.flush().await;
+        self.metrics.messages.fetch_add(sent, Relaxed);
+        self.metrics.bytes.fetch_add(bytes, Relaxed);
+        self.metrics.errors.fetch_add(errors, Relaxed);
+    }
+
+    async fn flush(&mut self) {
+        for (_, s) in &mut self.sinks {
+            if let Err(e) = s.flush().await {
+                self.metrics.errors.fetch_add(1, Relaxed);
+                tracing::debug!(error = %e, "sink flush failed");
+            }
+        }
+    }
+}

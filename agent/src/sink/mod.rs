@@ -1,0 +1,62 @@
+//! Sinks: where telemetry goes (the seed library called them "aggregators"). One trait,
+//! one file per implementation.
+//!
+//! A shard runner makes one sink per distinct sink spec among its devices, so a sink
+//! may hold per-shard resources (a connection per device, a batch buffer) and is used
+//! from one task only.
+
+pub mod console;
+pub mod nats;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pluribus_common::spec::SinkSpec;
+
+/// A device as a sink sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkDevice<'a> {
+    /// Device id.
+    pub device_id: &'a str,
+    /// Fleet name.
+    pub fleet: &'a str,
+    /// Index in the fleet.
+    pub index: u64,
+}
+
+/// A sink failed to send.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+/// Where telemetry goes.
+#[async_trait]
+pub trait Sink: Send {
+    /// Called when a device starts, before its first message (connect here).
+    async fn open_device(&mut self, _dev: &SinkDevice<'_>) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// Sends one payload of one device.
+    async fn send(&mut self, dev: &SinkDevice<'_>, payload: Bytes) -> Result<(), SinkError>;
+
+    /// Called when a device stops, after its last message.
+    async fn close_device(&mut self, _dev: &SinkDevice<'_>) {}
+
+    /// Called after each batch of sends.
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// What a sink factory may use.
+#[derive(Clone, Debug)]
+pub struct SinkContext {
+    /// The agent's NATS client.
+    pub nats: async_nats::Client,
+}
+
+/// Makes sinks of one type.
+pub trait SinkFactory: Send + Sync {
+    /// A sink for one shard, configured by `spec`.
+    fn create(&self, spec: &SinkSpec, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError>;
+}
