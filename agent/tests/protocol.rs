@@ -21,21 +21,45 @@ fn agent(nats: &NatsServer, ns: &str, name: &str) -> Proc {
 
 fn agent_with(nats: &NatsServer, ns: &str, name: &str, extra: &[&str]) -> Proc {
     let url = nats.url();
-    let mut args = vec!["--nats-url", url.as_str(), "--namespace", ns, "--name", name, "--heartbeat", "500ms"];
+    let mut args = vec![
+        "--nats-url",
+        url.as_str(),
+        "--namespace",
+        ns,
+        "--name",
+        name,
+        "--heartbeat",
+        "500ms",
+    ];
     args.extend_from_slice(extra);
     Proc::spawn(&bin_path("pluribus-agent"), &args, &[("RUST_LOG", "info")])
 }
 
 /// Writes a counted fleet on the nats sink (subject `<ns>-tel.<fleet>.<device>`) and offers its shards.
-async fn deploy(client: &async_nats::Client, buckets: &Buckets, ns: &Namespace, name: &str, count: u64, shard: u32, interval_ms: u64) -> FleetRecord {
+async fn deploy(
+    client: &async_nats::Client,
+    buckets: &Buckets,
+    ns: &Namespace,
+    name: &str,
+    count: u64,
+    shard: u32,
+    interval_ms: u64,
+) -> FleetRecord {
     let mut spec = FleetSpec::counted(name, count);
     spec.shard_size = shard;
     spec.device.interval = Duration::from_millis(interval_ms);
     spec.sink = SinkSpec::nats(Some(&format!("{}-tel.{{fleet}}.{{device_id}}", ns.name())));
     let record = FleetRecord::new(RecordKind::Fleet, spec, now_ms(), Duration::from_secs(1));
-    buckets.fleets.create(name, wire::encode(&record)).await.expect("create");
+    buckets
+        .fleets
+        .create(name, wire::encode(&record))
+        .await
+        .expect("create");
     for shard in 0..record.shard_count() {
-        client.publish(ns.work(), wire::encode(&ShardOffer::new(name, shard))).await.expect("offer");
+        client
+            .publish(ns.work(), wire::encode(&ShardOffer::new(name, shard)))
+            .await
+            .expect("offer");
     }
     record
 }
@@ -47,7 +71,9 @@ async fn collect(sub: &mut async_nats::Subscriber, window: Duration) -> HashMap<
     while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await {
         let v: serde_json::Value = serde_json::from_slice(&msg.payload).expect("json");
         let id = v["device_id"].as_str().expect("id").to_string();
-        seen.entry(id).or_default().push(v["seq"].as_u64().expect("seq"));
+        seen.entry(id)
+            .or_default()
+            .push(v["seq"].as_u64().expect("seq"));
     }
     seen
 }
@@ -55,17 +81,29 @@ async fn collect(sub: &mut async_nats::Subscriber, window: Duration) -> HashMap<
 /// Devices whose seqs in `seen` are not strictly increasing (a device running twice
 /// repeats its seqs).
 fn duplicated(seen: &HashMap<String, Vec<u64>>) -> Vec<String> {
-    seen.iter().filter(|(_, s)| s.windows(2).any(|w| w[1] <= w[0])).map(|(k, _)| k.clone()).collect()
+    seen.iter()
+        .filter(|(_, s)| s.windows(2).any(|w| w[1] <= w[0]))
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
-async fn wait_all_sending(sub: &mut async_nats::Subscriber, count: usize, what: &str, timeout: Duration) {
+async fn wait_all_sending(
+    sub: &mut async_nats::Subscriber,
+    count: usize,
+    what: &str,
+    timeout: Duration,
+) {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let seen = collect(sub, Duration::from_secs(2)).await;
         if seen.len() == count {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: only {} of {count} devices sending", seen.len());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: only {} of {count} devices sending",
+            seen.len()
+        );
     }
 }
 
@@ -85,7 +123,11 @@ async fn agents_claim_offered_shards_and_send_gapless_telemetry() {
     spec.device.interval = Duration::from_millis(200);
     spec.sink = SinkSpec::nats(Some("proto-tel.{fleet}.{device_id}"));
     let record = FleetRecord::new(RecordKind::Fleet, spec, now_ms(), Duration::from_secs(1));
-    buckets.fleets.create("f1", wire::encode(&record)).await.expect("create");
+    buckets
+        .fleets
+        .create("f1", wire::encode(&record))
+        .await
+        .expect("create");
     wait_until("two live agents", Duration::from_secs(15), || {
         let b = buckets.clone();
         async move {
@@ -97,14 +139,20 @@ async fn agents_claim_offered_shards_and_send_gapless_telemetry() {
     })
     .await;
     for shard in 0..record.shard_count() {
-        client.publish(ns.work(), wire::encode(&ShardOffer::new("f1", shard))).await.expect("offer");
+        client
+            .publish(ns.work(), wire::encode(&ShardOffer::new("f1", shard)))
+            .await
+            .expect("offer");
     }
 
     let mut last: HashMap<String, u64> = HashMap::new();
     let mut gaps = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while last.len() < 200 || last.values().any(|&s| s < 5) {
-        let msg = tokio::time::timeout_at(deadline, sub.next()).await.expect("telemetry in time").expect("msg");
+        let msg = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .expect("telemetry in time")
+            .expect("msg");
         let v: serde_json::Value = serde_json::from_slice(&msg.payload).expect("json");
         let id = v["device_id"].as_str().expect("id").to_string();
         let seq = v["seq"].as_u64().expect("seq");
@@ -143,19 +191,38 @@ async fn devices_run_again_after_nats_restarts_short_and_long() {
 
     // Shorter than the fence (3 s): nothing needs to move.
     nats.restart();
-    wait_all_sending(&mut sub, 100, "after a short outage", Duration::from_secs(30)).await;
+    wait_all_sending(
+        &mut sub,
+        100,
+        "after a short outage",
+        Duration::from_secs(30),
+    )
+    .await;
 
     // Longer than the lease TTL: agents fence, leases expire, the work is claimed again.
     nats.stop();
     tokio::time::sleep(Duration::from_secs(8)).await;
     nats.start_again();
-    wait_all_sending(&mut sub, 100, "after a long outage", Duration::from_secs(45)).await;
+    wait_all_sending(
+        &mut sub,
+        100,
+        "after a long outage",
+        Duration::from_secs(45),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let seen = collect(&mut sub, Duration::from_secs(4)).await;
     assert_eq!(seen.len(), 100);
-    assert!(duplicated(&seen).is_empty(), "devices running twice: {:?}", duplicated(&seen));
+    assert!(
+        duplicated(&seen).is_empty(),
+        "devices running twice: {:?}",
+        duplicated(&seen)
+    );
     let logs = a1.stderr() + &a2.stderr();
-    assert!(logs.contains("fenced"), "the long outage made the agents fence themselves:\n{logs}");
+    assert!(
+        logs.contains("fenced"),
+        "the long outage made the agents fence themselves:\n{logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -166,19 +233,40 @@ async fn malformed_messages_are_answered_and_never_crash_an_agent() {
     let client = async_nats::connect(nats.url()).await.expect("connect");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Garbage offers and an offer for a fleet that does not exist.
-    client.publish(ns.work(), "not json".into()).await.expect("pub");
-    client.publish(ns.work(), r#"{"v":9,"fleet":"x","shard":0}"#.into()).await.expect("pub");
-    client.publish(ns.work(), wire::encode(&ShardOffer::new("nope", 3))).await.expect("pub");
+    client
+        .publish(ns.work(), "not json".into())
+        .await
+        .expect("pub");
+    client
+        .publish(ns.work(), r#"{"v":9,"fleet":"x","shard":0}"#.into())
+        .await
+        .expect("pub");
+    client
+        .publish(ns.work(), wire::encode(&ShardOffer::new("nope", 3)))
+        .await
+        .expect("pub");
     // A command that is not JSON, and one from a future version: both answered with an error.
-    let r = client.request(ns.agents_cmd(), "garbage".into()).await.expect("answered");
+    let r = client
+        .request(ns.agents_cmd(), "garbage".into())
+        .await
+        .expect("answered");
     let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("json reply");
     assert_eq!(v["error"]["code"], "bad_request", "{v}");
-    let r = client.request(ns.agents_cmd(), r#"{"v":2,"op":{"type":"ping"}}"#.into()).await.expect("answered");
+    let r = client
+        .request(ns.agents_cmd(), r#"{"v":2,"op":{"type":"ping"}}"#.into())
+        .await
+        .expect("answered");
     let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("json reply");
     assert_eq!(v["error"]["code"], "unsupported_version", "{v}");
-    assert!(v["error"]["message"].as_str().expect("msg").contains("version"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .expect("msg")
+        .contains("version"));
     // Still alive and answering.
-    let r = client.request(ns.agents_cmd(), r#"{"v":1,"op":{"type":"ping"}}"#.into()).await.expect("answered");
+    let r = client
+        .request(ns.agents_cmd(), r#"{"v":1,"op":{"type":"ping"}}"#.into())
+        .await
+        .expect("answered");
     let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("json reply");
     assert_eq!(v["ok"]["heartbeat"]["name"], "a1", "{v}");
     assert!(a1.is_running());

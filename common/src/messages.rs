@@ -182,8 +182,9 @@ pub struct Reply<T> {
     /// Protocol version.
     #[serde(default = "v1")]
     pub v: u32,
-    /// The result, on success.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The result, on success. (No `default` here: on a generic field it would make serde
+    /// require `T: Default`; a missing `Option` field reads as `None` anyway.)
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ok: Option<T>,
     /// The error, on failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]

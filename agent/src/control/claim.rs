@@ -94,7 +94,11 @@ impl Control {
         if !self.has_room(devices) {
             return Err(Refusal::Full);
         }
-        if hops < self.max_hops() && self.held_devices() >= self.fair_share() {
+        // Until the agents watch has delivered its snapshot we cannot know our fair share.
+        if hops < self.max_hops()
+            && (!self.synced[super::watch::Bucket::Agents as usize]
+                || self.held_devices() >= self.fair_share())
+        {
             return Err(Refusal::AboveFairShare);
         }
         Ok(())

@@ -46,7 +46,10 @@ impl Control {
     }
 
     /// Releases up to `max` shards while this agent is above its fair share and another
-    /// live agent has room below it. Returns how many were released.
+    /// live agent has room below it. A shard of `d` devices moves only if this agent stays
+    /// at least `fair - d/2`, the taker ends at most `fair + d/2`, and the gap between the
+    /// two is more than `d` (so a move always narrows it and two agents never swap a shard
+    /// back and forth). Returns how many were released.
     pub(super) async fn rebalance(&mut self, max: usize) -> u32 {
         let fair = self.fair_share();
         let now = now_ms();
@@ -65,7 +68,8 @@ impl Control {
         keys.sort_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
         let mut released = 0u32;
         for (key, devices, fleet) in keys {
-            if released as usize >= max || mine.saturating_sub(devices) < fair {
+            let half = devices / 2;
+            if released as usize >= max || mine.saturating_sub(devices) + half < fair {
                 continue;
             }
             let Some((record, _)) = self.fleets.get(&fleet) else {
@@ -74,7 +78,8 @@ impl Control {
             let placement = record.spec.placement.clone();
             let (types, sinks) = (record.spec.device_types(), record.spec.sink_types());
             let taker = others.iter_mut().find(|(id, n, spare)| {
-                *n + devices <= fair
+                *n + devices <= fair + half
+                    && mine > *n + devices
                     && spare.is_none_or(|s| s >= devices)
                     && self
                         .agents

@@ -6,9 +6,11 @@
 //!  "scheduled_ts":1700000000120,"data":{"temperature":21.4,"battery":99.93}}
 //! ```
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
-use super::{DeviceCtx, DeviceFactory, Tick, VirtualDevice};
+use super::{DeviceCtx, DeviceFactory, DeviceType, Tick, VirtualDevice};
 use crate::shard::schedule::{mix, stable_hash};
 
 /// Options of the generic device.
@@ -29,19 +31,18 @@ fn default_drain() -> f64 {
 pub struct GenericFactory;
 
 impl DeviceFactory for GenericFactory {
-    fn check(&self, options: &serde_json::Value) -> Result<(), String> {
-        parse(options).map(|_| ())
+    fn build(&self, options: &serde_json::Value) -> Result<Arc<dyn DeviceType>, String> {
+        Ok(Arc::new(parse(options)?))
     }
+}
 
-    fn create(&self, ctx: &DeviceCtx<'_>, options: &serde_json::Value) -> Box<dyn VirtualDevice> {
-        let opts = parse(options).unwrap_or(GenericOptions {
-            battery_drain: default_drain(),
-        });
-        let seed = stable_hash(&[ctx.device_id.as_bytes()]);
+impl DeviceType for GenericOptions {
+    fn create(&self, ctx: &DeviceCtx<'_>) -> Box<dyn VirtualDevice> {
+        let seed = stable_hash(&[&ctx.seed.to_le_bytes(), ctx.device_id.as_bytes()]);
         Box::new(Generic {
             temperature: 15.0 + (seed % 1000) as f64 / 100.0,
             rng: seed | 1,
-            drain: opts.battery_drain,
+            drain: self.battery_drain,
         })
     }
 }
@@ -139,8 +140,12 @@ mod tests {
             fleet: "f",
             device_type: "generic",
             index: 0,
+            seed: 0,
         };
-        let mut d = GenericFactory.create(&ctx, &serde_json::Value::Null);
+        let mut d = GenericFactory
+            .build(&serde_json::Value::Null)
+            .expect("type")
+            .create(&ctx);
         let mut out = Vec::new();
         d.telemetry(
             &ctx,
@@ -173,7 +178,7 @@ mod tests {
         assert!((t - 42.5).abs() <= 0.5, "{t}");
         assert!(d.on_message(&ctx, b"nope").is_err());
         assert!(GenericFactory
-            .check(&serde_json::json!({"bogus": 1}))
+            .build(&serde_json::json!({"bogus": 1}))
             .is_err());
     }
 }

@@ -18,6 +18,9 @@ pub struct DeviceCtx<'a> {
     pub device_type: &'a str,
     /// Index in the fleet.
     pub index: u64,
+    /// The fleet's seed (`--seed`); random values should derive from (seed, device id, seq)
+    /// so that a device sends the same values on any agent and a run can be repeated.
+    pub seed: u64,
 }
 
 /// One telemetry slot.
@@ -54,13 +57,21 @@ pub trait VirtualDevice: Send {
     fn on_stop(&mut self, _ctx: &DeviceCtx<'_>, _now_ms: u64, _out: &mut Vec<u8>) {}
 }
 
-/// Makes devices of one type.
-pub trait DeviceFactory: Send + Sync {
-    /// Checks the type's options once per shard, before any device is made.
-    fn check(&self, _options: &serde_json::Value) -> Result<(), String> {
-        Ok(())
+/// A device type with its options parsed: makes devices cheaply, many times.
+pub trait DeviceType: Send + Sync {
+    /// The type name shown in telemetry, when it differs from the registered name (a
+    /// profile's own name, for example).
+    fn name(&self) -> Option<&str> {
+        None
     }
 
     /// A new device.
-    fn create(&self, ctx: &DeviceCtx<'_>, options: &serde_json::Value) -> Box<dyn VirtualDevice>;
+    fn create(&self, ctx: &DeviceCtx<'_>) -> Box<dyn VirtualDevice>;
+}
+
+/// Makes device types from their options: registered by name in the agent's registry.
+pub trait DeviceFactory: Send + Sync {
+    /// Parses and checks the options, once per shard. The error names the option and says
+    /// what to do; the shard is then refused (another agent may know better).
+    fn build(&self, options: &serde_json::Value) -> Result<std::sync::Arc<dyn DeviceType>, String>;
 }

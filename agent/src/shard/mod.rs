@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::device::{DeviceCtx, DeviceFactory, Tick, VirtualDevice};
+use crate::device::{DeviceCtx, DeviceType, Tick, VirtualDevice};
 use crate::metrics::FleetMetrics;
 use crate::registry::Registry;
 use crate::sink::{Sink, SinkContext, SinkDevice};
@@ -70,6 +70,13 @@ impl ShardHandle {
     }
 }
 
+struct Kind {
+    registered: String,
+    options: serde_json::Value,
+    shown: String,
+    ty: Arc<dyn DeviceType>,
+}
+
 struct Slot {
     id: Box<str>,
     dev: Box<dyn VirtualDevice>,
@@ -90,7 +97,8 @@ struct Runner {
     record: Arc<FleetRecord>,
     shard: u32,
     ids: Option<Template>,
-    kinds: Vec<(String, Arc<dyn DeviceFactory>)>,
+    /// Device types in this shard: (registered name, options, name shown, the type).
+    kinds: Vec<Kind>,
     sinks: Vec<(SinkSpec, Box<dyn Sink>)>,
     slots: Vec<Option<Slot>>,
     heap: BinaryHeap<Reverse<(u64, u32, u32)>>,
@@ -98,6 +106,7 @@ struct Runner {
     running: u64,
     metrics: Arc<FleetMetrics>,
     buf: Vec<u8>,
+    seed: u64,
 }
 
 /// Resolves the device and sink types of a shard. Fails, with the reason, when this
@@ -114,11 +123,14 @@ pub fn prepare(
     } else {
         None
     };
-    let mut kinds: Vec<(String, Arc<dyn DeviceFactory>)> = Vec::new();
+    let mut kinds: Vec<Kind> = Vec::new();
     let mut sinks: Vec<(SinkSpec, Box<dyn Sink>)> = Vec::new();
     for index in record.shard_range(shard) {
         let d = record.resolve(index, ids.as_ref());
-        if !kinds.iter().any(|(k, _)| k == d.kind) {
+        if !kinds
+            .iter()
+            .any(|k| k.registered == d.kind && &k.options == d.options)
+        {
             let f = registry.device(d.kind).ok_or_else(|| {
                 format!(
                     "unknown device type '{}' (this agent knows {:?})",
@@ -126,8 +138,14 @@ pub fn prepare(
                     registry.device_types()
                 )
             })?;
-            f.check(d.options)?;
-            kinds.push((d.kind.to_string(), f.clone()));
+            let ty = f.build(d.options)?;
+            let shown = ty.name().unwrap_or(d.kind).to_string();
+            kinds.push(Kind {
+                registered: d.kind.to_string(),
+                options: d.options.clone(),
+                shown,
+                ty,
+            });
         }
         if !sinks.iter().any(|(s, _)| s == d.sink) {
             let f = registry.sink(&d.sink.kind).ok_or_else(|| {
@@ -144,6 +162,7 @@ pub fn prepare(
         }
     }
     let width = record.shard_range(shard).count();
+    let record_seed = record.spec.seed.unwrap_or(0);
     Ok(Prepared {
         runner: Runner {
             fleet: Arc::from(record.name()),
@@ -158,6 +177,7 @@ pub fn prepare(
             running: 0,
             metrics,
             buf: Vec::with_capacity(512),
+            seed: record_seed,
         },
     })
 }
@@ -234,19 +254,23 @@ impl Runner {
         }
         let d = self.record.resolve(index, self.ids.as_ref());
         let (Some(kind), Some(sink)) = (
-            self.kinds.iter().position(|(k, _)| k == d.kind),
+            self.kinds
+                .iter()
+                .position(|k| k.registered == d.kind && &k.options == d.options),
             self.sinks.iter().position(|(s, _)| s == d.sink),
         ) else {
             tracing::warn!(fleet = %self.fleet, index, "device type or sink changed under a running shard; skipped");
             return;
         };
+        let k = &self.kinds[kind];
         let ctx = DeviceCtx {
             device_id: &d.device_id,
             fleet: &self.fleet,
-            device_type: d.kind,
+            device_type: &k.shown,
             index,
+            seed: self.seed,
         };
-        let mut dev = self.kinds[kind].1.create(&ctx, d.options);
+        let mut dev = k.ty.create(&ctx);
         let sd = SinkDevice {
             device_id: &d.device_id,
             fleet: &self.fleet,
@@ -294,8 +318,9 @@ impl Runner {
         let ctx = DeviceCtx {
             device_id: &slot.id,
             fleet: &self.fleet,
-            device_type: &self.kinds[slot.kind as usize].0,
+            device_type: &self.kinds[slot.kind as usize].shown,
             index,
+            seed: self.seed,
         };
         self.buf.clear();
         slot.dev.on_stop(&ctx, now_ms(), &mut self.buf);
@@ -357,8 +382,9 @@ impl Runner {
         let ctx = DeviceCtx {
             device_id: &slot.id,
             fleet: &fleet,
-            device_type: &self.kinds[slot.kind as usize].0,
+            device_type: &self.kinds[slot.kind as usize].shown,
             index,
+            seed: self.seed,
         };
         slot.dev.on_message(&ctx, payload)
     }
@@ -384,8 +410,9 @@ impl Runner {
             let ctx = DeviceCtx {
                 device_id: &slot.id,
                 fleet: &self.fleet,
-                device_type: &self.kinds[slot.kind as usize].0,
+                device_type: &self.kinds[slot.kind as usize].shown,
                 index,
+                seed: self.seed,
             };
             self.buf.clear();
             slot.dev.telemetry(

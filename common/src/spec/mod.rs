@@ -163,6 +163,10 @@ pub struct FleetSpec {
         with = "humantime_serde"
     )]
     pub duration: Option<Duration>,
+    /// Seed for the devices' random values: with a seed, a device sends the same values on
+    /// any agent, and a run can be repeated exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 fn default_shard_size() -> u32 {
@@ -182,6 +186,7 @@ impl FleetSpec {
             shard_size: DEFAULT_SHARD_SIZE,
             placement: BTreeMap::new(),
             duration: None,
+            seed: None,
         }
     }
 
