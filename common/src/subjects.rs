@@ -36,12 +36,6 @@ impl Namespace {
             return Ok(Self::default());
         }
         validate_name("namespace", name)?;
-        if name.contains(':') {
-            return Err(SpecError::new(
-                "namespace",
-                format!("'{name}' contains ':', which KV bucket names do not allow: use letters, digits, '-' and '_'"),
-            ));
-        }
         Ok(Self {
             prefix: Some(name.to_string()),
         })

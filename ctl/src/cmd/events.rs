@@ -1,0 +1,93 @@
+//! `events`: print events as they happen.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _, Result};
+use futures::StreamExt;
+use pluribus_common::messages::{Event, EventKind};
+use pluribus_common::wire::decode;
+
+use super::Global;
+use crate::output::print_json_line;
+
+/// One line for an event.
+fn line(e: &Event) -> String {
+    let when = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(e.ts_ms));
+    let what = match &e.kind {
+        EventKind::FleetCreated { fleet, devices } => format!("fleet={fleet} devices={devices}"),
+        EventKind::FleetScaled { fleet, from, to } => format!("fleet={fleet} from={from} to={to}"),
+        EventKind::FleetDeleted { fleet, reason } => format!("fleet={fleet} reason={reason:?}"),
+        EventKind::ShardClaimed {
+            fleet,
+            shard,
+            agent_id,
+            devices,
+        } => format!("fleet={fleet} shard={shard} agent={agent_id} devices={devices}"),
+        EventKind::ShardReleased {
+            fleet,
+            shard,
+            agent_id,
+            reason,
+        } => format!("fleet={fleet} shard={shard} agent={agent_id} reason={reason:?}"),
+        EventKind::ShardFenced {
+            fleet,
+            shard,
+            agent_id,
+        } => format!("fleet={fleet} shard={shard} agent={agent_id}"),
+        EventKind::AgentJoined { agent_id, name } | EventKind::AgentLeft { agent_id, name } => {
+            format!("agent={agent_id} name={name}")
+        }
+    };
+    format!("{when} {} {what}", e.kind.token())
+}
+
+/// Runs `events`.
+pub async fn run(g: &Global) -> Result<()> {
+    let conn = g.connect().await?;
+    let subject = conn.ns.event_all();
+    let mut sub = conn
+        .client
+        .subscribe(subject.clone())
+        .await
+        .with_context(|| format!("cannot subscribe to {subject}"))?;
+    conn.client.flush().await.context("cannot reach NATS")?;
+    eprintln!("listening for events on {subject} (Ctrl-C to stop)");
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let msg = tokio::select! {
+            _ = &mut ctrl_c => return Ok(()),
+            m = sub.next() => m,
+        };
+        let Some(msg) = msg else {
+            bail!("lost the connection to NATS");
+        };
+        match decode::<Event>(&msg.payload) {
+            Ok(e) if g.json => print_json_line(&e)?,
+            Ok(e) => println!("{}", line(&e)),
+            Err(err) => tracing::warn!("ignoring a message on {}: {err}", msg.subject),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_read_as_one_line() {
+        let e = Event {
+            v: 1,
+            ts_ms: 0,
+            kind: EventKind::FleetScaled {
+                fleet: "f".into(),
+                from: 1,
+                to: 2,
+            },
+        };
+        assert_eq!(
+            line(&e),
+            "1970-01-01T00:00:00.000Z fleet_scaled fleet=f from=1 to=2"
+        );
+    }
+}

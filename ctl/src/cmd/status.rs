@@ -1,0 +1,75 @@
+//! `status`: agents and fleets, with what runs where and why devices are pending.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{no_fleet, Global};
+use crate::output::{agents_table, dash_if_empty, print_json, shares_text, until, Table};
+use crate::state::{AgentRow, FleetStatus, State};
+
+/// Show agents and fleets.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Show only this fleet (or single device).
+    #[arg(value_name = "FLEET")]
+    pub fleet: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Output {
+    agents: Vec<AgentRow>,
+    fleets: Vec<FleetStatus>,
+}
+
+/// Runs `status`.
+pub async fn run(g: &Global, args: Args) -> Result<()> {
+    let ctx = g.open().await?;
+    let st = State::load(&ctx).await?;
+    let records: Vec<_> = match &args.fleet {
+        Some(name) => vec![st.fleets.get(name).ok_or_else(|| no_fleet(name))?],
+        None => st.fleets.values().collect(),
+    };
+    let out = Output {
+        agents: st
+            .agents
+            .iter()
+            .map(|h| AgentRow::new(h, st.now_ms))
+            .collect(),
+        fleets: records.into_iter().map(|r| st.fleet_status(r)).collect(),
+    };
+    if g.json {
+        return print_json(&out);
+    }
+    print!("AGENTS\n{}\nFLEETS\n", agents_table(&out.agents));
+    print!("{}", fleets_table(&out.fleets, st.now_ms));
+    Ok(())
+}
+
+/// The fleets table.
+fn fleets_table(fleets: &[FleetStatus], now_ms: u64) -> String {
+    if fleets.is_empty() {
+        return "no fleets: deploy one with `pluribusctl deploy-fleet NAME --count N`\n".into();
+    }
+    let mut t = Table::new(&[
+        "NAME", "KIND", "DESIRED", "RUNNING", "PENDING", "GEN", "SHARDS", "AGENTS", "EXPIRES",
+        "REASON",
+    ]);
+    for f in fleets {
+        t.row(vec![
+            f.name.clone(),
+            match f.kind {
+                pluribus_common::record::RecordKind::Fleet => "fleet".into(),
+                pluribus_common::record::RecordKind::Device => "device".into(),
+            },
+            f.desired.to_string(),
+            f.running.to_string(),
+            f.pending.to_string(),
+            f.generation.to_string(),
+            format!("{}/{}", f.shards_held, f.shards_total),
+            shares_text(&f.agents),
+            f.expires_ms.map_or("-".into(), |at| until(now_ms, at)),
+            dash_if_empty(f.reason.clone().unwrap_or_default()),
+        ]);
+    }
+    t.render()
+}

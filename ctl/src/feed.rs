@@ -1,0 +1,166 @@
+//! Following the keys of a KV bucket: the latest value of every matching key, then every
+//! change. It is the consumer `kv::Store::watch_with_history` creates (an ordered push
+//! consumer, last value per key), with one thing the library's `Watch` keeps private: whether
+//! the initial values have all arrived, which tells an empty key range from a slow one.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use async_nats::header::NATS_MARKER_REASON;
+use async_nats::jetstream::consumer::{push, DeliverPolicy, ReplayPolicy};
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use futures::StreamExt;
+
+/// How long without a message before the initial values count as delivered anyway (values
+/// can expire between the consumer's creation and their delivery, and then the last one
+/// never arrives).
+const IDLE_CAUGHT_UP: Duration = Duration::from_secs(2);
+
+/// One change of one key.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The key, without the bucket prefix.
+    pub key: String,
+    /// The value (empty for deletes).
+    pub value: Bytes,
+    /// True for a put; false for a delete, purge or expiry.
+    pub live: bool,
+}
+
+/// A follower of the keys matching a filter in one bucket.
+pub struct KvFeed {
+    messages: push::Ordered,
+    prefix: String,
+    caught_up: bool,
+    last_message: Instant,
+}
+
+impl KvFeed {
+    /// Starts following `filter` (a key, or a pattern like `fleet.*` or `>`) in `store`.
+    pub async fn open(
+        client: &async_nats::Client,
+        store: &kv::Store,
+        filter: &str,
+    ) -> Result<Self> {
+        let consumer = store
+            .stream
+            .create_consumer(push::OrderedConfig {
+                deliver_subject: client.new_inbox(),
+                description: Some("pluribusctl kv follower".into()),
+                filter_subject: format!("{}{filter}", store.prefix),
+                replay_policy: ReplayPolicy::Instant,
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot read KV bucket {}", store.name))?;
+        let caught_up = consumer.cached_info().num_pending == 0;
+        let messages = consumer
+            .messages()
+            .await
+            .with_context(|| format!("cannot read KV bucket {}", store.name))?;
+        Ok(Self {
+            messages,
+            prefix: store.prefix.clone(),
+            caught_up,
+            last_message: Instant::now(),
+        })
+    }
+
+    /// True once every key's value at the start has been delivered.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up
+    }
+
+    /// Counts the initial values as delivered after a quiet spell; call it now and then.
+    pub fn check_idle(&mut self) {
+        if !self.caught_up && self.last_message.elapsed() >= IDLE_CAUGHT_UP {
+            tracing::debug!(
+                "kv follower: no message for {IDLE_CAUGHT_UP:?}, taking it as caught up"
+            );
+            self.caught_up = true;
+        }
+    }
+
+    /// The next change; `None` when the feed ended (the connection closed). Cancel-safe.
+    pub async fn next(&mut self) -> Result<Option<Change>> {
+        let Some(message) = self.messages.next().await else {
+            return Ok(None);
+        };
+        let message = message.context("lost the KV watch")?;
+        self.last_message = Instant::now();
+        if let Ok(info) = message.info() {
+            if info.pending == 0 {
+                self.caught_up = true;
+            }
+        }
+        let key = message
+            .subject
+            .as_str()
+            .strip_prefix(&self.prefix)
+            .unwrap_or(message.subject.as_str())
+            .to_string();
+        Ok(Some(Change {
+            key,
+            value: message.payload.clone(),
+            live: is_put(message.headers.as_ref()),
+        }))
+    }
+
+    /// Reads the current value of every matching key, then stops.
+    pub async fn snapshot(
+        client: &async_nats::Client,
+        store: &kv::Store,
+        filter: &str,
+    ) -> Result<BTreeMap<String, Bytes>> {
+        let mut feed = Self::open(client, store, filter).await?;
+        let mut out = BTreeMap::new();
+        while !feed.caught_up() {
+            match tokio::time::timeout(IDLE_CAUGHT_UP, feed.next()).await {
+                Ok(Ok(Some(c))) => {
+                    if c.live {
+                        out.insert(c.key, c.value);
+                    } else {
+                        out.remove(&c.key);
+                    }
+                }
+                Ok(Ok(None)) | Err(_) => break,
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// True when a KV message is a put (not a delete, purge or TTL marker).
+fn is_put(headers: Option<&async_nats::HeaderMap>) -> bool {
+    let Some(h) = headers else {
+        return true;
+    };
+    if let Some(op) = h.get("KV-Operation") {
+        return op.as_str() == "PUT";
+    }
+    h.get(NATS_MARKER_REASON).is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_from_headers() {
+        assert!(is_put(None));
+        let mut h = async_nats::HeaderMap::new();
+        assert!(is_put(Some(&h)));
+        h.insert("KV-Operation", "DEL");
+        assert!(!is_put(Some(&h)));
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("KV-Operation", "PURGE");
+        assert!(!is_put(Some(&h)));
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(NATS_MARKER_REASON, "MaxAge");
+        assert!(!is_put(Some(&h)));
+    }
+}

@@ -1,0 +1,248 @@
+//! What the commands print: aligned tables and JSON on stdout, progress on stderr.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use crate::state::{labels_text, AgentRow, Share};
+
+/// Prints one JSON document on stdout.
+pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).context("cannot encode the JSON output")?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Prints one JSON document on one line of stdout (for streams of documents).
+pub fn print_json_line<T: Serialize>(value: &T) -> Result<()> {
+    let text = serde_json::to_string(value).context("cannot encode the JSON output")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").context("cannot write to stdout")?;
+    out.flush().context("cannot write to stdout")
+}
+
+/// A table with a header row, columns aligned with spaces.
+#[derive(Debug, Clone)]
+pub struct Table {
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column headers.
+    pub fn new(headers: &[&str]) -> Self {
+        Self {
+            rows: vec![headers.iter().map(|h| h.to_string()).collect()],
+        }
+    }
+
+    /// Adds a row.
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// The table as text, one line per row, each ending with a newline.
+    pub fn render(&self) -> String {
+        let cols = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..cols)
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .filter_map(|r| r.get(c))
+                    .map(|s| s.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for row in &self.rows {
+            let mut line = String::new();
+            for (c, cell) in row.iter().enumerate() {
+                if c + 1 == row.len() {
+                    line.push_str(cell);
+                } else {
+                    let pad = widths[c].saturating_sub(cell.chars().count());
+                    line.push_str(cell);
+                    line.push_str(&" ".repeat(pad + 2));
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// The agents table of `status` and `agents`.
+pub fn agents_table(rows: &[AgentRow]) -> String {
+    if rows.is_empty() {
+        return "no agents: start one with `pluribus-agent`\n".into();
+    }
+    let mut t = Table::new(&[
+        "ID", "NAME", "ALIVE", "HB AGE", "DEVICES", "CAPACITY", "DRAINING", "LABELS", "VERSION",
+    ]);
+    for a in rows {
+        t.row(vec![
+            a.id.clone(),
+            a.name.clone(),
+            yes_no(a.alive),
+            format!("{:.1}s", a.heartbeat_age_s),
+            a.devices.to_string(),
+            a.capacity.map_or("-".into(), |c| c.to_string()),
+            yes_no(a.draining),
+            dash_if_empty(labels_text(&a.labels)),
+            a.version.clone(),
+        ]);
+    }
+    t.render()
+}
+
+/// "yes" or "no".
+pub fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
+/// The text, or "-" when empty.
+pub fn dash_if_empty(s: String) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s
+    }
+}
+
+/// `name:600 other:400`.
+pub fn shares_text(shares: &[Share]) -> String {
+    dash_if_empty(
+        shares
+            .iter()
+            .map(|s| format!("{}:{}", s.agent_name, s.devices))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// A time in the future relative to `now_ms`, e.g. `in 9m 12s`, or `overdue`.
+pub fn until(now_ms: u64, at_ms: u64) -> String {
+    if at_ms <= now_ms {
+        return "overdue".into();
+    }
+    let secs = (at_ms - now_ms).div_ceil(1000);
+    format!(
+        "in {}",
+        humantime::format_duration(Duration::from_secs(secs))
+    )
+}
+
+/// A duration for messages, e.g. `1m 30s`.
+pub fn duration(d: Duration) -> String {
+    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+}
+
+/// `1 device`, `2 devices`.
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// A rate with at most one decimal.
+pub fn rate(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.0}")
+    } else {
+        format!("{r:.1}")
+    }
+}
+
+/// Progress lines on stderr: at most one every 500 ms, only when the text changes (or every
+/// 5 s); on a terminal each line replaces the previous one.
+#[derive(Debug)]
+pub struct Progress {
+    tty: bool,
+    last_text: String,
+    last_at: Option<Instant>,
+    open_line: bool,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress {
+    /// A progress reporter on stderr.
+    pub fn new() -> Self {
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            last_text: String::new(),
+            last_at: None,
+            open_line: false,
+        }
+    }
+
+    /// Shows `text` unless shown too recently.
+    pub fn show(&mut self, text: &str) {
+        let due = match self.last_at {
+            None => true,
+            Some(t) => {
+                let age = t.elapsed();
+                (age >= Duration::from_millis(500) && text != self.last_text)
+                    || age >= Duration::from_secs(5)
+            }
+        };
+        if !due {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = if self.tty {
+            write!(err, "\r\x1b[2K{text}")
+        } else {
+            writeln!(err, "{text}")
+        };
+        let _ = err.flush();
+        self.open_line = self.tty;
+        self.last_text = text.to_string();
+        self.last_at = Some(Instant::now());
+    }
+
+    /// Ends the progress line, so that what follows starts on a new line.
+    pub fn finish(&mut self) {
+        if self.open_line {
+            eprintln!();
+            self.open_line = false;
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let mut t = Table::new(&["NAME", "N"]);
+        t.row(vec!["long-name".into(), "1".into()]);
+        t.row(vec!["x".into(), "1000".into()]);
+        assert_eq!(t.render(), "NAME       N\nlong-name  1\nx          1000\n");
+    }
+
+    #[test]
+    fn times_read_well() {
+        assert_eq!(until(1_000, 62_000), "in 1m 1s");
+        assert_eq!(until(5_000, 1_000), "overdue");
+        assert_eq!(duration(Duration::from_secs(60)), "1m");
+        assert_eq!(rate(12.345), "12.3");
+        assert_eq!(rate(1234.4), "1234");
+    }
+}
