@@ -26,8 +26,16 @@ pub enum RecordKind {
 pub struct Epoch {
     /// First device index this epoch applies to.
     pub from_index: u64,
-    /// Unix ms of the device's slot 0 (before its phase offset).
+    /// Unix ms of the device's first slot (before its phase offset).
     pub epoch_ms: u64,
+    /// The `seq` of that first slot: after a `--replace` the schedule starts again, and
+    /// `seq` carries on above every value already sent instead of going back to 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq_base: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// The value under a fleet's key in the fleets bucket.
@@ -65,8 +73,8 @@ pub struct ResolvedDevice<'a> {
     pub options: &'a serde_json::Value,
     /// Where its telemetry goes.
     pub sink: &'a SinkSpec,
-    /// Unix ms of its slot 0.
-    pub epoch_ms: u64,
+    /// When its schedule starts, and the seq of its first slot.
+    pub epoch: Epoch,
 }
 
 impl FleetRecord {
@@ -82,6 +90,7 @@ impl FleetRecord {
             epochs: vec![Epoch {
                 from_index: 0,
                 epoch_ms: now_ms + start_delay.as_millis() as u64,
+                seq_base: 0,
             }],
             stopped: BTreeSet::new(),
         }
@@ -131,13 +140,45 @@ impl FleetRecord {
     }
 
     /// The schedule start of device `index`.
-    pub fn epoch_for(&self, index: u64) -> u64 {
+    pub fn epoch_for(&self, index: u64) -> Epoch {
         self.epochs
             .iter()
             .rev()
             .find(|e| e.from_index <= index)
-            .map(|e| e.epoch_ms)
-            .unwrap_or(self.created_ms)
+            .copied()
+            .unwrap_or(Epoch {
+                from_index: 0,
+                epoch_ms: self.created_ms,
+                seq_base: 0,
+            })
+    }
+
+    /// Starts every device's schedule again `start_delay` from now (a replaced spec may
+    /// have another interval), with `seq` continuing above anything the current spec can
+    /// have sent by then. Call it before changing the spec.
+    pub fn restart_schedule(&mut self, now_ms: u64, start_delay: Duration) {
+        let start = now_ms + start_delay.as_millis() as u64;
+        let shortest = self
+            .spec
+            .devices
+            .iter()
+            .filter_map(|d| d.interval)
+            .chain(std::iter::once(self.spec.device.interval))
+            .min()
+            .unwrap_or(self.spec.device.interval)
+            .as_millis()
+            .max(1) as u64;
+        let reached = self
+            .epochs
+            .iter()
+            .map(|e| e.seq_base + start.saturating_sub(e.epoch_ms) / shortest + 1)
+            .max()
+            .unwrap_or(0);
+        self.epochs = vec![Epoch {
+            from_index: 0,
+            epoch_ms: start,
+            seq_base: reached,
+        }];
     }
 
     /// Grows or shrinks the fleet to `count`. New devices start after `start_delay`.
@@ -149,6 +190,7 @@ impl FleetRecord {
             self.epochs.push(Epoch {
                 from_index: old,
                 epoch_ms: now_ms + start_delay.as_millis() as u64,
+                seq_base: 0,
             });
         }
         self.stopped.retain(|&i| i < count);
@@ -171,7 +213,7 @@ impl FleetRecord {
                     &e.options
                 },
                 sink: e.sink.as_ref().unwrap_or(&spec.sink),
-                epoch_ms: self.epoch_for(index),
+                epoch: self.epoch_for(index),
             },
             _ => ResolvedDevice {
                 index,
@@ -187,7 +229,7 @@ impl FleetRecord {
                 interval: d.interval,
                 options: &d.options,
                 sink: &spec.sink,
-                epoch_ms: self.epoch_for(index),
+                epoch: self.epoch_for(index),
             },
         }
     }
@@ -260,13 +302,23 @@ mod tests {
     #[test]
     fn scaling_keeps_old_epochs_and_dates_new_devices() {
         let mut r = rec(10, 5);
-        assert_eq!(r.epoch_for(9), 3_000);
+        assert_eq!(r.epoch_for(9).epoch_ms, 3_000);
         r.scale(20, 10_000, Duration::from_secs(2));
-        assert_eq!(r.epoch_for(9), 3_000);
-        assert_eq!(r.epoch_for(10), 12_000);
+        assert_eq!(r.epoch_for(9).epoch_ms, 3_000);
+        assert_eq!(r.epoch_for(10).epoch_ms, 12_000);
         r.scale(5, 20_000, Duration::ZERO);
         assert_eq!(r.epochs.len(), 1);
         assert_eq!(r.count(), 5);
+    }
+
+    #[test]
+    fn a_restarted_schedule_continues_seq_above_what_was_sent() {
+        let mut r = rec(10, 5);
+        // Epoch 3_000 at 1 s: by 20_000 + 2 s no device is past seq 19.
+        r.restart_schedule(20_000, Duration::from_secs(2));
+        assert_eq!(r.epochs.len(), 1);
+        assert_eq!(r.epoch_for(0).epoch_ms, 22_000);
+        assert!(r.epoch_for(0).seq_base >= 20, "{:?}", r.epochs);
     }
 
     #[test]

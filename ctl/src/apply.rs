@@ -88,9 +88,9 @@ fn decide(current: &FleetRecord, req: &DeployRequest, now_ms: u64) -> Decision {
         });
     }
     let mut next = current.clone();
-    if req.spec.device_count() != current.count() {
-        next.scale(req.spec.device_count(), now_ms, START_DELAY);
-    }
+    // The new spec may have another interval: start the schedule again, seq carrying on
+    // above what the old schedule can have sent (so this comes before the spec changes).
+    next.restart_schedule(now_ms, START_DELAY);
     next.kind = req.kind;
     next.spec = req.spec.clone();
     next.stopped.clear();
@@ -257,7 +257,7 @@ mod tests {
     }
 
     #[test]
-    fn replace_keeps_creation_and_epochs_and_bumps_the_generation() {
+    fn replace_restarts_the_schedule_with_seq_above_and_bumps_the_generation() {
         let mut cur = FleetRecord::new(
             RecordKind::Fleet,
             FleetSpec::counted("f", 10),
@@ -273,8 +273,10 @@ mod tests {
         assert_eq!(next.generation, 2);
         assert_eq!(next.created_ms, 1_000);
         assert_eq!(next.spec, spec);
-        assert_eq!(next.epoch_for(0), 3_000);
-        assert_eq!(next.epoch_for(10), 52_000);
+        // Every device starts again at 52 s, above seq 49 (1 s slots since 3 s).
+        assert_eq!(next.epoch_for(0).epoch_ms, 52_000);
+        assert_eq!(next.epoch_for(15).epoch_ms, 52_000);
+        assert!(next.epoch_for(0).seq_base >= 49);
         assert!(next.stopped.is_empty());
     }
 }

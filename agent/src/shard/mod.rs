@@ -289,10 +289,11 @@ impl Runner {
         }
         let sched = Schedule::new(
             &d.device_id,
-            d.epoch_ms,
+            d.epoch.epoch_ms,
             d.interval.as_millis() as u64,
             self.record.spec.device.jitter.as_millis() as u64,
-        );
+        )
+        .with_seq_base(d.epoch.seq_base);
         let seq = sched.first_seq(now);
         self.gen = self.gen.wrapping_add(1);
         self.heap

@@ -35,6 +35,8 @@ pub struct Schedule {
     pub jitter_ms: u64,
     /// Per-device salt for the jitter.
     pub salt: u64,
+    /// The seq of slot `start_ms`.
+    pub seq_base: u64,
 }
 
 impl Schedule {
@@ -48,21 +50,27 @@ impl Schedule {
             interval_ms,
             jitter_ms,
             salt,
+            seq_base: 0,
         }
+    }
+
+    /// The same schedule with its first slot numbered `seq_base`.
+    pub fn with_seq_base(self, seq_base: u64) -> Self {
+        Self { seq_base, ..self }
     }
 
     /// The first slot due at or after `now_ms`.
     pub fn first_seq(&self, now_ms: u64) -> u64 {
         if now_ms <= self.start_ms {
-            0
+            self.seq_base
         } else {
-            (now_ms - self.start_ms).div_ceil(self.interval_ms)
+            self.seq_base + (now_ms - self.start_ms).div_ceil(self.interval_ms)
         }
     }
 
     /// When slot `seq` is scheduled (before jitter).
     pub fn slot_ms(&self, seq: u64) -> u64 {
-        self.start_ms + seq * self.interval_ms
+        self.start_ms + seq.saturating_sub(self.seq_base) * self.interval_ms
     }
 
     /// When slot `seq` is due (jitter included).
@@ -89,6 +97,14 @@ mod tests {
         assert_eq!(s.first_seq(s.start_ms + 1), 1);
         assert_eq!(s.first_seq(s.start_ms + 5_000), 5);
         assert_eq!(s.slot_ms(5), s.start_ms + 5_000);
+    }
+
+    #[test]
+    fn a_seq_base_shifts_numbering_not_timing() {
+        let s = Schedule::new("dev-1", 10_000, 1_000, 0).with_seq_base(100);
+        assert_eq!(s.first_seq(0), 100);
+        assert_eq!(s.first_seq(s.start_ms + 3_000), 103);
+        assert_eq!(s.slot_ms(103), s.start_ms + 3_000);
     }
 
     #[test]

@@ -1,0 +1,186 @@
+//! Shared helpers of pluribusctl's end-to-end tests: a real nats-server, real agents and
+//! the real pluribusctl binary, driven the way a user drives them.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use pluribus_testkit::{bin_path, run, NatsServer, Output, Proc};
+
+/// A namespace on a NATS server, with agents.
+pub struct Cluster {
+    pub nats: NatsServer,
+    pub ns: String,
+    pub agents: Vec<Proc>,
+}
+
+impl Cluster {
+    /// A new nats-server and no agents.
+    pub fn new(ns: &str) -> Self {
+        Self {
+            nats: NatsServer::start(),
+            ns: ns.to_string(),
+            agents: Vec::new(),
+        }
+    }
+
+    /// Starts an agent with a fast heartbeat and `extra` flags; returns its index.
+    pub fn agent(&mut self, name: &str, extra: &[&str]) -> usize {
+        let p = spawn_agent(&self.nats, &self.ns, name, extra);
+        self.agents.push(p);
+        self.agents.len() - 1
+    }
+
+    /// Waits until `n` agents are alive in status.
+    pub async fn wait_agents(&self, n: usize) {
+        wait_status(
+            self,
+            &format!("{n} live agents"),
+            Duration::from_secs(15),
+            |s| {
+                s["agents"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().filter(|a| a["alive"] == true).count() == n)
+            },
+        )
+        .await;
+    }
+
+    /// Runs pluribusctl in this namespace (60 s at most).
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        ctl_at(&self.nats.url(), &self.ns, args)
+    }
+
+    /// `status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        self.ctl(&["status", "--json"]).ok().json()
+    }
+
+    /// A client on the server.
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.nats.url())
+            .await
+            .expect("connect to nats")
+    }
+}
+
+pub fn spawn_agent(nats: &NatsServer, ns: &str, name: &str, extra: &[&str]) -> Proc {
+    let url = nats.url();
+    let mut args = vec![
+        "--nats-url",
+        url.as_str(),
+        "--namespace",
+        ns,
+        "--name",
+        name,
+        "--heartbeat",
+        "500ms",
+    ];
+    args.extend_from_slice(extra);
+    Proc::spawn(
+        &bin_path("pluribus-agent"),
+        &args,
+        &[("RUST_LOG", "info,async_nats=warn")],
+    )
+}
+
+pub fn ctl_at(url: &str, ns: &str, args: &[&str]) -> Output {
+    run(
+        &bin_path("pluribusctl"),
+        args,
+        &[("PLURIBUS_NATS_URL", url), ("PLURIBUS_NAMESPACE", ns)],
+        Duration::from_secs(90),
+    )
+}
+
+/// `fleets[]` entry of a status document.
+pub fn fleet<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["fleets"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["name"] == name))
+        .unwrap_or_else(|| panic!("fleet {name} not in status: {status}"))
+}
+
+/// Telemetry seen on a subscription: seqs per device, in arrival order.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub seqs: HashMap<String, Vec<u64>>,
+    pub payloads: Vec<serde_json::Value>,
+}
+
+impl Seen {
+    /// Devices whose seqs do not go up by exactly one.
+    pub fn gaps(&self) -> Vec<(String, Vec<u64>)> {
+        self.seqs
+            .iter()
+            .filter(|(_, s)| s.windows(2).any(|w| w[1] != w[0] + 1))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Devices that sent a seq twice or went backwards (two copies running).
+    pub fn repeats(&self) -> Vec<String> {
+        self.seqs
+            .iter()
+            .filter(|(_, s)| s.windows(2).any(|w| w[1] <= w[0]))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
+/// Collects telemetry for `window`.
+pub async fn collect(sub: &mut async_nats::Subscriber, window: Duration) -> Seen {
+    let mut seen = Seen::default();
+    let deadline = tokio::time::Instant::now() + window;
+    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await {
+        let v: serde_json::Value = serde_json::from_slice(&msg.payload).expect("telemetry is JSON");
+        if let (Some(id), Some(seq)) = (v["device_id"].as_str(), v["seq"].as_u64()) {
+            seen.seqs.entry(id.to_string()).or_default().push(seq);
+        }
+        seen.payloads.push(v);
+    }
+    seen
+}
+
+/// Waits until `count` distinct devices send within a 2 s window; panics at `timeout`.
+pub async fn wait_sending(
+    sub: &mut async_nats::Subscriber,
+    count: usize,
+    what: &str,
+    timeout: Duration,
+) -> Seen {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let seen = collect(sub, Duration::from_secs(2)).await;
+        if seen.seqs.len() == count {
+            return seen;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {} of {count} devices sending after {timeout:?}",
+            seen.seqs.len()
+        );
+    }
+}
+
+/// Polls `status --json` until `check` holds; panics with the last status at `timeout`.
+pub async fn wait_status(
+    c: &Cluster,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let s = c.status();
+        if check(&s) {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; last status: {s:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
