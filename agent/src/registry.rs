@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::device::generic::GenericFactory;
+use crate::device::profile::ProfileFactory;
 use crate::device::DeviceFactory;
 use crate::sink::console::ConsoleFactory;
 use crate::sink::nats::NatsFactory;
@@ -33,10 +34,11 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// The built-in types: device `generic`; sinks `console` and `nats`.
+    /// The built-in types: devices `generic` and `profile`; sinks `console` and `nats`.
     pub fn builtin() -> Self {
         Self::default()
             .with_device("generic", Arc::new(GenericFactory))
+            .with_device("profile", Arc::new(ProfileFactory))
             .with_sink("console", Arc::new(ConsoleFactory))
             .with_sink("nats", Arc::new(NatsFactory))
     }

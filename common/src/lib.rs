@@ -4,6 +4,7 @@
 //! - [`subjects`]: every NATS subject and KV bucket name (habit: one place spells each subject);
 //! - [`messages`]: the typed, versioned messages on the bus;
 //! - [`spec`]: fleet and device specs, with validation that names the field;
+//! - [`profile`]: device profiles, any device described as data (YAML, TOML or JSON);
 //! - [`record`]: the desired state stored in JetStream KV and the shard arithmetic over it;
 //! - [`connect`]: the NATS connection options both binaries take, and the checks run on connect;
 //! - [`kv`]: the buckets, and the compare-and-set-with-TTL write the leases are built on.
@@ -13,6 +14,7 @@ pub mod error;
 pub mod kv;
 pub mod messages;
 pub mod names;
+pub mod profile;
 pub mod record;
 pub mod spec;
 pub mod subjects;

@@ -6,6 +6,9 @@
 //! tasks.
 
 pub mod generic;
+pub mod profile;
+
+use std::time::Duration;
 
 /// Who a device is.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +58,20 @@ pub trait VirtualDevice: Send {
 
     /// Called once when the device stops (scale-down, delete, shutdown, release).
     fn on_stop(&mut self, _ctx: &DeviceCtx<'_>, _now_ms: u64, _out: &mut Vec<u8>) {}
+
+    /// Called after `telemetry`, with the same tick: writes one more payload (an event, for
+    /// example) and returns true if there is one. The runner calls it again, with `out`
+    /// cleared, until it returns false: a tick may send several extra messages.
+    fn extra(&mut self, _ctx: &DeviceCtx<'_>, _tick: &Tick, _out: &mut Vec<u8>) -> bool {
+        false
+    }
+
+    /// The interval this device wants instead of its fleet's: a profile's own interval, or
+    /// one set by a command. The runner consults it when the device is created and after
+    /// every `on_message`, and reschedules the device when it changed.
+    fn interval_override(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// A device type with its options parsed: makes devices cheaply, many times.
@@ -62,6 +79,12 @@ pub trait DeviceType: Send + Sync {
     /// The type name shown in telemetry, when it differs from the registered name (a
     /// profile's own name, for example).
     fn name(&self) -> Option<&str> {
+        None
+    }
+
+    /// The jitter this type wants instead of its fleet's (a profile's own `jitter`). The
+    /// runner uses it when it schedules the type's devices.
+    fn jitter(&self) -> Option<Duration> {
         None
     }
 

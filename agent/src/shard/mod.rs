@@ -287,11 +287,20 @@ impl Runner {
         if !self.buf.is_empty() {
             let _ = s.send(&sd, Bytes::copy_from_slice(&self.buf)).await;
         }
+        // A device type (a profile) may bring its own interval and jitter.
+        let interval = dev
+            .interval_override()
+            .unwrap_or(d.interval)
+            .max(Duration::from_millis(1));
+        let jitter = self.kinds[kind]
+            .ty
+            .jitter()
+            .unwrap_or(self.record.spec.device.jitter);
         let sched = Schedule::new(
             &d.device_id,
             d.epoch.epoch_ms,
-            d.interval.as_millis() as u64,
-            self.record.spec.device.jitter.as_millis() as u64,
+            interval.as_millis() as u64,
+            jitter.min(interval - Duration::from_millis(1)).as_millis() as u64,
         )
         .with_seq_base(d.epoch.seq_base);
         let seq = sched.first_seq(now);
@@ -387,7 +396,27 @@ impl Runner {
             index,
             seed: self.seed,
         };
-        slot.dev.on_message(&ctx, payload)
+        let reply = slot.dev.on_message(&ctx, payload);
+        // A command may change the interval: the schedule continues from the next seq at
+        // the new pace (seq never goes back).
+        if let Some(new) = slot.dev.interval_override() {
+            let new_ms = (new.as_millis() as u64).max(1);
+            if new_ms != slot.sched.interval_ms {
+                let now = now_ms();
+                slot.sched = Schedule {
+                    start_ms: now + new_ms,
+                    interval_ms: new_ms,
+                    jitter_ms: slot.sched.jitter_ms.min(new_ms - 1),
+                    salt: slot.sched.salt,
+                    seq_base: slot.seq,
+                };
+                self.gen = self.gen.wrapping_add(1);
+                slot.gen = self.gen;
+                self.heap
+                    .push(Reverse((slot.sched.due_ms(slot.seq), at as u32, slot.gen)));
+            }
+        }
+        reply
     }
 
     async fn run_due(&mut self) {
@@ -415,40 +444,42 @@ impl Runner {
                 index,
                 seed: self.seed,
             };
+            let tick = Tick {
+                seq,
+                scheduled_ms: slot.sched.slot_ms(seq),
+                now_ms: now,
+            };
             self.buf.clear();
-            slot.dev.telemetry(
-                &ctx,
-                &Tick {
-                    seq,
-                    scheduled_ms: slot.sched.slot_ms(seq),
-                    now_ms: now,
-                },
-                &mut self.buf,
-            );
+            slot.dev.telemetry(&ctx, &tick, &mut self.buf);
             slot.seq += 1;
             self.heap
                 .push(Reverse((slot.sched.due_ms(slot.seq), at, gen)));
-            if self.buf.is_empty() {
-                continue;
-            }
             let sd = SinkDevice {
                 device_id: &slot.id,
                 fleet: &self.fleet,
                 index,
             };
-            match self.sinks[slot.sink as usize]
-                .1
-                .send(&sd, Bytes::copy_from_slice(&self.buf))
-                .await
-            {
-                Ok(()) => {
-                    sent += 1;
-                    bytes += self.buf.len() as u64;
+            let sink = &mut self.sinks[slot.sink as usize].1;
+            // The periodic message, then any extra ones (events) of the same tick.
+            let mut has_payload = !self.buf.is_empty();
+            loop {
+                if has_payload {
+                    match sink.send(&sd, Bytes::copy_from_slice(&self.buf)).await {
+                        Ok(()) => {
+                            sent += 1;
+                            bytes += self.buf.len() as u64;
+                        }
+                        Err(e) => {
+                            errors += 1;
+                            tracing::debug!(device = %slot.id, error = %e, "send failed");
+                        }
+                    }
                 }
-                Err(e) => {
-                    errors += 1;
-                    tracing::debug!(device = %slot.id, error = %e, "send failed");
+                self.buf.clear();
+                if !slot.dev.extra(&ctx, &tick, &mut self.buf) {
+                    break;
                 }
+                has_payload = !self.buf.is_empty();
             }
         }
         self.flush().await;

@@ -30,7 +30,7 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest interval a device may have (a cap of 1000 msg/s per device).
 pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 /// The built-in device types.
-pub const BUILTIN_DEVICES: &[&str] = &["generic"];
+pub const BUILTIN_DEVICES: &[&str] = &["generic", "profile"];
 
 /// How every device of a fleet behaves (unless a listed device overrides it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +98,10 @@ impl DeviceTemplate {
                 f("options"),
                 "must be a map of option names to values",
             ));
+        }
+        if self.kind == "profile" {
+            // Hook (device profiles): a `profile` device's options are the profile document.
+            crate::profile::validate_options(&self.options).map_err(|e| e.within(&f("options")))?;
         }
         Ok(())
     }
@@ -283,7 +287,13 @@ impl FleetSpec {
                 kind: d.kind.clone().unwrap_or_else(|| self.device.kind.clone()),
                 interval: d.interval.unwrap_or(self.device.interval),
                 jitter: self.device.jitter,
-                options: d.options.clone(),
+                // Hook (device profiles): validate the options that run, as `resolve` does.
+                options: if d.options.is_null() {
+                    &self.device.options
+                } else {
+                    &d.options
+                }
+                .clone(),
             };
             template.validate(&format!("{at}."))?;
             if let Some(s) = &d.sink {
