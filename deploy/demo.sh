@@ -49,13 +49,13 @@ if (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
 fi
 
 echo "== starting nats-server on $PLURIBUS_NATS_URL (JetStream store in $DIR/js)"
-nats-server -js -a 127.0.0.1 -p "$PORT" -sd "$DIR/js" -l "$DIR/nats.log" &
+nats-server -js -a 127.0.0.1 -p "$PORT" -sd "$DIR/js" -l "$DIR/nats.log" </dev/null >/dev/null 2>&1 &
 echo $! >"$DIR/nats.pid"
 for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 
 for name in agent-1 agent-2; do
   echo "== starting $name (log: $DIR/$name.log)"
-  "$BIN/pluribus-agent" --name "$name" >"$DIR/$name.out" 2>"$DIR/$name.log" &
+  "$BIN/pluribus-agent" --name "$name" </dev/null >"$DIR/$name.out" 2>"$DIR/$name.log" &
   echo $! >"$DIR/$name.pid"
 done
 

@@ -1,13 +1,15 @@
-//! Per-fleet counters of one agent. Shard runners add to them once per batch; the
-//! heartbeat reads them.
+//! Per-fleet metrics of one agent. Shard runners and sinks add to them (runners once per
+//! batch); the heartbeat reads a snapshot. Histograms are cumulative and shipped whole, so
+//! readers can merge agents exactly.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+use pluribus_common::hist::Hist;
 use pluribus_common::messages::FleetCounters;
 
-/// Counters of one fleet on this agent.
+/// Metrics of one fleet on this agent.
 #[derive(Debug, Default)]
 pub struct FleetMetrics {
     /// Devices running now.
@@ -18,36 +20,102 @@ pub struct FleetMetrics {
     pub bytes: AtomicU64,
     /// Send errors.
     pub errors: AtomicU64,
+    /// Scheduled messages per second, in thousandths (a gauge kept by the runners).
+    pub scheduled_milli_per_s: AtomicU64,
+    /// Devices with a live connection.
+    pub connected: AtomicU64,
+    /// Devices connecting.
+    pub connecting: AtomicU64,
+    /// Connections lost.
+    pub disconnects: AtomicU64,
+    /// Connections made again after a loss.
+    pub reconnects: AtomicU64,
+    /// Failed publishes.
+    pub publish_failed: AtomicU64,
+    /// Commands received.
+    pub commands: AtomicU64,
+    connect_failures: Mutex<BTreeMap<String, u64>>,
+    responses: Mutex<BTreeMap<String, u64>>,
+    tick_lag_us: Mutex<Hist>,
+    ack_latency_us: Mutex<Hist>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl FleetMetrics {
+    /// Counts a failed connection attempt.
+    pub fn connect_failed(&self, reason: &str) {
+        *lock(&self.connect_failures)
+            .entry(reason.to_string())
+            .or_default() += 1;
+    }
+
+    /// Counts a response by class (e.g. "2xx").
+    pub fn response(&self, class: &str) {
+        *lock(&self.responses).entry(class.to_string()).or_default() += 1;
+    }
+
+    /// Adds a batch of tick lateness values.
+    pub fn add_tick_lag(&self, h: &Hist) {
+        lock(&self.tick_lag_us).merge(h);
+    }
+
+    /// Records one acknowledgement latency.
+    pub fn ack_latency(&self, us: u64) {
+        lock(&self.ack_latency_us).record(us);
+    }
+
+    /// Adds a batch of acknowledgement latencies.
+    pub fn add_ack_latency(&self, h: &Hist) {
+        lock(&self.ack_latency_us).merge(h);
+    }
+
     fn snapshot(&self) -> FleetCounters {
+        let hist = |m: &Mutex<Hist>| {
+            let h = lock(m);
+            (h.count() > 0).then(|| h.clone())
+        };
         FleetCounters {
             devices: self.devices.load(Relaxed),
             messages: self.messages.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
             errors: self.errors.load(Relaxed),
+            scheduled_per_s: self.scheduled_milli_per_s.load(Relaxed) as f64 / 1000.0,
+            tick_lag_us: hist(&self.tick_lag_us),
+            connected: self.connected.load(Relaxed),
+            connecting: self.connecting.load(Relaxed),
+            connect_failures: lock(&self.connect_failures).clone(),
+            disconnects: self.disconnects.load(Relaxed),
+            reconnects: self.reconnects.load(Relaxed),
+            publish_failed: self.publish_failed.load(Relaxed),
+            commands: self.commands.load(Relaxed),
+            ack_latency_us: hist(&self.ack_latency_us),
+            responses: lock(&self.responses).clone(),
         }
     }
 }
 
-/// All fleets' counters.
+/// All fleets' metrics.
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {
     fleets: Arc<Mutex<BTreeMap<String, Arc<FleetMetrics>>>>,
 }
 
 impl Metrics {
-    /// The counters of `fleet`, created on first use.
+    /// The metrics of `fleet`, created on first use.
     pub fn fleet(&self, fleet: &str) -> Arc<FleetMetrics> {
-        let mut m = self.fleets.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry(fleet.to_string()).or_default().clone()
+        lock(&self.fleets)
+            .entry(fleet.to_string())
+            .or_default()
+            .clone()
     }
 
-    /// A snapshot for the heartbeat. Fleets with no devices left and no traffic are dropped
-    /// from the map after they have been reported once with zero devices.
+    /// A snapshot for the heartbeat. A fleet no runner uses any more is reported once more
+    /// (with zero devices) and then dropped.
     pub fn snapshot(&self) -> BTreeMap<String, FleetCounters> {
-        let mut m = self.fleets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = lock(&self.fleets);
         let out: BTreeMap<_, _> = m.iter().map(|(k, v)| (k.clone(), v.snapshot())).collect();
         m.retain(|_, v| v.devices.load(Relaxed) > 0 || Arc::strong_count(v) > 1);
         out
@@ -55,7 +123,9 @@ impl Metrics {
 
     /// Devices running on this agent.
     pub fn devices(&self) -> u64 {
-        let m = self.fleets.lock().unwrap_or_else(|p| p.into_inner());
-        m.values().map(|v| v.devices.load(Relaxed)).sum()
+        lock(&self.fleets)
+            .values()
+            .map(|v| v.devices.load(Relaxed))
+            .sum()
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod connect;
 pub mod error;
+pub mod hist;
 pub mod kv;
 pub mod messages;
 pub mod names;

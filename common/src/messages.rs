@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::hist::Hist;
+
 use crate::PROTOCOL_VERSION;
 
 fn v1() -> u32 {
@@ -56,8 +58,9 @@ pub struct LeaseRecord {
     pub since_ms: u64,
 }
 
-/// Counters of one fleet on one agent, since the agent started.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Counters of one fleet on one agent, since the agent started. Counters only grow;
+/// readers take rates from two heartbeats. Histograms are cumulative too, and mergeable.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FleetCounters {
     /// Devices of the fleet running on the agent.
     pub devices: u64,
@@ -67,6 +70,39 @@ pub struct FleetCounters {
     pub bytes: u64,
     /// Send errors.
     pub errors: u64,
+    /// Messages per second the schedule asks of this agent for this fleet (a gauge).
+    #[serde(default)]
+    pub scheduled_per_s: f64,
+    /// Lateness of each telemetry slot (send time minus scheduled time), in µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tick_lag_us: Option<Hist>,
+    /// Devices with a live connection (connection-holding sinks such as MQTT).
+    #[serde(default)]
+    pub connected: u64,
+    /// Devices connecting now.
+    #[serde(default)]
+    pub connecting: u64,
+    /// Failed connection attempts, by reason.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connect_failures: BTreeMap<String, u64>,
+    /// Connections lost after they were up.
+    #[serde(default)]
+    pub disconnects: u64,
+    /// Connections made again after a loss.
+    #[serde(default)]
+    pub reconnects: u64,
+    /// Publishes that failed (not acknowledged, refused, or the connection was down).
+    #[serde(default)]
+    pub publish_failed: u64,
+    /// Commands received by devices.
+    #[serde(default)]
+    pub commands: u64,
+    /// QoS 1/2 acknowledgement (or HTTP response) latency, in µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_latency_us: Option<Hist>,
+    /// Responses by status class (HTTP sink: "2xx", "4xx", ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub responses: BTreeMap<String, u64>,
 }
 
 /// An agent's heartbeat: published on `hb.<id>` and kept in the agents bucket.

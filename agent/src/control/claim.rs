@@ -178,7 +178,7 @@ impl Control {
             record.clone(),
             shard,
             &self.registry,
-            &self.sink_ctx,
+            &self.conn.client,
             metrics,
         ) {
             Ok(p) => p,
@@ -249,7 +249,7 @@ impl Control {
             record.clone(),
             h.shard,
             &self.registry,
-            &self.sink_ctx,
+            &self.conn.client,
             metrics,
         ) {
             Ok(p) => {

@@ -60,6 +60,8 @@ impl Control {
     /// Subscribes to the command subject of every fleet with a shard here, and drops the
     /// subscriptions of fleets that have none left.
     pub(super) async fn sync_command_subs(&mut self) {
+        // Called after every change to the held shards.
+        self.changed = true;
         let wanted: std::collections::HashSet<String> =
             self.held.values().map(|h| h.fleet.clone()).collect();
         self.cmd_subs.retain(|fleet, token| {

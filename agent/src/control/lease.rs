@@ -93,6 +93,9 @@ impl Control {
             .filter(|(_, h)| h.last_ok.elapsed() > fence)
             .map(|(k, _)| k.clone())
             .collect();
+        if stale.is_empty() {
+            return;
+        }
         for key in stale {
             let Some(h) = self.held.remove(&key) else {
                 continue;

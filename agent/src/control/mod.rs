@@ -40,7 +40,6 @@ use crate::agent::AgentConfig;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::shard::ShardHandle;
-use crate::sink::SinkContext;
 use watch::{Bucket, WatchEvent};
 
 /// How long one NATS call from the control loop may take before it gives up, so that a
@@ -85,7 +84,6 @@ pub(crate) struct Control {
     conn: Connection,
     buckets: Buckets,
     registry: Registry,
-    sink_ctx: SinkContext,
     metrics: Metrics,
     fleets: HashMap<String, (Arc<FleetRecord>, u64)>,
     agents: HashMap<String, Heartbeat>,
@@ -94,6 +92,9 @@ pub(crate) struct Control {
     unheld_since: HashMap<String, Instant>,
     synced: [bool; 3],
     draining: bool,
+    /// Held shards changed since the last heartbeat: send one soon, so status and watch
+    /// see claims and releases within a quarter second rather than a heartbeat interval.
+    changed: bool,
     last_release: Instant,
     started: Instant,
     cmd_subs: HashMap<String, CancellationToken>,
@@ -135,9 +136,6 @@ impl Control {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
         Ok(Self {
-            sink_ctx: SinkContext {
-                nats: conn.client.clone(),
-            },
             id,
             cfg,
             conn,
@@ -151,6 +149,7 @@ impl Control {
             unheld_since: HashMap::new(),
             synced: [false; 3],
             draining: false,
+            changed: false,
             last_release: now,
             started: now,
             cmd_subs: HashMap::new(),
@@ -190,7 +189,12 @@ impl Control {
                     Internal::DeviceCommand(msg) => self.on_device_command(msg),
                 },
                 _ = renew.tick() => self.renew_all(),
-                _ = fence.tick() => self.fence_stale().await,
+                _ = fence.tick() => {
+                    self.fence_stale().await;
+                    if self.changed {
+                        self.heartbeat().await;
+                    }
+                }
                 _ = beat.tick() => self.heartbeat().await,
                 _ = reconcile.tick() => self.reconcile().await,
             }
@@ -244,7 +248,8 @@ impl Control {
             labels: self.cfg.labels.clone(),
             version: pluribus_common::VERSION.into(),
             uptime_s: self.started.elapsed().as_secs(),
-            devices: self.held_devices(),
+            // Devices actually started by the shard runners (not just leased).
+            devices: self.metrics.devices(),
             capacity: self.cfg.max_devices,
             draining: self.draining,
             device_types: self.registry.device_types(),
@@ -256,6 +261,7 @@ impl Control {
     }
 
     async fn heartbeat(&mut self) {
+        self.changed = false;
         let hb = self.heartbeat_value();
         let payload = wire::encode(&hb);
         self.agents.insert(self.id.clone(), hb);

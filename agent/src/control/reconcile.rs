@@ -94,6 +94,9 @@ impl Control {
             .filter(|(k, l)| l.agent_id == self.id && !self.held.contains_key(*k))
             .map(|(k, l)| (k.clone(), l.revision))
             .collect();
+        if orphans.is_empty() {
+            return;
+        }
         for (key, revision) in orphans {
             let Some((fleet, shard)) = parse_lease_key(&key) else {
                 continue;
@@ -114,7 +117,7 @@ impl Control {
                     r.clone(),
                     shard,
                     &self.registry,
-                    &self.sink_ctx,
+                    &self.conn.client,
                     self.metrics.fleet(fleet),
                 )
                 .ok(),

@@ -24,13 +24,27 @@ use tokio_util::task::TaskTracker;
 use crate::device::{DeviceCtx, DeviceType, Tick, VirtualDevice};
 use crate::metrics::FleetMetrics;
 use crate::registry::Registry;
-use crate::sink::{Sink, SinkContext, SinkDevice};
+use crate::sink::{Inbound, Sink, SinkContext, SinkDevice};
+use pluribus_common::hist::Hist;
 use schedule::Schedule;
 
 /// Most slots sent in one batch before the task looks at its control channel again.
 const MAX_BATCH: usize = 4096;
 /// How long stopping a shard (on_stop messages included) may take.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Thousandths of a message per second for one device at `interval_ms`.
+fn milli_rate(interval_ms: u64) -> u64 {
+    1_000_000 / interval_ms.max(1)
+}
+
+/// Microseconds since the Unix epoch.
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
 
 /// The answer to a device command.
 pub type CommandReply = Result<Option<Vec<u8>>, String>;
@@ -107,6 +121,9 @@ struct Runner {
     metrics: Arc<FleetMetrics>,
     buf: Vec<u8>,
     seed: u64,
+    inbound: mpsc::UnboundedReceiver<Inbound>,
+    /// Lateness of the slots sent since the last merge into `metrics`.
+    lag: Hist,
 }
 
 /// Resolves the device and sink types of a shard. Fails, with the reason, when this
@@ -115,9 +132,15 @@ pub fn prepare(
     record: Arc<FleetRecord>,
     shard: u32,
     registry: &Registry,
-    sink_ctx: &SinkContext,
+    nats: &async_nats::Client,
     metrics: Arc<FleetMetrics>,
 ) -> Result<Prepared, String> {
+    let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
+    let sink_ctx = &SinkContext {
+        nats: nats.clone(),
+        metrics: metrics.clone(),
+        inbound: inbound_tx,
+    };
     let ids = if record.spec.count.is_some() {
         Some(record.spec.id_template().map_err(|e| e.to_string())?)
     } else {
@@ -178,6 +201,8 @@ pub fn prepare(
             metrics,
             buf: Vec::with_capacity(512),
             seed: record_seed,
+            inbound: inbound_rx,
+            lag: Hist::new(),
         },
     })
 }
@@ -225,6 +250,7 @@ impl Runner {
                     }
                     None => break,
                 },
+                Some(msg) = self.inbound.recv() => self.inbound_command(msg).await,
                 _ = tokio::time::sleep(wait) => {
                     // A sink may block (NATS down): stay cancellable while sending.
                     tokio::select! {
@@ -317,6 +343,8 @@ impl Runner {
             sink: sink as u16,
         });
         self.running += 1;
+        let rate = milli_rate(sched.interval_ms);
+        self.metrics.scheduled_milli_per_s.fetch_add(rate, Relaxed);
         self.metrics.devices.fetch_add(1, Relaxed);
     }
 
@@ -345,6 +373,8 @@ impl Runner {
         }
         s.close_device(&sd).await;
         self.running -= 1;
+        let rate = milli_rate(slot.sched.interval_ms);
+        self.metrics.scheduled_milli_per_s.fetch_sub(rate, Relaxed);
         self.metrics.devices.fetch_sub(1, Relaxed);
     }
 
@@ -382,13 +412,43 @@ impl Runner {
             .record
             .index_of(device_id)
             .ok_or_else(|| format!("no device {device_id} in fleet {}", self.fleet))?;
+        self.command_at(index, payload)
+    }
+
+    /// A command that came in through the device's sink; the reply goes back the same way.
+    async fn inbound_command(&mut self, msg: Inbound) {
+        let reply = self.command_at(msg.index, &msg.payload);
+        let body = match reply {
+            Ok(Some(body)) => body,
+            Ok(None) => return,
+            Err(e) => serde_json::to_vec(&serde_json::json!({ "error": e })).unwrap_or_default(),
+        };
+        let Some((id, sink)) = self
+            .slot_of(msg.index)
+            .and_then(|at| self.slots[at].as_ref())
+            .map(|s| (s.id.clone(), s.sink as usize))
+        else {
+            return;
+        };
+        let sd = SinkDevice {
+            device_id: &id,
+            fleet: &self.fleet,
+            index: msg.index,
+        };
+        if let Err(e) = self.sinks[sink].1.reply(&sd, Bytes::from(body)).await {
+            tracing::debug!(device = %id, error = %e, "reply failed");
+        }
+    }
+
+    fn command_at(&mut self, index: u64, payload: &[u8]) -> CommandReply {
+        self.metrics.commands.fetch_add(1, Relaxed);
         let at = self
             .slot_of(index)
-            .ok_or_else(|| format!("device {device_id} is not in this shard"))?;
+            .ok_or_else(|| format!("device {index} is not in this shard"))?;
         let fleet = self.fleet.clone();
         let slot = self.slots[at]
             .as_mut()
-            .ok_or_else(|| format!("device {device_id} is not running"))?;
+            .ok_or_else(|| format!("device {index} is not running"))?;
         let ctx = DeviceCtx {
             device_id: &slot.id,
             fleet: &fleet,
@@ -403,6 +463,13 @@ impl Runner {
             let new_ms = (new.as_millis() as u64).max(1);
             if new_ms != slot.sched.interval_ms {
                 let now = now_ms();
+                let (old_rate, new_rate) = (milli_rate(slot.sched.interval_ms), milli_rate(new_ms));
+                self.metrics
+                    .scheduled_milli_per_s
+                    .fetch_add(new_rate, Relaxed);
+                self.metrics
+                    .scheduled_milli_per_s
+                    .fetch_sub(old_rate, Relaxed);
                 slot.sched = Schedule {
                     start_ms: now + new_ms,
                     interval_ms: new_ms,
@@ -420,7 +487,8 @@ impl Runner {
     }
 
     async fn run_due(&mut self) {
-        let now = now_ms();
+        let now_us = now_us();
+        let now = now_us / 1000;
         let (mut sent, mut bytes, mut errors) = (0u64, 0u64, 0u64);
         let mut n = 0;
         while let Some(&Reverse((due, at, gen))) = self.heap.peek() {
@@ -444,6 +512,7 @@ impl Runner {
                 index,
                 seed: self.seed,
             };
+            self.lag.record(now_us.saturating_sub(due * 1000));
             let tick = Tick {
                 seq,
                 scheduled_ms: slot.sched.slot_ms(seq),
@@ -486,6 +555,10 @@ impl Runner {
         self.metrics.messages.fetch_add(sent, Relaxed);
         self.metrics.bytes.fetch_add(bytes, Relaxed);
         self.metrics.errors.fetch_add(errors, Relaxed);
+        if self.lag.count() > 0 {
+            self.metrics.add_tick_lag(&self.lag);
+            self.lag.clear();
+        }
     }
 
     async fn flush(&mut self) {

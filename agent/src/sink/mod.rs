@@ -42,17 +42,36 @@ pub trait Sink: Send {
     /// Called when a device stops, after its last message.
     async fn close_device(&mut self, _dev: &SinkDevice<'_>) {}
 
+    /// Sends a device's reply to a command that came in through this sink.
+    async fn reply(&mut self, _dev: &SinkDevice<'_>, _payload: Bytes) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     /// Called after each batch of sends.
     async fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
 }
 
-/// What a sink factory may use.
+/// A message that arrived for a device through its sink (an MQTT command, say).
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// The device's index in its fleet.
+    pub index: u64,
+    /// The message.
+    pub payload: Bytes,
+}
+
+/// What a sink factory may use; one per shard.
 #[derive(Clone, Debug)]
 pub struct SinkContext {
     /// The agent's NATS client.
     pub nats: async_nats::Client,
+    /// The fleet's metrics on this agent (connections, failures, latencies).
+    pub metrics: std::sync::Arc<crate::metrics::FleetMetrics>,
+    /// Where to deliver messages addressed to the shard's devices; the runner calls the
+    /// device's `on_message` and sends any reply through [`Sink::reply`].
+    pub inbound: tokio::sync::mpsc::UnboundedSender<Inbound>,
 }
 
 /// Makes sinks of one type.

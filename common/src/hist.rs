@@ -1,0 +1,143 @@
+//! Mergeable latency histograms (HDR). Agents ship histograms, never percentiles, so that
+//! `pluribusctl` can merge many agents' data and compute exact cluster-wide percentiles.
+//! On the wire a histogram is a base64 string of HDR's compressed V2 format.
+
+use base64::Engine;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Highest value a histogram records (larger values are clamped): one hour in µs.
+pub const MAX_VALUE: u64 = 3_600_000_000;
+
+/// A histogram of non-negative values (µs or ms, as its field says), 3 significant digits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hist(Histogram<u64>);
+
+impl Default for Hist {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hist {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        // 1..=MAX_VALUE with 3 significant figures is a valid configuration.
+        Self(
+            Histogram::new_with_bounds(1, MAX_VALUE, 3)
+                .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable_hist())),
+        )
+    }
+
+    /// Records one value (clamped into range).
+    pub fn record(&mut self, v: u64) {
+        let _ = self.0.record(v.clamp(1, MAX_VALUE));
+    }
+
+    /// Adds every value of `other`.
+    pub fn merge(&mut self, other: &Hist) {
+        let _ = self.0.add(&other.0);
+    }
+
+    /// Number of values.
+    pub fn count(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// The value at quantile `q` (0.0..=1.0); 0 when empty.
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.0.is_empty() {
+            0
+        } else {
+            self.0.value_at_quantile(q)
+        }
+    }
+
+    /// Largest value; 0 when empty.
+    pub fn max(&self) -> u64 {
+        if self.0.is_empty() {
+            0
+        } else {
+            self.0.max()
+        }
+    }
+
+    /// Empties it.
+    pub fn clear(&mut self) {
+        self.0.reset();
+    }
+
+    /// The inner HDR histogram.
+    pub fn inner(&self) -> &Histogram<u64> {
+        &self.0
+    }
+
+    fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = V2DeflateSerializer::new().serialize(&self.0, &mut buf);
+        base64::engine::general_purpose::STANDARD.encode(buf)
+    }
+
+    fn decode(s: &str) -> Result<Self, String> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|e| e.to_string())?;
+        let h: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| format!("{e:?}"))?;
+        let mut out = Hist::new();
+        out.0.add(&h).map_err(|e| format!("{e:?}"))?;
+        Ok(out)
+    }
+}
+
+// new_with_bounds(1, MAX_VALUE, 3) cannot fail: the bounds and precision are constants
+// inside hdrhistogram's limits.
+#[allow(clippy::panic)]
+fn unreachable_hist() -> Histogram<u64> {
+    panic!("hdrhistogram refused a 3-digit configuration")
+}
+
+impl Serialize for Hist {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.encode())
+    }
+}
+
+impl<'de> Deserialize<'de> for Hist {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Hist::decode(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_percentiles_equal_those_of_the_combined_samples() {
+        let (mut a, mut b, mut all) = (Hist::new(), Hist::new(), Hist::new());
+        for i in 0..10_000u64 {
+            let v = (i * 7919) % 5000 + 1;
+            if i % 3 == 0 {
+                a.record(v)
+            } else {
+                b.record(v * 3)
+            }
+            all.record(if i % 3 == 0 { v } else { v * 3 });
+        }
+        // Through the wire, as two agents would ship them.
+        let a: Hist = serde_json::from_str(&serde_json::to_string(&a).expect("ser")).expect("de");
+        let b: Hist = serde_json::from_str(&serde_json::to_string(&b).expect("ser")).expect("de");
+        let mut merged = Hist::new();
+        merged.merge(&a);
+        merged.merge(&b);
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(merged.quantile(q), all.quantile(q), "q={q}");
+        }
+        assert_eq!(merged.count(), 10_000);
+        assert_eq!(merged.max(), all.max());
+    }
+}
