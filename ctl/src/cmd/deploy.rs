@@ -20,6 +20,10 @@ pub struct DeployFlags {
     /// Device type: `generic`, or a custom type registered in the agents.
     #[arg(long = "type", value_name = "TYPE", default_value = "generic")]
     pub device_type: String,
+    /// Describe the devices with a profile: a file (.yaml, .toml, .json) or a built-in
+    /// name (see `pluribusctl profiles`). Sets the device type to `profile`.
+    #[arg(long, value_name = "FILE|NAME", conflicts_with = "device_type")]
+    pub profile: Option<String>,
     /// Where telemetry goes: `console`, `nats`, or a custom sink registered in the agents.
     #[arg(long, value_name = "SINK", default_value = "console")]
     pub sink: String,
@@ -87,14 +91,47 @@ impl DeployFlags {
         }
     }
 
-    /// Sets what the flags say on `spec`: device template, sink, placement, duration.
-    pub fn apply_to(&self, spec: &mut FleetSpec) -> Result<(), SpecError> {
-        spec.device = DeviceTemplate {
-            kind: self.device_type.clone(),
+    /// The device template: `--type`, or `--profile` (a file or a built-in name).
+    fn device_template(&self) -> Result<DeviceTemplate, SpecError> {
+        let Some(p) = &self.profile else {
+            return Ok(DeviceTemplate {
+                kind: self.device_type.clone(),
+                interval: self.interval,
+                jitter: self.jitter,
+                options: serde_json::Value::Null,
+            });
+        };
+        let path = std::path::Path::new(p);
+        let profile = if path.exists() {
+            pluribus_common::profile::load_profile(path)?
+        } else if let Some(b) = pluribus_common::profile::builtin_profile(p) {
+            b
+        } else {
+            let names: Vec<&str> = pluribus_common::profile::builtin()
+                .iter()
+                .map(|(n, _)| *n)
+                .collect();
+            return Err(SpecError::new(
+                "--profile",
+                format!(
+                    "'{p}' is neither a file nor a built-in profile: give a path, or one of {}",
+                    names.join(", ")
+                ),
+            ));
+        };
+        let options = serde_json::to_value(&profile)
+            .map_err(|e| SpecError::new("--profile", format!("cannot encode the profile: {e}")))?;
+        Ok(DeviceTemplate {
+            kind: "profile".into(),
             interval: self.interval,
             jitter: self.jitter,
-            options: serde_json::Value::Null,
-        };
+            options,
+        })
+    }
+
+    /// Sets what the flags say on `spec`: device template, sink, placement, duration.
+    pub fn apply_to(&self, spec: &mut FleetSpec) -> Result<(), SpecError> {
+        spec.device = self.device_template()?;
         spec.sink = self.sink_spec()?;
         spec.placement = self.placement.iter().cloned().collect::<BTreeMap<_, _>>();
         spec.duration = self.duration;

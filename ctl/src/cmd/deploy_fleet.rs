@@ -29,7 +29,7 @@ pub struct Args {
         value_name = "PATH",
         conflicts_with_all = [
             "count", "shard_size", "id_template", "device_type", "sink", "subject",
-            "interval", "jitter", "placement", "duration", "seed",
+            "interval", "jitter", "placement", "duration", "seed", "profile",
         ]
     )]
     pub file: Option<PathBuf>,

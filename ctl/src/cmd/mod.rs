@@ -6,6 +6,7 @@ pub mod deploy;
 mod deploy_fleet;
 mod drain;
 mod events;
+mod profiles;
 mod rebalance;
 mod scale;
 mod status;
@@ -62,6 +63,8 @@ pub enum Command {
     /// Print events (fleets created, scaled, deleted; shards claimed; agents joining) as
     /// they happen.
     Events,
+    /// List the built-in device profiles, or print one (`profiles show NAME`).
+    Profiles(profiles::Args),
 }
 
 /// The global flags, given to every command.
@@ -132,6 +135,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Drain(a) => drain::run(&g, a).await,
         Command::Rebalance => rebalance::run(&g).await,
         Command::Events => events::run(&g).await,
+        Command::Profiles(a) => profiles::run(&g, a),
     }
 }
 

@@ -135,7 +135,12 @@ pub async fn collect(sub: &mut async_nats::Subscriber, window: Duration) -> Seen
     let deadline = tokio::time::Instant::now() + window;
     while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await {
         let v: serde_json::Value = serde_json::from_slice(&msg.payload).expect("telemetry is JSON");
-        if let (Some(id), Some(seq)) = (v["device_id"].as_str(), v["seq"].as_u64()) {
+        // Periodic telemetry only: an event shares its tick's seq.
+        if let (Some(id), Some(seq), true) = (
+            v["device_id"].as_str(),
+            v["seq"].as_u64(),
+            v["event"].is_null(),
+        ) {
             seen.seqs.entry(id.to_string()).or_default().push(seq);
         }
         seen.payloads.push(v);
