@@ -254,6 +254,7 @@ mod tests {
             messages,
             bytes,
             errors,
+            ..Default::default()
         }
     }
 
