@@ -2,6 +2,7 @@
 //! wires signals to [`AgentHandle::shutdown`].
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use pluribus_common::connect::Connection;
@@ -10,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::control::Control;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 
 /// Default lease TTL: an agent's devices run again elsewhere within about this long after
@@ -36,6 +38,8 @@ pub struct AgentConfig {
     pub reconcile: Duration,
     /// Release shards above the fair share when an agent with room is around.
     pub auto_rebalance: bool,
+    /// Serve Prometheus metrics on this address (`/metrics`), if set.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for AgentConfig {
@@ -48,6 +52,7 @@ impl Default for AgentConfig {
             heartbeat: DEFAULT_HEARTBEAT,
             reconcile: Duration::from_secs(2),
             auto_rebalance: true,
+            metrics_listen: None,
         }
     }
 }
@@ -68,18 +73,25 @@ pub struct Agent;
 pub struct AgentHandle {
     /// The agent's id (new per process).
     pub id: String,
+    /// Where `/metrics` is served, if it is (the bound address: a port 0 is resolved).
+    pub metrics_addr: Option<SocketAddr>,
     token: CancellationToken,
     tracker: TaskTracker,
     done: tokio::task::JoinHandle<()>,
 }
 
 impl Agent {
-    /// Opens the buckets, subscribes and starts the control loop.
+    /// Binds the metrics address (if any), opens the buckets, subscribes and starts the
+    /// control loop and the metrics exporter.
     pub async fn start(
         cfg: AgentConfig,
         conn: Connection,
         registry: Registry,
     ) -> anyhow::Result<AgentHandle> {
+        let listener = match cfg.metrics_listen {
+            Some(addr) => Some(crate::prometheus::bind(addr).await?),
+            None => None,
+        };
         let buckets = Buckets::open(&conn.js, &conn.ns).await.map_err(|e| {
             anyhow::anyhow!(
                 "{e}: check that JetStream is enabled and this user may create KV buckets"
@@ -88,12 +100,26 @@ impl Agent {
         let id = uuid::Uuid::new_v4().to_string();
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let metrics = Metrics::default();
+        let mut metrics_addr = None;
+        if let Some(listener) = listener {
+            metrics_addr = listener.local_addr().ok();
+            tracing::info!(addr = ?metrics_addr, "serving Prometheus metrics at /metrics");
+            crate::prometheus::spawn(
+                listener,
+                metrics.clone(),
+                cfg.name.clone(),
+                token.clone(),
+                &tracker,
+            );
+        }
         let control = Control::new(
             id.clone(),
             cfg,
             conn,
             buckets,
             registry,
+            metrics,
             token.clone(),
             tracker.clone(),
         )
@@ -101,6 +127,7 @@ impl Agent {
         let done = tokio::spawn(control.run());
         Ok(AgentHandle {
             id,
+            metrics_addr,
             token,
             tracker,
             done,

@@ -1,6 +1,7 @@
 //! `pluribus-agent` flags, turned into a validated [`AgentConfig`] before any I/O.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
@@ -34,6 +35,9 @@ pub struct AgentArgs {
     /// Do not release shards to less loaded agents by itself (`pluribusctl rebalance` still works).
     #[arg(long, env = "PLURIBUS_NO_AUTO_REBALANCE")]
     pub no_auto_rebalance: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 0.0.0.0:9464 (default: off).
+    #[arg(long, env = "PLURIBUS_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "PLURIBUS_LOG_JSON")]
     pub log_json: bool,
@@ -86,6 +90,7 @@ impl AgentArgs {
             heartbeat: self.heartbeat,
             reconcile: Duration::from_secs(2),
             auto_rebalance: !self.no_auto_rebalance,
+            metrics_listen: self.metrics_listen,
         })
     }
 }
@@ -129,5 +134,8 @@ mod tests {
         let args = AgentArgs::parse_from(["pluribus-agent", "--name", "a1", "--labels", "zone=a"]);
         let c = args.config().expect("ok");
         assert_eq!(c.name, "a1");
+        let e = AgentArgs::try_parse_from(["pluribus-agent", "--metrics-listen", "nope"])
+            .expect_err("bad address");
+        assert!(e.to_string().contains("--metrics-listen"), "{e}");
     }
 }

@@ -10,7 +10,9 @@ pub mod cli;
 mod control;
 pub mod device;
 pub mod metrics;
+pub mod prometheus;
 pub mod registry;
+pub mod saturation;
 pub mod shard;
 pub mod sink;
 

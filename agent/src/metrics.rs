@@ -1,13 +1,18 @@
 //! Per-fleet metrics of one agent. Shard runners and sinks add to them (runners once per
 //! batch); the heartbeat reads a snapshot. Histograms are cumulative and shipped whole, so
-//! readers can merge agents exactly.
+//! readers can merge agents exactly. The heartbeat's snapshot also judges each fleet's
+//! achieved rate and saturation ([`crate::saturation`]); the Prometheus exporter reads the
+//! same counters without judging ([`Metrics::counters`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use pluribus_common::hist::Hist;
 use pluribus_common::messages::FleetCounters;
+
+use crate::saturation::{RateTracker, Reading};
 
 /// Metrics of one fleet on this agent.
 #[derive(Debug, Default)]
@@ -34,10 +39,13 @@ pub struct FleetMetrics {
     pub publish_failed: AtomicU64,
     /// Commands received.
     pub commands: AtomicU64,
+    /// Messages received by subscriber devices.
+    pub received: AtomicU64,
     connect_failures: Mutex<BTreeMap<String, u64>>,
     responses: Mutex<BTreeMap<String, u64>>,
     tick_lag_us: Mutex<Hist>,
     ack_latency_us: Mutex<Hist>,
+    receive_latency_us: Mutex<Hist>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -72,6 +80,24 @@ impl FleetMetrics {
         lock(&self.ack_latency_us).merge(h);
     }
 
+    /// Counts one message received by a subscriber device, `latency_us` after it was sent
+    /// (when the payload said when).
+    pub fn received(&self, latency_us: Option<u64>) {
+        self.received.fetch_add(1, Relaxed);
+        if let Some(us) = latency_us {
+            lock(&self.receive_latency_us).record(us);
+        }
+    }
+
+    fn reading(&self) -> Reading {
+        Reading {
+            devices: self.devices.load(Relaxed),
+            scheduled_milli: self.scheduled_milli_per_s.load(Relaxed),
+            messages: self.messages.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+        }
+    }
+
     fn snapshot(&self) -> FleetCounters {
         let hist = |m: &Mutex<Hist>| {
             let h = lock(m);
@@ -83,6 +109,8 @@ impl FleetMetrics {
             bytes: self.bytes.load(Relaxed),
             errors: self.errors.load(Relaxed),
             scheduled_per_s: self.scheduled_milli_per_s.load(Relaxed) as f64 / 1000.0,
+            achieved_per_s: 0.0,
+            saturated: false,
             tick_lag_us: hist(&self.tick_lag_us),
             connected: self.connected.load(Relaxed),
             connecting: self.connecting.load(Relaxed),
@@ -93,14 +121,17 @@ impl FleetMetrics {
             commands: self.commands.load(Relaxed),
             ack_latency_us: hist(&self.ack_latency_us),
             responses: lock(&self.responses).clone(),
+            received: self.received.load(Relaxed),
+            receive_latency_us: hist(&self.receive_latency_us),
         }
     }
 }
 
-/// All fleets' metrics.
+/// All fleets' metrics. Cheap to clone: clones share the same counters.
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {
     fleets: Arc<Mutex<BTreeMap<String, Arc<FleetMetrics>>>>,
+    rates: Arc<Mutex<BTreeMap<String, RateTracker>>>,
 }
 
 impl Metrics {
@@ -112,13 +143,46 @@ impl Metrics {
             .clone()
     }
 
-    /// A snapshot for the heartbeat. A fleet no runner uses any more is reported once more
-    /// (with zero devices) and then dropped.
+    /// A snapshot for the heartbeat, with each fleet's achieved rate and saturation over
+    /// the interval since the previous snapshot. A fleet no runner uses any more is reported
+    /// once more (with zero devices) and then dropped.
     pub fn snapshot(&self) -> BTreeMap<String, FleetCounters> {
+        let now = Instant::now();
         let mut m = lock(&self.fleets);
-        let out: BTreeMap<_, _> = m.iter().map(|(k, v)| (k.clone(), v.snapshot())).collect();
+        let mut rates = lock(&self.rates);
+        let out: BTreeMap<_, _> = m
+            .iter()
+            .map(|(k, v)| {
+                let verdict = rates
+                    .entry(k.clone())
+                    .or_default()
+                    .observe(now, v.reading());
+                let mut c = v.snapshot();
+                c.achieved_per_s = verdict.achieved_per_s;
+                c.saturated = verdict.saturated;
+                (k.clone(), c)
+            })
+            .collect();
         m.retain(|_, v| v.devices.load(Relaxed) > 0 || Arc::strong_count(v) > 1);
+        rates.retain(|k, _| m.contains_key(k));
         out
+    }
+
+    /// The counters now, with the achieved rate and saturation of the last snapshot; judges
+    /// nothing and drops nothing (for readers other than the heartbeat).
+    pub fn counters(&self) -> BTreeMap<String, FleetCounters> {
+        let m = lock(&self.fleets);
+        let rates = lock(&self.rates);
+        m.iter()
+            .map(|(k, v)| {
+                let mut c = v.snapshot();
+                if let Some(r) = rates.get(k) {
+                    c.achieved_per_s = r.last().achieved_per_s;
+                    c.saturated = r.last().saturated;
+                }
+                (k.clone(), c)
+            })
+            .collect()
     }
 
     /// Devices running on this agent.

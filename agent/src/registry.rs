@@ -14,6 +14,8 @@ use crate::device::generic::GenericFactory;
 use crate::device::profile::ProfileFactory;
 use crate::device::DeviceFactory;
 use crate::sink::console::ConsoleFactory;
+use crate::sink::http::HttpFactory;
+use crate::sink::mqtt::MqttFactory;
 use crate::sink::nats::NatsFactory;
 use crate::sink::SinkFactory;
 
@@ -34,13 +36,15 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// The built-in types: devices `generic` and `profile`; sinks `console` and `nats`.
+    /// The built-in types: devices `generic` and `profile`; sinks `console`, `nats`, `http` and `mqtt`.
     pub fn builtin() -> Self {
         Self::default()
             .with_device("generic", Arc::new(GenericFactory))
             .with_device("profile", Arc::new(ProfileFactory))
             .with_sink("console", Arc::new(ConsoleFactory))
             .with_sink("nats", Arc::new(NatsFactory))
+            .with_sink("mqtt", Arc::new(MqttFactory::default()))
+            .with_sink("http", Arc::new(HttpFactory::default()))
     }
 
     /// Adds (or replaces) a device type.

@@ -40,6 +40,18 @@ impl Hist {
         let _ = self.0.add(&other.0);
     }
 
+    /// Removes every value of `earlier`, an earlier copy of the same cumulative histogram,
+    /// leaving the values recorded in between. False (and unchanged) when `earlier` has
+    /// values this one lacks (the recorder restarted).
+    pub fn subtract(&mut self, earlier: &Hist) -> bool {
+        let mut out = self.0.clone();
+        if out.subtract(&earlier.0).is_err() {
+            return false;
+        }
+        self.0 = out;
+        true
+    }
+
     /// Number of values.
     pub fn count(&self) -> u64 {
         self.0.len()
@@ -139,5 +151,20 @@ mod tests {
         }
         assert_eq!(merged.count(), 10_000);
         assert_eq!(merged.max(), all.max());
+    }
+
+    #[test]
+    fn subtracting_an_earlier_copy_leaves_what_came_after() {
+        let mut h = Hist::new();
+        (1..=100).for_each(|v| h.record(v));
+        let earlier = h.clone();
+        (1000..1100).for_each(|v| h.record(v));
+        let mut window = h.clone();
+        assert!(window.subtract(&earlier));
+        assert_eq!(window.count(), 100);
+        assert!(window.quantile(0.0) >= 1000);
+        let mut back = earlier.clone();
+        assert!(!back.subtract(&h), "a later copy cannot be taken away");
+        assert_eq!(back, earlier);
     }
 }

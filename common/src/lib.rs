@@ -13,6 +13,7 @@ pub mod connect;
 pub mod error;
 pub mod hist;
 pub mod kv;
+pub mod load;
 pub mod messages;
 pub mod names;
 pub mod profile;

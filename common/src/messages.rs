@@ -73,6 +73,13 @@ pub struct FleetCounters {
     /// Messages per second the schedule asks of this agent for this fleet (a gauge).
     #[serde(default)]
     pub scheduled_per_s: f64,
+    /// Messages per second sent over the agent's last heartbeat interval (a gauge).
+    #[serde(default)]
+    pub achieved_per_s: f64,
+    /// Over the last interval the agent sent (or tried to send) less than 98% of what the
+    /// schedule asked, and the backlog is growing: the generator is the bottleneck.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub saturated: bool,
     /// Lateness of each telemetry slot (send time minus scheduled time), in µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tick_lag_us: Option<Hist>,
@@ -103,6 +110,12 @@ pub struct FleetCounters {
     /// Responses by status class (HTTP sink: "2xx", "4xx", ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub responses: BTreeMap<String, u64>,
+    /// Messages received by subscriber devices (MQTT `role: subscriber`).
+    #[serde(default)]
+    pub received: u64,
+    /// End-to-end latency of received messages (now minus the payload's `ts`), in µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive_latency_us: Option<Hist>,
 }
 
 /// An agent's heartbeat: published on `hb.<id>` and kept in the agents bucket.
@@ -133,6 +146,11 @@ pub struct Heartbeat {
     pub sink_types: Vec<String>,
     /// Per-fleet counters.
     pub fleets: BTreeMap<String, FleetCounters>,
+    /// Some fleet fell behind its schedule over the last interval (see
+    /// [`FleetCounters::saturated`]): the generator, not the system under test, is the
+    /// bottleneck.
+    #[serde(default)]
+    pub saturated: bool,
     /// Heartbeat interval, so readers know when one is late.
     pub interval_ms: u64,
     /// When this heartbeat was sent (Unix ms).
@@ -331,6 +349,14 @@ pub enum EventKind {
     AgentJoined { agent_id: String, name: String },
     /// An agent stopped.
     AgentLeft { agent_id: String, name: String },
+    /// An agent fell behind the schedule of some fleets: it cannot generate the load asked
+    /// of it (published when it turns saturated, not while it stays so).
+    Saturated {
+        agent_id: String,
+        name: String,
+        /// The fleets behind schedule.
+        fleets: Vec<String>,
+    },
 }
 
 impl EventKind {
@@ -345,6 +371,7 @@ impl EventKind {
             Self::ShardFenced { .. } => "shard_fenced",
             Self::AgentJoined { .. } => "agent_joined",
             Self::AgentLeft { .. } => "agent_left",
+            Self::Saturated { .. } => "saturated",
         }
     }
 }

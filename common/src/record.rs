@@ -53,6 +53,10 @@ pub struct FleetRecord {
     pub created_ms: u64,
     /// Schedule start per range of indices; sorted by `from_index`.
     pub epochs: Vec<Epoch>,
+    /// When the load shape started (Unix ms): the schedule's epoch at deploy, or the time
+    /// of the last `set-load`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_since_ms: Option<u64>,
     /// Indices stopped one by one with `pluribusctl stop`.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub stopped: BTreeSet<u64>,
@@ -93,6 +97,30 @@ impl FleetRecord {
                 seq_base: 0,
             }],
             stopped: BTreeSet::new(),
+            load_since_ms: None,
+        }
+    }
+
+    /// Seconds since the load shape started, at `now_ms`.
+    pub fn load_elapsed(&self, now_ms: u64) -> f64 {
+        let since = self.load_since_ms.unwrap_or_else(|| {
+            self.epochs
+                .first()
+                .map(|e| e.epoch_ms)
+                .unwrap_or(self.created_ms)
+        });
+        now_ms.saturating_sub(since) as f64 / 1000.0
+    }
+
+    /// Devices the load shape has active now (all desired ones without an arrival shape).
+    pub fn active_at(&self, now_ms: u64) -> u64 {
+        match &self.spec.load {
+            Some(l) => l.active(
+                self.load_elapsed(now_ms),
+                self.count(),
+                self.spec.seed.unwrap_or(0),
+            ),
+            None => self.count(),
         }
     }
 
@@ -168,17 +196,28 @@ impl FleetRecord {
             .unwrap_or(self.spec.device.interval)
             .as_millis()
             .max(1) as u64;
-        let reached = self
-            .epochs
-            .iter()
-            .map(|e| e.seq_base + start.saturating_sub(e.epoch_ms) / shortest + 1)
-            .max()
-            .unwrap_or(0);
+        let reached = match self.spec.load.clone().filter(|l| l.rate.is_some()) {
+            // Rate-driven: every device is at most at Φ(start) slots past the seq base.
+            Some(load) => {
+                let first = self.epoch_for(0);
+                let origin = self.load_since_ms.unwrap_or(first.epoch_ms);
+                let seed = self.spec.seed.unwrap_or(0);
+                let mut pace = crate::load::Pace::new(load, origin, self.count(), seed);
+                first.seq_base + pace.phi(start).ceil() as u64 + 1
+            }
+            None => self
+                .epochs
+                .iter()
+                .map(|e| e.seq_base + start.saturating_sub(e.epoch_ms) / shortest + 1)
+                .max()
+                .unwrap_or(0),
+        };
         self.epochs = vec![Epoch {
             from_index: 0,
             epoch_ms: start,
             seq_base: reached,
         }];
+        self.load_since_ms = Some(start);
     }
 
     /// Grows or shrinks the fleet to `count`. New devices start after `start_delay`.

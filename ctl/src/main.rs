@@ -5,7 +5,10 @@ mod apply;
 mod bus;
 mod cmd;
 mod feed;
+mod figures;
 mod output;
+mod probe;
+mod spark;
 mod state;
 mod wait;
 

@@ -312,6 +312,9 @@ pub struct FleetStatus {
     /// Why devices are pending, when that can be told.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The load shape's current target and phase, if the fleet has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<String>,
 }
 
 /// The status of `record` given its live leases and the live agents.
@@ -331,6 +334,13 @@ pub fn fleet_status(record: &FleetRecord, leases: &LeaseMap, live: &[&Heartbeat]
         agents: r.agents,
         expires_ms: record.expires_ms(),
         reason: blocker(&record.spec, live, pending).map(|b| b.describe()),
+        load: record.spec.load.as_ref().map(|l| {
+            l.describe(
+                record.load_elapsed(pluribus_common::time::now_ms()),
+                record.count(),
+                record.spec.seed.unwrap_or(0),
+            )
+        }),
     }
 }
 
@@ -361,6 +371,11 @@ pub struct AgentRow {
     pub device_types: Vec<String>,
     /// Sink types it has.
     pub sink_types: Vec<String>,
+    /// It falls behind the schedule of some fleets: the generator is the bottleneck.
+    pub saturated: bool,
+    /// The fleets it falls behind on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub saturated_fleets: Vec<String>,
 }
 
 impl AgentRow {
@@ -380,6 +395,13 @@ impl AgentRow {
             uptime_s: h.uptime_s,
             device_types: h.device_types.clone(),
             sink_types: h.sink_types.clone(),
+            saturated: h.saturated,
+            saturated_fleets: h
+                .fleets
+                .iter()
+                .filter(|(_, c)| c.saturated)
+                .map(|(k, _)| k.clone())
+                .collect(),
         }
     }
 }
@@ -404,6 +426,7 @@ pub(crate) mod tests {
             device_types: vec!["generic".into()],
             sink_types: vec!["console".into(), "nats".into()],
             fleets: BTreeMap::new(),
+            saturated: false,
             interval_ms: 2_000,
             ts_ms: 100_000,
         }

@@ -95,6 +95,8 @@ pub(crate) struct Control {
     /// Held shards changed since the last heartbeat: send one soon, so status and watch
     /// see claims and releases within a quarter second rather than a heartbeat interval.
     changed: bool,
+    /// The last heartbeat said saturated (a `saturated` event goes out when it turns so).
+    saturated: bool,
     last_release: Instant,
     started: Instant,
     cmd_subs: HashMap<String, CancellationToken>,
@@ -114,6 +116,7 @@ impl Control {
         conn: Connection,
         buckets: Buckets,
         registry: Registry,
+        metrics: Metrics,
         token: CancellationToken,
         tracker: TaskTracker,
     ) -> anyhow::Result<Self> {
@@ -141,7 +144,7 @@ impl Control {
             conn,
             buckets,
             registry,
-            metrics: Metrics::default(),
+            metrics,
             fleets: HashMap::new(),
             agents: HashMap::new(),
             leases: HashMap::new(),
@@ -150,6 +153,7 @@ impl Control {
             synced: [false; 3],
             draining: false,
             changed: false,
+            saturated: false,
             last_release: now,
             started: now,
             cmd_subs: HashMap::new(),
@@ -241,6 +245,7 @@ impl Control {
 
     /// Builds this agent's heartbeat.
     fn heartbeat_value(&self) -> Heartbeat {
+        let fleets = self.metrics.snapshot();
         Heartbeat {
             v: PROTOCOL_VERSION,
             id: self.id.clone(),
@@ -254,7 +259,8 @@ impl Control {
             draining: self.draining,
             device_types: self.registry.device_types(),
             sink_types: self.registry.sink_types(),
-            fleets: self.metrics.snapshot(),
+            saturated: fleets.values().any(|c| c.saturated),
+            fleets,
             interval_ms: self.cfg.heartbeat.as_millis() as u64,
             ts_ms: now_ms(),
         }
@@ -263,6 +269,22 @@ impl Control {
     async fn heartbeat(&mut self) {
         self.changed = false;
         let hb = self.heartbeat_value();
+        if hb.saturated && !self.saturated {
+            let fleets: Vec<String> = hb
+                .fleets
+                .iter()
+                .filter(|(_, c)| c.saturated)
+                .map(|(k, _)| k.clone())
+                .collect();
+            tracing::warn!(fleets = ?fleets, "saturated: this agent cannot keep up with the schedule; the generator is the bottleneck, not the system under test");
+            self.event(EventKind::Saturated {
+                agent_id: self.id.clone(),
+                name: self.cfg.name.clone(),
+                fleets,
+            })
+            .await;
+        }
+        self.saturated = hb.saturated;
         let payload = wire::encode(&hb);
         self.agents.insert(self.id.clone(), hb);
         self.publish(self.conn.ns.heartbeat(&self.id), payload.clone())

@@ -26,6 +26,7 @@ use crate::metrics::FleetMetrics;
 use crate::registry::Registry;
 use crate::sink::{Inbound, Sink, SinkContext, SinkDevice};
 use pluribus_common::hist::Hist;
+use pluribus_common::load::Pace;
 use schedule::Schedule;
 
 /// Most slots sent in one batch before the task looks at its control channel again.
@@ -36,6 +37,16 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Thousandths of a message per second for one device at `interval_ms`.
 fn milli_rate(interval_ms: u64) -> u64 {
     1_000_000 / interval_ms.max(1)
+}
+
+/// A device's phase within a rate-driven slot, 0..1 (from its schedule's salt).
+fn phase_of(sched: &Schedule) -> f64 {
+    (sched.salt % 1000) as f64 / 1000.0
+}
+
+/// The heap key of slot `k` at `phase`: its Φ position in thousandths of a slot.
+fn position_key(k: u64, phase: f64) -> u64 {
+    ((k as f64 + phase) * 1000.0) as u64
 }
 
 /// Microseconds since the Unix epoch.
@@ -91,6 +102,20 @@ struct Kind {
     ty: Arc<dyn DeviceType>,
 }
 
+/// The pace of a rate-driven shard.
+struct PaceState {
+    pace: Pace,
+    /// The seq of position 0.
+    seq_base: u64,
+    /// Scheduled msg/s (thousandths) this shard last reported to the metrics.
+    reported_milli: u64,
+}
+
+/// How often a shard with a load shape re-reads it (arrival and rate).
+const LOAD_TICK: Duration = Duration::from_millis(100);
+/// Longest sleep of a rate-driven shard, so that rate changes are followed.
+const PACE_MAX_SLEEP: Duration = Duration::from_millis(50);
+
 struct Slot {
     id: Box<str>,
     dev: Box<dyn VirtualDevice>,
@@ -122,6 +147,9 @@ struct Runner {
     buf: Vec<u8>,
     seed: u64,
     inbound: mpsc::UnboundedReceiver<Inbound>,
+    /// Set when the fleet has a fleet-wide rate: slots follow Φ instead of the clock, and
+    /// heap keys are positions in thousandths of a slot instead of due times in ms.
+    pace: Option<PaceState>,
     /// Lateness of the slots sent since the last merge into `metrics`.
     lag: Hist,
 }
@@ -202,6 +230,7 @@ pub fn prepare(
             buf: Vec::with_capacity(512),
             seed: record_seed,
             inbound: inbound_rx,
+            pace: None,
             lag: Hist::new(),
         },
     })
@@ -222,27 +251,137 @@ impl Runner {
         self.record.shard_range(self.shard).start
     }
 
+    /// Devices that should run now: in the shard, not stopped, and active under the
+    /// fleet's arrival shape.
     fn desired(&self) -> BTreeSet<u64> {
+        let active = self.record.active_at(now_ms());
         self.record
             .shard_range(self.shard)
-            .filter(|i| !self.record.stopped.contains(i))
+            .filter(|i| *i < active && !self.record.stopped.contains(i))
             .collect()
     }
 
-    async fn run(mut self, token: CancellationToken, mut rx: mpsc::UnboundedReceiver<ShardCtl>) {
-        let desired = self.desired();
-        for index in desired {
-            self.start_device(index).await;
+    /// Sets up (or drops) the pace from the record's load.
+    fn reset_pace(&mut self) {
+        if let Some(old) = self.pace.take() {
+            self.metrics
+                .scheduled_milli_per_s
+                .fetch_sub(old.reported_milli, Relaxed);
         }
-        self.flush().await;
+        let Some(load) = self.record.spec.load.clone().filter(|l| l.rate.is_some()) else {
+            return;
+        };
+        let first = self.record.epoch_for(0);
+        let origin = self.record.load_since_ms.unwrap_or(first.epoch_ms);
+        let pace = Pace::new(load, origin, self.record.count(), self.seed);
+        self.pace = Some(PaceState {
+            pace,
+            seq_base: first.seq_base,
+            reported_milli: 0,
+        });
+    }
+
+    /// Follows the load shape: starts and stops devices as the arrival shape moves, and
+    /// reports the scheduled rate of a rate-driven shard.
+    async fn load_tick(&mut self) {
+        self.sync_devices().await;
+        let running = self.running;
+        if let Some(p) = self.pace.as_mut() {
+            let milli = (p.pace.rate_at(now_ms()) * running as f64 * 1000.0) as u64;
+            self.metrics.scheduled_milli_per_s.fetch_add(milli, Relaxed);
+            self.metrics
+                .scheduled_milli_per_s
+                .fetch_sub(p.reported_milli, Relaxed);
+            p.reported_milli = milli;
+        }
+    }
+
+    /// A device's next slot at `now` (never below `min_seq`) and its heap key. Rate-driven,
+    /// slot k is due when Φ reaches k + the device's phase; otherwise at its schedule's time.
+    fn plan(pace: &mut Option<PaceState>, sched: &Schedule, min_seq: u64, now: u64) -> (u64, u64) {
+        match pace.as_mut() {
+            Some(p) => {
+                let phase = phase_of(sched);
+                let k = ((p.pace.phi(now) - phase).max(0.0).ceil() as u64)
+                    .max(min_seq.saturating_sub(p.seq_base));
+                (p.seq_base + k, position_key(k, phase))
+            }
+            None => {
+                let seq = sched.first_seq(now).max(min_seq);
+                (seq, sched.due_ms(seq))
+            }
+        }
+    }
+
+    /// Puts every running device on the record's current schedule (after `set-load`),
+    /// seq carrying on.
+    fn reschedule_all(&mut self) {
+        let now = now_ms();
+        let base = self.base();
+        for at in 0..self.slots.len() {
+            let Some(slot) = self.slots[at].as_ref() else {
+                continue;
+            };
+            let epoch = self.record.epoch_for(base + at as u64);
+            let sched = Schedule {
+                start_ms: epoch.epoch_ms + slot.sched.salt % slot.sched.interval_ms,
+                seq_base: epoch.seq_base,
+                ..slot.sched
+            };
+            let (seq, key) = Self::plan(&mut self.pace, &sched, slot.seq, now);
+            self.gen = self.gen.wrapping_add(1);
+            let gen = self.gen;
+            if let Some(slot) = self.slots[at].as_mut() {
+                slot.sched = sched;
+                slot.seq = seq;
+                slot.gen = gen;
+            }
+            self.heap.push(Reverse((key, at as u32, gen)));
+        }
+    }
+
+    /// The heap key limit now: due time (ms) or Φ position (thousandths of a slot).
+    fn key_now(&mut self, now: u64) -> u64 {
+        match self.pace.as_mut() {
+            Some(p) => (p.pace.phi(now) * 1000.0) as u64,
+            None => now,
+        }
+    }
+
+    /// How long until `key` is due.
+    fn wait_for(&mut self, key: u64) -> Duration {
+        let now = now_ms();
+        match self.pace.as_mut() {
+            None => Duration::from_millis(key.saturating_sub(now)),
+            Some(p) => {
+                let (phi, rate) = (p.pace.phi(now), p.pace.rate_at(now));
+                let ahead = key as f64 / 1000.0 - phi;
+                if ahead <= 0.0 {
+                    Duration::ZERO
+                } else if rate <= 0.0 {
+                    PACE_MAX_SLEEP
+                } else {
+                    Duration::from_secs_f64(ahead / rate).min(PACE_MAX_SLEEP)
+                }
+            }
+        }
+    }
+
+    async fn run(mut self, token: CancellationToken, mut rx: mpsc::UnboundedReceiver<ShardCtl>) {
+        self.reset_pace();
+        self.sync_devices().await;
+        let mut load_tick = tokio::time::interval(LOAD_TICK);
+        load_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let wait = match self.heap.peek() {
-                Some(Reverse((due, _, _))) => Duration::from_millis(due.saturating_sub(now_ms())),
+            let wait = match self.heap.peek().copied() {
+                Some(Reverse((key, _, _))) => self.wait_for(key),
                 None => Duration::from_secs(3600),
             };
+            let shaped = self.record.spec.load.is_some();
             tokio::select! {
                 biased;
                 _ = token.cancelled() => break,
+                _ = load_tick.tick(), if shaped => self.load_tick().await,
                 ctl = rx.recv() => match ctl {
                     Some(ShardCtl::Update(record)) => self.update(record).await,
                     Some(ShardCtl::Command { device_id, payload, reply }) => {
@@ -329,10 +468,9 @@ impl Runner {
             jitter.min(interval - Duration::from_millis(1)).as_millis() as u64,
         )
         .with_seq_base(d.epoch.seq_base);
-        let seq = sched.first_seq(now);
+        let (seq, key) = Self::plan(&mut self.pace, &sched, 0, now);
         self.gen = self.gen.wrapping_add(1);
-        self.heap
-            .push(Reverse((sched.due_ms(seq), at as u32, self.gen)));
+        self.heap.push(Reverse((key, at as u32, self.gen)));
         self.slots[at] = Some(Slot {
             id: d.device_id.into_boxed_str(),
             dev,
@@ -343,8 +481,10 @@ impl Runner {
             sink: sink as u16,
         });
         self.running += 1;
-        let rate = milli_rate(sched.interval_ms);
-        self.metrics.scheduled_milli_per_s.fetch_add(rate, Relaxed);
+        if self.pace.is_none() {
+            let rate = milli_rate(sched.interval_ms);
+            self.metrics.scheduled_milli_per_s.fetch_add(rate, Relaxed);
+        }
         self.metrics.devices.fetch_add(1, Relaxed);
     }
 
@@ -373,8 +513,10 @@ impl Runner {
         }
         s.close_device(&sd).await;
         self.running -= 1;
-        let rate = milli_rate(slot.sched.interval_ms);
-        self.metrics.scheduled_milli_per_s.fetch_sub(rate, Relaxed);
+        if self.pace.is_none() {
+            let rate = milli_rate(slot.sched.interval_ms);
+            self.metrics.scheduled_milli_per_s.fetch_sub(rate, Relaxed);
+        }
         self.metrics.devices.fetch_sub(1, Relaxed);
     }
 
@@ -386,25 +528,63 @@ impl Runner {
     }
 
     async fn update(&mut self, record: Arc<FleetRecord>) {
-        let old_base = self.base();
+        let load_changed = record.spec.load != self.record.spec.load
+            || record.load_since_ms != self.record.load_since_ms;
         self.record = record;
-        let range = self.record.shard_range(self.shard);
-        let desired = self.desired();
-        // Stop what is no longer wanted, highest index first, then grow.
-        for at in (0..self.slots.len()).rev() {
-            let index = old_base + at as u64;
-            if self.slots[at].is_some() && !desired.contains(&index) {
-                self.stop_device(at).await;
-            }
-        }
-        let width = (range.end - range.start) as usize;
+        let width = self.record.shard_range(self.shard).count();
         if width > self.slots.len() {
             self.slots.resize_with(width, || None);
         }
-        for index in desired {
-            self.start_device(index).await;
+        if load_changed {
+            // Time-driven devices leave the scheduled-rate gauge; the new pace re-adds it.
+            if self.pace.is_none() {
+                let milli: u64 = self
+                    .slots
+                    .iter()
+                    .flatten()
+                    .map(|s| milli_rate(s.sched.interval_ms))
+                    .sum();
+                self.metrics.scheduled_milli_per_s.fetch_sub(milli, Relaxed);
+            }
+            self.reset_pace();
+            if self.pace.is_none() {
+                let milli: u64 = self
+                    .slots
+                    .iter()
+                    .flatten()
+                    .map(|s| milli_rate(s.sched.interval_ms))
+                    .sum();
+                self.metrics.scheduled_milli_per_s.fetch_add(milli, Relaxed);
+            }
+            self.reschedule_all();
         }
-        self.flush().await;
+        self.sync_devices().await;
+    }
+
+    /// Stops the devices that should not run (highest index first) and starts the ones
+    /// that should.
+    async fn sync_devices(&mut self) {
+        let base = self.base();
+        let desired = self.desired();
+        let mut changed = false;
+        for at in (0..self.slots.len()).rev() {
+            if self.slots[at].is_some() && !desired.contains(&(base + at as u64)) {
+                self.stop_device(at).await;
+                changed = true;
+            }
+        }
+        for index in desired {
+            if self
+                .slot_of(index)
+                .is_some_and(|at| self.slots[at].is_none())
+            {
+                self.start_device(index).await;
+                changed = true;
+            }
+        }
+        if changed {
+            self.flush().await;
+        }
     }
 
     fn command(&mut self, device_id: &str, payload: &[u8]) -> CommandReply {
@@ -459,7 +639,7 @@ impl Runner {
         let reply = slot.dev.on_message(&ctx, payload);
         // A command may change the interval: the schedule continues from the next seq at
         // the new pace (seq never goes back).
-        if let Some(new) = slot.dev.interval_override() {
+        if let (Some(new), None) = (slot.dev.interval_override(), &self.pace) {
             let new_ms = (new.as_millis() as u64).max(1);
             if new_ms != slot.sched.interval_ms {
                 let now = now_ms();
@@ -489,10 +669,16 @@ impl Runner {
     async fn run_due(&mut self) {
         let now_us = now_us();
         let now = now_us / 1000;
+        let limit = self.key_now(now);
+        // Rate-driven: Φ now, the current rate and the seq of position 0, for scheduled times.
+        let pace = self
+            .pace
+            .as_mut()
+            .map(|p| (p.pace.phi(now), p.pace.rate_at(now), p.seq_base));
         let (mut sent, mut bytes, mut errors) = (0u64, 0u64, 0u64);
         let mut n = 0;
         while let Some(&Reverse((due, at, gen))) = self.heap.peek() {
-            if due > now || n >= MAX_BATCH {
+            if due > limit || n >= MAX_BATCH {
                 break;
             }
             self.heap.pop();
@@ -512,17 +698,36 @@ impl Runner {
                 index,
                 seed: self.seed,
             };
-            self.lag.record(now_us.saturating_sub(due * 1000));
+            let (scheduled_us, next_key) = match pace {
+                // Φ passed the slot's position (due/1000) (phi - due/1000)/rate seconds ago.
+                Some((phi, rate, base)) => {
+                    let behind_s = if rate > 0.0 {
+                        (phi - due as f64 / 1000.0).max(0.0) / rate
+                    } else {
+                        0.0
+                    };
+                    let k = slot.seq + 1 - base;
+                    (
+                        now_us.saturating_sub((behind_s * 1e6) as u64),
+                        position_key(k, phase_of(&slot.sched)),
+                    )
+                }
+                None => (due * 1000, slot.sched.due_ms(slot.seq + 1)),
+            };
+            self.lag.record(now_us.saturating_sub(scheduled_us));
             let tick = Tick {
                 seq,
-                scheduled_ms: slot.sched.slot_ms(seq),
+                scheduled_ms: if pace.is_some() {
+                    scheduled_us / 1000
+                } else {
+                    slot.sched.slot_ms(seq)
+                },
                 now_ms: now,
             };
             self.buf.clear();
             slot.dev.telemetry(&ctx, &tick, &mut self.buf);
             slot.seq += 1;
-            self.heap
-                .push(Reverse((slot.sched.due_ms(slot.seq), at, gen)));
+            self.heap.push(Reverse((next_key, at, gen)));
             let sd = SinkDevice {
                 device_id: &slot.id,
                 fleet: &self.fleet,

@@ -6,6 +6,8 @@
 //! from one task only.
 
 pub mod console;
+pub mod http;
+pub mod mqtt;
 pub mod nats;
 
 use async_trait::async_trait;
@@ -78,4 +80,10 @@ pub struct SinkContext {
 pub trait SinkFactory: Send + Sync {
     /// A sink for one shard, configured by `spec`.
     fn create(&self, spec: &SinkSpec, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError>;
+
+    /// True if the sink holds an open connection (a file descriptor) per device, so that
+    /// the agent's open-files limit bounds how many devices it can run.
+    fn holds_connections(&self) -> bool {
+        false
+    }
 }

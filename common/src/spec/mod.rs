@@ -2,6 +2,8 @@
 //! NATS, and every error names the field.
 
 mod file;
+mod http;
+mod mqtt;
 mod sink;
 mod template;
 
@@ -11,6 +13,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use file::{load_fleet_file, parse_fleet_text, FileFormat};
+pub use http::{HeaderSource, HttpMethod, HttpSinkConfig, HTTP_BACKOFF_BASE};
+pub use mqtt::{
+    BrokerUrl, MqttProtocol, MqttRole, MqttSinkConfig, SecretSource, StatusMessage,
+    DEFAULT_COMMAND_TOPIC, DEFAULT_MQTT_TOPIC, DEFAULT_STATUS_TOPIC,
+};
 pub use sink::{NatsSinkConfig, SinkSpec, BUILTIN_SINKS};
 pub use template::{Template, TemplateVars};
 
@@ -171,6 +178,9 @@ pub struct FleetSpec {
     /// any agent, and a run can be repeated exactly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Load shape: how devices come online and a fleet-wide message rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<crate::load::LoadSpec>,
 }
 
 fn default_shard_size() -> u32 {
@@ -191,6 +201,7 @@ impl FleetSpec {
             placement: BTreeMap::new(),
             duration: None,
             seed: None,
+            load: None,
         }
     }
 
@@ -263,6 +274,9 @@ impl FleetSpec {
         for (k, v) in &self.placement {
             validate_name("placement", k)?;
             validate_name(&format!("placement.{k}"), v)?;
+        }
+        if let Some(load) = &self.load {
+            load.validate(self.device_count())?;
         }
         if self.duration == Some(Duration::ZERO) {
             return Err(SpecError::new(

@@ -32,7 +32,7 @@ impl Default for SinkSpec {
 }
 
 /// The built-in sink types.
-pub const BUILTIN_SINKS: &[&str] = &["console", "nats"];
+pub const BUILTIN_SINKS: &[&str] = &["console", "nats", "http", "mqtt"];
 
 /// Options of the `nats` sink.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +41,11 @@ pub struct NatsSinkConfig {
     /// Subject template; `{fleet}`, `{device_id}` and `{index}` are filled in per device.
     #[serde(default = "default_subject")]
     pub subject: String,
+    /// Testing aid: silently skip every Nth message of each device (counted as sent), to
+    /// make a lossy system under test that `pluribusctl probe` must notice. Leave it out in
+    /// real runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_every: Option<u64>,
 }
 
 fn default_subject() -> String {
@@ -74,6 +79,12 @@ impl SinkSpec {
             .map_err(|e| SpecError::new("sink", format!("bad options for the nats sink: {e}")))
     }
 
+    /// Parses the options of an `mqtt` sink.
+    pub fn mqtt_config(&self) -> Result<super::mqtt::MqttSinkConfig, SpecError> {
+        serde_json::from_value(serde_json::Value::Object(self.options.clone()))
+            .map_err(|e| SpecError::new("sink", format!("bad options for the mqtt sink: {e}")))
+    }
+
     /// Validates a built-in sink's options; custom types are left to the agents that know them.
     pub fn validate(&self) -> Result<(), SpecError> {
         match self.kind.as_str() {
@@ -88,6 +99,12 @@ impl SinkSpec {
             }
             "nats" => {
                 let cfg = self.nats_config()?;
+                if cfg.drop_every == Some(0) {
+                    return Err(SpecError::new(
+                        "sink.drop_every",
+                        "must be 1 or more (1 drops every message, 5 every fifth); leave it out to drop nothing",
+                    ));
+                }
                 let t = Template::parse("sink.subject", &cfg.subject, true)?;
                 let sample = t.render(&super::template::TemplateVars {
                     fleet: "f",
@@ -107,9 +124,11 @@ impl SinkSpec {
                 }
                 Ok(())
             }
+            "http" => super::http::HttpSinkConfig::from_options(&self.options).map(|_| ()),
+            "mqtt" => self.mqtt_config()?.validate(),
             "" => Err(SpecError::new(
                 "sink.type",
-                "must not be empty: use console or nats",
+                "must not be empty: use console, nats or mqtt",
             )),
             other => crate::names::validate_name("sink.type", other),
         }
@@ -132,6 +151,16 @@ mod tests {
             .validate()
             .expect_err("empty token");
         assert_eq!(e.field, "sink.subject");
+    }
+
+    #[test]
+    fn drop_every_is_a_positive_count() {
+        let mut s = SinkSpec::nats(None);
+        s.options.insert("drop_every".into(), 5.into());
+        assert_eq!(s.nats_config().expect("cfg").drop_every, Some(5));
+        assert!(s.validate().is_ok());
+        s.options.insert("drop_every".into(), 0.into());
+        assert_eq!(s.validate().expect_err("zero").field, "sink.drop_every");
     }
 
     #[test]

@@ -55,6 +55,12 @@ pub struct DeployFlags {
     /// How long to wait for every device to run.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Options of the http sink (`--url`, `--header`, ...).
+    #[command(flatten)]
+    pub http: super::http_flags::HttpFlags,
+    /// Options of the mqtt sink (`--broker`, `--topic`, `--qos`, ...).
+    #[command(flatten)]
+    pub mqtt: super::mqtt_flags::MqttFlags,
 }
 
 /// `k=v`.
@@ -72,8 +78,12 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 impl DeployFlags {
     /// The sink the flags describe.
     fn sink_spec(&self) -> Result<SinkSpec, SpecError> {
+        self.http.check_sink(&self.sink)?;
+        self.mqtt.check_sink(&self.sink)?;
         match (self.sink.as_str(), &self.subject) {
             ("nats", subject) => Ok(SinkSpec::nats(subject.as_deref())),
+            ("http", subject) => self.http.sink_spec(subject.as_deref()),
+            ("mqtt", subject) => self.mqtt.sink_spec(subject.as_deref()),
             ("console", Some(_)) => Err(SpecError::new(
                 "sink.subject",
                 "--subject goes with --sink nats (or a custom sink): add --sink nats or drop --subject",

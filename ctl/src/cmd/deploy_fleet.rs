@@ -30,6 +30,12 @@ pub struct Args {
         conflicts_with_all = [
             "count", "shard_size", "id_template", "device_type", "sink", "subject",
             "interval", "jitter", "placement", "duration", "seed", "profile",
+            "url", "method", "header", "http_timeout", "http_retries", "http_concurrency",
+            "broker", "protocol", "topic", "qos", "retain", "keepalive", "persistent_session",
+            "client_id", "username", "password", "ca", "cert", "key", "connect_rate",
+            "max_connecting", "source_ips", "command_topic", "response_topic", "will", "birth",
+            "role", "subscribe", "rate", "ramp", "stairs", "wave", "bursts", "stages",
+            "max_device_rate",
         ]
     )]
     pub file: Option<PathBuf>,
@@ -42,6 +48,9 @@ pub struct Args {
     /// How the devices behave and how to deploy them.
     #[command(flatten)]
     pub flags: DeployFlags,
+    /// How devices come online and how fast the fleet sends.
+    #[command(flatten)]
+    pub load: super::load_flags::LoadFlags,
 }
 
 impl Args {
@@ -59,6 +68,7 @@ impl Args {
                 }
                 spec.id_template = self.id_template.clone();
                 self.flags.apply_to(&mut spec)?;
+                spec.load = self.load.spec()?;
                 spec
             }
         };

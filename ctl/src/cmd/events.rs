@@ -37,6 +37,14 @@ fn line(e: &Event) -> String {
         EventKind::AgentJoined { agent_id, name } | EventKind::AgentLeft { agent_id, name } => {
             format!("agent={agent_id} name={name}")
         }
+        EventKind::Saturated {
+            agent_id,
+            name,
+            fleets,
+        } => format!(
+            "agent={agent_id} name={name} fleets={} (the generator is the bottleneck, not the system under test)",
+            fleets.join(",")
+        ),
     };
     format!("{when} {} {what}", e.kind.token())
 }
@@ -89,5 +97,24 @@ mod tests {
             line(&e),
             "1970-01-01T00:00:00.000Z fleet_scaled fleet=f from=1 to=2"
         );
+    }
+
+    #[test]
+    fn saturated_events_name_the_fleets_and_print_as_json() {
+        let e = Event {
+            v: 1,
+            ts_ms: 0,
+            kind: EventKind::Saturated {
+                agent_id: "id1".into(),
+                name: "a1".into(),
+                fleets: vec!["f".into(), "g".into()],
+            },
+        };
+        assert!(
+            line(&e).starts_with("1970-01-01T00:00:00.000Z saturated agent=id1 name=a1 fleets=f,g")
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["event"], "saturated");
+        assert_eq!(json["fleets"], serde_json::json!(["f", "g"]));
     }
 }

@@ -6,9 +6,15 @@ pub mod deploy;
 mod deploy_fleet;
 mod drain;
 mod events;
+mod http_flags;
+pub mod load_flags;
+mod mqtt_flags;
+mod probe;
 mod profiles;
 mod rebalance;
+mod report;
 mod scale;
+mod set_load;
 mod status;
 mod stop;
 mod watch;
@@ -50,12 +56,22 @@ pub enum Command {
     Agents,
     /// Grow or shrink a fleet.
     Scale(scale::Args),
+    /// Change a running fleet's load shape (arrival and rate), or clear it with --clear.
+    SetLoad(set_load::Args),
     /// Stop one device (of a fleet, or deployed alone).
     Stop(stop::Args),
     /// Delete a fleet (or a single device) and wait for its devices to stop.
     DeleteFleet(delete_fleet::Args),
-    /// Live view of devices and message rates per fleet and per agent.
+    /// Live view per fleet and per agent: devices, scheduled and achieved rates, errors,
+    /// latency percentiles, saturation.
+    #[command(alias = "top")]
     Watch(watch::Args),
+    /// Measure what the system under test delivers: end-to-end latency, loss, duplicates
+    /// and order, from an MQTT broker or a NATS subject (`probe merge` combines saved probes).
+    Probe(probe::Args),
+    /// Per-fleet and per-agent figures for a run window (--window), or since the agents
+    /// started.
+    Report(report::Args),
     /// Make an agent hand off its work and take none (or take work again with --undo).
     Drain(drain::Args),
     /// Ask every agent to release shards above its fair share now.
@@ -129,9 +145,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Status(a) => status::run(&g, a).await,
         Command::Agents => agents::run(&g).await,
         Command::Scale(a) => scale::run(&g, a).await,
+        Command::SetLoad(a) => set_load::run(&g, a).await,
         Command::Stop(a) => stop::run(&g, a).await,
         Command::DeleteFleet(a) => delete_fleet::run(&g, a).await,
         Command::Watch(a) => watch::run(&g, a).await,
+        Command::Probe(a) => probe::run(&g, a).await,
+        Command::Report(a) => report::run(&g, a).await,
         Command::Drain(a) => drain::run(&g, a).await,
         Command::Rebalance => rebalance::run(&g).await,
         Command::Events => events::run(&g).await,

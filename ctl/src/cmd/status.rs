@@ -40,9 +40,26 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
     if g.json {
         return print_json(&out);
     }
-    print!("AGENTS\n{}\nFLEETS\n", agents_table(&out.agents));
+    print!("AGENTS\n{}", agents_table(&out.agents));
+    print!("{}", saturation_notes(&out.agents));
+    print!("\nFLEETS\n");
     print!("{}", fleets_table(&out.fleets, st.now_ms));
     Ok(())
+}
+
+/// One line per live saturated agent, naming its fleets.
+fn saturation_notes(agents: &[AgentRow]) -> String {
+    agents
+        .iter()
+        .filter(|a| a.alive && a.saturated)
+        .map(|a| {
+            format!(
+                "SATURATED: agent {} cannot keep up with fleet {}: the generator is the bottleneck, not the system under test (add agents or lower the load)\n",
+                a.name,
+                a.saturated_fleets.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// The fleets table.
@@ -52,7 +69,7 @@ fn fleets_table(fleets: &[FleetStatus], now_ms: u64) -> String {
     }
     let mut t = Table::new(&[
         "NAME", "KIND", "DESIRED", "RUNNING", "PENDING", "GEN", "SHARDS", "AGENTS", "EXPIRES",
-        "REASON",
+        "LOAD", "REASON",
     ]);
     for f in fleets {
         t.row(vec![
@@ -68,8 +85,35 @@ fn fleets_table(fleets: &[FleetStatus], now_ms: u64) -> String {
             format!("{}/{}", f.shards_held, f.shards_total),
             shares_text(&f.agents),
             f.expires_ms.map_or("-".into(), |at| until(now_ms, at)),
+            dash_if_empty(f.load.clone().unwrap_or_default()),
             dash_if_empty(f.reason.clone().unwrap_or_default()),
         ]);
     }
     t.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saturated_agents_get_a_note() {
+        let mut h = crate::state::tests::hb("a", 1, None);
+        h.saturated = true;
+        let mut c = pluribus_common::messages::FleetCounters::default();
+        c.saturated = true;
+        h.fleets.insert("heavy".into(), c);
+        let rows = [AgentRow::new(&h, h.ts_ms)];
+        let notes = saturation_notes(&rows);
+        assert!(
+            notes.starts_with("SATURATED: agent n-a cannot keep up with fleet heavy"),
+            "{notes}"
+        );
+        assert_eq!(rows[0].saturated_fleets, ["heavy"]);
+        let calm = [AgentRow::new(
+            &crate::state::tests::hb("b", 1, None),
+            100_000,
+        )];
+        assert_eq!(saturation_notes(&calm), "");
+    }
 }

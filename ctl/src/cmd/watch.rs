@@ -1,18 +1,31 @@
-//! `watch`: a live view of devices and message rates, from the agents' heartbeats.
+//! `watch` (alias `top`): a live view per fleet and per agent, from the agents' heartbeats.
+//!
+//! Rates come from each agent's last two heartbeats; latency percentiles from the merged
+//! HDR histograms, cumulative since each agent started (said in the header). Plain ANSI:
+//! on a terminal each refresh redraws from the top-left corner, which works over ssh;
+//! otherwise each refresh is printed after the previous one.
 
-use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use anyhow::{bail, Result};
-use pluribus_common::messages::{FleetCounters, Heartbeat};
+use anyhow::{bail, Context as _, Result};
+use pluribus_common::messages::Heartbeat;
 use pluribus_common::time::now_ms;
 use pluribus_common::wire::decode;
 use serde::Serialize;
 
 use super::Global;
 use crate::feed::KvFeed;
+use crate::figures::{micros, tabulate, AgentFigures, FleetFigures, Mode, Quantiles, Span};
 use crate::output::{print_json_line, rate, Table};
+use crate::spark::{push, sparkline, utf8_locale};
+
+/// Refreshes kept for the sparklines.
+const HISTORY: usize = 30;
+
+/// What the header says about percentiles (and what `--json` says in `percentiles`).
+const PERCENTILES: &str = "cumulative since each agent started";
 
 /// Live view until Ctrl-C.
 #[derive(Debug, clap::Args)]
@@ -35,148 +48,183 @@ struct Beats {
     previous: Option<Heartbeat>,
 }
 
-/// One fleet in a refresh.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-struct FleetRate {
-    name: String,
-    devices: u64,
-    msgs_per_s: f64,
-    bytes_per_s: f64,
-    errors: u64,
-}
-
-/// One agent in a refresh.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-struct AgentRate {
-    id: String,
-    name: String,
-    devices: u64,
-    msgs_per_s: f64,
-}
-
 /// One refresh.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 struct Frame {
     ts_ms: u64,
-    fleets: Vec<FleetRate>,
-    agents: Vec<AgentRate>,
+    /// How the latency percentiles are taken.
+    percentiles: &'static str,
+    fleets: Vec<FleetFigures>,
+    agents: Vec<AgentFigures>,
 }
 
-/// Per second between two heartbeats; 0 when the counter went back (agent or fleet restarted).
-fn per_s(now: u64, before: u64, dt_s: f64) -> f64 {
-    if dt_s <= 0.0 {
-        return 0.0;
+/// The msgs/s of the last refreshes, per fleet and per agent id.
+#[derive(Debug, Default)]
+struct History {
+    fleets: BTreeMap<String, VecDeque<f64>>,
+    agents: BTreeMap<String, VecDeque<f64>>,
+}
+
+impl History {
+    fn record(&mut self, f: &Frame) {
+        self.fleets
+            .retain(|k, _| f.fleets.iter().any(|r| &r.name == k));
+        self.agents
+            .retain(|k, _| f.agents.iter().any(|r| &r.id == k));
+        for r in &f.fleets {
+            push(
+                self.fleets.entry(r.name.clone()).or_default(),
+                r.figures.msgs_per_s,
+                HISTORY,
+            );
+        }
+        for r in &f.agents {
+            push(
+                self.agents.entry(r.id.clone()).or_default(),
+                r.figures.msgs_per_s,
+                HISTORY,
+            );
+        }
     }
-    now.saturating_sub(before) as f64 / dt_s
 }
 
 /// The view at `now_ms` of the live agents' heartbeats, optionally of one fleet.
 fn frame(agents: &BTreeMap<String, Beats>, now_ms: u64, only: Option<&str>) -> Frame {
-    let mut fleets: BTreeMap<String, FleetRate> = BTreeMap::new();
-    if let Some(f) = only {
-        fleets.insert(f.to_string(), FleetRate::zero(f));
-    }
-    let mut rows = Vec::new();
-    for b in agents.values().filter(|b| b.latest.is_alive(now_ms)) {
-        let h = &b.latest;
-        let dt_s = b
-            .previous
-            .as_ref()
-            .map_or(0.0, |p| h.ts_ms.saturating_sub(p.ts_ms) as f64 / 1000.0);
-        let none = FleetCounters::default();
-        let mut agent = AgentRate {
-            id: h.id.clone(),
-            name: h.name.clone(),
-            devices: if only.is_some() { 0 } else { h.devices },
-            msgs_per_s: 0.0,
-        };
-        for (name, c) in &h.fleets {
-            if only.is_some_and(|f| f != name) {
-                continue;
-            }
-            let p = b
-                .previous
-                .as_ref()
-                .and_then(|p| p.fleets.get(name))
-                .unwrap_or(&none);
-            let msgs = per_s(c.messages, p.messages, dt_s);
-            let f = fleets
-                .entry(name.clone())
-                .or_insert_with(|| FleetRate::zero(name));
-            f.devices += c.devices;
-            f.msgs_per_s += msgs;
-            f.bytes_per_s += per_s(c.bytes, p.bytes, dt_s);
-            f.errors += c.errors;
-            agent.msgs_per_s += msgs;
-            if only.is_some() {
-                agent.devices += c.devices;
-            }
-        }
-        rows.push(agent);
-    }
-    rows.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
-    for a in &mut rows {
-        a.msgs_per_s = round2(a.msgs_per_s);
-    }
-    let mut fleets: Vec<FleetRate> = fleets.into_values().collect();
-    for f in &mut fleets {
-        f.msgs_per_s = round2(f.msgs_per_s);
-        f.bytes_per_s = round2(f.bytes_per_s);
-    }
+    let spans: Vec<Span<'_>> = agents
+        .values()
+        .filter(|b| b.latest.is_alive(now_ms))
+        .map(|b| Span {
+            latest: &b.latest,
+            earlier: b.previous.as_ref(),
+        })
+        .collect();
+    let mode = Mode {
+        reported_rates: true,
+        span_percentiles: false,
+    };
+    let t = tabulate(&spans, only, mode);
     Frame {
         ts_ms: now_ms,
-        fleets,
-        agents: rows,
+        percentiles: PERCENTILES,
+        fleets: t.fleets,
+        agents: t.agents,
     }
 }
 
-/// Rounded to two decimals, for readable JSON.
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+fn pair(q: Option<Quantiles>) -> (String, String) {
+    q.map_or(("-".into(), "-".into()), |q| (micros(q.p50), micros(q.p99)))
 }
 
-impl FleetRate {
-    fn zero(name: &str) -> Self {
-        Self {
-            name: name.to_string(),
-            devices: 0,
-            msgs_per_s: 0.0,
-            bytes_per_s: 0.0,
-            errors: 0,
-        }
-    }
+fn marker(saturated: bool) -> String {
+    if saturated { "SATURATED" } else { "" }.into()
 }
 
-/// The frame as tables.
-fn render(f: &Frame) -> String {
+/// The frame as tables, with sparklines from `history`.
+fn render(f: &Frame, history: &History, utf8: bool) -> String {
     let when =
         humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(f.ts_ms));
-    let mut fleets = Table::new(&["FLEET", "DEVICES", "MSGS/S", "BYTES/S", "ERRORS"]);
+    let none = VecDeque::new();
+    let mut fleets = Table::new(&[
+        "FLEET",
+        "DEVICES",
+        "SCHED/S",
+        "MSGS/S",
+        "BYTES/S",
+        "ERRORS",
+        "LAG P50",
+        "LAG P99",
+        "ACK P50",
+        "ACK P99",
+        "MSGS/S TREND",
+        "",
+    ]);
     for r in &f.fleets {
+        let x = &r.figures;
+        let (lag50, lag99) = pair(x.tick_lag_us);
+        let (ack50, ack99) = pair(x.ack_latency_us);
         fleets.row(vec![
             r.name.clone(),
-            r.devices.to_string(),
-            rate(r.msgs_per_s),
-            rate(r.bytes_per_s),
-            r.errors.to_string(),
+            x.devices.to_string(),
+            rate(x.scheduled_per_s),
+            rate(x.msgs_per_s),
+            rate(x.bytes_per_s),
+            x.errors_total.to_string(),
+            lag50,
+            lag99,
+            ack50,
+            ack99,
+            sparkline(history.fleets.get(&r.name).unwrap_or(&none), utf8),
+            marker(x.saturated),
         ]);
     }
-    let mut agents = Table::new(&["AGENT", "ID", "DEVICES", "MSGS/S"]);
+    let mut agents = Table::new(&[
+        "AGENT",
+        "ID",
+        "DEVICES",
+        "SCHED/S",
+        "MSGS/S",
+        "BYTES/S",
+        "ERRORS",
+        "LAG P50",
+        "LAG P99",
+        "MSGS/S TREND",
+        "",
+    ]);
     for a in &f.agents {
+        let x = &a.figures;
+        let (lag50, lag99) = pair(x.tick_lag_us);
         agents.row(vec![
             a.name.clone(),
             a.id.clone(),
-            a.devices.to_string(),
-            rate(a.msgs_per_s),
+            x.devices.to_string(),
+            rate(x.scheduled_per_s),
+            rate(x.msgs_per_s),
+            rate(x.bytes_per_s),
+            x.errors_total.to_string(),
+            lag50,
+            lag99,
+            sparkline(history.agents.get(&a.id).unwrap_or(&none), utf8),
+            marker(x.saturated),
         ]);
     }
-    format!(
-        "{when}  {} live agent{}\n\n{}\n{}",
+    let mut out = format!(
+        "{when}  {} live agent{}  (latency percentiles: {PERCENTILES})\n",
         f.agents.len(),
         if f.agents.len() == 1 { "" } else { "s" },
-        fleets.render(),
-        agents.render()
-    )
+    );
+    let saturated: Vec<&str> = f
+        .agents
+        .iter()
+        .filter(|a| a.figures.saturated)
+        .map(|a| a.name.as_str())
+        .collect();
+    if !saturated.is_empty() {
+        out.push_str(&format!(
+            "SATURATED: {} cannot keep up with the schedule: the generator is the bottleneck, not the system under test\n",
+            saturated.join(", ")
+        ));
+    }
+    out.push('\n');
+    out.push_str(&fleets.render());
+    out.push('\n');
+    out.push_str(&agents.render());
+    out
+}
+
+/// Prints one refresh: on a terminal, over the previous one.
+fn show(text: &str, tty: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if tty {
+        // Home, each line clearing what is left of the previous frame, then the rest.
+        write!(out, "\x1b[H")?;
+        for line in text.lines() {
+            write!(out, "{line}\x1b[K\r\n")?;
+        }
+        write!(out, "\x1b[J")?;
+    } else {
+        writeln!(out, "{text}")?;
+    }
+    out.flush().context("cannot write to stdout")
 }
 
 /// Runs `watch`.
@@ -184,10 +232,18 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
     if args.interval.is_zero() {
         bail!("--interval must be longer than 0, e.g. 1s");
     }
+    if args.count == Some(0) {
+        bail!("--count 0 would show nothing: give 1 or more, or leave it out to run until Ctrl-C");
+    }
     let ctx = g.open().await?;
     let mut feed = KvFeed::open(&ctx.conn.client, &ctx.buckets.agents, ">").await?;
     let mut agents: BTreeMap<String, Beats> = BTreeMap::new();
+    let mut history = History::default();
     let tty = std::io::stdout().is_terminal();
+    let utf8 = utf8_locale();
+    if tty && !g.json {
+        print!("\x1b[2J");
+    }
     let mut tick = tokio::time::interval(args.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let ctrl_c = tokio::signal::ctrl_c();
@@ -229,12 +285,11 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
             }
         }
         let f = frame(&agents, now_ms(), args.fleet.as_deref());
+        history.record(&f);
         if g.json {
             print_json_line(&f)?;
-        } else if tty {
-            print!("\x1b[2J\x1b[H{}", render(&f));
         } else {
-            println!("{}", render(&f));
+            show(&render(&f, &history, utf8), tty)?;
         }
         shown += 1;
         if args.count.is_some_and(|k| shown >= k) {
@@ -247,6 +302,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
 mod tests {
     use super::*;
     use crate::state::tests::hb;
+    use pluribus_common::messages::FleetCounters;
 
     fn counters(devices: u64, messages: u64, bytes: u64, errors: u64) -> FleetCounters {
         FleetCounters {
@@ -256,6 +312,10 @@ mod tests {
             errors,
             ..Default::default()
         }
+    }
+
+    fn beats(latest: Heartbeat, previous: Option<Heartbeat>) -> Beats {
+        Beats { latest, previous }
     }
 
     #[test]
@@ -275,51 +335,66 @@ mod tests {
         dead.ts_ms = 1_000;
         dead.fleets.insert("f".into(), counters(3, 50, 500, 0));
         let agents: BTreeMap<String, Beats> = [
-            (
-                "a".to_string(),
-                Beats {
-                    latest,
-                    previous: Some(prev),
-                },
-            ),
-            (
-                "b".to_string(),
-                Beats {
-                    latest: other,
-                    previous: None,
-                },
-            ),
-            (
-                "c".to_string(),
-                Beats {
-                    latest: dead,
-                    previous: None,
-                },
-            ),
+            ("a".to_string(), beats(latest, Some(prev))),
+            ("b".to_string(), beats(other, None)),
+            ("c".to_string(), beats(dead, None)),
         ]
         .into_iter()
         .collect();
         let f = frame(&agents, 100_500, None);
         assert_eq!(f.agents.len(), 2);
         let ff = &f.fleets[0];
-        assert_eq!((ff.name.as_str(), ff.devices, ff.errors), ("f", 13, 1));
-        assert_eq!(ff.msgs_per_s, 10.0);
-        assert_eq!(ff.bytes_per_s, 1000.0);
+        assert_eq!(
+            (
+                ff.name.as_str(),
+                ff.figures.devices,
+                ff.figures.errors_total
+            ),
+            ("f", 13, 1)
+        );
+        assert_eq!(ff.figures.msgs_per_s, 10.0);
+        assert_eq!(ff.figures.bytes_per_s, 1000.0);
         // g appeared between the two heartbeats: all of its messages count.
-        assert_eq!(f.fleets[1].msgs_per_s, 3.5);
-        assert_eq!(f.agents[0].msgs_per_s, 13.5);
+        assert_eq!(f.fleets[1].figures.msgs_per_s, 3.5);
+        assert_eq!(f.agents[0].figures.msgs_per_s, 13.5);
 
         let only = frame(&agents, 100_500, Some("g"));
         assert_eq!(only.fleets.len(), 1);
-        assert_eq!(only.agents[0].devices, 5);
-        assert_eq!(only.agents[1].devices, 0);
+        assert_eq!(only.agents[0].figures.devices, 5);
+        assert_eq!(only.agents[1].figures.devices, 0);
         let none = frame(&agents, 100_500, Some("nope"));
-        assert_eq!(none.fleets, vec![FleetRate::zero("nope")]);
+        assert_eq!(none.fleets.len(), 1);
+        assert_eq!(none.fleets[0].figures, Default::default());
     }
 
     #[test]
-    fn counters_going_back_read_as_zero() {
-        assert_eq!(per_s(5, 10, 2.0), 0.0);
-        assert_eq!(per_s(10, 5, 0.0), 0.0);
+    fn saturated_agents_are_flagged_and_trends_drawn() {
+        let mut a = hb("a", 10, None);
+        a.saturated = true;
+        let mut c = counters(10, 100, 1_000, 0);
+        c.saturated = true;
+        c.scheduled_per_s = 1_000.0;
+        c.achieved_per_s = 100.0;
+        a.fleets.insert("f".into(), c);
+        let agents: BTreeMap<String, Beats> = [("a".to_string(), beats(a, None))].into();
+        let f = frame(&agents, 100_500, None);
+        let mut history = History::default();
+        history.record(&f);
+        history.record(&f);
+        let text = render(&f, &history, false);
+        assert!(
+            text.contains("cumulative since each agent started"),
+            "{text}"
+        );
+        assert!(text.contains("SATURATED: n-a cannot keep up"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("f ") && l.contains(" ## ") && l.ends_with(" SATURATED")),
+            "{text}"
+        );
+        let json = serde_json::to_value(&f).unwrap();
+        assert_eq!(json["fleets"][0]["saturated"], true);
+        assert_eq!(json["agents"][0]["saturated"], true);
+        assert_eq!(json["percentiles"], PERCENTILES);
     }
 }

@@ -1,0 +1,99 @@
+//! Header values resolved on the agent: `env:VAR` from its environment, `file:/path` from
+//! its disk, so a secret never sits in the fleet record in clear.
+
+use std::collections::BTreeMap;
+
+use hyper::header::{HeaderName, HeaderValue};
+use pluribus_common::spec::HeaderSource;
+
+use crate::sink::SinkError;
+
+/// The headers of a spec, ready to send. Values read from `env:` or `file:` are marked
+/// sensitive (kept out of debug output).
+pub fn resolve(
+    headers: &BTreeMap<String, String>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, SinkError> {
+    headers
+        .iter()
+        .map(|(name, raw)| {
+            let bad = |what: String| SinkError(format!("http sink header {name}: {what}"));
+            let n = HeaderName::try_from(name.as_str())
+                .map_err(|_| bad("is not a header name: use letters, digits and -".into()))?;
+            let source = HeaderSource::parse(raw);
+            let text = match source {
+                HeaderSource::Literal(v) => v.to_string(),
+                HeaderSource::Env(var) => std::env::var(var).map_err(|_| {
+                    bad(format!(
+                        "the environment variable {var} is not set on this agent: set it where pluribus-agent starts"
+                    ))
+                })?,
+                HeaderSource::File(path) => std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        bad(format!(
+                            "cannot read {path} on this agent ({e}): create it, readable by the agent"
+                        ))
+                    })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+            };
+            let mut v = HeaderValue::try_from(text).map_err(|_| {
+                bad(format!(
+                    "the value from {raw} has a control character (a newline inside?): fix it"
+                ))
+            })?;
+            v.set_sensitive(!matches!(source, HeaderSource::Literal(_)));
+            Ok((n, v))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(name: &str, raw: &str) -> Result<HeaderValue, SinkError> {
+        let h = BTreeMap::from([(name.to_string(), raw.to_string())]);
+        resolve(&h).map(|mut v| v.remove(0).1)
+    }
+
+    #[test]
+    fn literals_are_sent_as_written() {
+        let v = one("X-Token", "abc").expect("literal");
+        assert_eq!(v, "abc");
+        assert!(!v.is_sensitive());
+    }
+
+    #[test]
+    fn env_values_come_from_the_agent() {
+        std::env::set_var("PLURIBUS_TEST_HTTP_HEADER_TOKEN", "s3cret");
+        let v = one("Authorization", "env:PLURIBUS_TEST_HTTP_HEADER_TOKEN").expect("env");
+        assert_eq!(v, "s3cret");
+        assert!(v.is_sensitive());
+        let e = one("Authorization", "env:PLURIBUS_TEST_HTTP_HEADER_UNSET").expect_err("unset");
+        assert!(
+            e.0.contains("PLURIBUS_TEST_HTTP_HEADER_UNSET is not set"),
+            "{e}"
+        );
+        assert!(e.0.contains("Authorization"), "{e}");
+    }
+
+    #[test]
+    fn file_values_lose_their_trailing_newline() {
+        let path =
+            std::env::temp_dir().join(format!("pluribus-http-header-{}", std::process::id()));
+        std::fs::write(&path, "Bearer t0ken\n").expect("write");
+        let v = one("Authorization", &format!("file:{}", path.display())).expect("file");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(v, "Bearer t0ken");
+        assert!(v.is_sensitive());
+        let e = one("X-Key", "file:/nonexistent/pluribus/key").expect_err("missing");
+        assert!(e.0.contains("cannot read /nonexistent/pluribus/key"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_value_is_refused() {
+        std::env::set_var("PLURIBUS_TEST_HTTP_HEADER_NL", "a\nb");
+        let e = one("X-A", "env:PLURIBUS_TEST_HTTP_HEADER_NL").expect_err("newline");
+        assert!(e.0.contains("control character"), "{e}");
+    }
+}

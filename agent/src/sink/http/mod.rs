@@ -1,0 +1,162 @@
+//! The `http` sink: each message is one request (`POST` or `PUT`) to a URL rendered per
+//! device, with the telemetry JSON as its body.
+//!
+//! `send` never waits for the server: it takes a permit from the agent-wide limit of
+//! requests in flight and spawns the request ([`deliver`]). When no permit is free the
+//! message is dropped and counted in `publish_failed`, rather than queued: a queue would
+//! hide that the server cannot keep up, and send the message late, outside its schedule.
+//! The spawned request records latency and status classes, retries with backoff, and
+//! counts a final failure in `publish_failed` and `errors`.
+
+mod client;
+mod deliver;
+mod headers;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use hyper::Uri;
+use pluribus_common::spec::{HttpSinkConfig, SinkSpec, Template, TemplateVars};
+use tokio::sync::Semaphore;
+
+use super::{Sink, SinkContext, SinkDevice, SinkError, SinkFactory};
+use client::HttpClient;
+use deliver::{LogLimit, Request};
+
+/// Factory of [`HttpSink`]s, one per agent: it owns the connection pool that every http
+/// sink of the agent shares, and the limits of requests in flight.
+#[derive(Default)]
+pub struct HttpFactory {
+    /// Built on first use, so an agent that never runs an http sink reads no certificates.
+    client: OnceLock<Result<HttpClient, String>>,
+    /// One limit per distinct sink spec: the shards of a fleet on this agent share it.
+    limits: Mutex<HashMap<String, Weak<Semaphore>>>,
+}
+
+impl std::fmt::Debug for HttpFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpFactory").finish_non_exhaustive()
+    }
+}
+
+impl HttpFactory {
+    fn client(&self) -> Result<HttpClient, SinkError> {
+        self.client
+            .get_or_init(client::build)
+            .clone()
+            .map_err(SinkError)
+    }
+
+    /// The limit of requests in flight for `spec`, shared by every sink made from it.
+    fn limit(&self, spec: &SinkSpec, permits: u32) -> Arc<Semaphore> {
+        let key = serde_json::to_string(spec).unwrap_or_default();
+        let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        limits.retain(|_, w| w.strong_count() > 0);
+        if let Some(s) = limits.get(&key).and_then(Weak::upgrade) {
+            return s;
+        }
+        let s = Arc::new(Semaphore::new(permits as usize));
+        limits.insert(key, Arc::downgrade(&s));
+        s
+    }
+}
+
+impl SinkFactory for HttpFactory {
+    fn create(&self, spec: &SinkSpec, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
+        let cfg = HttpSinkConfig::from_options(&spec.options)
+            .map_err(|e| SinkError(format!("bad http sink: {e}")))?;
+        let url = cfg
+            .url_template()
+            .map_err(|e| SinkError(format!("bad http sink: {e}")))?;
+        let headers = headers::resolve(&cfg.headers)?;
+        let request = Request {
+            client: self.client()?,
+            method: cfg.method,
+            headers,
+            timeout: cfg.timeout,
+            retries: cfg.retries,
+            metrics: ctx.metrics.clone(),
+            log: LogLimit::default(),
+        };
+        Ok(Box::new(HttpSink {
+            request: Arc::new(request),
+            url,
+            permits: self.limit(spec, cfg.concurrency),
+            concurrency: cfg.concurrency,
+            scratch: String::new(),
+            drops: LogLimit::default(),
+        }))
+    }
+}
+
+/// Sends a shard's messages as HTTP requests, in tasks of their own.
+pub struct HttpSink {
+    request: Arc<Request>,
+    url: Template,
+    permits: Arc<Semaphore>,
+    concurrency: u32,
+    scratch: String,
+    drops: LogLimit,
+}
+
+impl std::fmt::Debug for HttpSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSink")
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpSink {
+    /// Requests in flight under this sink's limit (all shards sharing it).
+    pub fn in_flight(&self) -> usize {
+        (self.concurrency as usize).saturating_sub(self.permits.available_permits())
+    }
+}
+
+#[async_trait]
+impl Sink for HttpSink {
+    async fn send(&mut self, dev: &SinkDevice<'_>, payload: Bytes) -> Result<(), SinkError> {
+        self.url.render_into(
+            &TemplateVars {
+                fleet: dev.fleet,
+                device_id: Some(dev.device_id),
+                index: dev.index,
+            },
+            &mut self.scratch,
+        );
+        let metrics = &self.request.metrics;
+        let uri: Uri = match self.scratch.parse() {
+            Ok(u) => u,
+            Err(e) => {
+                metrics.publish_failed.fetch_add(1, Relaxed);
+                return Err(SinkError(format!(
+                    "http sink: '{}' is not a URL ({e}): fix the url template",
+                    self.scratch
+                )));
+            }
+        };
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            metrics.publish_failed.fetch_add(1, Relaxed);
+            if self.drops.allow() {
+                tracing::warn!(
+                    fleet = %dev.fleet,
+                    concurrency = self.concurrency,
+                    "http sink: every request slot is busy, messages are dropped: the server is slower than the load, or raise the sink's concurrency"
+                );
+            }
+            return Err(SinkError(format!(
+                "http sink: {} requests in flight already; message dropped",
+                self.concurrency
+            )));
+        };
+        tokio::spawn(deliver::deliver(self.request.clone(), uri, payload, permit));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

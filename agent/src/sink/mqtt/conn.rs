@@ -1,0 +1,547 @@
+//! One device's MQTT connection: a small shared state ([`Conn`]) that the sink writes
+//! packets into, and one task ([`run`]) that connects (paced), writes, reads, pings,
+//! acknowledges and reconnects with backoff.
+//!
+//! The sink never waits for the network: `publish` encodes into the connection's output
+//! buffer and wakes the task; a device that is not connected fails the publish at once.
+//! Idle, a device is this struct, a parked task and a socket: no buffers.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pluribus_common::spec::{MqttRole, TemplateVars};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+
+use super::codec::{self, Ack, ConnectParams, Incoming, PublishParams};
+use super::config::Resolved;
+use super::pacer::{Jitter, Pacer};
+use super::stream::{self, Stream};
+use crate::metrics::FleetMetrics;
+use crate::sink::Inbound;
+
+/// Most unacknowledged QoS 1/2 publishes per device; past it a publish fails.
+const MAX_INFLIGHT: usize = 64;
+/// Most bytes waiting to be written per device; past it a publish fails.
+const MAX_PENDING: usize = 256 * 1024;
+
+/// Microseconds on a monotonic clock (for ack latency).
+fn mono_us() -> u64 {
+    static BASE: OnceLock<std::time::Instant> = OnceLock::new();
+    BASE.get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
+}
+
+/// What the devices of one sink share.
+#[derive(Debug)]
+pub struct Shared {
+    /// Resolved options.
+    pub cfg: Resolved,
+    /// The fleet's metrics.
+    pub metrics: Arc<FleetMetrics>,
+    /// Where commands go (the shard runner).
+    pub inbound: mpsc::UnboundedSender<Inbound>,
+    /// The agent-wide connect pacer.
+    pub pacer: Arc<Pacer>,
+    warned: AtomicBool,
+}
+
+impl Shared {
+    /// Shared state of one sink.
+    pub fn new(
+        cfg: Resolved,
+        metrics: Arc<FleetMetrics>,
+        inbound: mpsc::UnboundedSender<Inbound>,
+        pacer: Arc<Pacer>,
+    ) -> Self {
+        Self {
+            cfg,
+            metrics,
+            inbound,
+            pacer,
+            warned: AtomicBool::new(false),
+        }
+    }
+}
+
+struct Inflight {
+    pkid: u16,
+    sent_us: u64,
+    /// The encoded PUBLISH, for a resend; `None` once PUBREC came (PUBREL stage).
+    packet: Option<Bytes>,
+}
+
+#[derive(Default)]
+struct State {
+    up: bool,
+    closing: bool,
+    out: BytesMut,
+    inflight: Vec<Inflight>,
+    next_pkid: u16,
+}
+
+impl State {
+    fn pkid(&mut self) -> u16 {
+        loop {
+            self.next_pkid = self.next_pkid.wrapping_add(1).max(1);
+            let id = self.next_pkid;
+            if !self.inflight.iter().any(|f| f.pkid == id) {
+                return id;
+            }
+        }
+    }
+
+    /// Encodes a PUBLISH into the output; QoS 1/2 ones are tracked until acknowledged.
+    fn enqueue(
+        &mut self,
+        cfg: &Resolved,
+        p: PublishParams<'_>,
+        track: bool,
+    ) -> Result<(), &'static str> {
+        if self.out.len() > MAX_PENDING {
+            return Err("backlog: the broker does not keep up");
+        }
+        if p.qos == 0 {
+            codec::publish(cfg.protocol, &p, &mut self.out);
+            return Ok(());
+        }
+        if self.inflight.len() >= MAX_INFLIGHT {
+            return Err("too many unacknowledged publishes");
+        }
+        let pkid = self.pkid();
+        let mut b = BytesMut::new();
+        codec::publish(cfg.protocol, &PublishParams { pkid, ..p }, &mut b);
+        self.out.extend_from_slice(&b);
+        if track {
+            self.inflight.push(Inflight {
+                pkid,
+                sent_us: mono_us(),
+                packet: Some(b.freeze()),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A device's connection state, shared by the sink and the connection task.
+pub struct Conn {
+    /// Index in the fleet.
+    pub index: u64,
+    /// Device id.
+    pub device_id: Box<str>,
+    /// Fleet name.
+    pub fleet: Arc<str>,
+    st: Mutex<State>,
+    wake: Notify,
+}
+
+impl Conn {
+    /// A device that is not connected yet.
+    pub fn new(index: u64, device_id: &str, fleet: Arc<str>) -> Self {
+        Self {
+            index,
+            device_id: device_id.into(),
+            fleet,
+            st: Mutex::new(State::default()),
+            wake: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.st.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The template values of this device.
+    pub fn vars(&self) -> TemplateVars<'_> {
+        TemplateVars {
+            fleet: &self.fleet,
+            device_id: Some(&self.device_id),
+            index: self.index,
+        }
+    }
+
+    /// Queues a publish; fails at once if the device is not connected.
+    pub fn publish(&self, cfg: &Resolved, p: PublishParams<'_>) -> Result<(), &'static str> {
+        {
+            let mut st = self.lock();
+            if !st.up || st.closing {
+                return Err("not connected");
+            }
+            st.enqueue(cfg, p, true)?;
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Starts a clean stop: the offline message (if there is a will, since a clean
+    /// DISCONNECT discards it) and DISCONNECT. Returns false if the device was not
+    /// connected (the caller just ends the task).
+    pub fn close(&self, cfg: &Resolved) -> bool {
+        let mut st = self.lock();
+        st.closing = true;
+        if !st.up {
+            return false;
+        }
+        if let Some(w) = &cfg.will {
+            let topic = w.topic.render(&self.vars());
+            let p = PublishParams {
+                topic: &topic,
+                payload: &w.payload,
+                qos: w.qos,
+                retain: w.retain,
+                pkid: 0,
+            };
+            let _ = st.enqueue(cfg, p, false);
+        }
+        codec::disconnect(&mut st.out);
+        drop(st);
+        self.wake.notify_one();
+        true
+    }
+
+    fn closing(&self) -> bool {
+        self.lock().closing
+    }
+}
+
+/// An up/down gauge held while a guard lives (so an aborted task leaves it right).
+struct Gauge<'a>(&'a AtomicU64);
+
+impl<'a> Gauge<'a> {
+    fn up(g: &'a AtomicU64) -> Self {
+        g.fetch_add(1, Relaxed);
+        Self(g)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// How a session ended.
+enum End {
+    /// close_device: the task ends.
+    Closed,
+    /// The connection was lost (reason).
+    Lost(&'static str),
+}
+
+/// The connection task of one device: connect, run the session, reconnect with backoff,
+/// until the device is closed (or the task aborted).
+pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
+    let mut jitter = Jitter::new(conn.index);
+    let (mut failures, mut attempt, mut was_up) = (0u32, 0u64, false);
+    loop {
+        if conn.closing() {
+            return;
+        }
+        // Boxed: the connect future (TLS included) is large and short-lived.
+        let r = Box::pin(connect(&conn, &sh, attempt)).await;
+        attempt += 1;
+        match r {
+            Err(reason) => {
+                sh.metrics.connect_failed(reason);
+                failures += 1;
+                if !sh.warned.swap(true, Relaxed) {
+                    tracing::warn!(device = %conn.device_id, reason, "mqtt connect failed; retrying with backoff (further failures are counted in the heartbeat)");
+                } else {
+                    tracing::debug!(device = %conn.device_id, reason, "mqtt connect failed");
+                }
+            }
+            Ok((mut stream, mut rbuf)) => {
+                if was_up {
+                    sh.metrics.reconnects.fetch_add(1, Relaxed);
+                }
+                was_up = true;
+                let end = {
+                    let _g = Gauge::up(&sh.metrics.connected);
+                    session(&conn, &sh, &mut stream, &mut rbuf).await
+                };
+                conn.lock().up = false;
+                match end {
+                    End::Closed => return,
+                    End::Lost(reason) => {
+                        sh.metrics.disconnects.fetch_add(1, Relaxed);
+                        tracing::debug!(device = %conn.device_id, reason, "mqtt connection lost");
+                        let mut st = conn.lock();
+                        st.out = BytesMut::new();
+                        drop(st);
+                        failures = 1;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(jitter.backoff(failures)) => {}
+            _ = conn.wake.notified() => {}
+        }
+    }
+}
+
+/// One connect attempt, paced: TCP, TLS, CONNECT, CONNACK within the connect timeout.
+async fn connect(
+    conn: &Conn,
+    sh: &Shared,
+    attempt: u64,
+) -> Result<(Stream, BytesMut), &'static str> {
+    let n = sh.cfg.brokers.len().max(1) as u64;
+    let Some(url) = sh.cfg.brokers.get(((conn.index + attempt) % n) as usize) else {
+        return Err("config");
+    };
+    let ips = &sh.cfg.source_ips;
+    let source = (!ips.is_empty()).then(|| ips[((conn.index / n) % ips.len() as u64) as usize]);
+    let _permit = sh.pacer.acquire().await;
+    let _g = Gauge::up(&sh.metrics.connecting);
+    let handshake = async {
+        let addr = stream::resolve(url).await?;
+        let tcp = stream::tcp(addr, source)
+            .await
+            .map_err(|e| stream::io_reason(&e))?;
+        let mut s = match (&sh.cfg.tls, url.tls) {
+            (Some(c), true) => stream::tls(tcp, c, &url.host).await.map_err(|_| "tls")?,
+            (None, true) => return Err("tls"),
+            (_, false) => Stream::Plain(tcp),
+        };
+        let mut buf = BytesMut::new();
+        let vars = conn.vars();
+        let params = ConnectParams {
+            client_id: &sh.cfg.client_id.render(&vars),
+            keepalive: sh.cfg.keepalive.as_secs().min(u64::from(u16::MAX)) as u16,
+            clean: sh.cfg.clean_session,
+            login: match (&sh.cfg.username, &sh.cfg.password) {
+                (None, None) => None,
+                (u, p) => Some((
+                    u.as_ref().map(|u| u.render(&vars)).unwrap_or_default(),
+                    p.as_ref().map(|p| p.render(&vars)).unwrap_or_default(),
+                )),
+            },
+            will: sh
+                .cfg
+                .will
+                .as_ref()
+                .map(|w| (w.topic.render(&vars), w.payload.clone(), w.qos, w.retain)),
+        };
+        codec::connect(sh.cfg.protocol, &params, &mut buf);
+        s.write_all(&buf).await.map_err(|e| stream::io_reason(&e))?;
+        buf.clear();
+        loop {
+            match s.read_some(&mut buf).await {
+                Ok(0) => return Err("closed"),
+                Ok(_) => {}
+                Err(e) => return Err(stream::io_reason(&e)),
+            }
+            match codec::decode(sh.cfg.protocol, &mut buf) {
+                Ok(Some(Incoming::ConnAck(r))) => {
+                    r?;
+                    return Ok((s, buf));
+                }
+                Ok(Some(_)) | Err(_) => return Err("protocol"),
+                Ok(None) => {}
+            }
+        }
+    };
+    tokio::time::timeout(sh.cfg.connect_timeout, handshake)
+        .await
+        .unwrap_or(Err("timeout"))
+}
+
+/// After CONNACK: resend what was not acknowledged, birth, subscriptions.
+fn start_session(conn: &Conn, sh: &Shared) {
+    let cfg = &sh.cfg;
+    let vars = conn.vars();
+    let mut st = conn.lock();
+    st.up = true;
+    let mut resend = BytesMut::new();
+    for f in &st.inflight {
+        match &f.packet {
+            Some(p) => resend.extend_from_slice(&codec::with_dup(p)),
+            None => codec::ack(Ack::PubRel, f.pkid, &mut resend),
+        }
+    }
+    st.out = resend;
+    if let Some(b) = &cfg.birth {
+        let topic = b.topic.render(&vars);
+        let p = PublishParams {
+            topic: &topic,
+            payload: &b.payload,
+            qos: b.qos,
+            retain: b.retain,
+            pkid: 0,
+        };
+        let _ = st.enqueue(cfg, p, true);
+    }
+    let mut filters = Vec::new();
+    if let Some(c) = &cfg.command {
+        filters.push((c.render(&vars), 1));
+    }
+    if let Some(s) = &cfg.subscribe {
+        filters.push((s.render(&vars), cfg.qos));
+    }
+    if !filters.is_empty() {
+        let pkid = st.pkid();
+        codec::subscribe(cfg.protocol, pkid, &filters, &mut st.out);
+    }
+}
+
+/// Runs a connected session until it is closed or lost.
+async fn session(conn: &Conn, sh: &Shared, s: &mut Stream, rbuf: &mut BytesMut) -> End {
+    start_session(conn, sh);
+    // A subscriber tells commands from data by topic.
+    let command_topic = match (sh.cfg.role, &sh.cfg.command) {
+        (MqttRole::Subscriber, Some(c)) => Some(c.render(&conn.vars())),
+        _ => None,
+    };
+    let tick = (!sh.cfg.keepalive.is_zero()).then(|| sh.cfg.keepalive / 2);
+    let mut ping_at = Instant::now() + tick.unwrap_or(Duration::from_secs(3600));
+    let (mut ping_out, mut wrote) = (false, true);
+    loop {
+        // Packets read (the first ones came with CONNACK) are handled before writing, so
+        // their acks go out in the same write.
+        loop {
+            match codec::decode(sh.cfg.protocol, rbuf) {
+                Ok(Some(p)) => {
+                    if let Err(r) = handle(conn, sh, p, &mut ping_out, command_topic.as_deref()) {
+                        return End::Lost(r);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return End::Lost("protocol"),
+            }
+        }
+        if rbuf.is_empty() && rbuf.capacity() > 0 {
+            *rbuf = BytesMut::new();
+        }
+        let (out, closing) = {
+            let mut st = conn.lock();
+            (std::mem::take(&mut st.out), st.closing)
+        };
+        if !out.is_empty() {
+            wrote = true;
+            if s.write_all(&out).await.is_err() {
+                return End::Lost("write");
+            }
+        }
+        drop(out);
+        if closing {
+            s.shutdown().await;
+            return End::Closed;
+        }
+        tokio::select! {
+            _ = conn.wake.notified() => {}
+            r = s.read_some(rbuf) => match r {
+                Ok(0) => return End::Lost("closed by the broker"),
+                Ok(_) => {}
+                Err(_) => return End::Lost("read"),
+            },
+            _ = tokio::time::sleep_until(ping_at), if tick.is_some() => {
+                if ping_out {
+                    return End::Lost("keepalive: no PINGRESP");
+                }
+                if !wrote {
+                    codec::pingreq(&mut conn.lock().out);
+                    ping_out = true;
+                }
+                wrote = false;
+                ping_at += tick.unwrap_or_default();
+            }
+        }
+    }
+}
+
+/// Handles one packet from the broker.
+fn handle(
+    conn: &Conn,
+    sh: &Shared,
+    p: Incoming,
+    ping_out: &mut bool,
+    command_topic: Option<&str>,
+) -> Result<(), &'static str> {
+    let acked = |st: &mut State, pkid: u16, stage_rel: bool| {
+        if let Some(at) = st
+            .inflight
+            .iter()
+            .position(|f| f.pkid == pkid && f.packet.is_none() == stage_rel)
+        {
+            let f = st.inflight.swap_remove(at);
+            sh.metrics.ack_latency(mono_us().saturating_sub(f.sent_us));
+        }
+    };
+    match p {
+        Incoming::PubAck(id) => acked(&mut conn.lock(), id, false),
+        Incoming::PubComp(id) => acked(&mut conn.lock(), id, true),
+        Incoming::PubRec(id) => {
+            let mut st = conn.lock();
+            if let Some(f) = st.inflight.iter_mut().find(|f| f.pkid == id) {
+                f.packet = None;
+            }
+            codec::ack(Ack::PubRel, id, &mut st.out);
+        }
+        Incoming::PubRel(id) => codec::ack(Ack::PubComp, id, &mut conn.lock().out),
+        Incoming::Publish {
+            topic,
+            payload,
+            qos,
+            pkid,
+        } => {
+            match qos {
+                1 => codec::ack(Ack::PubAck, pkid, &mut conn.lock().out),
+                2 => codec::ack(Ack::PubRec, pkid, &mut conn.lock().out),
+                _ => {}
+            }
+            let is_command = match sh.cfg.role {
+                MqttRole::Publisher => true,
+                MqttRole::Subscriber => command_topic.is_some_and(|c| c.as_bytes() == &topic[..]),
+            };
+            if is_command {
+                let _ = sh.inbound.send(Inbound {
+                    index: conn.index,
+                    payload,
+                });
+            } else {
+                sh.metrics.received(latency_us(&payload));
+            }
+        }
+        Incoming::SubAck(ok) => {
+            if !ok {
+                tracing::warn!(device = %conn.device_id, "the broker refused a subscription (commands or --subscribe filter)");
+            }
+        }
+        Incoming::PingResp => *ping_out = false,
+        Incoming::Disconnect => return Err("disconnected by the broker"),
+        Incoming::ConnAck(_) | Incoming::Other => {}
+    }
+    Ok(())
+}
+
+/// Now minus the payload's `ts` (Unix ms), in µs; `None` if it has none.
+fn latency_us(payload: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Ts {
+        ts: Option<u64>,
+    }
+    let ts = serde_json::from_slice::<Ts>(payload).ok()?.ts?;
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_micros() as u64;
+    Some(now_us.saturating_sub(ts.saturating_mul(1000)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_comes_from_ts() {
+        let now = pluribus_common::time::now_ms();
+        let l = latency_us(format!(r#"{{"seq":1,"ts":{}}}"#, now - 5).as_bytes()).expect("ts");
+        assert!((5_000..1_000_000).contains(&l), "{l}");
+        assert_eq!(latency_us(b"{}"), None);
+        assert_eq!(latency_us(b"not json"), None);
+    }
+}

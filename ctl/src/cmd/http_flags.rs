@@ -1,0 +1,208 @@
+//! The flags of the `http` sink (`--sink http --url ...`), flattened into the deploy flags.
+
+use std::time::Duration;
+
+use pluribus_common::spec::{HttpMethod, SinkSpec};
+use pluribus_common::SpecError;
+
+/// Options of the http sink; they go with `--sink http` only.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "HTTP sink (--sink http)")]
+pub struct HttpFlags {
+    /// URL template, with {fleet}, {device_id}, {index}, e.g.
+    /// http://collector:8080/ingest/{device_id}.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub url: Option<String>,
+    /// HTTP method [default: POST].
+    #[arg(long, value_name = "POST|PUT")]
+    pub method: Option<HttpMethod>,
+    /// A request header, K:V (repeatable). The value may be env:VAR or file:/path, read on
+    /// the agent so the secret is not stored in NATS, e.g. Authorization:env:API_TOKEN.
+    #[arg(long = "header", value_name = "K:V", value_parser = parse_header)]
+    pub header: Vec<(String, String)>,
+    /// Time allowed for one attempt, e.g. 2s [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub http_timeout: Option<Duration>,
+    /// Retries after a 5xx, a timeout or a connection error, with backoff from 100ms
+    /// [default: 2].
+    #[arg(long, value_name = "N")]
+    pub http_retries: Option<u32>,
+    /// Requests in flight per agent; messages beyond it are dropped and counted as
+    /// publish_failed [default: 256].
+    #[arg(long, value_name = "N")]
+    pub http_concurrency: Option<u32>,
+}
+
+/// `K:V`, split at the first colon.
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!(
+            "'{s}' is not a header: write name:value, e.g. X-Token:abc or Authorization:env:API_TOKEN"
+        )),
+    }
+}
+
+impl HttpFlags {
+    /// The first http flag given, as typed.
+    fn given(&self) -> Option<&'static str> {
+        [
+            (self.url.is_some(), "--url"),
+            (self.method.is_some(), "--method"),
+            (!self.header.is_empty(), "--header"),
+            (self.http_timeout.is_some(), "--http-timeout"),
+            (self.http_retries.is_some(), "--http-retries"),
+            (self.http_concurrency.is_some(), "--http-concurrency"),
+        ]
+        .into_iter()
+        .find_map(|(set, flag)| set.then_some(flag))
+    }
+
+    /// Fails, naming the flag, when an http flag is given with another sink.
+    pub fn check_sink(&self, sink: &str) -> Result<(), SpecError> {
+        match self.given() {
+            Some(flag) if sink != "http" => Err(SpecError::new(
+                flag,
+                format!("goes with --sink http, not --sink {sink}: add --sink http or drop {flag}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The http sink the flags describe; `subject` is the --subject flag, which does not apply.
+    pub fn sink_spec(&self, subject: Option<&str>) -> Result<SinkSpec, SpecError> {
+        if subject.is_some() {
+            return Err(SpecError::new(
+                "--subject",
+                "goes with --sink nats; the http sink sends to --url: drop --subject",
+            ));
+        }
+        let Some(url) = &self.url else {
+            return Err(SpecError::new(
+                "--url",
+                "--sink http needs a URL: add e.g. --url 'http://collector:8080/ingest/{device_id}'",
+            ));
+        };
+        let mut o = serde_json::Map::new();
+        o.insert("url".into(), url.clone().into());
+        if let Some(m) = self.method {
+            o.insert("method".into(), m.as_str().into());
+        }
+        if !self.header.is_empty() {
+            let mut headers = serde_json::Map::new();
+            for (k, v) in &self.header {
+                if headers.insert(k.clone(), v.clone().into()).is_some() {
+                    return Err(SpecError::new(
+                        "--header",
+                        format!("{k} is given twice: keep one"),
+                    ));
+                }
+            }
+            o.insert("headers".into(), headers.into());
+        }
+        if let Some(t) = self.http_timeout {
+            o.insert(
+                "timeout".into(),
+                humantime::format_duration(t).to_string().into(),
+            );
+        }
+        if let Some(n) = self.http_retries {
+            o.insert("retries".into(), n.into());
+        }
+        if let Some(n) = self.http_concurrency {
+            o.insert("concurrency".into(), n.into());
+        }
+        Ok(SinkSpec {
+            kind: "http".into(),
+            options: o,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::{Cli, Command};
+    use clap::Parser;
+
+    fn sink(args: &[&str]) -> Result<SinkSpec, SpecError> {
+        let mut argv = vec!["pluribusctl", "deploy", "--device-id", "d"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        let Command::Deploy(a) = cli.command else {
+            unreachable!("parsed as another command")
+        };
+        crate::cmd::deploy::device_spec("d", &a.flags).map(|s| s.sink)
+    }
+
+    #[test]
+    fn flags_build_the_http_sink() {
+        let s = sink(&[
+            "--sink",
+            "http",
+            "--url",
+            "http://127.0.0.1:9/ingest/{device_id}",
+            "--method",
+            "put",
+            "--header",
+            "X-Token: abc",
+            "--header",
+            "Authorization:env:API_TOKEN",
+            "--http-timeout",
+            "1500ms",
+            "--http-retries",
+            "0",
+            "--http-concurrency",
+            "16",
+        ])
+        .expect("valid");
+        assert_eq!(s.kind, "http");
+        let o = serde_json::Value::Object(s.options);
+        assert_eq!(o["url"], "http://127.0.0.1:9/ingest/{device_id}");
+        assert_eq!(o["method"], "PUT");
+        assert_eq!(o["headers"]["X-Token"], "abc");
+        assert_eq!(o["headers"]["Authorization"], "env:API_TOKEN");
+        assert_eq!(o["timeout"], "1s 500ms");
+        assert_eq!(o["retries"], 0);
+        assert_eq!(o["concurrency"], 16);
+        // Only what was given is recorded; the rest are the sink's defaults.
+        let s = sink(&["--sink", "http", "--url", "https://c/x"]).expect("valid");
+        assert_eq!(s.options.len(), 1);
+    }
+
+    #[test]
+    fn http_flags_need_the_http_sink() {
+        let e = sink(&["--url", "http://c/x"]).expect_err("console");
+        assert_eq!(e.field, "--url");
+        assert!(e.message.contains("--sink http"), "{e}");
+        let e = sink(&["--sink", "nats", "--http-retries", "3"]).expect_err("nats");
+        assert_eq!(e.field, "--http-retries");
+        let e = sink(&["--sink", "http"]).expect_err("no url");
+        assert_eq!(e.field, "--url");
+        let e = sink(&["--sink", "http", "--url", "http://c/x", "--subject", "a.b"])
+            .expect_err("subject");
+        assert_eq!(e.field, "--subject");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let e = sink(&["--sink", "http", "--url", "ftp://c/x"]).expect_err("scheme");
+        assert_eq!(e.field, "sink.url");
+        let e = sink(&[
+            "--sink",
+            "http",
+            "--url",
+            "http://c/x",
+            "--http-concurrency",
+            "0",
+        ])
+        .expect_err("zero");
+        assert_eq!(e.field, "sink.concurrency");
+        let e =
+            Cli::try_parse_from(["pluribusctl", "deploy", "--method", "GET"]).expect_err("method");
+        assert!(e.to_string().contains("POST or PUT"), "{e}");
+        let e = Cli::try_parse_from(["pluribusctl", "deploy", "--header", "X-Token"])
+            .expect_err("header");
+        assert!(e.to_string().contains("name:value"), "{e}");
+    }
+}

@@ -1,0 +1,228 @@
+//! Load-shape flags, shared by `deploy-fleet` and `set-load`:
+//! `--rate 20000/s`, and one shape: `--ramp 1000/60s`, `--stairs 100/30s`,
+//! `--wave period=60s,min=0.2,max=1.0`, `--bursts every=10s,size=50,hold=5s[,base=N]`,
+//! `--stages 1000:60s,5000:2m,0:30s`. With `--rate` the shape moves the rate; without it,
+//! the number of active devices (arrival).
+
+use std::time::Duration;
+
+use pluribus_common::load::{LoadSpec, RateSpec, Shape, Stage, DEFAULT_MAX_DEVICE_RATE};
+use pluribus_common::SpecError;
+
+/// Load flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LoadFlags {
+    /// Fleet-wide message rate shared by the active devices (open model), e.g. 20000/s.
+    #[arg(long, value_name = "N/s", value_parser = parse_rate, help_heading = "Load shape")]
+    pub rate: Option<f64>,
+    /// Linear ramp to N over T, e.g. 1000/60s (devices, or msg/s with --rate).
+    #[arg(long, value_name = "N/T", value_parser = parse_ramp, help_heading = "Load shape")]
+    pub ramp: Option<Shape>,
+    /// Stairs: STEP more every T, e.g. 100/30s.
+    #[arg(long, value_name = "STEP/T", value_parser = parse_stairs, help_heading = "Load shape")]
+    pub stairs: Option<Shape>,
+    /// Sinusoidal wave between fractions of the maximum, e.g. period=60s,min=0.2,max=1.0.
+    #[arg(long, value_name = "period=T,min=F,max=F", value_parser = parse_wave, help_heading = "Load shape")]
+    pub wave: Option<Shape>,
+    /// Poisson-timed bursts, e.g. every=10s,size=50,hold=5s[,base=N].
+    #[arg(long, value_name = "every=T,size=N,hold=T", value_parser = parse_bursts, help_heading = "Load shape")]
+    pub bursts: Option<Shape>,
+    /// k6-style stages TARGET:DURATION,..., e.g. 1000:60s,5000:2m,0:30s.
+    #[arg(long, value_name = "N:T,...", value_parser = parse_stages, help_heading = "Load shape")]
+    pub stages: Option<Shape>,
+    /// Most msg/s one device may send [default: 1000].
+    #[arg(long, value_name = "N", help_heading = "Load shape")]
+    pub max_device_rate: Option<f64>,
+}
+
+impl LoadFlags {
+    fn shape(&self) -> Result<Option<Shape>, SpecError> {
+        let given: Vec<&Shape> = [
+            &self.ramp,
+            &self.stairs,
+            &self.wave,
+            &self.bursts,
+            &self.stages,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match given.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some((*one).clone())),
+            _ => Err(SpecError::new("load", "give one shape (--ramp, --stairs, --wave, --bursts or --stages); for both an arrival and a rate shape use a fleet file")),
+        }
+    }
+
+    /// True when any load flag is set.
+    pub fn is_set(&self) -> bool {
+        self.rate.is_some()
+            || self.max_device_rate.is_some()
+            || self.shape().map(|s| s.is_some()).unwrap_or(true)
+    }
+
+    /// The load the flags describe (None when no flag is set).
+    pub fn spec(&self) -> Result<Option<LoadSpec>, SpecError> {
+        if !self.is_set() {
+            return Ok(None);
+        }
+        let shape = self.shape()?;
+        let (arrival, rate) = match self.rate {
+            Some(target) => (None, Some(RateSpec { target, shape })),
+            None => (shape, None),
+        };
+        Ok(Some(LoadSpec {
+            arrival,
+            rate,
+            max_device_rate: self.max_device_rate.unwrap_or(DEFAULT_MAX_DEVICE_RATE),
+        }))
+    }
+}
+
+fn number(s: &str, what: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .map_err(|_| format!("'{s}' is not a number ({what})"))
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("'{s}' is not a duration ({e}), e.g. 30s"))
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    number(s.trim().trim_end_matches("/s"), "msg/s, e.g. 20000/s")
+}
+
+fn split_slash<'a>(s: &'a str, example: &str) -> Result<(&'a str, &'a str), String> {
+    s.split_once('/')
+        .ok_or_else(|| format!("'{s}' is not N/T: write e.g. {example}"))
+}
+
+fn parse_ramp(s: &str) -> Result<Shape, String> {
+    let (n, t) = split_slash(s, "1000/60s")?;
+    Ok(Shape::Ramp {
+        to: Some(number(n, "ramp target")?),
+        over: duration(t)?,
+        from: 0.0,
+    })
+}
+
+fn parse_stairs(s: &str) -> Result<Shape, String> {
+    let (n, t) = split_slash(s, "100/30s")?;
+    Ok(Shape::Stairs {
+        step: number(n, "step size")?,
+        every: duration(t)?,
+    })
+}
+
+fn pairs(s: &str, keys: &[&str], example: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("'{part}' is not key=value: write e.g. {example}"))?;
+        if !keys.contains(&k) {
+            return Err(format!(
+                "unknown key '{k}': use {} (e.g. {example})",
+                keys.join(", ")
+            ));
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+fn get<'a>(p: &'a [(String, String)], k: &str, example: &str) -> Result<&'a str, String> {
+    p.iter()
+        .find(|(x, _)| x == k)
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| format!("missing {k}=…: write e.g. {example}"))
+}
+
+fn parse_wave(s: &str) -> Result<Shape, String> {
+    const EX: &str = "period=60s,min=0.2,max=1.0";
+    let p = pairs(s, &["period", "min", "max"], EX)?;
+    Ok(Shape::Wave {
+        period: duration(get(&p, "period", EX)?)?,
+        min: number(get(&p, "min", EX)?, "min fraction")?,
+        max: number(get(&p, "max", EX)?, "max fraction")?,
+    })
+}
+
+fn parse_bursts(s: &str) -> Result<Shape, String> {
+    const EX: &str = "every=10s,size=50,hold=5s";
+    let p = pairs(s, &["every", "size", "hold", "base"], EX)?;
+    Ok(Shape::Bursts {
+        every: duration(get(&p, "every", EX)?)?,
+        size: number(get(&p, "size", EX)?, "burst size")?,
+        hold: duration(get(&p, "hold", EX)?)?,
+        base: p
+            .iter()
+            .find(|(k, _)| k == "base")
+            .map(|(_, v)| number(v, "base"))
+            .transpose()?
+            .unwrap_or(0.0),
+    })
+}
+
+fn parse_stages(s: &str) -> Result<Shape, String> {
+    let mut stages = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (n, t) = part
+            .split_once(':')
+            .ok_or_else(|| format!("'{part}' is not TARGET:DURATION: write e.g. 1000:60s"))?;
+        stages.push(Stage {
+            target: number(n, "stage target")?,
+            duration: duration(t)?,
+        });
+    }
+    Ok(Shape::Stages(stages))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_into_shapes() {
+        assert_eq!(parse_rate("20000/s"), Ok(20000.0));
+        assert!(
+            matches!(parse_ramp("1000/60s"), Ok(Shape::Ramp { to: Some(t), .. }) if t == 1000.0)
+        );
+        assert!(
+            matches!(parse_wave("period=60s,min=0.2,max=1.0"), Ok(Shape::Wave { min, .. }) if min == 0.2)
+        );
+        assert!(parse_wave("period=60s,min=0.2")
+            .expect_err("max")
+            .contains("max="));
+        assert!(parse_bursts("every=10s,size=5,hold=1s,colour=red")
+            .expect_err("key")
+            .contains("unknown key"));
+        assert!(matches!(parse_stages("1000:60s,0:30s"), Ok(Shape::Stages(s)) if s.len() == 2));
+        assert!(parse_ramp("1000").expect_err("form").contains("1000/60s"));
+    }
+
+    #[test]
+    fn a_shape_moves_the_rate_when_a_rate_is_given() {
+        let f = LoadFlags {
+            rate: Some(500.0),
+            wave: parse_wave("period=10s,min=0.5,max=1").ok(),
+            ..Default::default()
+        };
+        let l = f.spec().expect("ok").expect("set");
+        assert!(l.arrival.is_none() && l.rate.is_some_and(|r| r.shape.is_some()));
+        let f = LoadFlags {
+            ramp: parse_ramp("10/5s").ok(),
+            ..Default::default()
+        };
+        assert!(f.spec().expect("ok").expect("set").arrival.is_some());
+        assert_eq!(LoadFlags::default().spec(), Ok(None));
+        let two = LoadFlags {
+            ramp: parse_ramp("10/5s").ok(),
+            stairs: parse_stairs("1/1s").ok(),
+            ..Default::default()
+        };
+        assert_eq!(two.spec().expect_err("two").field, "load");
+    }
+}

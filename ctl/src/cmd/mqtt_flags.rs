@@ -1,0 +1,244 @@
+//! The flags of the `mqtt` sink (`--sink mqtt --broker ...`), flattened into the deploy
+//! flags. Each flag sets the sink option of the same name (a fleet file uses those names).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use pluribus_common::spec::{MqttProtocol, MqttRole, SinkSpec};
+use pluribus_common::SpecError;
+use serde_json::Value;
+
+/// Options of the mqtt sink; they go with `--sink mqtt` only.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "MQTT sink (--sink mqtt)")]
+pub struct MqttFlags {
+    /// Broker URLs, mqtt://host:port or mqtts://host:port (comma-separated or repeated);
+    /// devices are spread over them.
+    #[arg(long, value_name = "URL,...", value_delimiter = ',')]
+    pub broker: Vec<String>,
+    /// MQTT version [default: 3.1.1].
+    #[arg(long, value_name = "3.1.1|5", value_parser = parse_protocol)]
+    pub protocol: Option<MqttProtocol>,
+    /// Telemetry topic template [default: devices/{device_id}/telemetry].
+    #[arg(long, value_name = "TEMPLATE")]
+    pub topic: Option<String>,
+    /// QoS of telemetry [default: 0].
+    #[arg(long, value_name = "0|1|2", value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: Option<u8>,
+    /// Publish telemetry retained.
+    #[arg(long)]
+    pub retain: bool,
+    /// Keepalive, e.g. 30s [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub keepalive: Option<Duration>,
+    /// Keep the session across connections (clean session / clean start off).
+    #[arg(long)]
+    pub persistent_session: bool,
+    /// Client id template [default: {device_id}].
+    #[arg(long, value_name = "TEMPLATE")]
+    pub client_id: Option<String>,
+    /// User name: a template, or env:VAR / file:/path read on the agent.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub username: Option<String>,
+    /// Password: prefer env:VAR or file:/path (read on the agent, never stored in NATS);
+    /// a plain value is stored with the fleet.
+    #[arg(long, value_name = "SECRET")]
+    pub password: Option<String>,
+    /// CA certificate (PEM) on the agents, for mqtts://.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<String>,
+    /// Client certificate (PEM) on the agents, with --key.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<String>,
+    /// Client private key (PEM) on the agents, with --cert.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<String>,
+    /// Most connects started per second by one agent, e.g. 2000 or 2000/s [default:
+    /// unlimited].
+    #[arg(long, value_name = "R/s", value_parser = parse_rate)]
+    pub connect_rate: Option<f64>,
+    /// Most connects in flight per agent [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_connecting: Option<u32>,
+    /// Source addresses to connect from, spread over the devices (comma-separated or
+    /// repeated), e.g. 127.0.0.2,127.0.0.3.
+    #[arg(long = "source-ip", value_name = "IP,...", value_delimiter = ',')]
+    pub source_ips: Vec<IpAddr>,
+    /// Topic devices take commands on [default: devices/{device_id}/commands]; "" for none.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub command_topic: Option<String>,
+    /// Where devices publish their replies to commands [default: no replies].
+    #[arg(long, value_name = "TEMPLATE")]
+    pub response_topic: Option<String>,
+    /// A last will, `offline` retained on devices/{device_id}/status.
+    #[arg(long)]
+    pub will: bool,
+    /// A birth message, `online` retained on devices/{device_id}/status at each connect.
+    #[arg(long)]
+    pub birth: bool,
+    /// `publisher`, or `subscriber` (counts what arrives on --subscribe) [default:
+    /// publisher].
+    #[arg(long, value_name = "ROLE", value_parser = parse_role)]
+    pub role: Option<MqttRole>,
+    /// The filter a subscriber subscribes to, e.g. 'devices/+/telemetry'.
+    #[arg(long, value_name = "FILTER")]
+    pub subscribe: Option<String>,
+}
+
+fn parse_protocol(s: &str) -> Result<MqttProtocol, String> {
+    match s {
+        "3.1.1" | "311" | "4" => Ok(MqttProtocol::V311),
+        "5" | "5.0" => Ok(MqttProtocol::V5),
+        _ => Err(format!("'{s}' is not an MQTT version: use 3.1.1 or 5")),
+    }
+}
+
+fn parse_role(s: &str) -> Result<MqttRole, String> {
+    match s {
+        "publisher" | "pub" => Ok(MqttRole::Publisher),
+        "subscriber" | "sub" => Ok(MqttRole::Subscriber),
+        _ => Err(format!("'{s}' is not a role: use publisher or subscriber")),
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let n = s.strip_suffix("/s").unwrap_or(s);
+    match n.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "'{s}' is not a rate: write connects per second, e.g. 2000/s"
+        )),
+    }
+}
+
+fn text(v: &Option<String>) -> Option<Value> {
+    v.as_ref().map(|s| Value::from(s.clone()))
+}
+
+impl MqttFlags {
+    /// Every option the flags set, by its name in the spec.
+    fn options(&self) -> Vec<(&'static str, &'static str, Option<Value>)> {
+        let status = |on: bool| on.then(|| Value::Object(Default::default()));
+        vec![
+            (
+                "--broker",
+                "brokers",
+                (!self.broker.is_empty()).then(|| self.broker.clone().into()),
+            ),
+            (
+                "--protocol",
+                "protocol",
+                self.protocol.map(|p| match p {
+                    MqttProtocol::V311 => "3.1.1".into(),
+                    MqttProtocol::V5 => "5".into(),
+                }),
+            ),
+            ("--topic", "topic", text(&self.topic)),
+            ("--qos", "qos", self.qos.map(Value::from)),
+            (
+                "--retain",
+                "retain",
+                self.retain.then_some(Value::Bool(true)),
+            ),
+            (
+                "--keepalive",
+                "keepalive",
+                self.keepalive
+                    .map(|d| humantime::format_duration(d).to_string().into()),
+            ),
+            (
+                "--persistent-session",
+                "clean_session",
+                self.persistent_session.then_some(Value::Bool(false)),
+            ),
+            ("--client-id", "client_id", text(&self.client_id)),
+            ("--username", "username", text(&self.username)),
+            ("--password", "password", text(&self.password)),
+            ("--ca", "ca", text(&self.ca)),
+            ("--cert", "cert", text(&self.cert)),
+            ("--key", "key", text(&self.key)),
+            (
+                "--connect-rate",
+                "connect_rate",
+                self.connect_rate.map(Value::from),
+            ),
+            (
+                "--max-connecting",
+                "max_connecting",
+                self.max_connecting.map(Value::from),
+            ),
+            (
+                "--source-ip",
+                "source_ips",
+                (!self.source_ips.is_empty()).then(|| {
+                    self.source_ips
+                        .iter()
+                        .map(|ip| Value::from(ip.to_string()))
+                        .collect()
+                }),
+            ),
+            (
+                "--command-topic",
+                "command_topic",
+                text(&self.command_topic),
+            ),
+            (
+                "--response-topic",
+                "response_topic",
+                text(&self.response_topic),
+            ),
+            ("--will", "will", status(self.will)),
+            ("--birth", "birth", status(self.birth)),
+            (
+                "--role",
+                "role",
+                self.role.map(|r| match r {
+                    MqttRole::Publisher => "publisher".into(),
+                    MqttRole::Subscriber => "subscriber".into(),
+                }),
+            ),
+            ("--subscribe", "subscribe", text(&self.subscribe)),
+        ]
+    }
+
+    /// Fails, naming the flag, when an mqtt flag is given with another sink.
+    pub fn check_sink(&self, sink: &str) -> Result<(), SpecError> {
+        if sink == "mqtt" {
+            return Ok(());
+        }
+        match self.options().into_iter().find(|(_, _, v)| v.is_some()) {
+            Some((flag, _, _)) => Err(SpecError::new(
+                flag,
+                format!("goes with --sink mqtt, not --sink {sink}: add --sink mqtt or drop {flag}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The mqtt sink the flags describe; `subject` is the --subject flag, which does not apply.
+    pub fn sink_spec(&self, subject: Option<&str>) -> Result<SinkSpec, SpecError> {
+        if subject.is_some() {
+            return Err(SpecError::new(
+                "--subject",
+                "goes with --sink nats; the mqtt sink publishes on --topic: drop --subject",
+            ));
+        }
+        if self.broker.is_empty() {
+            return Err(SpecError::new(
+                "--broker",
+                "--sink mqtt needs a broker: add e.g. --broker mqtt://127.0.0.1:1883",
+            ));
+        }
+        let options = self
+            .options()
+            .into_iter()
+            .filter_map(|(_, name, v)| v.map(|v| (name.to_string(), v)))
+            .collect();
+        let spec = SinkSpec {
+            kind: "mqtt".into(),
+            options,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}

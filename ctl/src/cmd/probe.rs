@@ -1,0 +1,326 @@
+//! `probe`: measure what the system under test delivers (latency, loss, duplicates, order),
+//! and `probe merge`: combine probes saved on several machines.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use pluribus_common::time::now_ms;
+use tokio_util::sync::CancellationToken;
+
+use super::Global;
+use crate::output::{print_json, Progress};
+use crate::probe::mqtt::{self, MqttProbe};
+use crate::probe::state::{ProbeState, FORMAT};
+use crate::probe::summary::{live_line, Summary};
+use crate::probe::{ingest, nats};
+
+/// Subscribe where the system under test delivers and report what arrived.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    /// Combine saved probes instead.
+    #[command(subcommand)]
+    pub merge: Option<Sub>,
+    /// The probe to run.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// `probe merge`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Sub {
+    /// Combine probes saved with --save (on several machines) into one summary.
+    Merge(MergeArgs),
+}
+
+/// Where to listen and for how long.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// MQTT broker the system under test delivers to, e.g. mqtt://127.0.0.1:1883 (with --topic).
+    #[arg(long, value_name = "URL", requires = "topic")]
+    pub broker: Option<String>,
+    /// MQTT topic filter to subscribe to, e.g. telemetry/# (with --broker).
+    #[arg(long, value_name = "FILTER", requires = "broker")]
+    pub topic: Option<String>,
+    /// NATS subject to subscribe to (on the --nats-url server), e.g. 'pluribus.telemetry.>'.
+    #[arg(long, value_name = "SUBJECT", conflicts_with_all = ["broker", "topic"])]
+    pub subject: Option<String>,
+    /// MQTT subscription QoS.
+    #[arg(long, value_name = "0|1|2", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+    /// MQTT user name (with --mqtt-password).
+    #[arg(
+        long,
+        value_name = "USER",
+        requires = "mqtt_password",
+        env = "PLURIBUS_MQTT_USER"
+    )]
+    pub mqtt_user: Option<String>,
+    /// MQTT password (with --mqtt-user).
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        requires = "mqtt_user",
+        env = "PLURIBUS_MQTT_PASSWORD",
+        hide_env_values = true
+    )]
+    pub mqtt_password: Option<String>,
+    /// Stop after this long (default: at Ctrl-C).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Also write what was seen to FILE, for `probe merge`.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Report every device, not just every fleet.
+    #[arg(long)]
+    pub per_device: bool,
+}
+
+/// `probe merge FILE...`.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// Files written by `probe --save`.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Report every device, not just every fleet.
+    #[arg(long)]
+    pub per_device: bool,
+    /// Also write the merged state to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+}
+
+/// A probe's source, validated.
+enum Source {
+    Nats(String),
+    Mqtt(MqttProbe),
+}
+
+impl RunArgs {
+    fn source(&self) -> Result<Source> {
+        if self.duration.is_some_and(|d| d.is_zero()) {
+            bail!("--duration must be longer than 0, e.g. 30s (or leave it out to stop at Ctrl-C)");
+        }
+        match (&self.subject, &self.broker, &self.topic) {
+            (Some(s), None, None) => {
+                nats::check_subject(s).map_err(anyhow::Error::msg)?;
+                Ok(Source::Nats(s.clone()))
+            }
+            (None, Some(b), Some(t)) => {
+                let (host, port) = mqtt::parse_broker(b).map_err(anyhow::Error::msg)?;
+                mqtt::check_topic(t).map_err(anyhow::Error::msg)?;
+                Ok(Source::Mqtt(MqttProbe {
+                    host,
+                    port,
+                    topic: t.clone(),
+                    qos: self.qos,
+                    credentials: self.mqtt_user.clone().zip(self.mqtt_password.clone()),
+                }))
+            }
+            _ => bail!(
+                "probe needs a source: --subject SUBJECT (NATS), or --broker URL with --topic FILTER (MQTT)"
+            ),
+        }
+    }
+}
+
+impl Source {
+    fn name(&self) -> String {
+        match self {
+            Self::Nats(s) => format!("nats:{s}"),
+            Self::Mqtt(p) => format!("mqtt://{}:{} {}", p.host, p.port, p.topic),
+        }
+    }
+}
+
+/// Runs `probe` or `probe merge`.
+pub async fn run(g: &Global, args: Args) -> Result<()> {
+    match args.merge {
+        Some(Sub::Merge(m)) => merge(g, m),
+        None => probe(g, args.run).await,
+    }
+}
+
+async fn probe(g: &Global, args: RunArgs) -> Result<()> {
+    let source = args.source()?;
+    let token = CancellationToken::new();
+    let mut rx = match &source {
+        Source::Nats(subject) => {
+            let conn = g.connect().await?;
+            nats::subscribe(&conn.client, subject, token.clone()).await?
+        }
+        Source::Mqtt(p) => mqtt::subscribe(p, token.clone()).await?,
+    };
+    let name = source.name();
+    let until = args.duration.map_or("until Ctrl-C".to_string(), |d| {
+        format!("for {}", crate::output::duration(d))
+    });
+    eprintln!("probe: listening on {name} {until}");
+    let mut state = ProbeState::new(&name, now_ms());
+    let deadline = async {
+        match args.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch for SIGTERM")?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut progress = Progress::new();
+    let mut last = (std::time::Instant::now(), 0u64);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            _ = term.recv() => break,
+            _ = &mut deadline => break,
+            d = rx.recv() => match d {
+                Some(d) => {
+                    ingest(&mut state, &d);
+                    // Take what is queued without going through select! for each.
+                    while let Ok(d) = rx.try_recv() {
+                        ingest(&mut state, &d);
+                    }
+                }
+                None => {
+                    progress.finish();
+                    eprintln!("probe: the connection closed; reporting what arrived");
+                    break;
+                }
+            },
+            _ = tick.tick() => {
+                let received = state.counts().received;
+                let dt = last.0.elapsed().as_secs_f64().max(0.001);
+                progress.show(&live_line(&state, received.saturating_sub(last.1) as f64 / dt));
+                last = (std::time::Instant::now(), received);
+            }
+        }
+    }
+    while let Ok(d) = rx.try_recv() {
+        ingest(&mut state, &d);
+    }
+    token.cancel();
+    progress.finish();
+    state.ended_ms = now_ms();
+    if let Some(path) = &args.save {
+        save(&state, path)?;
+    }
+    report(g, &state, args.per_device)
+}
+
+fn merge(g: &Global, args: MergeArgs) -> Result<()> {
+    let mut merged = ProbeState::new("", 0);
+    for path in &args.files {
+        merged.merge(&load(path)?);
+    }
+    if let Some(path) = &args.save {
+        save(&merged, path)?;
+    }
+    report(g, &merged, args.per_device)
+}
+
+fn report(g: &Global, state: &ProbeState, per_device: bool) -> Result<()> {
+    let summary = Summary::of(state, per_device);
+    if g.json {
+        print_json(&summary)
+    } else {
+        print!("{}", summary.render());
+        Ok(())
+    }
+}
+
+/// Writes `state` to `path` (through a temporary file, so a reader never sees half of it).
+fn save(state: &ProbeState, path: &Path) -> Result<()> {
+    let text = serde_json::to_vec(state).context("cannot encode the probe state")?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write --save {}", path.display()))?;
+    eprintln!(
+        "probe: saved to {} (combine with `pluribusctl probe merge`)",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Reads a state written by [`save`].
+fn load(path: &Path) -> Result<ProbeState> {
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let state: ProbeState = serde_json::from_slice(&text).map_err(|e| {
+        anyhow!(
+            "{}: not a probe saved with `pluribusctl probe --save`: {e}",
+            path.display()
+        )
+    })?;
+    if state.format != FORMAT {
+        bail!(
+            "{}: saved in format {}, this pluribusctl reads {FORMAT}",
+            path.display(),
+            state.format
+        );
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::Cli;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> std::result::Result<Cli, clap::Error> {
+        Cli::try_parse_from([&["pluribusctl", "probe"], args].concat())
+    }
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        match parse(args).expect("parses").command {
+            crate::cmd::Command::Probe(a) => a.run,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        let e = parse(&["--broker", "mqtt://h"]).expect_err("no topic");
+        assert!(e.to_string().contains("--topic"), "{e}");
+        let e =
+            parse(&["--subject", "a.>", "--broker", "mqtt://h", "--topic", "t"]).expect_err("both");
+        assert!(e.to_string().contains("--subject"), "{e}");
+        let e = parse(&["--subject", "a", "--qos", "3"]).expect_err("qos");
+        assert!(e.to_string().contains("--qos"), "{e}");
+        let e = run_args(&[]).source().err().expect("no source");
+        assert!(e.to_string().contains("--subject") && e.to_string().contains("--broker"));
+        let e = run_args(&["--subject", "a", "--duration", "0s"])
+            .source()
+            .err()
+            .expect("zero");
+        assert!(e.to_string().contains("--duration"));
+        let e = run_args(&["--broker", "http://x", "--topic", "t"])
+            .source()
+            .err()
+            .expect("url");
+        assert!(e.to_string().contains("--broker"));
+        assert!(run_args(&["--subject", "t.>"]).source().is_ok());
+        assert!(parse(&["merge", "a.json", "b.json", "--json"]).is_ok());
+        assert!(parse(&["merge"]).is_err(), "merge needs files");
+    }
+
+    #[test]
+    fn saved_files_load_back_and_others_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.json");
+        let mut s = ProbeState::new("nats:x", 5);
+        s.unreadable();
+        save(&s, &path).unwrap();
+        assert_eq!(load(&path).unwrap(), s);
+        std::fs::write(&path, "{}").unwrap();
+        assert!(load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("not a probe saved"));
+    }
+}

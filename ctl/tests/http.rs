@@ -1,0 +1,316 @@
+//! The http sink, end to end: real agents post telemetry to a real HTTP server inside the
+//! test; counters are read from the agents' heartbeats.
+
+#[path = "support/http_server.rs"]
+mod http_server;
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use http_server::{HttpServer, Recorded};
+use pluribus_common::messages::{FleetCounters, Heartbeat};
+use pluribus_common::subjects::Namespace;
+use pluribus_testkit::{bin_path, free_port, Proc};
+use support::*;
+
+const SECRET_VAR: &str = "PLURIBUS_TEST_HTTP_SECRET";
+
+/// Starts an agent whose environment holds the secret an `env:` header reads.
+fn agent(c: &mut Cluster, name: &str) {
+    let url = c.nats.url();
+    let args = [
+        "--nats-url",
+        url.as_str(),
+        "--namespace",
+        c.ns.as_str(),
+        "--name",
+        name,
+        "--heartbeat",
+        "500ms",
+    ];
+    c.agents.push(Proc::spawn(
+        &bin_path("pluribus-agent"),
+        &args,
+        &[("RUST_LOG", "info,async_nats=warn"), (SECRET_VAR, "s3cret")],
+    ));
+}
+
+/// Runs pluribusctl and expects success.
+fn deploy(c: &Cluster, args: &[&str]) {
+    c.ctl(args).ok();
+}
+
+/// Successful requests' seqs per device (from the body), sorted.
+fn seqs(reqs: &[Recorded]) -> BTreeMap<String, Vec<u64>> {
+    let mut m: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in reqs.iter().filter(|r| r.ok()) {
+        if let (Some(id), Some(seq)) = (r.body["device_id"].as_str(), r.body["seq"].as_u64()) {
+            m.entry(id.to_string()).or_default().push(seq);
+        }
+    }
+    m.values_mut().for_each(|v| v.sort_unstable());
+    m
+}
+
+/// Asserts every device's seqs run 0, 1, 2, ... with nothing missing or repeated.
+fn assert_gapless(seqs: &BTreeMap<String, Vec<u64>>) {
+    for (id, s) in seqs {
+        let want: Vec<u64> = (0..s.len() as u64).collect();
+        assert_eq!(
+            s, &want,
+            "device {id}: seqs must start at 0 and have no gaps"
+        );
+    }
+}
+
+/// Waits for a heartbeat whose counters of `fleet` pass `check`.
+async fn wait_counters(
+    c: &Cluster,
+    fleet: &str,
+    what: &str,
+    check: impl Fn(&FleetCounters) -> bool,
+) -> FleetCounters {
+    let client = c.client().await;
+    let subject = Namespace::new(&c.ns).expect("namespace").heartbeat_all();
+    let mut sub = client.subscribe(subject).await.expect("subscribe");
+    let timeout = Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await else {
+            panic!("timed out after {timeout:?} waiting for {what}; last counters: {last:#?}");
+        };
+        let hb: Heartbeat = serde_json::from_slice(&msg.payload).expect("heartbeat");
+        if let Some(f) = hb.fleets.get(fleet) {
+            if check(f) {
+                return f.clone();
+            }
+            last = Some(f.clone());
+        }
+    }
+}
+
+fn latencies(f: &FleetCounters) -> u64 {
+    f.ack_latency_us.as_ref().map_or(0, |h| h.count())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_device_posts_its_telemetry_with_the_headers() {
+    let server = HttpServer::start().await;
+    let mut c = Cluster::new("http-post");
+    agent(&mut c, "a1");
+    c.wait_agents(1).await;
+    let token_file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(token_file.path(), "from-a-file\n").expect("write token");
+    let url = server.url("/ingest/{device_id}");
+    let env_header = format!("Authorization:env:{SECRET_VAR}");
+    let file_header = format!("X-File:file:{}", token_file.path().display());
+    deploy(
+        &c,
+        &[
+            "deploy-fleet",
+            "hp",
+            "--count",
+            "4",
+            "--interval",
+            "200ms",
+            "--sink",
+            "http",
+            "--url",
+            &url,
+            "--header",
+            "X-Token:abc",
+            "--header",
+            &env_header,
+            "--header",
+            &file_header,
+        ],
+    );
+    let reqs = server
+        .wait_for(
+            "5 messages from each of 4 devices",
+            Duration::from_secs(20),
+            |r| {
+                let s = seqs(r);
+                s.len() == 4 && s.values().all(|v| v.len() >= 5)
+            },
+        )
+        .await;
+    for r in &reqs {
+        assert_eq!(r.method, "POST");
+        let id = r.body["device_id"]
+            .as_str()
+            .expect("telemetry names its device");
+        assert_eq!(r.path, format!("/ingest/{id}"));
+        assert_eq!(r.body["fleet"], "hp", "{:?}", r.body);
+        assert_eq!(r.headers.get("x-token").map(String::as_str), Some("abc"));
+        assert_eq!(
+            r.headers.get("authorization").map(String::as_str),
+            Some("s3cret")
+        );
+        assert_eq!(
+            r.headers.get("x-file").map(String::as_str),
+            Some("from-a-file")
+        );
+        assert_eq!(
+            r.headers.get("content-type").map(String::as_str),
+            Some("application/json")
+        );
+    }
+    // Requests run concurrently, so the last ones may still be in flight: check a prefix.
+    let mut s = seqs(&reqs);
+    s.values_mut().for_each(|v| v.truncate(5));
+    assert_gapless(&s);
+    // The secrets stay on the agents: the fleet record has only where to read them.
+    let bucket = Namespace::new(&c.ns).expect("namespace").fleets_bucket();
+    let kv = async_nats::jetstream::new(c.client().await)
+        .get_key_value(bucket)
+        .await
+        .expect("fleets bucket");
+    let record = kv.get("hp").await.expect("kv get").expect("fleet record");
+    let record = String::from_utf8_lossy(&record);
+    assert!(record.contains(SECRET_VAR), "{record}");
+    assert!(
+        !record.contains("s3cret") && !record.contains("from-a-file"),
+        "{record}"
+    );
+
+    // PUT, to a URL of a single device.
+    let url = server.url("/things/{fleet}/{index}");
+    deploy(
+        &c,
+        &[
+            "deploy",
+            "--device-id",
+            "put-1",
+            "--interval",
+            "200ms",
+            "--sink",
+            "http",
+            "--method",
+            "PUT",
+            "--url",
+            &url,
+        ],
+    );
+    let reqs = server
+        .wait_for("PUTs of put-1", Duration::from_secs(20), |r| {
+            r.iter().filter(|r| r.path == "/things/put-1/0").count() >= 3
+        })
+        .await;
+    assert!(reqs
+        .iter()
+        .filter(|r| r.path.starts_with("/things/"))
+        .all(|r| r.method == "PUT" && r.body["device_id"] == "put-1"));
+    let f = wait_counters(&c, "hp", "2xx responses of hp", |f| {
+        f.responses.get("2xx").is_some_and(|n| *n >= 20)
+    })
+    .await;
+    assert!(latencies(&f) >= 20, "{f:#?}");
+    assert_eq!(f.publish_failed, 0, "{f:#?}");
+
+    // http flags with another sink: an error that names the flag, before any I/O.
+    let out = c.ctl(&["deploy", "--sink", "nats", "--url", &url]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("--url") && out.stderr.contains("--sink http"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_errors_are_retried_and_counted_by_class() {
+    let server = HttpServer::start_failing(3).await;
+    let mut c = Cluster::new("http-retry");
+    agent(&mut c, "a1");
+    c.wait_agents(1).await;
+    let url = server.url("/ingest/{device_id}");
+    // Three retries: even a message that gets all three 500s goes through.
+    deploy(
+        &c,
+        &[
+            "deploy-fleet",
+            "hr",
+            "--count",
+            "1",
+            "--interval",
+            "300ms",
+            "--sink",
+            "http",
+            "--url",
+            &url,
+            "--http-retries",
+            "3",
+        ],
+    );
+    let reqs = server
+        .wait_for("6 delivered messages", Duration::from_secs(20), |r| {
+            seqs(r).values().next().is_some_and(|v| v.len() >= 6)
+        })
+        .await;
+    assert_eq!(reqs.iter().filter(|r| r.status == 500).count(), 3);
+    let mut s = seqs(&reqs);
+    s.values_mut().for_each(|v| v.truncate(5));
+    assert_gapless(&s);
+    let f = wait_counters(&c, "hr", "3 5xx and 6 2xx responses", |f| {
+        f.responses.get("5xx") == Some(&3) && f.responses.get("2xx").is_some_and(|n| *n >= 6)
+    })
+    .await;
+    assert_eq!(f.publish_failed, 0, "every message got through: {f:#?}");
+    assert_eq!(f.errors, 0, "{f:#?}");
+    assert!(latencies(&f) >= 9, "a latency per response: {f:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_is_down_counts_failures_and_the_agent_keeps_running() {
+    let port = free_port();
+    let mut c = Cluster::new("http-down");
+    agent(&mut c, "a1");
+    c.wait_agents(1).await;
+    let url = format!("http://127.0.0.1:{port}/ingest/{{device_id}}");
+    deploy(
+        &c,
+        &[
+            "deploy-fleet",
+            "hd",
+            "--count",
+            "2",
+            "--interval",
+            "200ms",
+            "--sink",
+            "http",
+            "--url",
+            &url,
+            "--http-retries",
+            "1",
+            "--http-timeout",
+            "500ms",
+        ],
+    );
+    let first = wait_counters(&c, "hd", "failed publishes", |f| f.publish_failed >= 4).await;
+    assert!(first.responses.is_empty(), "nothing answered: {first:#?}");
+    assert_eq!(first.errors, first.publish_failed, "{first:#?}");
+    let later = wait_counters(&c, "hd", "more failed publishes", |f| {
+        f.publish_failed >= first.publish_failed + 4
+    })
+    .await;
+    assert_eq!(later.devices, 2, "the devices keep running: {later:#?}");
+    assert!(c.agents[0].is_running(), "the agent keeps running");
+
+    // The server comes up: the same devices get through, without a redeploy.
+    let server = HttpServer::start_on(port).await;
+    server
+        .wait_for(
+            "both devices after the server came up",
+            Duration::from_secs(20),
+            |r| seqs(r).len() == 2,
+        )
+        .await;
+    wait_counters(&c, "hd", "2xx after recovery", |f| {
+        f.responses.contains_key("2xx")
+    })
+    .await;
+}
