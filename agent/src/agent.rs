@@ -10,7 +10,7 @@ use pluribus_common::kv::Buckets;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::control::Control;
+use crate::control::{Control, Shared};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
@@ -29,6 +29,9 @@ pub struct AgentConfig {
     pub labels: BTreeMap<String, String>,
     /// Most devices this agent runs (None: no limit).
     pub max_devices: Option<u64>,
+    /// Most devices on connection-holding sinks (None: no limit). `main` derives it from
+    /// the open-files limit unless `--max-connections` is given.
+    pub max_connections: Option<u64>,
     /// Lease time-to-live. Renewed every third of it; the agent fences itself (stops the
     /// shard) when it could not renew for 60% of it.
     pub lease_ttl: Duration,
@@ -48,6 +51,7 @@ impl Default for AgentConfig {
             name: "agent".into(),
             labels: BTreeMap::new(),
             max_devices: None,
+            max_connections: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             heartbeat: DEFAULT_HEARTBEAT,
             reconcile: Duration::from_secs(2),
@@ -119,9 +123,11 @@ impl Agent {
             conn,
             buckets,
             registry,
-            metrics,
-            token.clone(),
-            tracker.clone(),
+            Shared {
+                metrics,
+                token: token.clone(),
+                tracker: tracker.clone(),
+            },
         )
         .await?;
         let done = tokio::spawn(control.run());

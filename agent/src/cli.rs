@@ -26,6 +26,10 @@ pub struct AgentArgs {
     /// Most devices this agent runs; it claims no more (default: no limit).
     #[arg(long, env = "PLURIBUS_MAX_DEVICES")]
     pub max_devices: Option<u64>,
+    /// Most devices with a connection of their own (MQTT) this agent runs (default: its
+    /// open-files limit less 256, so failover never overloads a survivor).
+    #[arg(long, env = "PLURIBUS_MAX_CONNECTIONS")]
+    pub max_connections: Option<u64>,
     /// Lease time-to-live: a dead agent's devices run elsewhere about this long after it dies.
     #[arg(long, env = "PLURIBUS_LEASE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub lease_ttl: Duration,
@@ -86,6 +90,7 @@ impl AgentArgs {
             name,
             labels: self.labels.clone(),
             max_devices: self.max_devices,
+            max_connections: self.max_connections,
             lease_ttl: self.lease_ttl,
             heartbeat: self.heartbeat,
             reconcile: Duration::from_secs(2),

@@ -34,7 +34,11 @@ fn init_tracing(json: bool) {
 }
 
 /// Raises the soft open-files limit to the hard one: each MQTT device holds a socket.
-fn raise_nofile() {
+/// File descriptors kept for NATS, logs and the metrics endpoint.
+const FD_RESERVE: u64 = 256;
+
+/// Raises the soft open-files limit to the hard one and returns the limit.
+fn raise_nofile() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -45,14 +49,21 @@ fn raise_nofile() {
             lim.rlim_cur = lim.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                 tracing::warn!("could not raise the open-files limit");
+                lim.rlim_cur = 0;
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
             }
         }
+        (lim.rlim_cur > 0).then_some(lim.rlim_cur)
     }
 }
 
 async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let cfg = args.config().map_err(anyhow::Error::msg)?;
-    raise_nofile();
+    let mut cfg = args.config().map_err(anyhow::Error::msg)?;
+    let nofile = raise_nofile();
+    if cfg.max_connections.is_none() {
+        cfg.max_connections = nofile.map(|n| n.saturating_sub(FD_RESERVE));
+    }
+    tracing::info!(open_files = ?nofile, max_connections = ?cfg.max_connections, "connection capacity");
     let conn = args
         .nats
         .connect_with("pluribus-agent", |o| {

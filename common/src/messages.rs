@@ -140,6 +140,13 @@ pub struct Heartbeat {
     pub capacity: Option<u64>,
     /// Draining: takes no work and hands off what it has.
     pub draining: bool,
+    /// Most devices on connection-holding sinks (MQTT) the agent takes: from its
+    /// open-files limit unless set (`--max-connections`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_capacity: Option<u64>,
+    /// Devices on connection-holding sinks running now.
+    #[serde(default)]
+    pub connection_devices: u64,
     /// Device types the agent can run.
     pub device_types: Vec<String>,
     /// Sink types the agent can use.
@@ -176,6 +183,22 @@ impl Heartbeat {
             return Some(0);
         }
         self.capacity.map(|c| c.saturating_sub(self.devices))
+    }
+
+    /// Devices the agent may still take for a fleet that holds a connection per device
+    /// (`connections`) or not (None: unlimited).
+    pub fn spare_for(&self, connections: bool) -> Option<u64> {
+        let devices = self.spare();
+        if !connections {
+            return devices;
+        }
+        let conns = self
+            .connection_capacity
+            .map(|c| c.saturating_sub(self.connection_devices));
+        match (devices, conns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// True when the heartbeat is recent enough for the agent to count as alive.

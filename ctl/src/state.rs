@@ -214,7 +214,7 @@ pub fn blocker(spec: &FleetSpec, live: &[&Heartbeat], pending: u64) -> Option<Bl
     }
     let mut spare = 0u64;
     for h in &fitting {
-        match h.spare() {
+        match h.spare_for(spec.holds_connections()) {
             None => return None,
             Some(s) => spare += s,
         }
@@ -423,6 +423,8 @@ pub(crate) mod tests {
             devices,
             capacity,
             draining: false,
+            connection_capacity: None,
+            connection_devices: 0,
             device_types: vec!["generic".into()],
             sink_types: vec!["console".into(), "nats".into()],
             fleets: BTreeMap::new(),
@@ -519,6 +521,19 @@ pub(crate) mod tests {
             fit_problem(&spec, &live).as_deref(),
             Some("no live agent has labels zone=a")
         );
+    }
+
+    #[test]
+    fn mqtt_fleets_count_against_the_connection_capacity() {
+        let mut a = hb("a", 0, Some(100));
+        a.connection_capacity = Some(30);
+        a.connection_devices = 10;
+        assert_eq!(a.spare_for(false), Some(100));
+        assert_eq!(a.spare_for(true), Some(20));
+        let mut b = hb("b", 0, None);
+        b.connection_capacity = Some(50);
+        assert_eq!(b.spare_for(true), Some(50));
+        assert_eq!(b.spare_for(false), None);
     }
 
     #[test]

@@ -200,7 +200,7 @@ pub async fn until_running(ctx: &Ctx, record: &FleetRecord, timeout: Duration) -
 fn stalled(name: &str, pending: u64, b: &Blocker, start_agent: &str) -> anyhow::Error {
     match b {
         Blocker::Capacity { spare } => anyhow!(
-            "not enough capacity: {pending} devices of {name} pending; live agents have room for {spare} more: start more agents or raise --max-devices"
+            "not enough capacity: {pending} devices of {name} pending; live agents have room for {spare} more: start more agents, or raise --max-devices (for MQTT devices, each agent holds at most its open-files limit: run more agent processes)"
         ),
         Blocker::AllDraining => anyhow!(
             "{pending} devices of {name} pending, but every live agent that can run them is draining: start another agent, or `pluribusctl drain AGENT --undo`"

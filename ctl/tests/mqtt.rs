@@ -207,6 +207,7 @@ async fn five_hundred_devices_at_qos1_deliver_every_message() {
     let broker = Mosquitto::start();
     let mut c = Cluster::new("mq-qos1");
     c.agent("a1", &[]);
+    c.wait_agents(1).await;
     let mut sub = subscribe(broker.port(), "devices/+/telemetry", None).await;
     deploy(
         &c,
@@ -237,6 +238,7 @@ async fn a_command_changes_telemetry_and_the_reply_arrives() {
     let broker = Mosquitto::start();
     let mut c = Cluster::new("mq-cmd");
     c.agent("a1", &[]);
+    c.wait_agents(1).await;
     let mut sub = subscribe(broker.port(), "devices/c1-00001/#", None).await;
     deploy(
         &c,
@@ -285,6 +287,7 @@ async fn the_last_will_arrives_when_the_agent_is_sigkilled() {
     let broker = Mosquitto::start();
     let mut c = Cluster::new("mq-will");
     c.agent("a1", &[]);
+    c.wait_agents(1).await;
     let mut sub = subscribe(broker.port(), "devices/+/status", None).await;
     deploy(&c, "w1", "2", &broker.url(), &["--will", "--birth"]);
     for _ in 0..2 {
@@ -305,6 +308,7 @@ async fn devices_reconnect_after_a_broker_restart() {
     let mut broker = Mosquitto::start();
     let mut c = Cluster::new("mq-restart");
     c.agent("a1", &[]);
+    c.wait_agents(1).await;
     let mut sub = subscribe(broker.port(), "devices/+/telemetry", None).await;
     deploy(
         &c,
@@ -379,6 +383,7 @@ async fn tls_with_a_test_ca() {
     ));
     let mut c = Cluster::new("mq-tls");
     c.agent("a1", &[]);
+    c.wait_agents(1).await;
     let mut sub = subscribe(broker.port(), "devices/+/telemetry", None).await;
     let url = format!("mqtts://127.0.0.1:{tls_port}");
     deploy(
@@ -444,6 +449,7 @@ async fn password_auth_and_wrong_passwords_count_as_auth() {
     ));
     let mut c = Cluster::new("mq-auth");
     c.agent("a1", &[]);
+    c.wait_agents(1).await;
     let mut sub = subscribe(
         broker.port(),
         "devices/+/telemetry",
@@ -478,7 +484,13 @@ async fn password_auth_and_wrong_passwords_count_as_auth() {
         "bad",
         "3",
         &broker.url(),
-        &["--username", "dev", "--password", "wrong", "--no-wait"],
+        &[
+            "--mqtt-username",
+            "dev",
+            "--mqtt-password",
+            "wrong",
+            "--no-wait",
+        ],
     );
     let t = wait_counters(&c, "bad", "auth failures", |t| {
         t.connect_failures.get("auth").is_some_and(|n| *n >= 3)
@@ -504,6 +516,7 @@ async fn a_subscriber_fleet_counts_what_it_receives() {
     let broker = Mosquitto::start();
     let mut c = Cluster::new("mq-subrole");
     c.agent("a1", &[]);
+    c.wait_agents(1).await;
     deploy(
         &c,
         "s1",

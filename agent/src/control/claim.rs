@@ -75,10 +75,39 @@ impl Control {
         Ok(())
     }
 
-    fn has_room(&self, devices: u64) -> bool {
+    /// True when `record`'s devices each hold a connection (an MQTT sink, say).
+    pub(super) fn holds_connections(&self, record: &FleetRecord) -> bool {
+        record
+            .spec
+            .sink_types()
+            .iter()
+            .any(|t| self.registry.sink(t).is_some_and(|f| f.holds_connections()))
+    }
+
+    /// Devices held here that hold a connection each.
+    pub(super) fn held_connection_devices(&self) -> u64 {
+        self.held
+            .values()
+            .filter(|h| {
+                self.fleets
+                    .get(&h.fleet)
+                    .is_some_and(|(r, _)| self.holds_connections(r))
+            })
+            .map(|h| h.devices)
+            .sum()
+    }
+
+    /// Room for `devices` more of `record` under `--max-devices` and, for devices that
+    /// hold a connection, under the open-files limit.
+    pub(super) fn has_room(&self, record: &FleetRecord, devices: u64) -> bool {
         self.cfg
             .max_devices
             .is_none_or(|m| self.held_devices() + devices <= m)
+            && (!self.holds_connections(record)
+                || self
+                    .cfg
+                    .max_connections
+                    .is_none_or(|m| self.held_connection_devices() + devices <= m))
     }
 
     pub(super) fn decide(
@@ -91,7 +120,7 @@ impl Control {
             return Err(Refusal::Draining);
         }
         self.fits(record).map_err(Refusal::Unfit)?;
-        if !self.has_room(devices) {
+        if !self.has_room(record, devices) {
             return Err(Refusal::Full);
         }
         // Until the agents watch has delivered its snapshot we cannot know our fair share.

@@ -109,6 +109,14 @@ pub(crate) struct Control {
     commands: futures::stream::SelectAll<Subscriber>,
 }
 
+/// What the control loop shares with the rest of the agent: the metrics handle (runners,
+/// sinks and the exporter write and read it), the root token and the task tracker.
+pub(crate) struct Shared {
+    pub(crate) metrics: Metrics,
+    pub(crate) token: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+}
+
 impl Control {
     pub(crate) async fn new(
         id: String,
@@ -116,10 +124,13 @@ impl Control {
         conn: Connection,
         buckets: Buckets,
         registry: Registry,
-        metrics: Metrics,
-        token: CancellationToken,
-        tracker: TaskTracker,
+        shared: Shared,
     ) -> anyhow::Result<Self> {
+        let Shared {
+            metrics,
+            token,
+            tracker,
+        } = shared;
         let ns = &conn.ns;
         let offers = conn
             .client
@@ -256,6 +267,8 @@ impl Control {
             // Devices actually started by the shard runners (not just leased).
             devices: self.metrics.devices(),
             capacity: self.cfg.max_devices,
+            connection_capacity: self.cfg.max_connections,
+            connection_devices: self.held_connection_devices(),
             draining: self.draining,
             device_types: self.registry.device_types(),
             sink_types: self.registry.sink_types(),

@@ -104,13 +104,7 @@ impl Control {
             let record = self.fleets.get(fleet).map(|(r, _)| r.clone());
             let runnable = record.as_ref().is_some_and(|r| {
                 let d = r.shard_desired(shard);
-                d > 0
-                    && !self.draining
-                    && self.fits(r).is_ok()
-                    && self
-                        .cfg
-                        .max_devices
-                        .is_none_or(|m| self.held_devices() + d <= m)
+                d > 0 && !self.draining && self.fits(r).is_ok() && self.has_room(r, d)
             });
             let prepared = match (&record, runnable) {
                 (Some(r), true) => shard::prepare(

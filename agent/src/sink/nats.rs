@@ -59,7 +59,7 @@ impl Dropper {
     fn skip(&mut self, index: u64) -> bool {
         let n = self.counts.entry(index).or_default();
         *n += 1;
-        *n % self.every == 0
+        n.is_multiple_of(self.every)
     }
 }
 

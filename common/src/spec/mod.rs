@@ -36,6 +36,8 @@ pub const DEFAULT_ID_TEMPLATE: &str = "{fleet}-{index:05}";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest interval a device may have (a cap of 1000 msg/s per device).
 pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
+/// The built-in sink types that hold one connection per device.
+pub const CONNECTION_SINKS: &[&str] = &["mqtt"];
 /// The built-in device types.
 pub const BUILTIN_DEVICES: &[&str] = &["generic", "profile"];
 
@@ -324,6 +326,14 @@ impl FleetSpec {
         v.sort();
         v.dedup();
         v
+    }
+
+    /// True when some device of the fleet holds a connection of its own (an MQTT sink):
+    /// such devices count against an agent's open-files limit.
+    pub fn holds_connections(&self) -> bool {
+        self.sink_types()
+            .iter()
+            .any(|t| CONNECTION_SINKS.contains(&t.as_str()))
     }
 
     /// Every sink type the fleet needs.

@@ -37,13 +37,17 @@ pub struct MqttFlags {
     /// Client id template [default: {device_id}].
     #[arg(long, value_name = "TEMPLATE")]
     pub client_id: Option<String>,
-    /// User name: a template, or env:VAR / file:/path read on the agent.
-    #[arg(long, value_name = "TEMPLATE")]
-    pub username: Option<String>,
-    /// Password: prefer env:VAR or file:/path (read on the agent, never stored in NATS);
-    /// a plain value is stored with the fleet.
-    #[arg(long, value_name = "SECRET")]
-    pub password: Option<String>,
+    /// MQTT user name: a template, or env:VAR / file:/path read on the agent.
+    #[arg(
+        long = "mqtt-username",
+        visible_alias = "username",
+        value_name = "TEMPLATE"
+    )]
+    pub mqtt_username: Option<String>,
+    /// MQTT password: prefer env:VAR or file:/path (read on the agent, never stored in
+    /// NATS); a plain value is stored with the fleet. (`--password` is NATS's.)
+    #[arg(long = "mqtt-password", value_name = "SECRET")]
+    pub mqtt_password: Option<String>,
     /// CA certificate (PEM) on the agents, for mqtts://.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<String>,
@@ -152,8 +156,8 @@ impl MqttFlags {
                 self.persistent_session.then_some(Value::Bool(false)),
             ),
             ("--client-id", "client_id", text(&self.client_id)),
-            ("--username", "username", text(&self.username)),
-            ("--password", "password", text(&self.password)),
+            ("--mqtt-username", "username", text(&self.mqtt_username)),
+            ("--mqtt-password", "password", text(&self.mqtt_password)),
             ("--ca", "ca", text(&self.ca)),
             ("--cert", "cert", text(&self.cert)),
             ("--key", "key", text(&self.key)),
@@ -240,5 +244,89 @@ impl MqttFlags {
         };
         spec.validate()?;
         Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cmd::{Cli, Command};
+    use clap::Parser;
+    use pluribus_common::spec::SinkSpec;
+
+    fn sink(args: &[&str]) -> Result<SinkSpec, pluribus_common::SpecError> {
+        let mut argv = vec!["pluribusctl", "deploy", "--device-id", "d"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        let Command::Deploy(a) = cli.command else {
+            unreachable!("parsed as another command")
+        };
+        crate::cmd::deploy::device_spec("d", &a.flags).map(|s| s.sink)
+    }
+
+    #[test]
+    fn flags_become_the_sink_options() {
+        let s = sink(&[
+            "--sink",
+            "mqtt",
+            "--broker",
+            "mqtt://a:1883,mqtt://b:1883",
+            "--qos",
+            "1",
+            "--keepalive",
+            "30s",
+            "--username",
+            "u",
+            "--mqtt-password",
+            "env:PW",
+            "--connect-rate",
+            "2000/s",
+            "--source-ip",
+            "127.0.0.2,127.0.0.3",
+            "--will",
+            "--protocol",
+            "5",
+            "--password",
+            "nats-secret",
+        ])
+        .expect("valid");
+        assert_eq!(s.kind, "mqtt");
+        let o = serde_json::Value::Object(s.options);
+        assert_eq!(o["brokers"][1], "mqtt://b:1883");
+        assert_eq!(
+            (o["qos"].as_u64(), o["keepalive"].as_str()),
+            (Some(1), Some("30s"))
+        );
+        assert_eq!(
+            (o["username"].as_str(), o["password"].as_str()),
+            (Some("u"), Some("env:PW"))
+        );
+        assert_eq!(o["connect_rate"], 2000.0);
+        assert_eq!(o["source_ips"][1], "127.0.0.3");
+        assert_eq!(o["protocol"], "5");
+        assert!(o["will"].is_object());
+    }
+
+    #[test]
+    fn mistakes_name_the_flag_or_field() {
+        assert_eq!(sink(&["--qos", "1"]).expect_err("console").field, "--qos");
+        assert_eq!(
+            sink(&["--sink", "nats", "--broker", "mqtt://h"])
+                .expect_err("nats")
+                .field,
+            "--broker"
+        );
+        assert_eq!(
+            sink(&["--sink", "mqtt"]).expect_err("no broker").field,
+            "--broker"
+        );
+        let e = sink(&["--sink", "mqtt", "--broker", "ws://h:80"]).expect_err("ws");
+        assert_eq!(e.field, "sink.brokers[0]");
+        let e =
+            sink(&["--sink", "mqtt", "--broker", "mqtt://h", "--ca", "/ca.pem"]).expect_err("ca");
+        assert_eq!(e.field, "sink.ca");
+        let e =
+            sink(&["--sink", "mqtt", "--broker", "mqtt://h", "--topic", "a/#"]).expect_err("topic");
+        assert_eq!(e.field, "sink.topic");
+        assert!(Cli::try_parse_from(["pluribusctl", "deploy", "--qos", "3"]).is_err());
     }
 }

@@ -119,10 +119,7 @@ pub async fn subscribe(
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    let refused = ack
-                        .return_codes
-                        .iter()
-                        .any(|c| *c == SubscribeReasonCode::Failure);
+                    let refused = ack.return_codes.contains(&SubscribeReasonCode::Failure);
                     if let Some(r) = ready.take() {
                         let _ = r.send(if refused {
                             Err(format!("the broker refused the subscription to '{topic}' (--topic): check its ACLs"))
