@@ -2,18 +2,22 @@
 //!
 //! A fleet is *saturated* when the agent cannot keep up with its schedule: over the last
 //! interval it sent (or tried to send: a failed send is the sink's problem, not the
-//! generator's) less than 98% of the scheduled messages, **and** the backlog since the
-//! fleet settled is larger than the schedule's own unevenness can explain.
+//! generator's) less than 98% of the scheduled messages, **and** the backlog since a
+//! baseline is larger than the schedule's own unevenness can explain.
 //!
 //! Why the second condition: a device sends at `epoch + phase + k × interval`, so the
 //! messages due in one short interval differ from `rate × dt` by up to a message or two per
 //! device (phase, jitter, batching). A light fleet would look behind half of the time. A
 //! generator that really cannot keep up builds a backlog that grows without bound, so
-//! comparing the sends since a baseline with `rate × elapsed` tells the two apart.
+//! comparing the sends since a baseline with the scheduled rate integrated over the same
+//! time tells the two apart. The scheduled rate may move (a load shape's pace): it is
+//! integrated, not assumed constant.
 //!
-//! Intervals right after the fleet's devices started or changed are not judged: the
-//! schedule's epoch is set up to [`EPOCH_LEAD`] ahead, so devices may be counted as
-//! scheduled before their first slot, and the first interval with messages is partial.
+//! Not judged: the fleet's first interval (nothing is judged until [`EPOCH_LEAD`] after its
+//! devices started and messages flow, since a deploy sets the schedule's epoch up to that
+//! far ahead), and any interval in which its devices changed; a change widens the allowance
+//! by what new devices may owe for their own epoch lead. Each interval in which the agent
+//! kept up becomes the new baseline.
 
 use std::time::{Duration, Instant};
 
@@ -33,7 +37,7 @@ const MIN_INTERVAL: Duration = Duration::from_millis(150);
 pub struct Reading {
     /// Devices running.
     pub devices: u64,
-    /// Scheduled messages per second, in thousandths (exact, so a change is seen).
+    /// Scheduled messages per second, in thousandths.
     pub scheduled_milli: u64,
     /// Messages sent so far.
     pub messages: u64,
@@ -46,8 +50,8 @@ impl Reading {
         self.messages + self.errors
     }
 
-    fn shape(&self) -> (u64, u64) {
-        (self.devices, self.scheduled_milli)
+    fn scheduled(&self) -> f64 {
+        self.scheduled_milli as f64 / 1000.0
     }
 }
 
@@ -60,14 +64,34 @@ pub struct Verdict {
     pub saturated: bool,
 }
 
+/// Where the backlog is counted from.
+#[derive(Debug, Clone, Copy)]
+struct Baseline {
+    attempts: u64,
+    /// Scheduled messages since the baseline (the rate integrated over time).
+    expected: f64,
+    /// Backlog the schedule's unevenness and device changes can explain.
+    allowance: f64,
+}
+
+impl Baseline {
+    fn new(r: &Reading) -> Self {
+        Self {
+            attempts: r.attempts(),
+            expected: 0.0,
+            allowance: SLACK_PER_DEVICE * r.devices as f64 + SLACK_BATCH,
+        }
+    }
+}
+
 /// Tracks one fleet across heartbeats.
 #[derive(Debug, Clone, Default)]
 pub struct RateTracker {
     prev: Option<(Instant, Reading)>,
-    /// When the current shape (devices, schedule) was first seen, and the attempts then.
+    /// Since when the devices are unchanged while waiting for a baseline, and the
+    /// attempts then.
     settled_from: Option<(Instant, u64)>,
-    /// Where the backlog is measured from, once the fleet is sending steadily.
-    baseline: Option<(Instant, u64)>,
+    baseline: Option<Baseline>,
     last: Verdict,
 }
 
@@ -82,37 +106,49 @@ impl RateTracker {
         if dt < MIN_INTERVAL {
             return self.last;
         }
-        let dt_s = dt.as_secs_f64();
         self.prev = Some((now, r));
-        let achieved_per_s = r.messages.saturating_sub(prev.messages) as f64 / dt_s;
-        self.last = Verdict {
-            achieved_per_s,
-            saturated: false,
-        };
-        if r.shape() != prev.shape() || r.attempts() < prev.attempts() {
-            self.settled_from = Some((now, r.attempts()));
-            self.baseline = None;
+        if r.attempts() < prev.attempts() || r.devices == 0 {
+            self.restart(now, r);
             return self.last;
         }
-        let Some(baseline) = self.baseline else {
-            // Judge only once the epoch has surely passed and messages flow; the interval in
+        let dt_s = dt.as_secs_f64();
+        self.last = Verdict {
+            achieved_per_s: r.messages.saturating_sub(prev.messages) as f64 / dt_s,
+            saturated: false,
+        };
+        let devices_changed = r.devices != prev.devices;
+        let Some(b) = self.baseline.as_mut() else {
+            // Wait until the epoch has surely passed and messages flow; the interval in
             // which they started is partial, so it becomes the baseline and is not judged.
-            if let Some((since, attempts)) = self.settled_from {
-                if now.saturating_duration_since(since) >= EPOCH_LEAD && r.attempts() > attempts {
-                    self.baseline = Some((now, r.attempts()));
+            match self.settled_from {
+                Some(_) if devices_changed => self.settled_from = Some((now, r.attempts())),
+                Some((since, attempts)) => {
+                    if now.saturating_duration_since(since) >= EPOCH_LEAD && r.attempts() > attempts
+                    {
+                        self.baseline = Some(Baseline::new(&r));
+                    }
                 }
+                None => self.settled_from = Some((now, r.attempts())),
             }
             return self.last;
         };
-        let scheduled = r.scheduled_milli as f64 / 1000.0;
-        if scheduled <= 0.0 {
+        let scheduled = (prev.scheduled() + r.scheduled()) / 2.0;
+        b.expected += scheduled * dt_s;
+        if devices_changed {
+            // New devices may not send for an epoch lead, and each device's phase adds
+            // unevenness: widen the allowance, and do not judge this interval.
+            let more = (r.scheduled() - prev.scheduled()).max(0.0) * EPOCH_LEAD.as_secs_f64();
+            b.allowance += more + SLACK_PER_DEVICE * r.devices.abs_diff(prev.devices) as f64;
             return self.last;
         }
         let tried_per_s = r.attempts().saturating_sub(prev.attempts()) as f64 / dt_s;
-        let elapsed = now.saturating_duration_since(baseline.0).as_secs_f64();
-        let backlog = scheduled * elapsed - r.attempts().saturating_sub(baseline.1) as f64;
-        let slack = SLACK_PER_DEVICE * r.devices as f64 + SLACK_BATCH;
-        self.last.saturated = tried_per_s < BEHIND_RATIO * scheduled && backlog > slack;
+        if scheduled <= 0.0 || tried_per_s >= BEHIND_RATIO * scheduled {
+            // Kept up over this interval: measure any backlog from here.
+            *b = Baseline::new(&r);
+            return self.last;
+        }
+        let backlog = b.expected - r.attempts().saturating_sub(b.attempts) as f64;
+        self.last.saturated = backlog > b.allowance;
         self.last
     }
 
@@ -210,6 +246,59 @@ mod tests {
             reading(10, 10, sent + 5),
         );
         assert!(!v.saturated, "a scale-down is not judged at once");
+    }
+
+    /// Feeds `(devices, scheduled per s, messages)` every 500 ms; returns verdicts.
+    fn feed(readings: impl IntoIterator<Item = (u64, f64, u64)>) -> Vec<Verdict> {
+        let start = Instant::now();
+        let mut t = RateTracker::default();
+        readings
+            .into_iter()
+            .enumerate()
+            .map(|(i, (devices, per_s, messages))| {
+                let r = Reading {
+                    devices,
+                    scheduled_milli: (per_s * 1000.0) as u64,
+                    messages,
+                    errors: 0,
+                };
+                t.observe(start + Duration::from_millis(500 * i as u64), r)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_moving_pace_is_integrated() {
+        // The rate ramps from 1000/s to 5000/s over 20 s; sends follow it exactly, then fall
+        // to half of it.
+        let rate = |t: f64| 1000.0 + 200.0 * t;
+        let sent = |t: f64| (1000.0 * t + 100.0 * t * t) as u64;
+        let keeping_up = feed((0..40).map(|i| {
+            let t = i as f64 / 2.0;
+            (1000, rate(t), sent(t))
+        }));
+        assert!(keeping_up.iter().all(|v| !v.saturated), "{keeping_up:?}");
+        let behind = feed((0..40).map(|i| {
+            let t = i as f64 / 2.0;
+            (1000, rate(t), sent(t) / 2)
+        }));
+        assert!(behind.last().is_some_and(|v| v.saturated), "{behind:?}");
+    }
+
+    #[test]
+    fn a_scale_up_whose_new_devices_wait_for_their_epoch_is_not_saturation() {
+        // 100 devices at 10/s each; at t=5 s, 100 more, sending from t=7 s (epoch lead).
+        let v = feed((0..30).map(|i| {
+            let t = i as f64 / 2.0;
+            let (devices, rate) = if t < 5.0 {
+                (100, 1000.0)
+            } else {
+                (200, 2000.0)
+            };
+            let sent = 1000.0 * t + if t > 7.0 { 1000.0 * (t - 7.0) } else { 0.0 };
+            (devices, rate, sent as u64)
+        }));
+        assert!(v.iter().all(|v| !v.saturated), "{v:?}");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! pluribusctl): desired state written to KV and shard offers published, as any client
 //! of the protocol would.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::HashMap;
 use std::time::Duration;
 

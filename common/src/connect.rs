@@ -196,6 +196,20 @@ impl NatsArgs {
     pub async fn connect(&self, name: &str) -> Result<Connection, ConnectError> {
         self.connect_with(name, |o| o).await
     }
+
+    /// Connects for plain publish/subscribe, without the version and JetStream checks: for
+    /// reading what a system under test delivers on a NATS that need not be Pluribus' own.
+    pub async fn connect_core(&self, name: &str) -> Result<async_nats::Client, ConnectError> {
+        let url = self.nats_url.clone();
+        self.options(name)
+            .await?
+            .connect(url.as_str())
+            .await
+            .map_err(|e| ConnectError::Unreachable {
+                url,
+                reason: e.to_string(),
+            })
+    }
 }
 
 /// True when `version` ("2.11.3", "v2.12.0-beta") is at least `min`.

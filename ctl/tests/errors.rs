@@ -1,5 +1,7 @@
 //! Every bad input gets a clear error that says what to do, and a non-zero exit.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,5 +1,7 @@
 //! The core journey: two agents, a 1000-device fleet on the nats sink, an agent killed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::time::{Duration, Instant};

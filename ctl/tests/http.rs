@@ -1,6 +1,8 @@
 //! The http sink, end to end: real agents post telemetry to a real HTTP server inside the
 //! test; counters are read from the agents' heartbeats.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "support/http_server.rs"]
 mod http_server;
 mod support;

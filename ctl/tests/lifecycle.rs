@@ -1,5 +1,7 @@
 //! Deploy, re-deploy, scale, stop, delete and expire, through pluribusctl.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! Load shapes, checked by a real subscriber counting over time windows.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::collections::{HashMap, HashSet};

@@ -1,6 +1,8 @@
 //! The mqtt sink end to end: real mosquitto, real agents, pluribusctl, and rumqttc's client
 //! as an independent subscriber. Readiness is awaited (SUBACK, heartbeats), never slept.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::collections::HashMap;
@@ -463,9 +465,9 @@ async fn password_auth_and_wrong_passwords_count_as_auth() {
         "5",
         &broker.url(),
         &[
-            "--username",
+            "--mqtt-username",
             "dev",
-            "--password",
+            "--mqtt-password",
             &from_file,
             "--interval",
             "500ms",

@@ -1,6 +1,8 @@
 //! Seeing everything: the end-to-end probe (NATS and MQTT), saturation, `/metrics`, `report`
 //! and `watch`, against a real nats-server (and mosquitto) with real agents.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::io::{Read, Write};

@@ -1,5 +1,7 @@
 //! Where devices run: placement labels, drain, rebalance onto late agents, namespaces.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::time::Duration;

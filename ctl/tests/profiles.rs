@@ -1,6 +1,8 @@
 //! Devices described by profiles: values from (seed, device, seq) on any agent, events,
 //! commands, and on_start/on_stop in every way a device can start and stop.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! Proves the harness itself: real servers start, restart keeps JetStream data, processes are
 //! driven and their output captured.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::collections::HashSet;
 use std::net::TcpStream;
 use std::path::Path;

@@ -27,10 +27,11 @@ impl Control {
         self.adopt_orphans().await;
         if self.draining {
             self.release_all("drain").await;
-        } else if self.cfg.auto_rebalance && self.last_release.elapsed() > self.cfg.heartbeat * 3 {
-            if self.rebalance(1).await > 0 {
-                self.last_release = Instant::now();
-            }
+        } else if self.cfg.auto_rebalance
+            && self.last_release.elapsed() > self.cfg.heartbeat * 3
+            && self.rebalance(1).await > 0
+        {
+            self.last_release = Instant::now();
         }
     }
 

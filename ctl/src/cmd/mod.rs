@@ -47,9 +47,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Deploy one device (a new one with a random id unless --device-id is given).
-    Deploy(deploy::Args),
+    Deploy(Box<deploy::Args>),
     /// Deploy a fleet of N devices (--count) or the fleet in a file (--file).
-    DeployFleet(deploy_fleet::Args),
+    DeployFleet(Box<deploy_fleet::Args>),
     /// Show agents and fleets: devices desired, running and pending, and why.
     Status(status::Args),
     /// List the agents.
@@ -140,8 +140,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         json: cli.json,
     };
     match cli.command {
-        Command::Deploy(a) => deploy::run(&g, a).await,
-        Command::DeployFleet(a) => deploy_fleet::run(&g, a).await,
+        Command::Deploy(a) => deploy::run(&g, *a).await,
+        Command::DeployFleet(a) => deploy_fleet::run(&g, *a).await,
         Command::Status(a) => status::run(&g, a).await,
         Command::Agents => agents::run(&g).await,
         Command::Scale(a) => scale::run(&g, a).await,

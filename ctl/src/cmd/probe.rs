@@ -147,8 +147,8 @@ async fn probe(g: &Global, args: RunArgs) -> Result<()> {
     let token = CancellationToken::new();
     let mut rx = match &source {
         Source::Nats(subject) => {
-            let conn = g.connect().await?;
-            nats::subscribe(&conn.client, subject, token.clone()).await?
+            let client = g.nats.connect_core("pluribusctl probe").await?;
+            nats::subscribe(&client, subject, token.clone()).await?
         }
         Source::Mqtt(p) => mqtt::subscribe(p, token.clone()).await?,
     };
