@@ -181,6 +181,12 @@ const SERIES: &[(&str, &str, &str, Getter)] = &[
         "Commands received by devices.",
         |c| c.commands as f64,
     ),
+    (
+        "pluribus_received_total",
+        "counter",
+        "Messages received by subscriber devices.",
+        |c| c.received as f64,
+    ),
 ];
 
 /// Summaries: name, help, histogram (in µs).
@@ -195,6 +201,11 @@ const SUMMARIES: &[(&str, &str, HistGetter)] = &[
         "pluribus_ack_latency_seconds",
         "Acknowledgement (or HTTP response) latency, since the agent started.",
         |c| c.ack_latency_us.as_ref(),
+    ),
+    (
+        "pluribus_receive_latency_seconds",
+        "End-to-end latency of messages received by subscriber devices, since the agent started.",
+        |c| c.receive_latency_us.as_ref(),
     ),
 ];
 
@@ -240,6 +251,21 @@ pub fn render(agent: &str, fleets: &BTreeMap<String, FleetCounters>) -> String {
                 "pluribus_connect_failures_total{{agent=\"{agent}\",fleet=\"{}\",reason=\"{}\"}} {n}",
                 label(fleet),
                 label(reason)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP pluribus_responses_total Responses by status class (HTTP sink).\n\
+         # TYPE pluribus_responses_total counter"
+    );
+    for (fleet, c) in fleets {
+        for (class, n) in &c.responses {
+            let _ = writeln!(
+                out,
+                "pluribus_responses_total{{agent=\"{agent}\",fleet=\"{}\",class=\"{}\"}} {n}",
+                label(fleet),
+                label(class)
             );
         }
     }

@@ -54,7 +54,7 @@ pub struct RunArgs {
         long,
         value_name = "USER",
         requires = "mqtt_password",
-        env = "PLURIBUS_MQTT_USER"
+        env = "PLURIBUS_PROBE_MQTT_USER"
     )]
     pub mqtt_user: Option<String>,
     /// MQTT password (with --mqtt-user).
@@ -62,7 +62,7 @@ pub struct RunArgs {
         long,
         value_name = "PASSWORD",
         requires = "mqtt_user",
-        env = "PLURIBUS_MQTT_PASSWORD",
+        env = "PLURIBUS_PROBE_MQTT_PASSWORD",
         hide_env_values = true
     )]
     pub mqtt_password: Option<String>,

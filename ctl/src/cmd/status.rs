@@ -100,8 +100,10 @@ mod tests {
     fn saturated_agents_get_a_note() {
         let mut h = crate::state::tests::hb("a", 1, None);
         h.saturated = true;
-        let mut c = pluribus_common::messages::FleetCounters::default();
-        c.saturated = true;
+        let c = pluribus_common::messages::FleetCounters {
+            saturated: true,
+            ..Default::default()
+        };
         h.fleets.insert("heavy".into(), c);
         let rows = [AgentRow::new(&h, h.ts_ms)];
         let notes = saturation_notes(&rows);

@@ -17,7 +17,9 @@ use serde::Serialize;
 
 use super::Global;
 use crate::feed::KvFeed;
-use crate::figures::{micros, tabulate, AgentFigures, FleetFigures, Mode, Quantiles, Span};
+use crate::figures::{
+    micros, tabulate, AgentFigures, Figures, FleetFigures, Mode, Quantiles, Span,
+};
 use crate::output::{print_json_line, rate, Table};
 use crate::spark::{push, sparkline, utf8_locale};
 
@@ -119,74 +121,68 @@ fn marker(saturated: bool) -> String {
     if saturated { "SATURATED" } else { "" }.into()
 }
 
+/// One table of rows named by `keys` (the first columns), with ACK columns only when some
+/// row has acknowledgement latencies.
+fn figures_table(
+    keys: &[&str],
+    rows: &[(Vec<String>, &Figures, &VecDeque<f64>)],
+    utf8: bool,
+) -> String {
+    let ack = rows.iter().any(|(_, x, _)| x.ack_latency_us.is_some());
+    let mut head: Vec<&str> = keys.to_vec();
+    head.extend([
+        "DEVICES", "SCHED/S", "MSGS/S", "BYTES/S", "ERRORS", "LAG P50", "LAG P99",
+    ]);
+    if ack {
+        head.extend(["ACK P50", "ACK P99"]);
+    }
+    head.extend(["MSGS/S TREND", ""]);
+    let mut t = Table::new(&head);
+    for (key, x, trend) in rows {
+        let mut row = key.clone();
+        let (lag50, lag99) = pair(x.tick_lag_us);
+        row.extend([
+            x.devices.to_string(),
+            rate(x.scheduled_per_s),
+            rate(x.msgs_per_s),
+            rate(x.bytes_per_s),
+            x.errors_total.to_string(),
+            lag50,
+            lag99,
+        ]);
+        if ack {
+            let (ack50, ack99) = pair(x.ack_latency_us);
+            row.extend([ack50, ack99]);
+        }
+        row.extend([sparkline(trend, utf8), marker(x.saturated)]);
+        t.row(row);
+    }
+    t.render()
+}
+
 /// The frame as tables, with sparklines from `history`.
 fn render(f: &Frame, history: &History, utf8: bool) -> String {
     let when =
         humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(f.ts_ms));
     let none = VecDeque::new();
-    let mut fleets = Table::new(&[
-        "FLEET",
-        "DEVICES",
-        "SCHED/S",
-        "MSGS/S",
-        "BYTES/S",
-        "ERRORS",
-        "LAG P50",
-        "LAG P99",
-        "ACK P50",
-        "ACK P99",
-        "MSGS/S TREND",
-        "",
-    ]);
-    for r in &f.fleets {
-        let x = &r.figures;
-        let (lag50, lag99) = pair(x.tick_lag_us);
-        let (ack50, ack99) = pair(x.ack_latency_us);
-        fleets.row(vec![
-            r.name.clone(),
-            x.devices.to_string(),
-            rate(x.scheduled_per_s),
-            rate(x.msgs_per_s),
-            rate(x.bytes_per_s),
-            x.errors_total.to_string(),
-            lag50,
-            lag99,
-            ack50,
-            ack99,
-            sparkline(history.fleets.get(&r.name).unwrap_or(&none), utf8),
-            marker(x.saturated),
-        ]);
-    }
-    let mut agents = Table::new(&[
-        "AGENT",
-        "ID",
-        "DEVICES",
-        "SCHED/S",
-        "MSGS/S",
-        "BYTES/S",
-        "ERRORS",
-        "LAG P50",
-        "LAG P99",
-        "MSGS/S TREND",
-        "",
-    ]);
-    for a in &f.agents {
-        let x = &a.figures;
-        let (lag50, lag99) = pair(x.tick_lag_us);
-        agents.row(vec![
-            a.name.clone(),
-            a.id.clone(),
-            x.devices.to_string(),
-            rate(x.scheduled_per_s),
-            rate(x.msgs_per_s),
-            rate(x.bytes_per_s),
-            x.errors_total.to_string(),
-            lag50,
-            lag99,
-            sparkline(history.agents.get(&a.id).unwrap_or(&none), utf8),
-            marker(x.saturated),
-        ]);
-    }
+    let fleet_rows: Vec<_> = f
+        .fleets
+        .iter()
+        .map(|r| {
+            let trend = history.fleets.get(&r.name).unwrap_or(&none);
+            (vec![r.name.clone()], &r.figures, trend)
+        })
+        .collect();
+    let agent_rows: Vec<_> = f
+        .agents
+        .iter()
+        .map(|a| {
+            let trend = history.agents.get(&a.id).unwrap_or(&none);
+            (vec![a.name.clone(), a.id.clone()], &a.figures, trend)
+        })
+        .collect();
+    let fleets = figures_table(&["FLEET"], &fleet_rows, utf8);
+    let agents = figures_table(&["AGENT", "ID"], &agent_rows, utf8);
     let mut out = format!(
         "{when}  {} live agent{}  (latency percentiles: {PERCENTILES})\n",
         f.agents.len(),
@@ -205,9 +201,9 @@ fn render(f: &Frame, history: &History, utf8: bool) -> String {
         ));
     }
     out.push('\n');
-    out.push_str(&fleets.render());
+    out.push_str(&fleets);
     out.push('\n');
-    out.push_str(&agents.render());
+    out.push_str(&agents);
     out
 }
 
@@ -396,5 +392,22 @@ mod tests {
         assert_eq!(json["fleets"][0]["saturated"], true);
         assert_eq!(json["agents"][0]["saturated"], true);
         assert_eq!(json["percentiles"], PERCENTILES);
+    }
+
+    #[test]
+    fn ack_columns_show_when_a_sink_has_acks() {
+        let mut ack = pluribus_common::hist::Hist::new();
+        ack.record(2_500);
+        let mut a = hb("a", 1, None);
+        let c = FleetCounters {
+            devices: 1,
+            ack_latency_us: Some(ack),
+            ..Default::default()
+        };
+        a.fleets.insert("mq".into(), c);
+        let agents: BTreeMap<String, Beats> = [("a".to_string(), beats(a, None))].into();
+        let text = render(&frame(&agents, 100_500, None), &History::default(), true);
+        assert!(text.contains("ACK P50  ACK P99"), "{text}");
+        assert!(text.contains("2.5ms"), "{text}");
     }
 }

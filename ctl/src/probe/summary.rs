@@ -278,8 +278,22 @@ pub fn live_line(state: &ProbeState, per_s: f64) -> String {
             micros(lat.quantile(0.99))
         )
     };
+    // A few fleets: each one's received and lost too.
+    let fleets = if (2..=MAX_LIVE_FLEETS).contains(&state.fleets.len()) {
+        let each: Vec<String> = state
+            .fleets
+            .iter()
+            .map(|(name, f)| {
+                let c = f.counts();
+                format!("{name}: {} lost {}", c.received, c.lost)
+            })
+            .collect();
+        format!(" [{}]", each.join("; "))
+    } else {
+        String::new()
+    };
     format!(
-        "probe: {} received ({per_s:.0}/s) from {} in {}, lost {}, duplicates {}, out of order {}{latency}",
+        "probe: {} received ({per_s:.0}/s) from {} in {}, lost {}, duplicates {}, out of order {}{latency}{fleets}",
         c.received,
         plural(c.devices, "device"),
         plural(state.fleets.len() as u64, "fleet"),
@@ -288,6 +302,9 @@ pub fn live_line(state: &ProbeState, per_s: f64) -> String {
         c.out_of_order,
     )
 }
+
+/// Most fleets the live line details one by one.
+const MAX_LIVE_FLEETS: usize = 4;
 
 #[cfg(test)]
 mod tests {
@@ -340,5 +357,15 @@ mod tests {
         assert!(text.contains("1 message not read"), "{text}");
         assert!(live_line(&p, 2.0)
             .starts_with("probe: 4 received (2/s) from 1 device in 1 fleet, lost 1"));
+        p.record(
+            &Observation {
+                fleet: "g",
+                device_id: "e",
+                seq: 0,
+                ts_ms: None,
+            },
+            0,
+        );
+        assert!(live_line(&p, 2.0).ends_with("[f: 4 lost 1; g: 1 lost 0]"));
     }
 }
