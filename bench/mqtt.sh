@@ -7,6 +7,7 @@
 # Devices send 1 msg/10s at keepalive 60s (1-3). Prints a Markdown table; stops what it starts.
 #   bench/mqtt.sh              # all
 #   bench/mqtt.sh 1 4          # only some
+#   THR_N=1000 THR_IV=10ms bench/mqtt.sh 4   # the throughput load (devices, interval in ms)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release -p pluribus-agent -p pluribusctl --quiet
@@ -45,12 +46,16 @@ start_agent() {
   echo $!
 }
 stop() { kill -9 "$@" 2>/dev/null || true; for p in "$@"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 ms() { date +%s%3N; }
 hb() { python3 bench/hb.py "$NPORT" "$PLURIBUS_NAMESPACE" "$@"; }
 settle() { for _ in $(seq 1 100); do (( $(rss_kb "$1") == ${2:-0} )) && break; set -- "$1" "$(rss_kb "$1")"; sleep 1; done; }
 
-rows=()
+# Rows are printed as soon as they are measured.
+echo "| measure | result |"
+echo "|---|---|"
+row() { echo "$1"; }
 want() { [[ $# -eq 0 || " $SEL " == *" $1 "* ]]; }
 SEL=" $* "
 [[ $# -eq 0 ]] && SEL=" 1 2 3 4 "
@@ -68,8 +73,8 @@ one_agent() { # n label source-ips
   read -r t1 fails < <(hb wait "c$n" "$n" 180)
   sleep 15  # a keepalive-free stretch: every device has sent at least once
   local r; r=$(rss_kb "$a"); local mr; mr=$(rss_kb "$bpid")
-  rows+=("| $label: all $n connected after | $((t1 - t0)) ms ($(( n * 1000 / (t1 - t0) )) connects/s; failures $fails) |")
-  rows+=("| $label: agent RSS per connected device | $(( (r - base) * 1024 / n )) B (agent ${base}→${r} KB; mosquitto ${mr} KB) |")
+  row "| $label: all $n connected after | $((t1 - t0)) ms ($(( n * 1000 / (t1 - t0) )) connects/s; failures $fails) |"
+  row "| $label: agent RSS per connected device | $(( (r - base) * 1024 / n )) B (agent ${base}→${r} KB; mosquitto ${mr} KB) |"
   "$BIN/pluribusctl" delete-fleet "c$n" >/dev/null 2>&1 || true
   stop "$a" "$bpid"
 }
@@ -90,27 +95,29 @@ if want 3; then
   sleep 15
   total=0; per=""
   for i in 0 1 2; do r=$(rss_kb "${apids[$i]}"); total=$(( total + r - bases[i] )); per+="${bases[$i]}→$r "; done
-  rows+=("| 50k devices, 3 agents, 3 mosquitto: all connected after | $((t1 - t0)) ms ($(( 50000 * 1000 / (t1 - t0) )) connects/s; failures $fails) |")
-  rows+=("| 50k devices, 3 agents: agent RSS per connected device | $(( total * 1024 / 50000 )) B (agents KB: ${per% }) |")
+  row "| 50k devices, 3 agents, 3 mosquitto: all connected after | $((t1 - t0)) ms ($(( 50000 * 1000 / (t1 - t0) )) connects/s; failures $fails) |"
+  row "| 50k devices, 3 agents: agent RSS per connected device | $(( total * 1024 / 50000 )) B (agents KB: ${per% }) |"
   "$BIN/pluribusctl" delete-fleet c50k >/dev/null 2>&1 || true
   stop "${apids[@]}" "${bpids[@]}"
 fi
 
 if want 4; then
+  THR_N=${THR_N:-1000} THR_IV=${THR_IV:-10ms}
+  ask=$(python3 -c "import sys; n,iv=int(sys.argv[1]),sys.argv[2]; print(int(n*1000/float(iv.rstrip('ms'))))" "$THR_N" "$THR_IV")
   read -r bpid bport < <(start_broker)
   a=$(start_agent thr); sleep 2
-  "$BIN/pluribusctl" deploy-fleet thr --count 2000 --sink mqtt --broker "mqtt://127.0.0.1:$bport" --interval 10ms >/dev/null
-  hb wait thr 2000 60 >/dev/null
+  "$BIN/pluribusctl" deploy-fleet thr --count "$THR_N" --sink mqtt --broker "mqtt://127.0.0.1:$bport" --interval "$THR_IV" >/dev/null 2>&1
+  hb wait thr "$THR_N" 60 >/dev/null
   sleep 3
   timeout 10 mosquitto_sub -p "$bport" -t 'devices/+/telemetry' >"$WORK/sub.out" &
+  sub=$!
+  c0=$(cpu_ticks "$a"); m0=$(cpu_ticks "$bpid")
   read -r rate failed < <(hb rate thr 10)
-  wait
+  c1=$(cpu_ticks "$a"); m1=$(cpu_ticks "$bpid")
+  wait "$sub" || true
   delivered=$(( $(wc -l <"$WORK/sub.out") / 10 ))
-  cpu=$(ps -o %cpu= -p "$a" | tr -d ' ')
-  rows+=("| one agent → one mosquitto, 2000 devices every 10 ms (200k/s asked), QoS 0 | agent sent ${rate} msg/s (failed ${failed}/s); a subscriber received ${delivered} msg/s; agent CPU ${cpu}% avg since start |")
+  cpu=$(( (c1 - c0) * 100 / $(getconf CLK_TCK) / 10 )); mcpu=$(( (m1 - m0) * 100 / $(getconf CLK_TCK) / 10 ))
+  row "| one agent → one mosquitto, $THR_N devices every $THR_IV ($ask/s asked), QoS 0 | agent sent ${rate} msg/s (failed ${failed}/s); a subscriber received ${delivered} msg/s; CPU: agent ${cpu}%, mosquitto ${mcpu}% (of one core) |"
   stop "$a" "$bpid"
 fi
 
-echo "| measure | result |"
-echo "|---|---|"
-printf '%s\n' "${rows[@]}"

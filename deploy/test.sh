@@ -24,4 +24,4 @@ echo "== cargo build --workspace ${locked[*]}"
 cargo build --workspace "${locked[@]}"
 
 echo "== cargo test --workspace ${locked[*]} $*"
-exec cargo test --workspace "${locked[@]}" "$@"
+exec cargo test --workspace --no-fail-fast "${locked[@]}" "$@"

@@ -232,3 +232,80 @@ fn agent_flags_are_checked_before_connecting() {
         out.stderr
     );
 }
+
+#[test]
+fn nats_user_and_password_are_used_and_a_wrong_one_is_explained() {
+    let port = free_port();
+    let p = port.to_string();
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("js");
+    let mut server = Proc::spawn(
+        std::path::Path::new("nats-server"),
+        &[
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &p,
+            "-sd",
+            store.to_str().expect("utf8"),
+            "--user",
+            "pluri",
+            "--pass",
+            "s3cret",
+        ],
+        &[],
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let url = format!("nats://127.0.0.1:{port}");
+    let ok = run(
+        &bin_path("pluribusctl"),
+        &[
+            "status",
+            "--json",
+            "--user",
+            "pluri",
+            "--password",
+            "s3cret",
+        ],
+        &[("PLURIBUS_NATS_URL", url.as_str())],
+        Duration::from_secs(30),
+    );
+    let bad = run(
+        &bin_path("pluribusctl"),
+        &["status"],
+        &[
+            ("PLURIBUS_NATS_URL", url.as_str()),
+            ("PLURIBUS_NATS_USER", "pluri"),
+            ("PLURIBUS_NATS_PASSWORD", "wrong"),
+        ],
+        Duration::from_secs(30),
+    );
+    let half = run(
+        &bin_path("pluribusctl"),
+        &["status", "--user", "pluri"],
+        &[("PLURIBUS_NATS_URL", url.as_str())],
+        Duration::from_secs(30),
+    );
+    server.kill();
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(ok.json()["agents"].is_array());
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains(&url), "{}", bad.stderr);
+    assert!(
+        bad.stderr.to_lowercase().contains("authorization")
+            || bad.stderr.to_lowercase().contains("auth"),
+        "{}",
+        bad.stderr
+    );
+    assert!(
+        half.code != 0 && half.stderr.contains("--password"),
+        "{}",
+        half.stderr
+    );
+}

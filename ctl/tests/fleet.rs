@@ -13,6 +13,7 @@ async fn fleet_runs_on_two_agents_and_survives_a_sigkill() {
     let mut c = Cluster::new("core");
     c.agent("a1", &[]);
     c.agent("a2", &[]);
+    c.wait_agents(2).await;
     let client = c.client().await;
     let mut sub = client.subscribe("core-tel.>").await.expect("subscribe");
 
@@ -130,6 +131,7 @@ async fn sigterm_hands_devices_over_at_once_and_exits_zero() {
     let mut c = Cluster::new("term");
     c.agent("a1", &[]);
     c.agent("a2", &[]);
+    c.wait_agents(2).await;
     let client = c.client().await;
     let mut sub = client.subscribe("term-tel.>").await.expect("subscribe");
     c.ctl(&[

@@ -21,6 +21,7 @@ fn nats_sink(ns: &str) -> [String; 4] {
 async fn single_devices_are_idempotent_by_id_and_random_without() {
     let mut c = Cluster::new("single");
     c.agent("a1", &[]);
+    c.wait_agents(1).await;
     let client = c.client().await;
     let mut sub = client.subscribe("single-tel.>").await.expect("sub");
     let sink = nats_sink("single");
@@ -63,6 +64,7 @@ async fn scale_redeploy_replace_stop_and_delete() {
     let mut c = Cluster::new("life");
     c.agent("a1", &[]);
     c.agent("a2", &[]);
+    c.wait_agents(2).await;
     let client = c.client().await;
     let mut sub = client.subscribe("life-tel.>").await.expect("sub");
     let sink = nats_sink("life");
@@ -112,7 +114,11 @@ async fn scale_redeploy_replace_stop_and_delete() {
         old_first > *before.seqs["s1-00000"].last().expect("seq"),
         "seq continues across a scale"
     );
-    assert_eq!(fleet(&c.status(), "s1")["running"], 250);
+    // Auto-rebalance may be moving a shard right now: wait for it to settle.
+    wait_status(&c, "250 running", Duration::from_secs(15), |s| {
+        fleet(s, "s1")["running"] == 250
+    })
+    .await;
 
     // Scale down: the highest indices stop.
     c.ctl(&["scale", "s1", "--count", "40"]).ok();
@@ -147,6 +153,8 @@ async fn scale_redeploy_replace_stop_and_delete() {
         .expect("seq");
     c.ctl(&replace).ok();
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // Drop what queued up while we slept (the last messages of the old spec among them).
+    collect(&mut sub, Duration::from_millis(300)).await;
     let seen = collect(&mut sub, Duration::from_secs(3)).await;
     assert_eq!(seen.seqs.len(), 40, "the replace brings back every index");
     let seqs = &seen.seqs["s1-00001"];
@@ -185,6 +193,7 @@ async fn scale_redeploy_replace_stop_and_delete() {
 async fn a_fleet_with_a_duration_stops_and_deletes_itself() {
     let mut c = Cluster::new("dur");
     c.agent("a1", &[]);
+    c.wait_agents(1).await;
     let client = c.client().await;
     let mut sub = client.subscribe("dur-tel.>").await.expect("sub");
     let sink = nats_sink("dur");

@@ -545,22 +545,3 @@ mod tests {
         assert_eq!(latency_us(b"not json"), None);
     }
 }
-
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn print_sizes() {
-        use super::*;
-        let c = Arc::new(Conn::new(0, "d", Arc::from("f")));
-        let (tx, _rx) = mpsc::unbounded_channel();
-        let spec: pluribus_common::spec::SinkSpec = serde_json::from_value(serde_json::json!({"type":"mqtt","brokers":["mqtt://127.0.0.1:1"]})).expect("spec");
-        let (_, cfg) = super::super::config::Resolved::from_spec(&spec).expect("cfg");
-        let sh = Arc::new(Shared::new(cfg, Default::default(), tx, Arc::new(Pacer::new(1, None))));
-        let f = run(c.clone(), sh.clone());
-        eprintln!("run future: {} B, Conn: {} B, State: {} B", std::mem::size_of_val(&f), std::mem::size_of::<Conn>(), std::mem::size_of::<State>());
-        let mut st = BytesMut::new();
-        let mut s: Option<Stream> = None;
-        let _ = &mut s;
-        let _ = &mut st;
-    }
-}
