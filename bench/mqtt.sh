@@ -33,6 +33,7 @@ start_broker() {
 listener $port 127.0.0.1
 allow_anonymous true
 max_queued_messages 100000
+sys_interval 1
 CONF
   [[ $(id -u) == 0 ]] && echo "user root" >>"$WORK/m$port.conf"
   mosquitto -c "$WORK/m$port.conf" </dev/null >"$WORK/m$port.log" 2>&1 &
@@ -41,12 +42,17 @@ CONF
   echo "$! $port"
 }
 start_agent() {
-  "$BIN/pluribus-agent" --name "$1" --heartbeat 1s </dev/null >/dev/null 2>"$WORK/$1.log" &
+  "$BIN/pluribus-agent" --name "$1" --heartbeat 250ms </dev/null >/dev/null 2>"$WORK/$1.log" &
   pids+=($!)
   echo $!
 }
 stop() { kill -9 "$@" 2>/dev/null || true; for p in "$@"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# The broker's own counters ($SYS, every second): "publishes received, publishes sent".
+broker_counts() {
+  mosquitto_sub -p "$1" -t '$SYS/broker/publish/messages/received' -t '$SYS/broker/publish/messages/sent' -C 2 -W 5 -v |
+    awk '/received/ {r=$2} /sent/ {s=$2} END {print r, s}'
+}
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 ms() { date +%s%3N; }
 hb() { python3 bench/hb.py "$NPORT" "$PLURIBUS_NAMESPACE" "$@"; }
@@ -109,15 +115,18 @@ if want 4; then
   "$BIN/pluribusctl" deploy-fleet thr --count "$THR_N" --sink mqtt --broker "mqtt://127.0.0.1:$bport" --interval "$THR_IV" >/dev/null 2>&1
   hb wait thr "$THR_N" 60 >/dev/null
   sleep 3
-  timeout 10 mosquitto_sub -p "$bport" -t 'devices/+/telemetry' >"$WORK/sub.out" &
+  timeout 12 mosquitto_sub -p "$bport" -t 'devices/+/telemetry' >/dev/null &
   sub=$!
-  c0=$(cpu_ticks "$a"); m0=$(cpu_ticks "$bpid")
+  sleep 1
+  read -r rx0 tx0 < <(broker_counts "$bport")
+  c0=$(cpu_ticks "$a"); m0=$(cpu_ticks "$bpid"); t0=$(ms)
   read -r rate failed < <(hb rate thr 10)
-  c1=$(cpu_ticks "$a"); m1=$(cpu_ticks "$bpid")
+  read -r rx1 tx1 < <(broker_counts "$bport")
+  c1=$(cpu_ticks "$a"); m1=$(cpu_ticks "$bpid"); t1=$(ms)
   wait "$sub" || true
-  delivered=$(( $(wc -l <"$WORK/sub.out") / 10 ))
+  received=$(( (rx1 - rx0) * 1000 / (t1 - t0) )); delivered=$(( (tx1 - tx0) * 1000 / (t1 - t0) ))
   cpu=$(( (c1 - c0) * 100 / $(getconf CLK_TCK) / 10 )); mcpu=$(( (m1 - m0) * 100 / $(getconf CLK_TCK) / 10 ))
-  row "| one agent → one mosquitto, $THR_N devices every $THR_IV ($ask/s asked), QoS 0 | agent sent ${rate} msg/s (failed ${failed}/s); a subscriber received ${delivered} msg/s; CPU: agent ${cpu}%, mosquitto ${mcpu}% (of one core) |"
+  row "| one agent → one mosquitto, $THR_N devices every $THR_IV ($ask/s asked), QoS 0 | agent sent ${rate} msg/s (failed ${failed}/s); mosquitto received ${received} msg/s and sent ${delivered} msg/s to one subscriber (mosquitto_sub); CPU: agent ${cpu}%, mosquitto ${mcpu}% (of one core) |"
   stop "$a" "$bpid"
 fi
 

@@ -6,6 +6,7 @@
   meter.py live OUT           # clients connected now, from OUT
   meter.py drain OUT MAX TIMEOUT_S
                               # waits until at most MAX clients are connected
+  meter.py tree PID           # PID and its descendants, deepest last
   meter.py run --root PID --conns OUT --since MS --n N --timeout S
                [--broker PID] [--msgs FILE --settle S --window S] [--label L]
                               # samples the CPU time (utime+stime) and RSS of PID and all its
@@ -226,6 +227,9 @@ def main():
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "tap":
         tap(sys.argv[2])
+        return 0
+    if cmd == "tree":
+        print(" ".join(map(str, tree(int(sys.argv[2])))))
         return 0
     if cmd == "live":
         print(live(sys.argv[2]))

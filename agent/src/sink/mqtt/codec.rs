@@ -208,6 +208,7 @@ pub fn with_dup(packet: &Bytes) -> Bytes {
 
 /// The acks: PUBACK, PUBREC, PUBREL, PUBCOMP (same shape in 3.1.1 and 5 with success).
 #[derive(Debug, Clone, Copy)]
+#[allow(clippy::enum_variant_names)] // the MQTT packet names
 pub enum Ack {
     /// PUBACK.
     PubAck,

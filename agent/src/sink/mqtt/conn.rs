@@ -25,7 +25,7 @@ use crate::sink::Inbound;
 /// Most unacknowledged QoS 1/2 publishes per device; past it a publish fails.
 const MAX_INFLIGHT: usize = 64;
 /// Most bytes waiting to be written per device; past it a publish fails.
-const MAX_PENDING: usize = 256 * 1024;
+const MAX_PENDING: usize = 64 * 1024;
 
 /// Microseconds on a monotonic clock (for ack latency).
 fn mono_us() -> u64 {
@@ -78,6 +78,10 @@ struct Inflight {
 struct State {
     up: bool,
     closing: bool,
+    /// The task is writing a chunk taken from `out`: nobody else may write meanwhile.
+    writing: bool,
+    /// The plain socket, for direct writes by the sink.
+    sock: Option<Arc<tokio::net::TcpStream>>,
     out: BytesMut,
     inflight: Vec<Inflight>,
     next_pkid: u16,
@@ -163,14 +167,38 @@ impl Conn {
         }
     }
 
-    /// Queues a publish; fails at once if the device is not connected.
-    pub fn publish(&self, cfg: &Resolved, p: PublishParams<'_>) -> Result<(), &'static str> {
+    /// Publishes; fails at once if the device is not connected. On plain TCP, with nothing
+    /// queued, the packet goes straight into the socket (encoded in `scratch`); otherwise
+    /// it is queued and the task writes it.
+    pub fn publish(
+        &self,
+        cfg: &Resolved,
+        p: PublishParams<'_>,
+        scratch: &mut BytesMut,
+    ) -> Result<(), &'static str> {
         {
             let mut st = self.lock();
             if !st.up || st.closing {
                 return Err("not connected");
             }
-            st.enqueue(cfg, p, true)?;
+            let direct = p.qos == 0 && !st.writing && st.out.is_empty();
+            match st.sock.as_ref().filter(|_| direct) {
+                Some(sock) => {
+                    scratch.clear();
+                    codec::publish(cfg.protocol, &p, scratch);
+                    let n = match sock.try_write(scratch) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                        // The task sees the broken connection on its next read.
+                        Err(_) => return Err("connection broken"),
+                    };
+                    if n == scratch.len() {
+                        return Ok(());
+                    }
+                    st.out.extend_from_slice(&scratch[n..]);
+                }
+                None => st.enqueue(cfg, p, true)?,
+            }
         }
         self.wake.notify_one();
         Ok(())
@@ -262,7 +290,11 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
                     let _g = Gauge::up(&sh.metrics.connected);
                     session(&conn, &sh, &mut stream, &mut rbuf).await
                 };
-                conn.lock().up = false;
+                {
+                    let mut st = conn.lock();
+                    st.up = false;
+                    st.sock = None;
+                }
                 match end {
                     End::Closed => return,
                     End::Lost(reason) => {
@@ -305,7 +337,7 @@ async fn connect(
         let mut s = match (&sh.cfg.tls, url.tls) {
             (Some(c), true) => stream::tls(tcp, c, &url.host).await.map_err(|_| "tls")?,
             (None, true) => return Err("tls"),
-            (_, false) => Stream::Plain(tcp),
+            (_, false) => Stream::Plain(Arc::new(tcp)),
         };
         let mut buf = BytesMut::new();
         let vars = conn.vars();
@@ -351,11 +383,13 @@ async fn connect(
 }
 
 /// After CONNACK: resend what was not acknowledged, birth, subscriptions.
-fn start_session(conn: &Conn, sh: &Shared) {
+fn start_session(conn: &Conn, sh: &Shared, sock: Option<Arc<tokio::net::TcpStream>>) {
     let cfg = &sh.cfg;
     let vars = conn.vars();
     let mut st = conn.lock();
     st.up = true;
+    st.writing = false;
+    st.sock = sock;
     let mut resend = BytesMut::new();
     for f in &st.inflight {
         match &f.packet {
@@ -390,7 +424,7 @@ fn start_session(conn: &Conn, sh: &Shared) {
 
 /// Runs a connected session until it is closed or lost.
 async fn session(conn: &Conn, sh: &Shared, s: &mut Stream, rbuf: &mut BytesMut) -> End {
-    start_session(conn, sh);
+    start_session(conn, sh, s.plain());
     // A subscriber tells commands from data by topic.
     let command_topic = match (sh.cfg.role, &sh.cfg.command) {
         (MqttRole::Subscriber, Some(c)) => Some(c.render(&conn.vars())),
@@ -418,13 +452,18 @@ async fn session(conn: &Conn, sh: &Shared, s: &mut Stream, rbuf: &mut BytesMut) 
         }
         let (out, closing) = {
             let mut st = conn.lock();
+            st.writing = !st.out.is_empty();
             (std::mem::take(&mut st.out), st.closing)
         };
         if !out.is_empty() {
             wrote = true;
-            if s.write_all(&out).await.is_err() {
+            let r = s.write_all(&out).await;
+            conn.lock().writing = false;
+            if r.is_err() {
                 return End::Lost("write");
             }
+            // More may have been queued meanwhile: write it before waiting.
+            continue;
         }
         drop(out);
         if closing {

@@ -30,6 +30,7 @@ pub struct MqttSink {
     closing: Vec<JoinHandle<()>>,
     fleet: Option<Arc<str>>,
     topic: String,
+    scratch: bytes::BytesMut,
 }
 
 impl MqttSink {
@@ -41,6 +42,7 @@ impl MqttSink {
             closing: Vec::new(),
             fleet: None,
             topic: String::new(),
+            scratch: bytes::BytesMut::new(),
         }
     }
 
@@ -77,7 +79,9 @@ impl MqttSink {
             retain,
             pkid: 0,
         };
-        d.conn.publish(&self.shared.cfg, p).map_err(failed)
+        d.conn
+            .publish(&self.shared.cfg, p, &mut self.scratch)
+            .map_err(failed)
     }
 }
 

@@ -1,11 +1,13 @@
 //! A device's socket: plain TCP (optionally bound to a source address) or TLS over it.
 //!
 //! Plain TCP reads wait for readiness before they take a buffer, so an idle connection
-//! holds no read buffer at all: that is most of what keeps a device near 1-2 KB.
+//! holds no read buffer at all: that is most of what keeps a device near 1-2 KB. A plain
+//! socket is shared (`Arc`) so that the sink can write a publish straight into it.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use pluribus_common::spec::BrokerUrl;
@@ -19,8 +21,8 @@ const READ_CHUNK: usize = 4096;
 
 /// A connected socket.
 pub enum Stream {
-    /// Plain TCP.
-    Plain(TcpStream),
+    /// Plain TCP, shared with the sink for direct writes.
+    Plain(Arc<TcpStream>),
     /// TLS over TCP.
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
@@ -119,10 +121,28 @@ impl Stream {
         }
     }
 
-    /// Writes all of `data`.
-    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+    /// The shared plain socket, if this is one.
+    pub fn plain(&self) -> Option<Arc<TcpStream>> {
         match self {
-            Self::Plain(s) => s.write_all(data).await,
+            Self::Plain(s) => Some(s.clone()),
+            Self::Tls(_) => None,
+        }
+    }
+
+    /// Writes all of `data`.
+    pub async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Plain(s) => {
+                while !data.is_empty() {
+                    s.writable().await?;
+                    match s.try_write(data) {
+                        Ok(n) => data = &data[n..],
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
             Self::Tls(s) => {
                 s.write_all(data).await?;
                 s.flush().await
@@ -133,7 +153,11 @@ impl Stream {
     /// Closes the write side (after DISCONNECT).
     pub async fn shutdown(&mut self) {
         let _ = match self {
-            Self::Plain(s) => s.shutdown().await,
+            Self::Plain(s) => {
+                // SAFETY: shutdown(2) on a socket we hold open.
+                unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_WR) };
+                Ok(())
+            }
             Self::Tls(s) => s.shutdown().await,
         };
     }
