@@ -115,8 +115,13 @@ pluribus() { # scenario n interval
   local since; since=$(ms)
   local extra=()
   [[ $1 == a ]] && extra=(--msgs "$MSGS" --settle "$SETTLE" --window "$WINDOW" --broker "$BROKER")
-  $METER run --label pluribus --root "$a" --conns "$CONNS_LOG" --since "$since" --n "$2" --timeout 120 "${extra[@]}" >"$WORK/$1.pluribus.json" &
+  $METER run --label pluribus --root "$a" --conns "$CONNS_LOG" --since "$since" --n "$2" --timeout 120 \
+    --ready "$WORK/$1.ready" --launched "$WORK/$1.launched" "${extra[@]}" >"$WORK/$1.pluribus.json" &
   local m=$!
+  # The idle agent's RSS is sampled before the deploy.
+  for _ in $(seq 1 100); do [[ -e "$WORK/$1.ready" ]] && break; sleep 0.05; done
+  sleep 0.3
+  ms >"$WORK/$1.launched"
   "$BIN/pluribusctl" deploy-fleet "p$1" --count "$2" --sink mqtt --broker "mqtt://127.0.0.1:$MPORT" \
     --qos 0 --interval "$3" --keepalive 60s --topic 'peers/pluribus/{device_id}' --command-topic '' \
     --no-wait >/dev/null
@@ -145,7 +150,7 @@ locust_run() { # scenario n publish(0|1) run-time
 
 tsung_run() { # scenario n pub(100|0) loops hold
   local conf=$WORK/tsung-$1.xml
-  sed -e "s/@HOST@/$(hostname -s)/; s/@PORT@/$MPORT/; s/@USERS@/$2/; s/@RATE@/$2/; s/@DURATION@/2/" \
+  sed -e "s/@HOST@/$(hostname -s)/; s/@PORT@/$MPORT/; s/@USERS@/$2/; s/@RATE@/$(( 2 * $2 ))/; s/@DURATION@/2/" \
     -e "s/@PUB@/$3/; s/@IDLE@/$((100 - $3))/; s/@LOOPS@/$4/; s/@HOLD@/$5/" bench/peers/tsung.xml >"$conf"
   mkdir -p "$WORK/tsung-$1"
   local since; since=$(ms)

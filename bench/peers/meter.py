@@ -14,6 +14,8 @@
                               # MS (broker's log); then, with --msgs, counts the messages a
                               # subscriber saw (FILE: one Unix-seconds timestamp per line)
                               # over a window of S seconds after --settle. Prints JSON.
+                              # --ready FILE: created after the first sample; --launched FILE:
+                              # holds the launch time (Unix ms) "all connected after" counts from
 
 The broker's log is the one clock every generator is measured by: "connected" is the
 broker's "New client connected" line (after CONNECT, as the CONNACK goes out), whichever
@@ -169,6 +171,8 @@ def count_msgs(path, t0, t1):
 def run(a):
     s = Sampler(a.root)
     s.tick()
+    if a.ready:
+        open(a.ready, "w").close()
     deadline = time.time() + a.timeout
     n, first, last = 0, None, None
     while time.time() < deadline:
@@ -182,6 +186,9 @@ def run(a):
         print(json.dumps(res))
         return 1
     base = s.before(first)
+    if a.launched:
+        with open(a.launched) as f:
+            a.since = int(f.read().strip())
     res.update(
         since_ms=a.since,
         first_ms=first,
@@ -255,6 +262,8 @@ def main():
         p.add_argument("--settle", type=float, default=3)
         p.add_argument("--window", type=float, default=20)
         p.add_argument("--label", default="")
+        p.add_argument("--ready", help="a file created once the first sample is taken")
+        p.add_argument("--launched", help="a file holding the launch time (Unix ms), if later than --since")
         return run(p.parse_args(sys.argv[2:]))
     print(__doc__, file=sys.stderr)
     return 2

@@ -147,6 +147,10 @@ pub struct Heartbeat {
     /// Devices on connection-holding sinks running now.
     #[serde(default)]
     pub connection_devices: u64,
+    /// Fleets this agent could not start a shard of, and why (a missing TLS file, a bad
+    /// option): shown by `status` for pending devices.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refusals: BTreeMap<String, String>,
     /// Device types the agent can run.
     pub device_types: Vec<String>,
     /// Sink types the agent can use.

@@ -222,6 +222,23 @@ pub fn blocker(spec: &FleetSpec, live: &[&Heartbeat], pending: u64) -> Option<Bl
     (spare < pending).then_some(Blocker::Capacity { spare })
 }
 
+/// What agents said when they could not start a shard of `fleet` (a missing TLS file, a
+/// bad option), when devices are pending.
+fn refusal(fleet: &str, live: &[&Heartbeat], pending: u64) -> Option<String> {
+    if pending == 0 {
+        return None;
+    }
+    let said: Vec<String> = live
+        .iter()
+        .filter_map(|h| {
+            h.refusals
+                .get(fleet)
+                .map(|why| format!("agent {} cannot run it: {why}", h.name))
+        })
+        .collect();
+    (!said.is_empty()).then(|| said.join("; "))
+}
+
 /// Which requirement of `spec` no live agent meets, if none fits.
 pub fn fit_problem(spec: &FleetSpec, live: &[&Heartbeat]) -> Option<String> {
     let devices = spec.device_types();
@@ -333,7 +350,9 @@ pub fn fleet_status(record: &FleetRecord, leases: &LeaseMap, live: &[&Heartbeat]
         shards_total: record.shard_count(),
         agents: r.agents,
         expires_ms: record.expires_ms(),
-        reason: blocker(&record.spec, live, pending).map(|b| b.describe()),
+        reason: blocker(&record.spec, live, pending)
+            .map(|b| b.describe())
+            .or_else(|| refusal(record.name(), live, pending)),
         load: record.spec.load.as_ref().map(|l| {
             l.describe(
                 record.load_elapsed(pluribus_common::time::now_ms()),
@@ -425,6 +444,7 @@ pub(crate) mod tests {
             draining: false,
             connection_capacity: None,
             connection_devices: 0,
+            refusals: BTreeMap::new(),
             device_types: vec!["generic".into()],
             sink_types: vec!["console".into(), "nats".into()],
             fleets: BTreeMap::new(),

@@ -430,6 +430,13 @@ async fn tls_with_a_test_ca() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // ... and `status` tells the user, for the pending devices.
+    wait_status(&c, "the refusal in status", Duration::from_secs(10), |s| {
+        fleet(s, "t3")["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("cannot run it") && r.contains("sink.ca"))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -213,6 +213,8 @@ impl Control {
             Ok(p) => p,
             Err(why) => {
                 tracing::warn!(lease = %key, %why, "cannot run this shard; passing it on");
+                self.refusals.insert(record.name().to_string(), why.clone());
+                self.changed = true;
                 self.offer(ShardOffer {
                     hops: self.max_hops(),
                     ..ShardOffer::new(record.name(), shard)
@@ -257,6 +259,7 @@ impl Control {
             },
         );
         self.unheld_since.remove(key);
+        self.refusals.remove(record.name());
         self.sync_command_subs().await;
         self.event(pluribus_common::messages::EventKind::ShardClaimed {
             fleet: record.name().to_string(),

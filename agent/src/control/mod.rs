@@ -18,7 +18,7 @@ mod release;
 mod state;
 pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,6 +92,8 @@ pub(crate) struct Control {
     unheld_since: HashMap<String, Instant>,
     synced: [bool; 3],
     draining: bool,
+    /// Fleets whose shards this agent could not start, and why (for status).
+    refusals: BTreeMap<String, String>,
     /// Held shards changed since the last heartbeat: send one soon, so status and watch
     /// see claims and releases within a quarter second rather than a heartbeat interval.
     changed: bool,
@@ -164,6 +166,7 @@ impl Control {
             synced: [false; 3],
             draining: false,
             changed: false,
+            refusals: BTreeMap::new(),
             saturated: false,
             last_release: now,
             started: now,
@@ -269,6 +272,7 @@ impl Control {
             capacity: self.cfg.max_devices,
             connection_capacity: self.cfg.max_connections,
             connection_devices: self.held_connection_devices(),
+            refusals: self.refusals.clone(),
             draining: self.draining,
             device_types: self.registry.device_types(),
             sink_types: self.registry.sink_types(),

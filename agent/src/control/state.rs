@@ -80,6 +80,7 @@ impl Control {
 
     /// A fleet was deleted: stop its shards here and give up their leases for good.
     async fn fleet_gone(&mut self, name: &str) {
+        self.refusals.remove(name);
         let keys: Vec<String> = self
             .held
             .iter()

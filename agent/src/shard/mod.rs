@@ -261,6 +261,16 @@ impl Runner {
             .collect()
     }
 
+    /// The scheduled rate (thousandths of msg/s) of the clock-driven devices that publish.
+    fn clock_rate_milli(&self) -> u64 {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| self.sinks[s.sink as usize].1.publishes())
+            .map(|s| milli_rate(s.sched.interval_ms))
+            .sum()
+    }
+
     /// Sets up (or drops) the pace from the record's load.
     fn reset_pace(&mut self) {
         if let Some(old) = self.pace.take() {
@@ -331,12 +341,16 @@ impl Runner {
             let (seq, key) = Self::plan(&mut self.pace, &sched, slot.seq, now);
             self.gen = self.gen.wrapping_add(1);
             let gen = self.gen;
+            let mut publishes = false;
             if let Some(slot) = self.slots[at].as_mut() {
                 slot.sched = sched;
                 slot.seq = seq;
                 slot.gen = gen;
+                publishes = self.sinks[slot.sink as usize].1.publishes();
             }
-            self.heap.push(Reverse((key, at as u32, gen)));
+            if publishes {
+                self.heap.push(Reverse((key, at as u32, gen)));
+            }
         }
     }
 
@@ -470,7 +484,10 @@ impl Runner {
         .with_seq_base(d.epoch.seq_base);
         let (seq, key) = Self::plan(&mut self.pace, &sched, 0, now);
         self.gen = self.gen.wrapping_add(1);
-        self.heap.push(Reverse((key, at as u32, self.gen)));
+        let publishes = self.sinks[sink].1.publishes();
+        if publishes {
+            self.heap.push(Reverse((key, at as u32, self.gen)));
+        }
         self.slots[at] = Some(Slot {
             id: d.device_id.into_boxed_str(),
             dev,
@@ -481,7 +498,7 @@ impl Runner {
             sink: sink as u16,
         });
         self.running += 1;
-        if self.pace.is_none() {
+        if self.pace.is_none() && publishes {
             let rate = milli_rate(sched.interval_ms);
             self.metrics.scheduled_milli_per_s.fetch_add(rate, Relaxed);
         }
@@ -513,7 +530,7 @@ impl Runner {
         }
         s.close_device(&sd).await;
         self.running -= 1;
-        if self.pace.is_none() {
+        if self.pace.is_none() && self.sinks[slot.sink as usize].1.publishes() {
             let rate = milli_rate(slot.sched.interval_ms);
             self.metrics.scheduled_milli_per_s.fetch_sub(rate, Relaxed);
         }
@@ -538,22 +555,12 @@ impl Runner {
         if load_changed {
             // Time-driven devices leave the scheduled-rate gauge; the new pace re-adds it.
             if self.pace.is_none() {
-                let milli: u64 = self
-                    .slots
-                    .iter()
-                    .flatten()
-                    .map(|s| milli_rate(s.sched.interval_ms))
-                    .sum();
+                let milli = self.clock_rate_milli();
                 self.metrics.scheduled_milli_per_s.fetch_sub(milli, Relaxed);
             }
             self.reset_pace();
             if self.pace.is_none() {
-                let milli: u64 = self
-                    .slots
-                    .iter()
-                    .flatten()
-                    .map(|s| milli_rate(s.sched.interval_ms))
-                    .sum();
+                let milli = self.clock_rate_milli();
                 self.metrics.scheduled_milli_per_s.fetch_add(milli, Relaxed);
             }
             self.reschedule_all();

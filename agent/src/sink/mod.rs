@@ -49,6 +49,12 @@ pub trait Sink: Send {
         Ok(())
     }
 
+    /// False for a sink whose devices only receive (an MQTT subscriber): their telemetry
+    /// slots are not scheduled at all, so they count as neither sent nor scheduled.
+    fn publishes(&self) -> bool {
+        true
+    }
+
     /// Called after each batch of sends.
     async fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())

@@ -98,6 +98,10 @@ impl Sink for MqttSink {
         Ok(())
     }
 
+    fn publishes(&self) -> bool {
+        self.shared.cfg.role != MqttRole::Subscriber
+    }
+
     async fn send(&mut self, dev: &SinkDevice<'_>, payload: Bytes) -> Result<(), SinkError> {
         if self.shared.cfg.role == MqttRole::Subscriber {
             // A subscriber device publishes nothing; its ticks are dropped.
