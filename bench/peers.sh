@@ -6,7 +6,11 @@
 #       connected + 3 s), the generator's CPU time over that window (utime+stime of its whole
 #       process tree, /proc/PID/stat) -> messages per CPU-second, and RSS per connection.
 #   (b) 2000 connections, no publishing, each tool as fast as it goes: time until all are
-#       connected, connects per second, RSS per idle connection.
+#       connected, connects per second, RSS per idle connection. Pacing: Pluribus its
+#       defaults (at most 64 connects in flight, no rate cap); Locust -r N (all N users
+#       spawned within 1 s); Tsung an arrival phase of 2N users/s for 2 s capped at N
+#       (asked for N/s, Tsung started only ~97% of N before the phase ended; 10N/s was
+#       slower, its burst overflowing mosquitto's listen backlog).
 # "Connected" comes from the broker's own log ("New client connected", timestamped as it is
 # written), the same clock for every tool; RSS per connection is (RSS after - RSS just
 # before the first connection) / connections.

@@ -12,6 +12,7 @@ pub mod device;
 pub mod metrics;
 pub mod prometheus;
 pub mod registry;
+pub mod runtime;
 pub mod saturation;
 pub mod shard;
 pub mod sink;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use pluribus_agent::cli::AgentArgs;
-use pluribus_agent::{Agent, Registry};
+use pluribus_agent::Registry;
 use pluribus_common::spec::BrokerUrl;
 use pluribus_example_seed::aggregator::{parse_broker, AggregatorFactory};
 use pluribus_example_seed::device::MetricsDeviceFactory;
@@ -32,7 +32,7 @@ fn parse_default_broker(url: &str) -> Result<BrokerUrl, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    init_tracing(args.agent.log_json);
+    pluribus_agent::runtime::init_tracing(args.agent.log_json);
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -42,21 +42,7 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        b.json().init();
-    } else {
-        b.init();
-    }
-}
-
 async fn run(args: Args) -> anyhow::Result<()> {
-    let cfg = args.agent.config().map_err(anyhow::Error::msg)?;
     let aggregator = args
         .broker
         .map(AggregatorFactory::with_default_broker)
@@ -64,13 +50,5 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let registry = Registry::builtin()
         .with_device(DEVICE_TYPE, Arc::new(MetricsDeviceFactory))
         .with_sink(SINK_TYPE, Arc::new(aggregator));
-    let conn = args.agent.nats.connect("seed-mqtt-agent").await?;
-    let handle = Agent::start(cfg, conn, registry).await?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-    }
-    handle.shutdown().await;
-    Ok(())
+    pluribus_agent::runtime::run(args.agent, registry, "seed-mqtt-agent").await
 }
