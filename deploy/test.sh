@@ -23,5 +23,5 @@ fi
 echo "== cargo build --workspace ${locked[*]}"
 cargo build --workspace "${locked[@]}"
 
-echo "== cargo test --workspace ${locked[*]} $*"
+echo "== cargo test --workspace --no-fail-fast ${locked[*]} $*"
 exec cargo test --workspace --no-fail-fast "${locked[@]}" "$@"
