@@ -210,6 +210,16 @@ async fn a_fleet_wide_rate_splits_across_agents_changes_live_and_survives_failov
             .is_some_and(|l| l.contains("1000 msg/s")),
         "{status}"
     );
+    // watch shows the current target too.
+    let out = c.ctl(&["watch", "rf", "--json", "--count", "1"]);
+    let frame: serde_json::Value =
+        serde_json::from_str(out.ok().stdout.lines().last().expect("a frame")).expect("json");
+    assert!(
+        frame["loads"]["rf"]
+            .as_str()
+            .is_some_and(|l| l.contains("1000 msg/s")),
+        "{frame}"
+    );
     let r = rate(&mut sub, Duration::from_secs(4)).await;
     eprintln!("1000/s across 2 agents: measured {r:.1} msg/s");
     assert!((r - 1000.0).abs() <= 50.0, "within 5% of 1000: {r}");

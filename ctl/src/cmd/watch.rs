@@ -22,6 +22,7 @@ use crate::figures::{
 };
 use crate::output::{print_json_line, rate, Table};
 use crate::spark::{push, sparkline, utf8_locale};
+use pluribus_common::record::FleetRecord;
 
 /// Refreshes kept for the sparklines.
 const HISTORY: usize = 30;
@@ -58,6 +59,9 @@ struct Frame {
     percentiles: &'static str,
     fleets: Vec<FleetFigures>,
     agents: Vec<AgentFigures>,
+    /// Fleets with a load shape: its current target and phase.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    loads: BTreeMap<String, String>,
 }
 
 /// The msgs/s of the last refreshes, per fleet and per agent id.
@@ -110,6 +114,7 @@ fn frame(agents: &BTreeMap<String, Beats>, now_ms: u64, only: Option<&str>) -> F
         percentiles: PERCENTILES,
         fleets: t.fleets,
         agents: t.agents,
+        loads: BTreeMap::new(),
     }
 }
 
@@ -202,9 +207,31 @@ fn render(f: &Frame, history: &History, utf8: bool) -> String {
     }
     out.push('\n');
     out.push_str(&fleets);
+    for (fleet, load) in &f.loads {
+        out.push_str(&format!("load of {fleet}: {load}\n"));
+    }
     out.push('\n');
     out.push_str(&agents);
     out
+}
+
+/// The load shapes of the fleets shown, described at `now_ms`.
+fn loads(
+    records: &BTreeMap<String, FleetRecord>,
+    now_ms: u64,
+    only: Option<&str>,
+) -> BTreeMap<String, String> {
+    records
+        .iter()
+        .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()))
+        .filter_map(|(name, r)| {
+            let l = r.spec.load.as_ref()?;
+            Some((
+                name.clone(),
+                l.describe(r.load_elapsed(now_ms), r.count(), r.spec.seed.unwrap_or(0)),
+            ))
+        })
+        .collect()
 }
 
 /// Prints one refresh: on a terminal, over the previous one.
@@ -235,6 +262,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
     let mut feed = KvFeed::open(&ctx.conn.client, &ctx.buckets.agents, ">").await?;
     let mut agents: BTreeMap<String, Beats> = BTreeMap::new();
     let mut history = History::default();
+    let mut records: BTreeMap<String, FleetRecord> = BTreeMap::new();
     let tty = std::io::stdout().is_terminal();
     let utf8 = utf8_locale();
     if tty && !g.json {
@@ -280,7 +308,13 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
                 }
             }
         }
-        let f = frame(&agents, now_ms(), args.fleet.as_deref());
+        let now = now_ms();
+        // Load shapes change rarely: re-read the fleet records every 5 refreshes.
+        if shown % 5 == 0 {
+            records = crate::state::load_fleets(&ctx).await.unwrap_or_default();
+        }
+        let mut f = frame(&agents, now, args.fleet.as_deref());
+        f.loads = loads(&records, now, args.fleet.as_deref());
         history.record(&f);
         if g.json {
             print_json_line(&f)?;
