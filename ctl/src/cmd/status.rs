@@ -29,7 +29,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         Some(name) => vec![st.fleets.get(name).ok_or_else(|| no_fleet(name))?],
         None => st.fleets.values().collect(),
     };
-    let out = Output {
+    let mut out = Output {
         agents: st
             .agents
             .iter()
@@ -37,6 +37,19 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
             .collect(),
         fleets: records.into_iter().map(|r| st.fleet_status(r)).collect(),
     };
+    // Devices per live agent from the leases, which change at once, rather than from
+    // heartbeats, which lag by up to one beat after a claim (all fleets only).
+    if args.fleet.is_none() {
+        for a in out.agents.iter_mut().filter(|a| a.alive) {
+            a.devices = out
+                .fleets
+                .iter()
+                .flat_map(|f| f.agents.iter())
+                .filter(|s| s.agent_id == a.id)
+                .map(|s| s.devices)
+                .sum();
+        }
+    }
     if g.json {
         return print_json(&out);
     }
