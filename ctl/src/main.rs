@@ -4,6 +4,7 @@
 mod apply;
 mod bus;
 mod cmd;
+mod connections;
 mod feed;
 mod figures;
 mod output;

@@ -506,6 +506,18 @@ async fn password_auth_and_wrong_passwords_count_as_auth() {
     })
     .await;
     assert_eq!(t.connected, 0);
+    // `watch` shows the failures by reason.
+    let out = c.ctl(&["watch", "bad", "--json", "--count", "1"]);
+    let frame: serde_json::Value =
+        serde_json::from_str(out.ok().stdout.lines().last().expect("a frame")).expect("json");
+    assert!(
+        frame["connections"]["bad"]["connect_failures"]["auth"]
+            .as_u64()
+            .is_some_and(|n| n >= 3),
+        "{frame}"
+    );
+    let text = c.ctl(&["watch", "bad", "--count", "1"]);
+    assert!(text.ok().stdout.contains("auth:"), "{}", text.stdout);
     // The fleet record holds where the secret is, not the secret.
     let ns = Namespace::new(&c.ns).expect("namespace");
     let kv = async_nats::jetstream::new(c.client().await)

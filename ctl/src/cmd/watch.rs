@@ -59,6 +59,9 @@ struct Frame {
     percentiles: &'static str,
     fleets: Vec<FleetFigures>,
     agents: Vec<AgentFigures>,
+    /// Connection figures of fleets with connections (MQTT) or responses (HTTP).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    connections: BTreeMap<String, crate::connections::Connections>,
     /// Fleets with a load shape: its current target and phase.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     loads: BTreeMap<String, String>,
@@ -109,7 +112,9 @@ fn frame(agents: &BTreeMap<String, Beats>, now_ms: u64, only: Option<&str>) -> F
         span_percentiles: false,
     };
     let t = tabulate(&spans, only, mode);
+    let live: Vec<&Heartbeat> = spans.iter().map(|s| s.latest).collect();
     Frame {
+        connections: crate::connections::merge(&live, only),
         ts_ms: now_ms,
         percentiles: PERCENTILES,
         fleets: t.fleets,
@@ -209,6 +214,11 @@ fn render(f: &Frame, history: &History, utf8: bool) -> String {
     out.push_str(&fleets);
     for (fleet, load) in &f.loads {
         out.push_str(&format!("load of {fleet}: {load}\n"));
+    }
+    let conns = crate::connections::table(&f.connections);
+    if !conns.is_empty() {
+        out.push('\n');
+        out.push_str(&conns);
     }
     out.push('\n');
     out.push_str(&agents);

@@ -1,0 +1,185 @@
+//! Connection figures of fleets whose devices hold connections (MQTT) or get responses
+//! (HTTP), merged over the live agents' latest heartbeats: shown by `watch`.
+
+use std::collections::BTreeMap;
+
+use pluribus_common::hist::Hist;
+use pluribus_common::messages::Heartbeat;
+use serde::Serialize;
+
+use crate::output::Table;
+
+/// One fleet's connection figures, summed over agents (counters since each agent started).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Connections {
+    /// Devices connected now.
+    pub connected: u64,
+    /// Devices connecting now.
+    pub connecting: u64,
+    /// Failed connection attempts by reason.
+    pub connect_failures: BTreeMap<String, u64>,
+    /// Connections lost.
+    pub disconnects: u64,
+    /// Connections made again.
+    pub reconnects: u64,
+    /// Messages sent.
+    pub published: u64,
+    /// Publishes that failed.
+    pub publish_failed: u64,
+    /// Commands received.
+    pub commands: u64,
+    /// Responses by status class (HTTP).
+    pub responses: BTreeMap<String, u64>,
+    /// Acknowledgement (or response) latency in µs: p50, p90, p99, max.
+    pub ack_latency_us: Option<[u64; 4]>,
+}
+
+/// The figures per fleet, for fleets with any connection or acknowledgement data.
+pub fn merge(live: &[&Heartbeat], only: Option<&str>) -> BTreeMap<String, Connections> {
+    let mut out: BTreeMap<String, (Connections, Hist)> = BTreeMap::new();
+    for h in live {
+        for (fleet, c) in &h.fleets {
+            if only.is_some_and(|o| o != fleet) {
+                continue;
+            }
+            let has = c.connected + c.connecting + c.disconnects + c.reconnects > 0
+                || !c.connect_failures.is_empty()
+                || !c.responses.is_empty()
+                || c.ack_latency_us.is_some();
+            if !has {
+                continue;
+            }
+            let (m, hist) = out.entry(fleet.clone()).or_default();
+            m.connected += c.connected;
+            m.connecting += c.connecting;
+            m.disconnects += c.disconnects;
+            m.reconnects += c.reconnects;
+            m.published += c.messages;
+            m.publish_failed += c.publish_failed;
+            m.commands += c.commands;
+            for (k, v) in &c.connect_failures {
+                *m.connect_failures.entry(k.clone()).or_default() += v;
+            }
+            for (k, v) in &c.responses {
+                *m.responses.entry(k.clone()).or_default() += v;
+            }
+            if let Some(a) = &c.ack_latency_us {
+                hist.merge(a);
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(k, (mut m, h))| {
+            if h.count() > 0 {
+                m.ack_latency_us =
+                    Some([h.quantile(0.5), h.quantile(0.9), h.quantile(0.99), h.max()]);
+            }
+            (k, m)
+        })
+        .collect()
+}
+
+fn counts(m: &BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        return "-".into();
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A table of the figures ("" when there are none).
+pub fn table(all: &BTreeMap<String, Connections>) -> String {
+    if all.is_empty() {
+        return String::new();
+    }
+    let mut t = Table::new(&[
+        "FLEET",
+        "CONNECTED",
+        "CONNECTING",
+        "FAILURES",
+        "DISCONNECTS",
+        "RECONNECTS",
+        "PUB OK",
+        "PUB FAILED",
+        "COMMANDS",
+        "RESPONSES",
+        "ACK P50/P90/P99/MAX",
+    ]);
+    for (fleet, m) in all {
+        let ack = m.ack_latency_us.map_or("-".into(), |q| {
+            q.iter()
+                .map(|us| format!("{:.1}ms", *us as f64 / 1000.0))
+                .collect::<Vec<_>>()
+                .join("/")
+        });
+        t.row(vec![
+            fleet.clone(),
+            m.connected.to_string(),
+            m.connecting.to_string(),
+            counts(&m.connect_failures),
+            m.disconnects.to_string(),
+            m.reconnects.to_string(),
+            m.published.saturating_sub(m.publish_failed).to_string(),
+            m.publish_failed.to_string(),
+            m.commands.to_string(),
+            counts(&m.responses),
+            ack,
+        ]);
+    }
+    t.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::tests::hb;
+    use pluribus_common::messages::FleetCounters;
+
+    #[test]
+    fn agents_are_summed_and_latencies_merged() {
+        let mut a = hb("a", 10, None);
+        let mut b = hb("b", 10, None);
+        let mut ha = Hist::new();
+        ha.record(1000);
+        let mut hb_ = Hist::new();
+        hb_.record(3000);
+        a.fleets.insert(
+            "m".into(),
+            FleetCounters {
+                connected: 5,
+                messages: 10,
+                connect_failures: [("auth".to_string(), 2)].into(),
+                ack_latency_us: Some(ha),
+                ..Default::default()
+            },
+        );
+        b.fleets.insert(
+            "m".into(),
+            FleetCounters {
+                connected: 3,
+                messages: 4,
+                publish_failed: 1,
+                connect_failures: [("auth".to_string(), 1)].into(),
+                ack_latency_us: Some(hb_),
+                ..Default::default()
+            },
+        );
+        b.fleets.insert(
+            "plain".into(),
+            FleetCounters {
+                messages: 9,
+                ..Default::default()
+            },
+        );
+        let m = merge(&[&a, &b], None);
+        assert_eq!(m.len(), 1, "fleets without connection data are left out");
+        let c = &m["m"];
+        assert_eq!((c.connected, c.published, c.publish_failed), (8, 14, 1));
+        assert_eq!(c.connect_failures["auth"], 3);
+        let q = c.ack_latency_us.expect("latency");
+        assert!(q[3] >= 2990 && q[0] >= 990, "{q:?}");
+        assert!(table(&m).contains("auth:3"));
+    }
+}
