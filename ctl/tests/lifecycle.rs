@@ -54,6 +54,29 @@ async fn single_devices_are_idempotent_by_id_and_random_without() {
     let other = seen.seqs.keys().find(|k| *k != "dev-1").expect("random id");
     assert_eq!(other.len(), 36, "a UUID: {other}");
 
+    // A command changes the device's interval: 300 ms → 100 ms, seq carrying on.
+    let r = client
+        .request(
+            "single.pluribus.v1.device.dev-1.dev-1.cmd",
+            r#"{"interval":"100ms"}"#.into(),
+        )
+        .await
+        .expect("the device answers");
+    let reply: serde_json::Value = serde_json::from_slice(&r.payload).expect("json");
+    assert!(reply["error"].is_null(), "{reply}");
+    collect(&mut sub, Duration::from_millis(300)).await;
+    let fast = collect(&mut sub, Duration::from_secs(2)).await;
+    let n = fast.seqs.get("dev-1").map_or(0, Vec::len);
+    assert!(
+        (15..=25).contains(&n),
+        "about 20 messages in 2 s at 100 ms: {n}"
+    );
+    assert!(
+        fast.gaps().is_empty() && fast.repeats().is_empty(),
+        "{:?}",
+        fast.seqs.get("dev-1")
+    );
+
     c.ctl(&["stop", "dev-1"]).ok();
     let seen = wait_sending(&mut sub, 1, "dev-1 stopped", Duration::from_secs(15)).await;
     assert!(!seen.seqs.contains_key("dev-1"));

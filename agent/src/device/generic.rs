@@ -1,5 +1,6 @@
 //! The built-in `generic` device: JSON telemetry with a temperature random walk and a
-//! battery that drains with every message. It accepts `{"set": {"temperature": 30}}`.
+//! battery that drains with every message. It accepts `{"set": {"temperature": 30}}` and
+//! `{"interval": "500ms"}` (the schedule follows from the next seq).
 //!
 //! ```json
 //! {"device_id":"f-00001","fleet":"f","device_type":"generic","seq":7,"ts":1700000000123,
@@ -43,6 +44,7 @@ impl DeviceType for GenericOptions {
             temperature: 15.0 + (seed % 1000) as f64 / 100.0,
             rng: seed | 1,
             drain: self.battery_drain,
+            interval: None,
         })
     }
 }
@@ -62,6 +64,8 @@ pub struct Generic {
     temperature: f64,
     rng: u64,
     drain: f64,
+    /// Set by an interval command; the schedule follows it.
+    interval: Option<std::time::Duration>,
 }
 
 #[derive(Serialize)]
@@ -84,7 +88,11 @@ struct Data {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Command {
-    set: SetFields,
+    #[serde(default)]
+    set: Option<SetFields>,
+    /// A new interval, e.g. "500ms".
+    #[serde(default)]
+    interval: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -120,12 +128,34 @@ impl VirtualDevice for Generic {
         _ctx: &DeviceCtx<'_>,
         payload: &[u8],
     ) -> Result<Option<Vec<u8>>, String> {
-        let cmd: Command = serde_json::from_slice(payload)
-            .map_err(|e| format!("bad command ({e}): send {{\"set\": {{\"temperature\": 30}}}}"))?;
-        if let Some(t) = cmd.set.temperature {
+        const HOW: &str = r#"send {"set": {"temperature": 30}} and/or {"interval": "500ms"}"#;
+        let cmd: Command =
+            serde_json::from_slice(payload).map_err(|e| format!("bad command ({e}): {HOW}"))?;
+        if cmd.set.is_none() && cmd.interval.is_none() {
+            return Err(format!("empty command: {HOW}"));
+        }
+        let interval = match &cmd.interval {
+            Some(text) => {
+                let d = humantime::parse_duration(text)
+                    .map_err(|e| format!("interval '{text}': {e}: {HOW}"))?;
+                if d < std::time::Duration::from_millis(1) {
+                    return Err(format!("interval '{text}' is shorter than 1ms"));
+                }
+                Some(d)
+            }
+            None => None,
+        };
+        if let Some(t) = cmd.set.and_then(|s| s.temperature) {
             self.temperature = t;
         }
+        if interval.is_some() {
+            self.interval = interval;
+        }
         Ok(Some(br#"{"applied":true}"#.to_vec()))
+    }
+
+    fn interval_override(&self) -> Option<std::time::Duration> {
+        self.interval
     }
 }
 
@@ -177,6 +207,15 @@ mod tests {
         let t = v["data"]["temperature"].as_f64().expect("num");
         assert!((t - 42.5).abs() <= 0.5, "{t}");
         assert!(d.on_message(&ctx, b"nope").is_err());
+        assert!(d.on_message(&ctx, b"{}").is_err());
+        assert!(d.on_message(&ctx, br#"{"interval":"soon"}"#).is_err());
+        assert_eq!(d.interval_override(), None);
+        d.on_message(&ctx, br#"{"interval":"250ms"}"#)
+            .expect("applied");
+        assert_eq!(
+            d.interval_override(),
+            Some(std::time::Duration::from_millis(250))
+        );
         assert!(GenericFactory
             .build(&serde_json::json!({"bogus": 1}))
             .is_err());
