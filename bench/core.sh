@@ -19,9 +19,9 @@ nats-server -js -a 127.0.0.1 -p "$PORT" -sd "$WORK/js" </dev/null >/dev/null 2>&
 pids+=($!)
 for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 
+# Called as $(start_agent NAME): a subshell, so the caller adds the pid to pids.
 start_agent() {
   "$BIN/pluribus-agent" --name "$1" </dev/null >/dev/null 2>"$WORK/$1.log" &
-  pids+=($!)
   echo $!
 }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -52,6 +52,7 @@ print(sum(a["devices"] for a in json.load(sys.stdin)["agents"] if a["alive"] and
 
 A1=$(start_agent a1)
 A2=$(start_agent a2)
+pids+=("$A1" "$A2")
 sleep 2
 base1=$(rss_kb "$A1"); base2=$(rss_kb "$A2")
 

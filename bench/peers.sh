@@ -112,7 +112,7 @@ quiet() { $METER drain "$CONNS_LOG" "$BASE_CLIENTS" 60 || echo "peers.sh: going 
 
 pluribus() { # scenario n interval
   local a
-  "$BIN/pluribus-agent" --name "peers-$1" --heartbeat 1s </dev/null >/dev/null 2>"$WORK/agent-$1.log" &
+  "$BIN/pluribus-agent" --name "peers-$1" </dev/null >/dev/null 2>"$WORK/agent-$1.log" &
   a=$!
   pids+=("$a")
   sleep 2
