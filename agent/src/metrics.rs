@@ -43,9 +43,11 @@ pub struct FleetMetrics {
     pub received: AtomicU64,
     connect_failures: Mutex<BTreeMap<String, u64>>,
     responses: Mutex<BTreeMap<String, u64>>,
-    tick_lag_us: Mutex<Hist>,
-    ack_latency_us: Mutex<Hist>,
-    receive_latency_us: Mutex<Hist>,
+    // Histograms are made on first use: each costs ~190 KB, and a fleet of one device
+    // (`pluribusctl deploy`) should not pay for ones it never fills.
+    tick_lag_us: Mutex<Option<Hist>>,
+    ack_latency_us: Mutex<Option<Hist>>,
+    receive_latency_us: Mutex<Option<Hist>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -65,19 +67,27 @@ impl FleetMetrics {
         *lock(&self.responses).entry(class.to_string()).or_default() += 1;
     }
 
-    /// Adds a batch of tick lateness values.
-    pub fn add_tick_lag(&self, h: &Hist) {
-        lock(&self.tick_lag_us).merge(h);
+    /// Records a batch of tick lateness values (µs).
+    pub fn add_tick_lags(&self, values: &[u64]) {
+        let mut h = lock(&self.tick_lag_us);
+        let h = h.get_or_insert_with(Hist::new);
+        for v in values {
+            h.record(*v);
+        }
     }
 
     /// Records one acknowledgement latency.
     pub fn ack_latency(&self, us: u64) {
-        lock(&self.ack_latency_us).record(us);
+        lock(&self.ack_latency_us)
+            .get_or_insert_with(Hist::new)
+            .record(us);
     }
 
     /// Adds a batch of acknowledgement latencies.
     pub fn add_ack_latency(&self, h: &Hist) {
-        lock(&self.ack_latency_us).merge(h);
+        lock(&self.ack_latency_us)
+            .get_or_insert_with(Hist::new)
+            .merge(h);
     }
 
     /// Counts one message received by a subscriber device, `latency_us` after it was sent
@@ -85,7 +95,9 @@ impl FleetMetrics {
     pub fn received(&self, latency_us: Option<u64>) {
         self.received.fetch_add(1, Relaxed);
         if let Some(us) = latency_us {
-            lock(&self.receive_latency_us).record(us);
+            lock(&self.receive_latency_us)
+                .get_or_insert_with(Hist::new)
+                .record(us);
         }
     }
 
@@ -99,10 +111,7 @@ impl FleetMetrics {
     }
 
     fn snapshot(&self) -> FleetCounters {
-        let hist = |m: &Mutex<Hist>| {
-            let h = lock(m);
-            (h.count() > 0).then(|| h.clone())
-        };
+        let hist = |m: &Mutex<Option<Hist>>| lock(m).as_ref().filter(|h| h.count() > 0).cloned();
         FleetCounters {
             devices: self.devices.load(Relaxed),
             messages: self.messages.load(Relaxed),

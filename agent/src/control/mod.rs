@@ -227,6 +227,12 @@ impl Control {
 
     /// Publishes without letting a dead connection stall the loop.
     async fn publish(&self, subject: String, payload: Bytes) {
+        // While NATS is away, publishing would only fill the client's buffer and wait: drop
+        // it (offers and events are re-sent by the reconcile pass and the next heartbeat).
+        if self.conn.client.connection_state() != async_nats::connection::State::Connected {
+            tracing::debug!(%subject, "not connected; not published");
+            return;
+        }
         match tokio::time::timeout(
             IO_TIMEOUT,
             self.conn.client.publish(subject.clone(), payload),

@@ -26,7 +26,6 @@ use crate::device::{DeviceCtx, DeviceType, Tick, VirtualDevice};
 use crate::metrics::FleetMetrics;
 use crate::registry::Registry;
 use crate::sink::{Inbound, Sink, SinkContext, SinkDevice};
-use pluribus_common::hist::Hist;
 use schedule::Schedule;
 use shape::{phase_of, position_key, PaceState, LOAD_TICK};
 
@@ -128,7 +127,9 @@ struct Runner {
     /// heap keys are positions in thousandths of a slot instead of due times in ms.
     pace: Option<PaceState>,
     /// Lateness of the slots sent since the last merge into `metrics`.
-    lag: Hist,
+    /// Lateness (µs) of the slots of the current batch; recorded into the fleet's shared
+    /// histogram once per batch. A histogram per shard would cost ~190 KB each.
+    lag: Vec<u64>,
 }
 
 /// Resolves the device and sink types of a shard. Fails, with the reason, when this
@@ -208,7 +209,7 @@ pub fn prepare(
             seed: record_seed,
             inbound: inbound_rx,
             pace: None,
-            lag: Hist::new(),
+            lag: Vec::new(),
         },
     })
 }
@@ -578,7 +579,7 @@ impl Runner {
                 }
                 None => (due * 1000, slot.sched.due_ms(slot.seq + 1)),
             };
-            self.lag.record(now_us.saturating_sub(scheduled_us));
+            self.lag.push(now_us.saturating_sub(scheduled_us));
             let tick = Tick {
                 seq,
                 scheduled_ms: if pace.is_some() {
@@ -624,9 +625,13 @@ impl Runner {
         self.metrics.messages.fetch_add(sent, Relaxed);
         self.metrics.bytes.fetch_add(bytes, Relaxed);
         self.metrics.errors.fetch_add(errors, Relaxed);
-        if self.lag.count() > 0 {
-            self.metrics.add_tick_lag(&self.lag);
+        if !self.lag.is_empty() {
+            self.metrics.add_tick_lags(&self.lag);
             self.lag.clear();
+            // A burst of late slots may have grown the buffer: give the memory back.
+            if self.lag.capacity() > 1024 {
+                self.lag.shrink_to(64);
+            }
         }
     }
 
