@@ -15,26 +15,14 @@ use pluribus_common::spec::{FleetSpec, SinkSpec};
 use pluribus_common::subjects::Namespace;
 use pluribus_common::time::now_ms;
 use pluribus_common::wire;
-use pluribus_testkit::{bin_path, wait_until, NatsServer, Proc};
+use pluribus_testkit::{wait_until, NatsServer, Proc};
 
 fn agent(nats: &NatsServer, ns: &str, name: &str) -> Proc {
     agent_with(nats, ns, name, &[])
 }
 
 fn agent_with(nats: &NatsServer, ns: &str, name: &str, extra: &[&str]) -> Proc {
-    let url = nats.url();
-    let mut args = vec![
-        "--nats-url",
-        url.as_str(),
-        "--namespace",
-        ns,
-        "--name",
-        name,
-        "--heartbeat",
-        "500ms",
-    ];
-    args.extend_from_slice(extra);
-    Proc::spawn(&bin_path("pluribus-agent"), &args, &[("RUST_LOG", "info")])
+    pluribus_testkit::spawn_agent(nats, ns, name, extra)
 }
 
 /// Writes a counted fleet on the nats sink (subject `<ns>-tel.<fleet>.<device>`) and offers its shards.

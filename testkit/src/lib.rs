@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+mod agent;
 mod mosquitto;
 mod nats;
 mod ports;
@@ -16,6 +17,7 @@ mod process;
 use std::future::Future;
 use std::time::Duration;
 
+pub use agent::spawn_agent;
 pub use mosquitto::Mosquitto;
 pub use nats::NatsServer;
 pub use ports::{bin_path, free_port};

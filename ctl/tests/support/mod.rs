@@ -65,25 +65,7 @@ impl Cluster {
     }
 }
 
-pub fn spawn_agent(nats: &NatsServer, ns: &str, name: &str, extra: &[&str]) -> Proc {
-    let url = nats.url();
-    let mut args = vec![
-        "--nats-url",
-        url.as_str(),
-        "--namespace",
-        ns,
-        "--name",
-        name,
-        "--heartbeat",
-        "500ms",
-    ];
-    args.extend_from_slice(extra);
-    Proc::spawn(
-        &bin_path("pluribus-agent"),
-        &args,
-        &[("RUST_LOG", "info,async_nats=warn")],
-    )
-}
+pub use pluribus_testkit::spawn_agent;
 
 pub fn ctl_at(url: &str, ns: &str, args: &[&str]) -> Output {
     run(
