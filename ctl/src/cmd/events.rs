@@ -49,8 +49,25 @@ fn line(e: &Event) -> String {
     format!("{when} {} {what}", e.kind.token())
 }
 
+/// `events` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Keep printing events as they happen (the default: events are not stored, so there
+    /// is nothing from before the command started).
+    #[arg(long)]
+    pub follow: bool,
+    /// Stop after this many events (for scripts).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+}
+
 /// Runs `events`.
-pub async fn run(g: &Global) -> Result<()> {
+pub async fn run(g: &Global, args: Args) -> Result<()> {
+    if args.count == Some(0) {
+        bail!(
+            "--count 0 would print nothing: give 1 or more, or leave it out to follow until Ctrl-C"
+        );
+    }
     let conn = g.connect().await?;
     let subject = conn.ns.event_all();
     let mut sub = conn
@@ -62,6 +79,7 @@ pub async fn run(g: &Global) -> Result<()> {
     eprintln!("listening for events on {subject} (Ctrl-C to stop)");
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    let mut printed = 0u64;
     loop {
         let msg = tokio::select! {
             _ = &mut ctrl_c => return Ok(()),
@@ -73,7 +91,14 @@ pub async fn run(g: &Global) -> Result<()> {
         match decode::<Event>(&msg.payload) {
             Ok(e) if g.json => print_json_line(&e)?,
             Ok(e) => println!("{}", line(&e)),
-            Err(err) => tracing::warn!("ignoring a message on {}: {err}", msg.subject),
+            Err(err) => {
+                tracing::warn!("ignoring a message on {}: {err}", msg.subject);
+                continue;
+            }
+        }
+        printed += 1;
+        if args.count.is_some_and(|n| printed >= n) {
+            return Ok(());
         }
     }
 }

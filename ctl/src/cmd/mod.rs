@@ -78,7 +78,7 @@ pub enum Command {
     Rebalance,
     /// Print events (fleets created, scaled, deleted; shards claimed; agents joining) as
     /// they happen.
-    Events,
+    Events(events::Args),
     /// List the built-in device profiles, or print one (`profiles show NAME`).
     Profiles(profiles::Args),
 }
@@ -153,7 +153,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Report(a) => report::run(&g, a).await,
         Command::Drain(a) => drain::run(&g, a).await,
         Command::Rebalance => rebalance::run(&g).await,
-        Command::Events => events::run(&g).await,
+        Command::Events(a) => events::run(&g, a).await,
         Command::Profiles(a) => profiles::run(&g, a),
     }
 }
