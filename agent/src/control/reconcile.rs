@@ -60,7 +60,22 @@ impl Control {
         }
     }
 
+    /// True for the live agent with the lowest id: it alone re-offers unheld shards, so
+    /// that N agents do not send N copies of every offer. (Expired leases are offered by
+    /// every agent at once, from the lease watch, so failover does not wait for it.)
+    fn is_reconcile_leader(&self) -> bool {
+        let now = pluribus_common::time::now_ms();
+        !self
+            .agents
+            .values()
+            .any(|a| a.is_alive(now) && a.id < self.id)
+    }
+
     async fn offer_unheld(&mut self) {
+        if !self.is_reconcile_leader() {
+            self.unheld_since.clear();
+            return;
+        }
         let now = Instant::now();
         let period = self.cfg.reconcile;
         let mut offers = Vec::new();
