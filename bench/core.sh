@@ -4,20 +4,8 @@
 #   bench/core.sh            # prints a Markdown table; nothing is left running
 # Runs release binaries against a nats-server on a free port, everything on loopback.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build --release --workspace --quiet
-BIN=target/release
-WORK=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export PLURIBUS_NATS_URL="nats://127.0.0.1:$PORT"
-export PLURIBUS_NAMESPACE=bench
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-nats-server -js -a 127.0.0.1 -p "$PORT" -sd "$WORK/js" </dev/null >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_nats bench
 
 # Called as $(start_agent NAME): a subshell, so the caller adds the pid to pids.
 start_agent() {

@@ -57,7 +57,7 @@ async fn single_devices_are_idempotent_by_id_and_random_without() {
     // A command changes the device's interval: 300 ms → 100 ms, seq carrying on.
     let r = client
         .request(
-            "single.pluribus.v1.device.dev-1.dev-1.cmd",
+            c.namespace().device_cmd("dev-1", "dev-1"),
             r#"{"interval":"100ms"}"#.into(),
         )
         .await

@@ -15,7 +15,7 @@ use support::*;
 async fn record(c: &Cluster, name: &str) -> FleetRecord {
     let js = async_nats::jetstream::new(c.client().await);
     let kv = js
-        .get_key_value(format!("{}_pluribus_fleets", c.ns))
+        .get_key_value(c.namespace().fleets_bucket())
         .await
         .expect("bucket");
     let v = kv.get(name).await.expect("get").expect("record");

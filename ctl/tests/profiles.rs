@@ -165,7 +165,7 @@ async fn profile_devices_are_deterministic_and_run_their_lifecycle_everywhere() 
     // A command sets a field; the next telemetry shows it.
     let r = client
         .request(
-            "prof.pluribus.v1.device.pf.pf-00003.cmd",
+            c.namespace().device_cmd("pf", "pf-00003"),
             r#"{"set":{"humidity":99.5}}"#.into(),
         )
         .await

@@ -32,6 +32,11 @@ impl Cluster {
         self.agents.len() - 1
     }
 
+    /// The namespace, whose methods spell this cluster's subjects and buckets.
+    pub fn namespace(&self) -> pluribus_common::subjects::Namespace {
+        pluribus_common::subjects::Namespace::new(&self.ns).expect("a valid namespace")
+    }
+
     /// Waits until `n` agents are alive in status.
     pub async fn wait_agents(&self, n: usize) {
         wait_status(
