@@ -30,12 +30,13 @@ pub struct AgentArgs {
     /// open-files limit less 256, so failover never overloads a survivor).
     #[arg(long, env = "PLURIBUS_MAX_CONNECTIONS")]
     pub max_connections: Option<u64>,
-    /// Lease time-to-live: a dead agent's devices run elsewhere about this long after it dies.
-    #[arg(long, env = "PLURIBUS_LEASE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub lease_ttl: Duration,
-    /// Heartbeat interval.
-    #[arg(long, env = "PLURIBUS_HEARTBEAT", default_value = "2s", value_parser = humantime::parse_duration)]
-    pub heartbeat: Duration,
+    /// Lease time-to-live: a dead agent's devices run elsewhere about this long after it
+    /// dies [default: 10s].
+    #[arg(long, env = "PLURIBUS_LEASE_TTL", value_parser = humantime::parse_duration)]
+    pub lease_ttl: Option<Duration>,
+    /// Heartbeat interval [default: 2s].
+    #[arg(long, env = "PLURIBUS_HEARTBEAT", value_parser = humantime::parse_duration)]
+    pub heartbeat: Option<Duration>,
     /// Do not release shards to less loaded agents by itself (`pluribusctl rebalance` still works).
     #[arg(long, env = "PLURIBUS_NO_AUTO_REBALANCE")]
     pub no_auto_rebalance: bool,
@@ -68,16 +69,19 @@ impl AgentArgs {
             None => default_name(),
         };
         validate_name("--name", &name).map_err(|e| e.to_string())?;
-        if self.lease_ttl < Duration::from_secs(3) {
+        // The defaults live in agent.rs (DEFAULT_LEASE_TTL, DEFAULT_HEARTBEAT) only.
+        let lease_ttl = self.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL);
+        let heartbeat = self.heartbeat.unwrap_or(DEFAULT_HEARTBEAT);
+        if lease_ttl < Duration::from_secs(3) {
             return Err(format!(
                 "--lease-ttl {:?} is too short: use 3s or more (default {:?})",
-                self.lease_ttl, DEFAULT_LEASE_TTL
+                lease_ttl, DEFAULT_LEASE_TTL
             ));
         }
-        if self.heartbeat < Duration::from_millis(200) || self.heartbeat > Duration::from_secs(30) {
+        if heartbeat < Duration::from_millis(200) || heartbeat > Duration::from_secs(30) {
             return Err(format!(
                 "--heartbeat {:?} is out of range: use 200ms to 30s (default {:?})",
-                self.heartbeat, DEFAULT_HEARTBEAT
+                heartbeat, DEFAULT_HEARTBEAT
             ));
         }
         if self.max_devices == Some(0) {
@@ -91,8 +95,8 @@ impl AgentArgs {
             labels: self.labels.clone(),
             max_devices: self.max_devices,
             max_connections: self.max_connections,
-            lease_ttl: self.lease_ttl,
-            heartbeat: self.heartbeat,
+            lease_ttl,
+            heartbeat,
             reconcile: Duration::from_secs(2),
             auto_rebalance: !self.no_auto_rebalance,
             metrics_listen: self.metrics_listen,
