@@ -320,7 +320,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         }
         let now = now_ms();
         // Load shapes change rarely: re-read the fleet records every 5 refreshes.
-        if shown % 5 == 0 {
+        if shown.is_multiple_of(5) {
             records = crate::state::load_fleets(&ctx).await.unwrap_or_default();
         }
         let mut f = frame(&agents, now, args.fleet.as_deref());
