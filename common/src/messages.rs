@@ -26,6 +26,11 @@ pub struct ShardOffer {
     /// How many agents declined it already; past a limit the next one takes it if it can.
     #[serde(default)]
     pub hops: u32,
+    /// Set by an agent that just deleted its lease on the shard: the last revision of that
+    /// lease. A receiver whose view of the leases bucket still shows this revision (or an
+    /// older one) knows its view is behind and tries to claim anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<u64>,
 }
 
 impl ShardOffer {
@@ -36,6 +41,15 @@ impl ShardOffer {
             fleet: fleet.into(),
             shard,
             hops: 0,
+            released: None,
+        }
+    }
+
+    /// An offer of a shard whose lease, last at `revision`, the sender has just deleted.
+    pub fn released(fleet: &str, shard: u32, revision: u64) -> Self {
+        Self {
+            released: Some(revision),
+            ..Self::new(fleet, shard)
         }
     }
 }

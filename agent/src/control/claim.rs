@@ -152,7 +152,11 @@ impl Control {
         if devices == 0 || record.expires_ms().is_some_and(|t| t <= now_ms()) {
             return;
         }
-        if self.leases.get(&key).is_some_and(|l| l.agent_id != self.id) {
+        // Held by another, as far as our watch knows; unless the offer comes from the holder
+        // that just deleted that very lease and our watch has not caught up yet.
+        if self.leases.get(&key).is_some_and(|l| {
+            l.agent_id != self.id && offer.released.is_none_or(|r| l.revision > r)
+        }) {
             return;
         }
         match self.decide(&record, devices, offer.hops) {
@@ -301,7 +305,8 @@ impl Control {
                 let _ =
                     tokio::time::timeout(IO_TIMEOUT, self.buckets.lease_delete(key, h.revision))
                         .await;
-                self.offer(ShardOffer::new(record.name(), h.shard)).await;
+                self.offer(ShardOffer::released(record.name(), h.shard, h.revision))
+                    .await;
             }
         }
     }

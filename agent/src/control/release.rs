@@ -30,7 +30,8 @@ impl Control {
                 tracing::debug!(lease = %key, error = %e, "lease delete failed (it will expire)");
             }
             if reoffer {
-                let offer = pluribus_common::wire::encode(&ShardOffer::new(&fleet, shard));
+                let offer =
+                    pluribus_common::wire::encode(&ShardOffer::released(&fleet, shard, revision));
                 let _ = tokio::time::timeout(IO_TIMEOUT, client.publish(work, offer)).await;
             }
         };
@@ -124,8 +125,8 @@ impl Control {
             async move { tokio::time::timeout(IO_TIMEOUT, b.lease_delete(key, *rev)).await }
         });
         futures::future::join_all(deletes).await;
-        for (_, fleet, shard, _) in &handoff {
-            self.offer(ShardOffer::new(fleet, *shard)).await;
+        for (_, fleet, shard, rev) in &handoff {
+            self.offer(ShardOffer::released(fleet, *shard, *rev)).await;
         }
         self.event(EventKind::AgentLeft {
             agent_id: self.id.clone(),

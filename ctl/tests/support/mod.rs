@@ -116,11 +116,8 @@ impl Seen {
     }
 }
 
-/// Collects telemetry for `window`.
-pub async fn collect(sub: &mut async_nats::Subscriber, window: Duration) -> Seen {
-    let mut seen = Seen::default();
-    let deadline = tokio::time::Instant::now() + window;
-    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await {
+impl Seen {
+    fn add(&mut self, msg: &async_nats::Message) {
         let v: serde_json::Value = serde_json::from_slice(&msg.payload).expect("telemetry is JSON");
         // Periodic telemetry only: an event shares its tick's seq.
         if let (Some(id), Some(seq), true) = (
@@ -128,9 +125,43 @@ pub async fn collect(sub: &mut async_nats::Subscriber, window: Duration) -> Seen
             v["seq"].as_u64(),
             v["event"].is_null(),
         ) {
-            seen.seqs.entry(id.to_string()).or_default().push(seq);
+            self.seqs.entry(id.to_string()).or_default().push(seq);
         }
-        seen.payloads.push(v);
+        self.payloads.push(v);
+    }
+}
+
+/// Collects telemetry for `window`.
+pub async fn collect(sub: &mut async_nats::Subscriber, window: Duration) -> Seen {
+    let mut seen = Seen::default();
+    let deadline = tokio::time::Instant::now() + window;
+    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await {
+        seen.add(&msg);
+    }
+    seen
+}
+
+/// Collects telemetry until `done` holds, then for `tail` more (so that anything extra,
+/// a second on_stop say, is seen too); panics naming `what` if `done` does not hold by
+/// `timeout`.
+pub async fn collect_until(
+    sub: &mut async_nats::Subscriber,
+    what: &str,
+    timeout: Duration,
+    tail: Duration,
+    done: impl Fn(&Seen) -> bool,
+) -> Seen {
+    let mut seen = Seen::default();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done(&seen) {
+        match tokio::time::timeout_at(deadline, sub.next()).await {
+            Ok(Some(msg)) => seen.add(&msg),
+            _ => panic!("{what}: not seen within {timeout:?}"),
+        }
+    }
+    let end = tokio::time::Instant::now() + tail;
+    while let Ok(Some(msg)) = tokio::time::timeout_at(end, sub.next()).await {
+        seen.add(&msg);
     }
     seen
 }
