@@ -22,40 +22,42 @@ pub struct NatsArgs {
     /// Prefix on every subject and KV bucket, so separate runs can share one NATS.
     #[arg(long, global = true, env = "PLURIBUS_NAMESPACE", default_value = "")]
     pub namespace: String,
-    /// NATS user name (with --password).
-    #[arg(long, global = true, env = "PLURIBUS_NATS_USER")]
-    pub user: Option<String>,
-    /// NATS password (with --user).
+    /// NATS user name (with --nats-password).
+    #[arg(long, global = true, env = "PLURIBUS_NATS_USER", value_name = "USER")]
+    pub nats_user: Option<String>,
+    /// NATS password (with --nats-user).
     #[arg(
         long,
         global = true,
         env = "PLURIBUS_NATS_PASSWORD",
-        hide_env_values = true
+        hide_env_values = true,
+        value_name = "PASSWORD"
     )]
-    pub password: Option<String>,
+    pub nats_password: Option<String>,
     /// NATS token.
     #[arg(
         long,
         global = true,
         env = "PLURIBUS_NATS_TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        value_name = "TOKEN"
     )]
-    pub token: Option<String>,
+    pub nats_token: Option<String>,
     /// File holding an NKey seed (SU…).
-    #[arg(long, global = true, env = "PLURIBUS_NATS_NKEY")]
-    pub nkey: Option<PathBuf>,
+    #[arg(long, global = true, env = "PLURIBUS_NATS_NKEY", value_name = "FILE")]
+    pub nats_nkey: Option<PathBuf>,
     /// NATS credentials file (JWT + seed).
-    #[arg(long, global = true, env = "PLURIBUS_NATS_CREDS")]
-    pub creds: Option<PathBuf>,
+    #[arg(long, global = true, env = "PLURIBUS_NATS_CREDS", value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
     /// CA certificate (PEM) to verify the NATS server; implies TLS.
-    #[arg(long, global = true, env = "PLURIBUS_NATS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// Client certificate (PEM) for TLS client auth (with --tls-key).
-    #[arg(long, global = true, env = "PLURIBUS_NATS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// Client key (PEM) for TLS client auth (with --tls-cert).
-    #[arg(long, global = true, env = "PLURIBUS_NATS_KEY")]
-    pub tls_key: Option<PathBuf>,
+    #[arg(long, global = true, env = "PLURIBUS_NATS_CA", value_name = "FILE")]
+    pub nats_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for TLS client auth to NATS (with --nats-key).
+    #[arg(long, global = true, env = "PLURIBUS_NATS_CERT", value_name = "FILE")]
+    pub nats_cert: Option<PathBuf>,
+    /// Client key (PEM) for TLS client auth to NATS (with --nats-cert).
+    #[arg(long, global = true, env = "PLURIBUS_NATS_KEY", value_name = "FILE")]
+    pub nats_key: Option<PathBuf>,
 }
 
 /// Why connecting failed, in words a user can act on.
@@ -107,41 +109,44 @@ impl NatsArgs {
     }
 
     async fn options(&self, name: &str) -> Result<async_nats::ConnectOptions, ConnectError> {
-        let mut o = match &self.creds {
+        let mut o = match &self.nats_creds {
             Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
                 .await
-                .map_err(|e| ConnectError::Options(format!("--creds {}: {e}", path.display())))?,
+                .map_err(|e| {
+                    ConnectError::Options(format!("--nats-creds {}: {e}", path.display()))
+                })?,
             None => async_nats::ConnectOptions::new(),
         };
-        match (&self.user, &self.password) {
+        match (&self.nats_user, &self.nats_password) {
             (Some(u), Some(p)) => o = o.user_and_password(u.clone(), p.clone()),
             (None, None) => {}
             _ => {
                 return Err(ConnectError::Options(
-                    "--user and --password go together: give both".into(),
+                    "--nats-user and --nats-password go together: give both".into(),
                 ))
             }
         }
-        if let Some(t) = &self.token {
+        if let Some(t) = &self.nats_token {
             o = o.token(t.clone());
         }
-        if let Some(path) = &self.nkey {
-            let seed = std::fs::read_to_string(path)
-                .map_err(|e| ConnectError::Options(format!("--nkey {}: {e}", path.display())))?;
+        if let Some(path) = &self.nats_nkey {
+            let seed = std::fs::read_to_string(path).map_err(|e| {
+                ConnectError::Options(format!("--nats-nkey {}: {e}", path.display()))
+            })?;
             o = o.nkey(seed.trim().to_string());
         }
-        if let Some(ca) = &self.tls_ca {
+        if let Some(ca) = &self.nats_ca {
             if !ca.is_file() {
                 return Err(ConnectError::Options(format!(
-                    "--tls-ca {}: no such file",
+                    "--nats-ca {}: no such file",
                     ca.display()
                 )));
             }
             o = o.add_root_certificates(ca.clone()).require_tls(true);
         }
-        match (&self.tls_cert, &self.tls_key) {
+        match (&self.nats_cert, &self.nats_key) {
             (Some(c), Some(k)) => {
-                for (flag, p) in [("--tls-cert", c), ("--tls-key", k)] {
+                for (flag, p) in [("--nats-cert", c), ("--nats-key", k)] {
                     if !p.is_file() {
                         return Err(ConnectError::Options(format!(
                             "{flag} {}: no such file",
@@ -156,7 +161,7 @@ impl NatsArgs {
             (None, None) => {}
             _ => {
                 return Err(ConnectError::Options(
-                    "--tls-cert and --tls-key go together: give both".into(),
+                    "--nats-cert and --nats-key go together: give both".into(),
                 ))
             }
         }

@@ -268,9 +268,9 @@ fn nats_user_and_password_are_used_and_a_wrong_one_is_explained() {
         &[
             "status",
             "--json",
-            "--user",
+            "--nats-user",
             "pluri",
-            "--password",
+            "--nats-password",
             "s3cret",
         ],
         &[("PLURIBUS_NATS_URL", url.as_str())],
@@ -288,7 +288,7 @@ fn nats_user_and_password_are_used_and_a_wrong_one_is_explained() {
     );
     let half = run(
         &bin_path("pluribusctl"),
-        &["status", "--user", "pluri"],
+        &["status", "--nats-user", "pluri"],
         &[("PLURIBUS_NATS_URL", url.as_str())],
         Duration::from_secs(30),
     );
@@ -304,7 +304,7 @@ fn nats_user_and_password_are_used_and_a_wrong_one_is_explained() {
         bad.stderr
     );
     assert!(
-        half.code != 0 && half.stderr.contains("--password"),
+        half.code != 0 && half.stderr.contains("--nats-password"),
         "{}",
         half.stderr
     );

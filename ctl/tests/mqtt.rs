@@ -472,9 +472,9 @@ async fn password_auth_and_wrong_passwords_count_as_auth() {
         "5",
         &broker.url(),
         &[
-            "--mqtt-username",
+            "--username",
             "dev",
-            "--mqtt-password",
+            "--password",
             &from_file,
             "--interval",
             "500ms",
@@ -493,13 +493,7 @@ async fn password_auth_and_wrong_passwords_count_as_auth() {
         "bad",
         "3",
         &broker.url(),
-        &[
-            "--mqtt-username",
-            "dev",
-            "--mqtt-password",
-            "wrong",
-            "--no-wait",
-        ],
+        &["--username", "dev", "--password", "wrong", "--no-wait"],
     );
     let t = wait_counters(&c, "bad", "auth failures", |t| {
         t.connect_failures.get("auth").is_some_and(|n| *n >= 3)

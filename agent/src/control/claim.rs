@@ -154,9 +154,11 @@ impl Control {
         }
         // Held by another, as far as our watch knows; unless the offer comes from the holder
         // that just deleted that very lease and our watch has not caught up yet.
-        if self.leases.get(&key).is_some_and(|l| {
-            l.agent_id != self.id && offer.released.is_none_or(|r| l.revision > r)
-        }) {
+        if self
+            .leases
+            .get(&key)
+            .is_some_and(|l| l.agent_id != self.id && offer.released.is_none_or(|r| l.revision > r))
+        {
             return;
         }
         match self.decide(&record, devices, offer.hops) {

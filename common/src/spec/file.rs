@@ -127,4 +127,20 @@ mod tests {
         .expect_err("invalid");
         assert_eq!(e.field, "f.yaml: shard_size");
     }
+
+    #[test]
+    fn mqtt_options_may_be_written_as_the_flags_are() {
+        let yaml = "name: f\ncount: 2\nsink:\n  type: mqtt\n  broker: mqtt://a:1883, mqtt://b:1883\n  connect_rate: 500/s\n  source_ip: 127.0.0.2,127.0.0.3\n  username: u\n  password: env:PW\n";
+        let spec = parse_fleet_text("f.yaml", yaml, FileFormat::Yaml, None).expect("valid");
+        let m = spec.sink.mqtt_config().expect("mqtt");
+        assert_eq!(m.brokers, ["mqtt://a:1883", "mqtt://b:1883"]);
+        assert_eq!(m.connect_rate, Some(500.0));
+        assert_eq!(m.source_ips.len(), 2);
+        let bad = yaml.replace("500/s", "fast");
+        let e = parse_fleet_text("f.yaml", &bad, FileFormat::Yaml, None).expect_err("bad rate");
+        assert!(
+            e.to_string().contains("connect_rate") || e.to_string().contains("2000/s"),
+            "{e}"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 
 mod file;
 mod http;
+mod lenient;
 mod mqtt;
 mod sink;
 mod template;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use file::{load_fleet_file, parse_fleet_text, FileFormat};
 pub use http::{HeaderSource, HttpMethod, HttpSinkConfig, HTTP_BACKOFF_BASE};
+pub use lenient::per_second;
 pub use mqtt::{
     BrokerUrl, MqttProtocol, MqttRole, MqttSinkConfig, SecretSource, StatusMessage,
     DEFAULT_COMMAND_TOPIC, DEFAULT_MQTT_TOPIC, DEFAULT_STATUS_TOPIC,

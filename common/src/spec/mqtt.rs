@@ -84,7 +84,9 @@ impl StatusMessage {
 #[serde(deny_unknown_fields)]
 pub struct MqttSinkConfig {
     /// Broker URLs, `mqtt://host:port` or `mqtts://host:port`; devices are spread over them
-    /// round-robin and move to the next one when a connect fails.
+    /// round-robin and move to the next one when a connect fails. A file may also write
+    /// `broker:` (as the flag) and a comma-separated string.
+    #[serde(alias = "broker", deserialize_with = "super::lenient::comma_list")]
     pub brokers: Vec<String>,
     /// `3.1.1` (default) or `5`.
     #[serde(default)]
@@ -137,14 +139,25 @@ pub struct MqttSinkConfig {
     /// Client private key (PEM) on the agent, with `cert`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// Most connects started per second by one agent; unlimited if unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Most connects started per second by one agent (a number or `N/s`); unlimited if
+    /// unset.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient::opt_rate"
+    )]
     pub connect_rate: Option<f64>,
     /// Most connects in flight (TCP + CONNACK) per agent [default: 64].
     #[serde(default = "default_max_connecting")]
     pub max_connecting: u32,
-    /// Source addresses to connect from, spread round-robin over the devices.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Source addresses to connect from, spread round-robin over the devices (`source_ip:`
+    /// and a comma-separated string also work).
+    #[serde(
+        default,
+        alias = "source_ip",
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "super::lenient::comma_list"
+    )]
     pub source_ips: Vec<IpAddr>,
     /// `publisher` (default) or `subscriber`.
     #[serde(default)]

@@ -73,16 +73,31 @@ impl SinkSpec {
         }
     }
 
+    /// Parses the options of a built-in sink; an error names the option (`sink.qos`).
+    fn options_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, SpecError> {
+        let value = serde_json::Value::Object(self.options.clone());
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." || path.is_empty() {
+                "sink".to_string()
+            } else {
+                format!("sink.{path}")
+            };
+            SpecError::new(
+                field,
+                format!("bad options for the {} sink: {}", self.kind, e.inner()),
+            )
+        })
+    }
+
     /// Parses the options of a `nats` sink.
     pub fn nats_config(&self) -> Result<NatsSinkConfig, SpecError> {
-        serde_json::from_value(serde_json::Value::Object(self.options.clone()))
-            .map_err(|e| SpecError::new("sink", format!("bad options for the nats sink: {e}")))
+        self.options_as()
     }
 
     /// Parses the options of an `mqtt` sink.
     pub fn mqtt_config(&self) -> Result<super::mqtt::MqttSinkConfig, SpecError> {
-        serde_json::from_value(serde_json::Value::Object(self.options.clone()))
-            .map_err(|e| SpecError::new("sink", format!("bad options for the mqtt sink: {e}")))
+        self.options_as()
     }
 
     /// Validates a built-in sink's options; custom types are left to the agents that know them.

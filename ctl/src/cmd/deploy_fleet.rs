@@ -32,7 +32,7 @@ pub struct Args {
             "interval", "jitter", "placement", "duration", "seed", "profile",
             "url", "method", "header", "http_timeout", "http_retries", "http_concurrency",
             "broker", "protocol", "topic", "qos", "retain", "keepalive", "persistent_session",
-            "client_id", "mqtt_username", "mqtt_password", "ca", "cert", "key", "connect_rate",
+            "client_id", "username", "password", "ca", "cert", "key", "connect_rate",
             "max_connecting", "source_ips", "command_topic", "response_topic", "will", "birth",
             "role", "subscribe", "rate", "ramp", "stairs", "wave", "bursts", "stages",
             "max_device_rate",

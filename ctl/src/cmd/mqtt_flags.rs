@@ -38,16 +38,12 @@ pub struct MqttFlags {
     #[arg(long, value_name = "TEMPLATE")]
     pub client_id: Option<String>,
     /// MQTT user name: a template, or env:VAR / file:/path read on the agent.
-    #[arg(
-        long = "mqtt-username",
-        visible_alias = "username",
-        value_name = "TEMPLATE"
-    )]
-    pub mqtt_username: Option<String>,
+    #[arg(long, alias = "mqtt-username", value_name = "TEMPLATE")]
+    pub username: Option<String>,
     /// MQTT password: prefer env:VAR or file:/path (read on the agent, never stored in
-    /// NATS); a plain value is stored with the fleet. (`--password` is NATS's.)
-    #[arg(long = "mqtt-password", value_name = "SECRET")]
-    pub mqtt_password: Option<String>,
+    /// NATS); a plain value is stored with the fleet. (NATS's is --nats-password.)
+    #[arg(long, alias = "mqtt-password", value_name = "SECRET")]
+    pub password: Option<String>,
     /// CA certificate (PEM) on the agents, for mqtts://.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<String>,
@@ -106,13 +102,7 @@ fn parse_role(s: &str) -> Result<MqttRole, String> {
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
-    let n = s.strip_suffix("/s").unwrap_or(s);
-    match n.trim().parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!(
-            "'{s}' is not a rate: write connects per second, e.g. 2000/s"
-        )),
-    }
+    pluribus_common::spec::per_second(s)
 }
 
 fn text(v: &Option<String>) -> Option<Value> {
@@ -156,8 +146,8 @@ impl MqttFlags {
                 self.persistent_session.then_some(Value::Bool(false)),
             ),
             ("--client-id", "client_id", text(&self.client_id)),
-            ("--mqtt-username", "username", text(&self.mqtt_username)),
-            ("--mqtt-password", "password", text(&self.mqtt_password)),
+            ("--username", "username", text(&self.username)),
+            ("--password", "password", text(&self.password)),
             ("--ca", "ca", text(&self.ca)),
             ("--cert", "cert", text(&self.cert)),
             ("--key", "key", text(&self.key)),
@@ -276,7 +266,7 @@ mod tests {
             "30s",
             "--username",
             "u",
-            "--mqtt-password",
+            "--password",
             "env:PW",
             "--connect-rate",
             "2000/s",
@@ -285,7 +275,7 @@ mod tests {
             "--will",
             "--protocol",
             "5",
-            "--password",
+            "--nats-password",
             "nats-secret",
         ])
         .expect("valid");

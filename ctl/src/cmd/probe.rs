@@ -49,23 +49,25 @@ pub struct RunArgs {
     /// MQTT subscription QoS.
     #[arg(long, value_name = "0|1|2", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub qos: u8,
-    /// MQTT user name (with --mqtt-password).
+    /// MQTT user name (with --password).
     #[arg(
         long,
+        alias = "mqtt-user",
         value_name = "USER",
-        requires = "mqtt_password",
+        requires = "password",
         env = "PLURIBUS_PROBE_MQTT_USER"
     )]
-    pub mqtt_user: Option<String>,
-    /// MQTT password (with --mqtt-user).
+    pub username: Option<String>,
+    /// MQTT password (with --username).
     #[arg(
         long,
+        alias = "mqtt-password",
         value_name = "PASSWORD",
-        requires = "mqtt_user",
+        requires = "username",
         env = "PLURIBUS_PROBE_MQTT_PASSWORD",
         hide_env_values = true
     )]
-    pub mqtt_password: Option<String>,
+    pub password: Option<String>,
     /// Stop after this long (default: at Ctrl-C).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
@@ -115,7 +117,7 @@ impl RunArgs {
                     port,
                     topic: t.clone(),
                     qos: self.qos,
-                    credentials: self.mqtt_user.clone().zip(self.mqtt_password.clone()),
+                    credentials: self.username.clone().zip(self.password.clone()),
                 }))
             }
             _ => bail!(
