@@ -96,11 +96,9 @@ impl Agent {
             Some(addr) => Some(crate::prometheus::bind(addr).await?),
             None => None,
         };
-        let buckets = Buckets::open(&conn.js, &conn.ns).await.map_err(|e| {
-            anyhow::anyhow!(
-                "{e}: check that JetStream is enabled and this user may create KV buckets"
-            )
-        })?;
+        let buckets = Buckets::open(&conn.js, &conn.ns, conn.kv_replicas)
+            .await
+            .map_err(anyhow::Error::msg)?;
         let id = uuid::Uuid::new_v4().to_string();
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();

@@ -105,7 +105,7 @@ async fn agents_claim_offered_shards_and_send_gapless_telemetry() {
     let _a2 = agent(&nats, "proto", "a2");
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let js = async_nats::jetstream::new(client.clone());
-    let buckets = Buckets::open(&js, &ns).await.expect("buckets");
+    let buckets = Buckets::open(&js, &ns, 1).await.expect("buckets");
     let mut sub = client.subscribe("proto-tel.>").await.expect("sub");
 
     let mut spec = FleetSpec::counted("f1", 200);
@@ -173,7 +173,7 @@ async fn devices_run_again_after_nats_restarts_short_and_long() {
     let a2 = agent_with(&nats, "restart", "a2", &ttl);
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let js = async_nats::jetstream::new(client.clone());
-    let buckets = Buckets::open(&js, &ns).await.expect("buckets");
+    let buckets = Buckets::open(&js, &ns, 1).await.expect("buckets");
     let mut sub = client.subscribe("restart-tel.>").await.expect("sub");
     tokio::time::sleep(Duration::from_secs(1)).await;
     deploy(&client, &buckets, &ns, "r1", 100, 25, 500).await;

@@ -22,6 +22,18 @@ pub struct NatsArgs {
     /// Prefix on every subject and KV bucket, so separate runs can share one NATS.
     #[arg(long, global = true, env = "PLURIBUS_NAMESPACE", default_value = "")]
     pub namespace: String,
+    /// Replicas of the KV buckets when this process creates them: 3 on a NATS cluster, so
+    /// that desired state and leases survive the loss of a server. Buckets that exist keep
+    /// theirs.
+    #[arg(
+        long,
+        global = true,
+        env = "PLURIBUS_KV_REPLICAS",
+        default_value_t = 1,
+        value_name = "N",
+        value_parser = clap::value_parser!(u8).range(1..=5)
+    )]
+    pub kv_replicas: u8,
     /// NATS user name (with --nats-password).
     #[arg(long, global = true, env = "PLURIBUS_NATS_USER", value_name = "USER")]
     pub nats_user: Option<String>,
@@ -99,6 +111,8 @@ pub struct Connection {
     pub js: async_nats::jetstream::Context,
     /// The namespace from the flags.
     pub ns: Namespace,
+    /// Replicas for KV buckets this process creates (`--kv-replicas`).
+    pub kv_replicas: usize,
 }
 
 impl NatsArgs {
@@ -194,7 +208,12 @@ impl NatsArgs {
             Ok(Ok(_)) => {}
             _ => return Err(ConnectError::NoJetStream { url }),
         }
-        Ok(Connection { client, js, ns })
+        Ok(Connection {
+            client,
+            js,
+            ns,
+            kv_replicas: usize::from(self.kv_replicas),
+        })
     }
 
     /// Connects with default options.

@@ -47,21 +47,35 @@ async fn open(js: &jetstream::Context, cfg: kv::Config) -> Result<kv::Store, Str
     if let Ok(s) = js.get_key_value(cfg.bucket.clone()).await {
         return Ok(s);
     }
-    let name = cfg.bucket.clone();
-    js.create_key_value(cfg)
-        .await
-        .map_err(|e| format!("cannot open or create KV bucket {name}: {e}"))
+    let (name, replicas) = (cfg.bucket.clone(), cfg.num_replicas);
+    js.create_key_value(cfg).await.map_err(|e| {
+        let hint = if replicas > 1 {
+            format!(
+                " (--kv-replicas {replicas} needs a NATS cluster of at least {replicas} \
+                 JetStream servers; on a single server use 1)"
+            )
+        } else {
+            ": check that this NATS user may use JetStream and create KV buckets".into()
+        };
+        format!("cannot open or create KV bucket {name}: {e}{hint}")
+    })
 }
 
 impl Buckets {
-    /// Opens the buckets of `ns`, creating any that is missing.
-    pub async fn open(js: &jetstream::Context, ns: &Namespace) -> Result<Self, String> {
+    /// Opens the buckets of `ns`, creating any that is missing with `replicas` replicas
+    /// (1 on a single server; 3 on a cluster, so that they survive losing a server).
+    pub async fn open(
+        js: &jetstream::Context,
+        ns: &Namespace,
+        replicas: usize,
+    ) -> Result<Self, String> {
         let fleets = open(
             js,
             kv::Config {
                 bucket: ns.fleets_bucket(),
                 description: "Pluribus desired state: fleets and devices".into(),
                 history: 5,
+                num_replicas: replicas,
                 ..Default::default()
             },
         )
@@ -73,6 +87,7 @@ impl Buckets {
                 description: "Pluribus shard leases (per-key TTL)".into(),
                 history: 1,
                 limit_markers: Some(MARKER_TTL),
+                num_replicas: replicas,
                 ..Default::default()
             },
         )
@@ -84,6 +99,7 @@ impl Buckets {
                 description: "Pluribus agents' last heartbeats".into(),
                 history: 1,
                 max_age: AGENT_ENTRY_MAX_AGE,
+                num_replicas: replicas,
                 ..Default::default()
             },
         )

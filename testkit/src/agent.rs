@@ -5,10 +5,14 @@ use crate::{bin_path, NatsServer, Proc};
 
 /// Starts `pluribus-agent --name NAME` in namespace `ns`, with `extra` flags.
 pub fn spawn_agent(nats: &NatsServer, ns: &str, name: &str, extra: &[&str]) -> Proc {
-    let url = nats.url();
+    spawn_agent_at(&nats.url(), ns, name, extra)
+}
+
+/// Starts `pluribus-agent --name NAME` on NATS at `url` (a comma-separated list is fine).
+pub fn spawn_agent_at(url: &str, ns: &str, name: &str, extra: &[&str]) -> Proc {
     let mut args = vec![
         "--nats-url",
-        url.as_str(),
+        url,
         "--namespace",
         ns,
         "--name",

@@ -17,9 +17,9 @@ mod process;
 use std::future::Future;
 use std::time::Duration;
 
-pub use agent::spawn_agent;
+pub use agent::{spawn_agent, spawn_agent_at};
 pub use mosquitto::Mosquitto;
-pub use nats::NatsServer;
+pub use nats::{NatsCluster, NatsServer};
 pub use ports::{bin_path, free_port};
 pub use process::{run, Output, Proc};
 

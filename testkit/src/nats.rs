@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+mod cluster;
+pub use cluster::NatsCluster;
+
 use crate::ports::{find_in_path, free_port, port_is_free};
 use crate::process::{kill_and_wait, read_lossy, tail, terminate_child};
 
@@ -115,6 +118,14 @@ pub struct NatsServer {
     port: u16,
     monitor_port: u16,
     child: Option<Child>,
+    cluster: Option<ClusterNode>,
+}
+
+/// A server's place in a [`NatsCluster`]: its name, route port and the others' route ports.
+struct ClusterNode {
+    name: String,
+    port: u16,
+    routes: Vec<u16>,
 }
 
 /// Why one attempt to start the server failed.
@@ -130,16 +141,7 @@ impl NatsServer {
     /// `/healthz` answers 200 (up to 20 s). Panics with the log tail if it does not get ready.
     pub fn start() -> NatsServer {
         let bin = server_binary();
-        let dir = tempfile::Builder::new()
-            .prefix("pluribus-nats-")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
-        let mut server = NatsServer {
-            dir,
-            port: 0,
-            monitor_port: 0,
-            child: None,
-        };
+        let mut server = NatsServer::unstarted(None);
         for attempt in 1..=5 {
             server.port = free_port();
             server.monitor_port = free_port();
@@ -151,6 +153,20 @@ impl NatsServer {
             }
         }
         server.fail("did not start")
+    }
+
+    fn unstarted(cluster: Option<ClusterNode>) -> NatsServer {
+        let dir = tempfile::Builder::new()
+            .prefix("pluribus-nats-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
+        NatsServer {
+            dir,
+            port: 0,
+            monitor_port: 0,
+            child: None,
+            cluster,
+        }
     }
 
     /// The client URL, `nats://127.0.0.1:PORT`.
@@ -204,6 +220,13 @@ impl NatsServer {
         }
     }
 
+    /// SIGKILL, as when the machine dies: no lame-duck mode, no goodbye to the cluster.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_and_wait(&mut child);
+        }
+    }
+
     /// [`stop`](Self::stop) then [`start_again`](Self::start_again).
     pub fn restart(&mut self) {
         self.stop();
@@ -221,6 +244,12 @@ impl NatsServer {
 
     /// Spawns the server with the current ports and waits for readiness.
     fn try_spawn(&mut self, bin: &Path) -> Result<(), StartError> {
+        let child = self.spawn_child(bin);
+        self.await_ready(child)
+    }
+
+    /// Spawns the server process with the current ports.
+    fn spawn_child(&self, bin: &Path) -> Child {
         let log_path = self.log_path();
         let log = OpenOptions::new()
             .create(true)
@@ -231,11 +260,24 @@ impl NatsServer {
             .try_clone()
             .unwrap_or_else(|e| panic!("cannot dup log file handle: {e}"));
         let store = self.dir.path().join("js");
-        let mut child = Command::new(bin)
-            .arg("-js")
+        let mut cmd = Command::new(bin);
+        match &self.cluster {
+            None => cmd.args(["-n", "pluribus-test"]),
+            Some(c) => {
+                let routes: Vec<String> = c
+                    .routes
+                    .iter()
+                    .map(|p| format!("nats-route://127.0.0.1:{p}"))
+                    .collect();
+                cmd.args(["-n", &c.name, "--cluster_name", "pluribus-test"])
+                    .args(["--cluster", &format!("nats://127.0.0.1:{}", c.port)])
+                    .args(["--routes", &routes.join(",")])
+            }
+        };
+        cmd.arg("-js")
             .arg("-sd")
             .arg(&store)
-            .args(["-a", "127.0.0.1", "-n", "pluribus-test"])
+            .args(["-a", "127.0.0.1"])
             .args(["-p", &self.port.to_string()])
             .args(["-m", &self.monitor_port.to_string()])
             .arg("-l")
@@ -244,7 +286,12 @@ impl NatsServer {
             .stdout(log)
             .stderr(err_log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", bin.display()));
+            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", bin.display()))
+    }
+
+    /// Waits until the spawned server answers `/healthz` (JetStream ready: in a cluster,
+    /// once a meta leader is elected).
+    fn await_ready(&mut self, mut child: Child) -> Result<(), StartError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Ok(Some(_)) = child.try_wait() {

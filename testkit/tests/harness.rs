@@ -7,7 +7,9 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pluribus_testkit::{bin_path, free_port, run, wait_until, Mosquitto, NatsServer, Proc};
+use pluribus_testkit::{
+    bin_path, free_port, run, wait_until, Mosquitto, NatsCluster, NatsServer, Proc,
+};
 
 const SH: &str = "/bin/sh";
 
@@ -51,6 +53,42 @@ async fn nats_restart_keeps_kv_values() {
         TcpStream::connect(("127.0.0.1", port)).is_ok(),
         "started again"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_three_node_cluster_keeps_an_r3_bucket_when_a_node_dies() {
+    let mut cluster = NatsCluster::start(3);
+    let js = async_nats::jetstream::new(async_nats::connect(cluster.nodes[1].url()).await.unwrap());
+    let kv = js
+        .create_key_value(async_nats::jetstream::kv::Config {
+            bucket: "harness_r3".into(),
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("an R3 bucket needs the three nodes routed together");
+    kv.put("k", "replicated".into()).await.unwrap();
+    cluster.nodes[0].stop();
+    // Read through another node: the value is there on the two that are left.
+    let js = async_nats::jetstream::new(async_nats::connect(cluster.nodes[2].url()).await.unwrap());
+    wait_until(
+        "the bucket to answer on 2 of 3 nodes",
+        Duration::from_secs(20),
+        || {
+            let js = js.clone();
+            async move {
+                match js.get_key_value("harness_r3").await {
+                    Ok(kv) => kv.get("k").await.ok().flatten().is_some(),
+                    Err(_) => false,
+                }
+            }
+        },
+    )
+    .await;
+    let kv = js.get_key_value("harness_r3").await.unwrap();
+    let value = kv.get("k").await.unwrap();
+    assert_eq!(&value.unwrap()[..], b"replicated");
+    assert_eq!(cluster.urls().split(',').count(), 3);
 }
 
 #[test]

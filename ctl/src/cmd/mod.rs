@@ -112,9 +112,9 @@ impl Global {
     /// Connects to NATS and opens the KV buckets (creating missing ones).
     pub async fn open(&self) -> Result<Ctx> {
         let conn = self.connect().await?;
-        let buckets = Buckets::open(&conn.js, &conn.ns)
+        let buckets = Buckets::open(&conn.js, &conn.ns, conn.kv_replicas)
             .await
-            .map_err(|e| anyhow!("{e}: check that this NATS user may use JetStream"))?;
+            .map_err(anyhow::Error::msg)?;
         Ok(Ctx {
             conn,
             buckets,
