@@ -165,6 +165,82 @@ async fn arrival_shapes_ramp_stairs_wave_and_bursts() {
         3.0,
     )
     .await;
+    // k6-style stages: up to 60, on to 100, down to 0.
+    check_arrival(
+        &c,
+        "stages",
+        "--stages",
+        "60:3s,100:3s,0:3s",
+        1000,
+        Duration::from_secs(10),
+        3.0,
+    )
+    .await;
+}
+
+/// Deploys a fleet with a fleet-wide `rate` modulated by `shape`, and checks the messages
+/// counted in each window against the integral of the target rate over it.
+async fn check_rate_shape(c: &Cluster, name: &str, rate: &str, shape: (&str, &str)) {
+    let client = c.client().await;
+    let mut sub = client
+        .subscribe(format!("{}-tel.{name}.>", c.ns))
+        .await
+        .expect("sub");
+    c.ctl(&[
+        "deploy-fleet",
+        name,
+        "--count",
+        "100",
+        "--rate",
+        rate,
+        shape.0,
+        shape.1,
+        "--sink",
+        "nats",
+        "--subject",
+        &format!("{}-tel.{{fleet}}.{{device_id}}", c.ns),
+    ])
+    .ok();
+    let rec = record(c, name).await;
+    let origin = rec.load_since_ms.unwrap_or(rec.epochs[0].epoch_ms);
+    let load = rec.spec.load.clone().expect("load");
+    let window_ms = 1000;
+    let seen = windows(&mut sub, origin, window_ms, Duration::from_secs(9)).await;
+    assert!(seen.len() >= 5, "{name}: too few windows: {seen:?}");
+    let mut worst = 0.0f64;
+    for (t, _, msgs) in &seen {
+        let a = t - window_ms as f64 / 2000.0;
+        let want: f64 = (0..100)
+            .map(|i| {
+                load.rate(a + (i as f64 + 0.5) / 100.0, rec.spec.seed.unwrap_or(0))
+                    .unwrap_or(0.0)
+            })
+            .sum::<f64>()
+            / 100.0;
+        worst = worst.max((*msgs as f64 - want).abs() / want.max(1.0));
+    }
+    eprintln!("{name}: windows (t, devices, msgs) {seen:?}; worst deviation {worst:.3}");
+    // Messages are counted on arrival here, scheduled by the agent: allow 10% per window.
+    assert!(
+        worst <= 0.10,
+        "{name}: the rate is off its shape by {worst:.3}: {seen:?}"
+    );
+    c.ctl(&["delete-fleet", name]).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_follows_a_ramp_and_a_wave() {
+    let mut c = Cluster::new("rshape");
+    c.agent("a1", &[]);
+    c.wait_agents(1).await;
+    check_rate_shape(&c, "rramp", "800/s", ("--ramp", "800/8s")).await;
+    check_rate_shape(
+        &c,
+        "rwave",
+        "800/s",
+        ("--wave", "period=6s,min=0.25,max=1.0"),
+    )
+    .await;
 }
 
 /// Messages per second over `window` on the fleet's subject.
