@@ -1,0 +1,294 @@
+//! Reading the state from KV (fleets, leases, agents) and what follows from it: devices
+//! running per fleet and per agent, and why devices are pending.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use pluribus_common::messages::{Heartbeat, LeaseRecord};
+use pluribus_common::record::{FleetRecord, RecordKind};
+use pluribus_common::subjects::parse_lease_key;
+use pluribus_common::time::now_ms;
+use pluribus_common::wire::decode;
+use serde::Serialize;
+
+use crate::cmd::Ctx;
+use crate::feed::KvFeed;
+
+mod blocker;
+#[cfg(test)]
+pub(crate) mod tests;
+
+use blocker::refusal;
+pub use blocker::{blocker, fit_problem, labels_text, Blocker};
+
+/// Leases of one fleet, by shard.
+pub type LeaseMap = BTreeMap<u32, LeaseRecord>;
+
+/// Everything in the three buckets at one moment.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// When it was read (Unix ms).
+    pub now_ms: u64,
+    /// Fleet records by name.
+    pub fleets: BTreeMap<String, FleetRecord>,
+    /// Live leases by fleet, then shard.
+    pub leases: BTreeMap<String, LeaseMap>,
+    /// Every agent entry, alive or not, by id.
+    pub agents: Vec<Heartbeat>,
+}
+
+impl State {
+    /// Reads the three buckets.
+    pub async fn load(ctx: &Ctx) -> Result<Self> {
+        let (fleets, leases, agents) =
+            tokio::try_join!(load_fleets(ctx), load_leases(ctx, ">"), load_agents(ctx))?;
+        Ok(Self {
+            now_ms: now_ms(),
+            fleets,
+            leases,
+            agents,
+        })
+    }
+
+    /// The agents that are alive now.
+    pub fn live_agents(&self) -> Vec<&Heartbeat> {
+        live(&self.agents, self.now_ms)
+    }
+
+    /// The status of one fleet.
+    pub fn fleet_status(&self, record: &FleetRecord) -> FleetStatus {
+        let empty = LeaseMap::new();
+        let leases = self.leases.get(record.name()).unwrap_or(&empty);
+        fleet_status(record, leases, &self.live_agents())
+    }
+}
+
+/// Every fleet record, by name. Records this build cannot read are skipped with a warning.
+pub async fn load_fleets(ctx: &Ctx) -> Result<BTreeMap<String, FleetRecord>> {
+    let raw = KvFeed::snapshot(&ctx.conn.client, &ctx.buckets.fleets, ">").await?;
+    let mut out = BTreeMap::new();
+    for (key, value) in raw {
+        match decode::<FleetRecord>(&value) {
+            Ok(r) => {
+                out.insert(key, r);
+            }
+            Err(e) => tracing::warn!("skipping fleet {key}: {e}"),
+        }
+    }
+    Ok(out)
+}
+
+/// Live leases matching `filter` (`>` or `<fleet>.*`), by fleet and shard.
+pub async fn load_leases(ctx: &Ctx, filter: &str) -> Result<BTreeMap<String, LeaseMap>> {
+    let raw = KvFeed::snapshot(&ctx.conn.client, &ctx.buckets.leases, filter).await?;
+    let mut out: BTreeMap<String, LeaseMap> = BTreeMap::new();
+    for (key, value) in raw {
+        let Some((fleet, shard)) = parse_lease_key(&key) else {
+            tracing::warn!("skipping lease with a malformed key: {key}");
+            continue;
+        };
+        match decode::<LeaseRecord>(&value) {
+            Ok(l) => {
+                out.entry(fleet.to_string()).or_default().insert(shard, l);
+            }
+            Err(e) => tracing::warn!("skipping lease {key}: {e}"),
+        }
+    }
+    Ok(out)
+}
+
+/// Every agent entry (alive or not), sorted by name then id.
+pub async fn load_agents(ctx: &Ctx) -> Result<Vec<Heartbeat>> {
+    let raw = KvFeed::snapshot(&ctx.conn.client, &ctx.buckets.agents, ">").await?;
+    let mut out: Vec<Heartbeat> = raw
+        .iter()
+        .filter_map(|(key, value)| match decode::<Heartbeat>(value) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!("skipping agent {key}: {e}");
+                None
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    Ok(out)
+}
+
+/// The agents alive at `now_ms`.
+pub fn live(agents: &[Heartbeat], now_ms: u64) -> Vec<&Heartbeat> {
+    agents.iter().filter(|h| h.is_alive(now_ms)).collect()
+}
+
+/// Devices of a fleet on one agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Share {
+    /// The agent's id.
+    pub agent_id: String,
+    /// The agent's name.
+    pub agent_name: String,
+    /// Devices of the fleet it runs.
+    pub devices: u64,
+}
+
+/// What runs of a fleet, from its leases.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Running {
+    /// Devices running: the desired devices of every shard held at the current generation.
+    pub devices: u64,
+    /// Shards held at the current generation.
+    pub shards_held: u32,
+    /// Devices per agent, most first.
+    pub agents: Vec<Share>,
+}
+
+/// Devices running of `record`, given its live leases.
+pub fn running(record: &FleetRecord, leases: &LeaseMap) -> Running {
+    let mut out = Running::default();
+    let mut by_agent: BTreeMap<&str, Share> = BTreeMap::new();
+    for (&shard, lease) in leases.range(..record.shard_count()) {
+        if lease.generation != record.generation {
+            continue;
+        }
+        let n = record.shard_desired(shard);
+        out.devices += n;
+        out.shards_held += 1;
+        by_agent
+            .entry(&lease.agent_id)
+            .or_insert_with(|| Share {
+                agent_id: lease.agent_id.clone(),
+                agent_name: lease.agent_name.clone(),
+                devices: 0,
+            })
+            .devices += n;
+    }
+    out.agents = by_agent.into_values().collect();
+    out.agents.sort_by(|a, b| {
+        b.devices
+            .cmp(&a.devices)
+            .then(a.agent_name.cmp(&b.agent_name))
+    });
+    out
+}
+
+/// One fleet in `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FleetStatus {
+    /// Fleet name.
+    pub name: String,
+    /// Fleet or single device.
+    pub kind: RecordKind,
+    /// Devices that should run.
+    pub desired: u64,
+    /// Devices running at the current generation.
+    pub running: u64,
+    /// `desired - running`.
+    pub pending: u64,
+    /// The record's generation.
+    pub generation: u64,
+    /// Shards held at the current generation.
+    pub shards_held: u32,
+    /// Shards in all.
+    pub shards_total: u32,
+    /// Devices per agent.
+    pub agents: Vec<Share>,
+    /// When the fleet deletes itself (Unix ms), if it has a duration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
+    /// Why devices are pending, when that can be told.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The load shape's current target and phase, if the fleet has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<String>,
+}
+
+/// The status of `record` given its live leases and the live agents.
+pub fn fleet_status(record: &FleetRecord, leases: &LeaseMap, live: &[&Heartbeat]) -> FleetStatus {
+    let r = running(record, leases);
+    let desired = record.desired();
+    let pending = desired.saturating_sub(r.devices);
+    FleetStatus {
+        name: record.name().to_string(),
+        kind: record.kind,
+        desired,
+        running: r.devices,
+        pending,
+        generation: record.generation,
+        shards_held: r.shards_held,
+        shards_total: record.shard_count(),
+        agents: r.agents,
+        expires_ms: record.expires_ms(),
+        reason: blocker(&record.spec, live, pending)
+            .map(|b| b.describe())
+            .or_else(|| refusal(record.name(), live, pending)),
+        load: record.spec.load.as_ref().map(|l| {
+            l.describe(
+                record.load_elapsed(pluribus_common::time::now_ms()),
+                record.count(),
+                record.spec.seed.unwrap_or(0),
+            )
+        }),
+    }
+}
+
+/// One agent in `status` and `agents`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentRow {
+    /// Agent id.
+    pub id: String,
+    /// Agent name.
+    pub name: String,
+    /// Heartbeat recent enough.
+    pub alive: bool,
+    /// Seconds since the last heartbeat.
+    pub heartbeat_age_s: f64,
+    /// Devices running.
+    pub devices: u64,
+    /// Most devices it takes, if limited.
+    pub capacity: Option<u64>,
+    /// Draining.
+    pub draining: bool,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Agent version.
+    pub version: String,
+    /// Seconds since the agent started.
+    pub uptime_s: u64,
+    /// Device types it runs.
+    pub device_types: Vec<String>,
+    /// Sink types it has.
+    pub sink_types: Vec<String>,
+    /// It falls behind the schedule of some fleets: the generator is the bottleneck.
+    pub saturated: bool,
+    /// The fleets it falls behind on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub saturated_fleets: Vec<String>,
+}
+
+impl AgentRow {
+    /// The row of one heartbeat, seen at `now_ms`.
+    pub fn new(h: &Heartbeat, now_ms: u64) -> Self {
+        let age_ms = now_ms.saturating_sub(h.ts_ms);
+        Self {
+            id: h.id.clone(),
+            name: h.name.clone(),
+            alive: h.is_alive(now_ms),
+            heartbeat_age_s: (age_ms / 100) as f64 / 10.0,
+            devices: h.devices,
+            capacity: h.capacity,
+            draining: h.draining,
+            labels: h.labels.clone(),
+            version: h.version.clone(),
+            uptime_s: h.uptime_s,
+            device_types: h.device_types.clone(),
+            sink_types: h.sink_types.clone(),
+            saturated: h.saturated,
+            saturated_fleets: h
+                .fleets
+                .iter()
+                .filter(|(_, c)| c.saturated)
+                .map(|(k, _)| k.clone())
+                .collect(),
+        }
+    }
+}

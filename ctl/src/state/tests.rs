@@ -1,0 +1,163 @@
+//! Running counts, blockers and agent rows, from hand-made KV contents.
+
+use super::*;
+use pluribus_common::record::RecordKind;
+use pluribus_common::spec::FleetSpec;
+use std::time::Duration;
+
+pub(crate) fn hb(id: &str, devices: u64, capacity: Option<u64>) -> Heartbeat {
+    Heartbeat {
+        v: 1,
+        id: id.into(),
+        name: format!("n-{id}"),
+        labels: BTreeMap::new(),
+        version: "0.1.0".into(),
+        uptime_s: 10,
+        devices,
+        capacity,
+        draining: false,
+        connection_capacity: None,
+        connection_devices: 0,
+        refusals: BTreeMap::new(),
+        device_types: vec!["generic".into()],
+        sink_types: vec!["console".into(), "nats".into()],
+        fleets: BTreeMap::new(),
+        saturated: false,
+        interval_ms: 2_000,
+        ts_ms: 100_000,
+    }
+}
+
+fn lease(agent: &str, devices: u64, generation: u64) -> LeaseRecord {
+    LeaseRecord {
+        v: 1,
+        agent_id: agent.into(),
+        agent_name: format!("n-{agent}"),
+        devices,
+        generation,
+        since_ms: 1,
+    }
+}
+
+fn record(count: u64, shard_size: u32) -> FleetRecord {
+    let mut s = FleetSpec::counted("f", count);
+    s.shard_size = shard_size;
+    FleetRecord::new(RecordKind::Fleet, s, 1_000, Duration::from_secs(2))
+}
+
+#[test]
+fn running_counts_current_generation_shards_only() {
+    let mut r = record(1050, 100);
+    r.generation = 2;
+    let mut leases = LeaseMap::new();
+    leases.insert(0, lease("a", 100, 2));
+    leases.insert(1, lease("b", 100, 2));
+    leases.insert(2, lease("b", 100, 1)); // old generation
+    leases.insert(10, lease("a", 50, 2)); // the short last shard
+    leases.insert(11, lease("a", 100, 2)); // past the end (a shrink in progress)
+    let run = running(&r, &leases);
+    assert_eq!(run.devices, 250);
+    assert_eq!(run.shards_held, 3);
+    assert_eq!(
+        run.agents,
+        vec![
+            Share {
+                agent_id: "a".into(),
+                agent_name: "n-a".into(),
+                devices: 150
+            },
+            Share {
+                agent_id: "b".into(),
+                agent_name: "n-b".into(),
+                devices: 100
+            },
+        ]
+    );
+}
+
+#[test]
+fn stopped_devices_do_not_count_as_running() {
+    let mut r = record(10, 5);
+    r.stopped.insert(7);
+    let mut leases = LeaseMap::new();
+    leases.insert(1, lease("a", 4, 1));
+    assert_eq!(running(&r, &leases).devices, 4);
+    let st = fleet_status(&r, &leases, &[]);
+    assert_eq!((st.desired, st.running, st.pending), (9, 4, 5));
+    assert_eq!(st.reason.as_deref(), Some("no live agent"));
+}
+
+#[test]
+fn blockers_name_the_missing_requirement() {
+    let mut spec = FleetSpec::counted("f", 100);
+    let a = hb("a", 0, None);
+    let live = vec![&a];
+    assert_eq!(blocker(&spec, &live, 0), None);
+    assert_eq!(blocker(&spec, &[], 5), Some(Blocker::NoAgent));
+    assert_eq!(blocker(&spec, &live, 5), None);
+
+    spec.device.kind = "thermostat".into();
+    assert_eq!(
+        blocker(&spec, &live, 5),
+        Some(Blocker::NoFit(
+            "no live agent runs device type thermostat (agents know: generic)".into()
+        ))
+    );
+    spec.device.kind = "generic".into();
+    spec.sink.kind = "kafka".into();
+    assert_eq!(
+        fit_problem(&spec, &live).as_deref(),
+        Some("no live agent has sink type kafka (agents know: console, nats)")
+    );
+    spec.sink.kind = "console".into();
+    spec.placement.insert("zone".into(), "a".into());
+    assert_eq!(
+        fit_problem(&spec, &live).as_deref(),
+        Some("no live agent has labels zone=a")
+    );
+}
+
+#[test]
+fn mqtt_fleets_count_against_the_connection_capacity() {
+    let mut a = hb("a", 0, Some(100));
+    a.connection_capacity = Some(30);
+    a.connection_devices = 10;
+    assert_eq!(a.spare_for(false), Some(100));
+    assert_eq!(a.spare_for(true), Some(20));
+    let mut b = hb("b", 0, None);
+    b.connection_capacity = Some(50);
+    assert_eq!(b.spare_for(true), Some(50));
+    assert_eq!(b.spare_for(false), None);
+}
+
+#[test]
+fn blockers_see_capacity_and_draining() {
+    let spec = FleetSpec::counted("f", 100);
+    let a = hb("a", 90, Some(100));
+    let mut b = hb("b", 0, Some(50));
+    assert_eq!(
+        blocker(&spec, &[&a, &b], 100),
+        Some(Blocker::Capacity { spare: 60 })
+    );
+    assert_eq!(blocker(&spec, &[&a, &b], 60), None);
+    b.draining = true;
+    assert_eq!(
+        blocker(&spec, &[&a, &b], 60),
+        Some(Blocker::Capacity { spare: 10 })
+    );
+    let mut c = hb("c", 0, None);
+    assert_eq!(blocker(&spec, &[&a, &c], 1_000_000), None);
+    c.draining = true;
+    let mut a2 = a.clone();
+    a2.draining = true;
+    assert_eq!(blocker(&spec, &[&a2, &c], 1), Some(Blocker::AllDraining));
+}
+
+#[test]
+fn agent_rows_show_liveness_and_age() {
+    let h = hb("a", 3, None);
+    let row = AgentRow::new(&h, 101_530);
+    assert!(row.alive);
+    assert_eq!(row.heartbeat_age_s, 1.5);
+    assert!(!AgentRow::new(&h, 200_000).alive);
+}
