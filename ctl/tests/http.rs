@@ -316,3 +316,46 @@ async fn a_server_that_is_down_counts_failures_and_the_agent_keeps_running() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_in_flight_finish_before_the_agent_exits() {
+    // Each request takes 1.5 s: when SIGTERM comes, the on_stop messages are in flight.
+    let server = HttpServer::start_slow(Duration::from_millis(1500)).await;
+    let mut c = Cluster::new("http-stop");
+    agent(&mut c, "a1");
+    c.wait_agents(1).await;
+    let url = server.url("/ingest/{device_id}");
+    deploy(
+        &c,
+        &[
+            "deploy-fleet",
+            "hs",
+            "--count",
+            "5",
+            "--profile",
+            "temperature-humidity",
+            "--sink",
+            "http",
+            "--url",
+            &url,
+        ],
+    );
+    let status_count = |reqs: &[Recorded], status: &str| {
+        reqs.iter()
+            .filter(|r| r.body["data"]["status"] == status)
+            .count()
+    };
+    server
+        .wait_for("5 online messages", Duration::from_secs(15), |r| {
+            status_count(r, "online") == 5
+        })
+        .await;
+    assert_eq!(c.agents[0].terminate(Duration::from_secs(15)), Some(0));
+    // The agent is gone; what it had in flight was finished before it exited.
+    let reqs = server.requests();
+    assert_eq!(
+        status_count(&reqs, "offline"),
+        5,
+        "every on_stop message reached the server: {reqs:?}"
+    );
+}

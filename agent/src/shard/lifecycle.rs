@@ -130,11 +130,15 @@ impl Runner {
         self.metrics.devices.fetch_sub(1, Relaxed);
     }
 
+    /// Stops every device (on_stop), flushes, and lets the sinks finish what is in flight.
     pub(super) async fn stop_all(&mut self) {
         for at in 0..self.slots.len() {
             self.stop_device(at).await;
         }
         self.flush().await;
+        for (_, s) in &mut self.sinks {
+            s.close().await;
+        }
     }
 
     pub(super) async fn update(&mut self, record: Arc<FleetRecord>) {

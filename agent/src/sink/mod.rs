@@ -59,6 +59,10 @@ pub trait Sink: Send {
     async fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+
+    /// Called once when the shard stops, after its devices' last messages (on_stop
+    /// included) and a flush: finish what is still in flight. The shard bounds the wait.
+    async fn close(&mut self) {}
 }
 
 /// A message that arrived for a device through its sink (an MQTT command, say).

@@ -41,6 +41,8 @@ impl Recorded {
 struct State {
     requests: Mutex<Vec<Recorded>>,
     fail_first: AtomicU64,
+    /// How long each request waits before it is read and recorded (a slow server).
+    delay: Duration,
     count: watch::Sender<usize>,
 }
 
@@ -63,7 +65,16 @@ impl HttpServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
-        Self::serve(listener, n)
+        Self::serve(listener, n, Duration::ZERO)
+    }
+
+    /// A server on a free port that takes `delay` before it reads and records a request.
+    /// A request its client gives up on meanwhile is never recorded.
+    pub async fn start_slow(delay: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        Self::serve(listener, 0, delay)
     }
 
     /// A server on `port` (one that was free a moment ago).
@@ -71,15 +82,16 @@ impl HttpServer {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap_or_else(|e| panic!("bind 127.0.0.1:{port}: {e}"));
-        Self::serve(listener, 0)
+        Self::serve(listener, 0, Duration::ZERO)
     }
 
-    fn serve(listener: TcpListener, fail_first: u64) -> Self {
+    fn serve(listener: TcpListener, fail_first: u64, delay: Duration) -> Self {
         let addr = listener.local_addr().expect("local addr");
         let (tx, count) = watch::channel(0);
         let state = Arc::new(State {
             requests: Mutex::new(Vec::new()),
             fail_first: AtomicU64::new(fail_first),
+            delay,
             count: tx,
         });
         let s = state.clone();
@@ -152,6 +164,7 @@ async fn handle(
     s: Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    tokio::time::sleep(s.delay).await;
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let headers = req

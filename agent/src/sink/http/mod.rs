@@ -21,6 +21,7 @@ use bytes::Bytes;
 use hyper::Uri;
 use pluribus_common::spec::{HttpSinkConfig, SinkSpec, Template, TemplateVars};
 use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
 use super::{Sink, SinkContext, SinkDevice, SinkError, SinkFactory};
 use client::HttpClient;
@@ -88,6 +89,7 @@ impl SinkFactory for HttpFactory {
             concurrency: cfg.concurrency,
             scratch: String::new(),
             drops: LogLimit::default(),
+            in_flight_tasks: TaskTracker::new(),
         }))
     }
 }
@@ -100,6 +102,8 @@ pub struct HttpSink {
     concurrency: u32,
     scratch: String,
     drops: LogLimit,
+    /// This shard's requests, awaited when it stops.
+    in_flight_tasks: TaskTracker,
 }
 
 impl std::fmt::Debug for HttpSink {
@@ -153,8 +157,16 @@ impl Sink for HttpSink {
                 self.concurrency
             )));
         };
-        tokio::spawn(deliver::deliver(self.request.clone(), uri, payload, permit));
+        self.in_flight_tasks
+            .spawn(deliver::deliver(self.request.clone(), uri, payload, permit));
         Ok(())
+    }
+
+    /// Waits for this shard's requests still in flight (retries included), so that the
+    /// last messages, on_stop among them, reach the server before the shard is gone.
+    async fn close(&mut self) {
+        self.in_flight_tasks.close();
+        self.in_flight_tasks.wait().await;
     }
 }
 

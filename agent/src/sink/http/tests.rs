@@ -44,6 +44,7 @@ fn sink(url: &str, concurrency: u32, retries: u32) -> (HttpSink, Arc<FleetMetric
         concurrency,
         scratch: String::new(),
         drops: LogLimit::default(),
+        in_flight_tasks: tokio_util::task::TaskTracker::new(),
     };
     (sink, metrics)
 }
