@@ -18,7 +18,13 @@ NPORT=$(free_port)
 export PLURIBUS_NATS_URL="nats://127.0.0.1:$NPORT"
 export PLURIBUS_NAMESPACE=mqbench
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+# Brokers and agents are started in subshells ($(...), <(...)), whose `pids` the script never
+# sees: they also write their pid to $WORK/pids, so that an early exit stops them too.
+cleanup() {
+  [[ -f $WORK/pids ]] && mapfile -t -O "${#pids[@]}" pids <"$WORK/pids"
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 wait_port() { for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
@@ -37,13 +43,13 @@ sys_interval 1
 CONF
   [[ $(id -u) == 0 ]] && echo "user root" >>"$WORK/m$port.conf"
   mosquitto -c "$WORK/m$port.conf" </dev/null >"$WORK/m$port.log" 2>&1 &
-  pids+=($!)
+  echo $! >>"$WORK/pids"
   wait_port "$port"
   echo "$! $port"
 }
 start_agent() {
   "$BIN/pluribus-agent" --name "$1" --heartbeat 250ms </dev/null >/dev/null 2>"$WORK/$1.log" &
-  pids+=($!)
+  echo $! >>"$WORK/pids"
   echo $!
 }
 stop() { kill -9 "$@" 2>/dev/null || true; for p in "$@"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done; }
