@@ -36,7 +36,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<probe::checks::ChecksFailed>().is_some() {
+                ExitCode::from(probe::checks::CHECKS_FAILED_EXIT)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -173,6 +173,49 @@ async fn probe_sees_no_loss_on_a_clean_run_and_exactly_what_drop_every_skips() {
     assert_eq!(merged["devices"], 40);
     let clean_received = clean.json()["received"].as_u64().expect("received");
     assert_eq!(merged["received"].as_u64(), Some(received + clean_received));
+
+    // Checks: the clean run keeps every limit (exit 0); the lossy one fails --max-loss
+    // (exit 3), and says which check and by how much.
+    let ok = c.ctl(&[
+        "probe",
+        "merge",
+        &clean_file,
+        "--json",
+        "--max-loss",
+        "0",
+        "--max-duplicates",
+        "0",
+        "--max-p99",
+        "2s",
+        "--min-received",
+        "100",
+    ]);
+    let doc = ok.ok().json();
+    assert_eq!(doc["passed"], true, "{doc}");
+    assert_eq!(doc["checks"].as_array().map(Vec::len), Some(4), "{doc}");
+    let bad = c.ctl(&["probe", "merge", &lossy_file, "--max-loss", "1%"]);
+    assert_eq!(bad.code, 3, "{}\n{}", bad.stdout, bad.stderr);
+    assert!(bad.stdout.contains("FAIL  max_loss"), "{}", bad.stdout);
+    assert!(
+        bad.stderr.contains("probe checks failed: max_loss"),
+        "{}",
+        bad.stderr
+    );
+    let bad = c.ctl(&[
+        "probe",
+        "merge",
+        &lossy_file,
+        "--json",
+        "--max-loss",
+        &expected.to_string(),
+    ]);
+    assert_eq!(bad.code, 0, "exactly at the limit passes: {}", bad.stderr);
+    let bad = c.ctl(&["probe", "merge", &lossy_file, "--max-loss", "ten"]);
+    assert!(
+        bad.code == 2 && bad.stderr.contains("--max-loss"),
+        "{}",
+        bad.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

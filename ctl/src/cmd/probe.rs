@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Global;
 use crate::output::{print_json, Progress};
+use crate::probe::checks::{self, Check, Limits};
 use crate::probe::mqtt::{self, MqttProbe};
 use crate::probe::state::{ProbeState, FORMAT};
 use crate::probe::summary::{live_line, Summary};
@@ -77,6 +78,9 @@ pub struct RunArgs {
     /// Report every device, not just every fleet.
     #[arg(long)]
     pub per_device: bool,
+    /// Pass/fail limits.
+    #[command(flatten)]
+    pub limits: Limits,
 }
 
 /// `probe merge FILE...`.
@@ -91,6 +95,9 @@ pub struct MergeArgs {
     /// Also write the merged state to FILE.
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
+    /// Pass/fail limits on the merged result.
+    #[command(flatten)]
+    pub limits: Limits,
 }
 
 /// A probe's source, validated.
@@ -211,7 +218,7 @@ async fn probe(g: &Global, args: RunArgs) -> Result<()> {
     if let Some(path) = &args.save {
         save(&state, path)?;
     }
-    report(g, &state, args.per_device)
+    report(g, &state, args.per_device, &args.limits)
 }
 
 fn merge(g: &Global, args: MergeArgs) -> Result<()> {
@@ -222,17 +229,39 @@ fn merge(g: &Global, args: MergeArgs) -> Result<()> {
     if let Some(path) = &args.save {
         save(&merged, path)?;
     }
-    report(g, &merged, args.per_device)
+    report(g, &merged, args.per_device, &args.limits)
 }
 
-fn report(g: &Global, state: &ProbeState, per_device: bool) -> Result<()> {
+/// The summary with the checks and their verdict, as `--json` prints it.
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    #[serde(flatten)]
+    summary: &'a Summary,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    checks: Vec<Check>,
+    /// False when a check failed.
+    passed: bool,
+}
+
+/// Prints the summary and the checks; fails with [`checks::ChecksFailed`] (exit status 3)
+/// when a check did.
+fn report(g: &Global, state: &ProbeState, per_device: bool, limits: &Limits) -> Result<()> {
     let summary = Summary::of(state, per_device);
+    let checks = limits.evaluate(&summary);
+    let verdict = checks::verdict(&checks);
     if g.json {
-        print_json(&summary)
+        print_json(&Report {
+            summary: &summary,
+            passed: verdict.is_ok(),
+            checks,
+        })?;
     } else {
         print!("{}", summary.render());
-        Ok(())
+        if !checks.is_empty() {
+            print!("\n{}", checks::render(&checks));
+        }
     }
+    Ok(verdict?)
 }
 
 /// Writes `state` to `path` (through a temporary file, so a reader never sees half of it).

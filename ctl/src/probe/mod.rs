@@ -5,6 +5,7 @@
 //! Each source runs in a task of its own and hands [`Delivery`]s, stamped with the time
 //! they arrived, to the command over a channel.
 
+pub mod checks;
 pub mod mqtt;
 pub mod nats;
 pub mod seqset;
