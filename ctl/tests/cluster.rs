@@ -21,6 +21,9 @@ fn ctl_on(cluster: &NatsCluster, node: usize, args: &[&str]) -> pluribus_testkit
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fleet_keeps_running_when_a_nats_node_dies() {
     let mut cluster = NatsCluster::start(3);
+    // The first process to open the namespace creates its buckets: here pluribusctl, with
+    // 3 replicas (as deploy/README.md says to).
+    ctl_on(&cluster, 2, &["status"]).ok();
     // Each agent knows one node only; the cluster tells it about the others.
     let _a1 = spawn_agent_at(&cluster.nodes[0].url(), NS, "a1", &["--kv-replicas", "3"]);
     let _a2 = spawn_agent_at(&cluster.nodes[1].url(), NS, "a2", &["--kv-replicas", "3"]);
@@ -38,7 +41,7 @@ async fn a_fleet_keeps_running_when_a_nats_node_dies() {
     )
     .await;
 
-    // Buckets are created with 3 replicas (whoever came first created them).
+    // The buckets have 3 replicas.
     let client = async_nats::connect(cluster.nodes[2].url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
     let ns = pluribus_common::subjects::Namespace::new(NS).unwrap();
@@ -120,21 +123,5 @@ async fn wait_for(
     timeout: Duration,
     check: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let out = ctl_on(cluster, node, &["status", "--json"]);
-        if out.code == 0 {
-            let s = out.json();
-            if check(&s) {
-                return s;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}; last: {} {}",
-            out.stdout,
-            out.stderr
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_status_at(&cluster.nodes[node].url(), NS, what, timeout, check).await
 }

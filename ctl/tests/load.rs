@@ -56,6 +56,35 @@ async fn windows(
     out
 }
 
+/// Deploys a 100-device fleet on the nats sink with `extra` flags (the load shape) and
+/// subscribes to it; returns the subscription, the load's origin (Unix ms), the load and
+/// the seed.
+async fn deploy_shaped(
+    c: &Cluster,
+    name: &str,
+    extra: &[&str],
+) -> (
+    async_nats::Subscriber,
+    u64,
+    pluribus_common::load::LoadSpec,
+    u64,
+) {
+    let client = c.client().await;
+    let sub = client
+        .subscribe(format!("{}-tel.{name}.>", c.ns))
+        .await
+        .expect("sub");
+    let subject = format!("{}-tel.{{fleet}}.{{device_id}}", c.ns);
+    let mut args = vec!["deploy-fleet", name, "--count", "100"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--sink", "nats", "--subject", &subject]);
+    c.ctl(&args).ok();
+    let rec = record(c, name).await;
+    let origin = rec.load_since_ms.unwrap_or(rec.epochs[0].epoch_ms);
+    let load = rec.spec.load.clone().expect("load");
+    (sub, origin, load, rec.spec.seed.unwrap_or(0))
+}
+
 async fn check_arrival(
     c: &Cluster,
     name: &str,
@@ -65,31 +94,21 @@ async fn check_arrival(
     run: Duration,
     tolerance: f64,
 ) {
-    let client = c.client().await;
-    let subject = format!("{}-tel.{name}.>", c.ns);
-    let mut sub = client.subscribe(subject).await.expect("sub");
-    c.ctl(&[
-        "deploy-fleet",
+    let (mut sub, origin, load, _) = deploy_shaped(
+        c,
         name,
-        "--count",
-        "100",
-        "--shard-size",
-        "25",
-        "--interval",
-        "100ms",
-        "--seed",
-        "3",
-        shape_flag,
-        shape,
-        "--sink",
-        "nats",
-        "--subject",
-        &format!("{}-tel.{{fleet}}.{{device_id}}", c.ns),
-    ])
-    .ok();
-    let rec = record(c, name).await;
-    let origin = rec.load_since_ms.unwrap_or(rec.epochs[0].epoch_ms);
-    let load = rec.spec.load.clone().expect("load");
+        &[
+            "--shard-size",
+            "25",
+            "--interval",
+            "100ms",
+            "--seed",
+            "3",
+            shape_flag,
+            shape,
+        ],
+    )
+    .await;
     let seen = windows(&mut sub, origin, window_ms, run).await;
     assert!(seen.len() >= 5, "{name}: too few windows: {seen:?}");
     let mut worst = 0.0f64;
@@ -181,29 +200,8 @@ async fn arrival_shapes_ramp_stairs_wave_and_bursts() {
 /// Deploys a fleet with a fleet-wide `rate` modulated by `shape`, and checks the messages
 /// counted in each window against the integral of the target rate over it.
 async fn check_rate_shape(c: &Cluster, name: &str, rate: &str, shape: (&str, &str)) {
-    let client = c.client().await;
-    let mut sub = client
-        .subscribe(format!("{}-tel.{name}.>", c.ns))
-        .await
-        .expect("sub");
-    c.ctl(&[
-        "deploy-fleet",
-        name,
-        "--count",
-        "100",
-        "--rate",
-        rate,
-        shape.0,
-        shape.1,
-        "--sink",
-        "nats",
-        "--subject",
-        &format!("{}-tel.{{fleet}}.{{device_id}}", c.ns),
-    ])
-    .ok();
-    let rec = record(c, name).await;
-    let origin = rec.load_since_ms.unwrap_or(rec.epochs[0].epoch_ms);
-    let load = rec.spec.load.clone().expect("load");
+    let (mut sub, origin, load, seed) =
+        deploy_shaped(c, name, &["--rate", rate, shape.0, shape.1]).await;
     let window_ms = 1000;
     let seen = windows(&mut sub, origin, window_ms, Duration::from_secs(9)).await;
     assert!(seen.len() >= 5, "{name}: too few windows: {seen:?}");
@@ -211,10 +209,7 @@ async fn check_rate_shape(c: &Cluster, name: &str, rate: &str, shape: (&str, &st
     for (t, _, msgs) in &seen {
         let a = t - window_ms as f64 / 2000.0;
         let want: f64 = (0..100)
-            .map(|i| {
-                load.rate(a + (i as f64 + 0.5) / 100.0, rec.spec.seed.unwrap_or(0))
-                    .unwrap_or(0.0)
-            })
+            .map(|i| load.rate(a + (i as f64 + 0.5) / 100.0, seed).unwrap_or(0.0))
             .sum::<f64>()
             / 100.0;
         worst = worst.max((*msgs as f64 - want).abs() / want.max(1.0));

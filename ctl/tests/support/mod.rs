@@ -194,15 +194,32 @@ pub async fn wait_status(
     timeout: Duration,
     check: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
+    wait_status_at(&c.nats.url(), &c.ns, what, timeout, check).await
+}
+
+/// [`wait_status`] through the NATS server at `url`; a failing `status` counts as "not
+/// yet" (the server may be electing a leader).
+pub async fn wait_status_at(
+    url: &str,
+    ns: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let s = c.status();
-        if check(&s) {
-            return s;
+        let out = ctl_at(url, ns, &["status", "--json"]);
+        if out.code == 0 {
+            let s = out.json();
+            if check(&s) {
+                return s;
+            }
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}; last status: {s:#}"
+            "timed out after {timeout:?} waiting for {what}; last status: {}{}",
+            out.stdout,
+            out.stderr
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
