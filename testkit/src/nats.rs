@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 mod cluster;
+mod mqtt;
 pub use cluster::NatsCluster;
+use mqtt::MqttPorts;
 
 use crate::ports::{find_in_path, free_port, port_is_free};
 use crate::process::{kill_and_wait, read_lossy, tail, terminate_child};
@@ -119,6 +121,8 @@ pub struct NatsServer {
     monitor_port: u16,
     child: Option<Child>,
     cluster: Option<ClusterNode>,
+    /// MQTT and MQTT-over-WebSocket listeners ([`NatsServer::start_with_mqtt`]).
+    mqtt: Option<MqttPorts>,
 }
 
 /// A server's place in a [`NatsCluster`]: its name, route port and the others' route ports.
@@ -140,11 +144,18 @@ impl NatsServer {
     /// Starts a server on a free client port (and a free monitor port), waits until
     /// `/healthz` answers 200 (up to 20 s). Panics with the log tail if it does not get ready.
     pub fn start() -> NatsServer {
+        Self::start_on_free_ports(|| None)
+    }
+
+    /// [`start`](Self::start), with the MQTT and WebSocket listeners `mqtt` gives (on new
+    /// ports at each attempt), if any.
+    fn start_on_free_ports(mqtt: impl Fn() -> Option<MqttPorts>) -> NatsServer {
         let bin = server_binary();
         let mut server = NatsServer::unstarted(None);
         for attempt in 1..=5 {
             server.port = free_port();
             server.monitor_port = free_port();
+            server.mqtt = mqtt();
             match server.try_spawn(bin) {
                 Ok(()) => return server,
                 // Port stolen between free_port() and the bind: try other ports.
@@ -166,6 +177,7 @@ impl NatsServer {
             monitor_port: 0,
             child: None,
             cluster,
+            mqtt: None,
         }
     }
 
@@ -261,6 +273,9 @@ impl NatsServer {
             .unwrap_or_else(|e| panic!("cannot dup log file handle: {e}"));
         let store = self.dir.path().join("js");
         let mut cmd = Command::new(bin);
+        if let Some(m) = &self.mqtt {
+            cmd.arg("-c").arg(m.write_config(self.dir.path()));
+        }
         match &self.cluster {
             None => cmd.args(["-n", "pluribus-test"]),
             Some(c) => {

@@ -22,6 +22,9 @@ pub const DEFAULT_STATUS_TOPIC: &str = "devices/{device_id}/status";
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 /// The default number of connects in flight per agent (mosquitto's listen backlog is ~100).
 pub const DEFAULT_MAX_CONNECTING: u32 = 64;
+/// The WebSocket path of a `ws://` or `wss://` broker given without one (what mosquitto,
+/// EMQX, HiveMQ and nats-server serve MQTT on).
+pub const DEFAULT_WS_PATH: &str = "/mqtt";
 
 /// The MQTT protocol version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -83,8 +86,9 @@ impl StatusMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttSinkConfig {
-    /// Broker URLs, `mqtt://host:port` or `mqtts://host:port`; devices are spread over them
-    /// round-robin and move to the next one when a connect fails. A file may also write
+    /// Broker URLs, `mqtt://host:port` or `mqtts://host:port`, or MQTT over WebSocket:
+    /// `ws://host:port/path` or `wss://host:port/path` (path `/mqtt` if none is given);
+    /// devices are spread over them round-robin and move to the next one when a connect fails. A file may also write
     /// `broker:` (as the flag) and a comma-separated string.
     #[serde(alias = "broker", deserialize_with = "super::lenient::comma_list")]
     pub brokers: Vec<String>,
@@ -130,7 +134,7 @@ pub struct MqttSinkConfig {
     /// Birth message, published on every connect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub birth: Option<StatusMessage>,
-    /// CA certificate (PEM) on the agent, for `mqtts://`; system roots otherwise.
+    /// CA certificate (PEM) on the agent, for `mqtts://` and `wss://`; system roots otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<String>,
     /// Client certificate (PEM) on the agent, with `key`.
@@ -195,44 +199,65 @@ fn default_connect_timeout() -> Duration {
 /// A parsed broker address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerUrl {
-    /// TLS (`mqtts://`).
+    /// TLS (`mqtts://`, `wss://`).
     pub tls: bool,
     /// Host name or IP address (without brackets).
     pub host: String,
     /// Port.
     pub port: u16,
+    /// MQTT over WebSocket (`ws://`, `wss://`): the HTTP path (and query) of the upgrade
+    /// request, e.g. `/mqtt`. `None`: MQTT right on the TCP (or TLS) stream.
+    pub ws_path: Option<String>,
 }
 
 impl BrokerUrl {
-    /// Parses `mqtt://host[:port]` (1883) or `mqtts://host[:port]` (8883); `field` names it
-    /// in errors.
+    /// Parses `mqtt://host[:port]` (1883), `mqtts://host[:port]` (8883),
+    /// `ws://host[:port][/path]` (80) or `wss://host[:port][/path]` (443); a WebSocket URL
+    /// without a path (or with just `/`) means `/mqtt`. `field` names it in errors.
     pub fn parse(field: &str, url: &str) -> Result<Self, SpecError> {
         let bad = |why: &str| {
             SpecError::new(
                 field,
-                format!("'{url}' {why}: write mqtt://host:1883 or mqtts://host:8883"),
+                format!("'{url}' {why}: write mqtt://host:1883, mqtts://host:8883, ws://host:80/mqtt or wss://host:443/mqtt"),
             )
         };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("has no scheme"))?;
-        let tls = match scheme.to_ascii_lowercase().as_str() {
-            "mqtt" | "tcp" => false,
-            "mqtts" | "ssl" | "tls" => true,
-            "ws" | "wss" => {
-                return Err(SpecError::new(
-                    field,
-                    format!("'{url}': MQTT over WebSocket is not supported by the mqtt sink; use the broker's TCP listener (mqtt://) or TLS listener (mqtts://)"),
-                ))
-            }
+        let (tls, ws) = match scheme.to_ascii_lowercase().as_str() {
+            "mqtt" | "tcp" => (false, false),
+            "mqtts" | "ssl" | "tls" => (true, false),
+            "ws" => (false, true),
+            "wss" => (true, true),
             _ => return Err(bad("has an unknown scheme")),
         };
-        let hostport = rest.strip_suffix('/').unwrap_or(rest);
-        if hostport.contains(['/', '?', '#', '@']) {
-            return Err(bad("has a path, query or user part"));
+        let (hostport, path) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if hostport.contains(['#', '@']) {
+            return Err(bad("has a user part or a fragment"));
         }
+        let ws_path = match (ws, path) {
+            (false, "" | "/") => None,
+            (false, _) => {
+                return Err(bad(
+                    "has a path or query (only ws:// and wss:// URLs take a path)",
+                ))
+            }
+            (true, "" | "/") => Some(DEFAULT_WS_PATH.to_string()),
+            (true, p) if p.contains('#') || !p.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err(bad("has a bad path: no spaces, no #fragment"))
+            }
+            // `ws://h?q` asks for `/?q`.
+            (true, p) if p.starts_with('?') => Some(format!("/{p}")),
+            (true, p) => Some(p.to_string()),
+        };
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
             let (h, after) = v6
                 .split_once(']')
                 .ok_or_else(|| bad("has an unclosed '['"))?;
+            if !after.is_empty() && !after.starts_with(':') {
+                return Err(bad("has something between ']' and the port"));
+            }
             (h, after.strip_prefix(':'))
         } else {
             match hostport.rsplit_once(':') {
@@ -249,14 +274,24 @@ impl BrokerUrl {
                 .ok()
                 .filter(|p| *p > 0)
                 .ok_or_else(|| bad("has a bad port"))?,
-            None if tls => 8883,
-            None => 1883,
+            None => match (ws, tls) {
+                (false, false) => 1883,
+                (false, true) => 8883,
+                (true, false) => 80,
+                (true, true) => 443,
+            },
         };
         Ok(Self {
             tls,
             host: host.to_string(),
             port,
+            ws_path,
         })
+    }
+
+    /// True for MQTT over WebSocket (`ws://`, `wss://`).
+    pub fn is_websocket(&self) -> bool {
+        self.ws_path.is_some()
     }
 }
 
@@ -470,7 +505,7 @@ impl MqttSinkConfig {
                 Some(_) if !any_tls => {
                     return Err(SpecError::new(
                         field,
-                        "TLS files need a TLS broker: write the broker as mqtts://host:port",
+                        "TLS files need a TLS broker: write the broker as mqtts://host:port or wss://host:port/mqtt",
                     ))
                 }
                 _ => {}
@@ -570,11 +605,61 @@ mod tests {
         assert_eq!((u.tls, u.host.as_str(), u.port), (true, "::1", 8883));
         let u = BrokerUrl::parse("b", "mqtt://h:1884").expect("port");
         assert_eq!((u.tls, u.port), (false, 1884));
-        for bad in ["h:1883", "http://h", "mqtt://", "mqtt://h:0", "mqtt://h/x"] {
+        assert_eq!(u.ws_path, None);
+        assert_eq!(
+            BrokerUrl::parse("b", "mqtt://h/").expect("slash").ws_path,
+            None
+        );
+        for bad in [
+            "h:1883",
+            "http://h",
+            "mqtt://",
+            "mqtt://h:0",
+            "mqtt://h/x",
+            "mqtts://h/mqtt",
+            "mqtt://h?x=1",
+            "mqtt://u@h",
+            "ws://",
+            "ws://h:0/mqtt",
+            "ws://h/a b",
+            "ws://h/mqtt#x",
+            "ws://[::1]x/mqtt",
+        ] {
             assert!(BrokerUrl::parse("b", bad).is_err(), "{bad}");
         }
-        let e = BrokerUrl::parse("b", "ws://h:80").expect_err("ws");
-        assert!(e.message.contains("WebSocket"), "{e}");
+    }
+
+    #[test]
+    fn websocket_urls_parse() {
+        let p = |url| {
+            let u = BrokerUrl::parse("b", url).expect(url);
+            (u.tls, u.host, u.port, u.ws_path)
+        };
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(p("ws://h"), (false, "h".into(), 80, s("/mqtt")));
+        assert_eq!(p("ws://h/"), (false, "h".into(), 80, s("/mqtt")));
+        assert_eq!(p("wss://h"), (true, "h".into(), 443, s("/mqtt")));
+        assert_eq!(p("WS://h:8080/mqtt"), (false, "h".into(), 8080, s("/mqtt")));
+        assert_eq!(
+            p("wss://[::1]:8443/ws/mqtt?x=1"),
+            (true, "::1".into(), 8443, s("/ws/mqtt?x=1"))
+        );
+        assert_eq!(p("ws://h?x=1"), (false, "h".into(), 80, s("/?x=1")));
+        assert!(BrokerUrl::parse("b", "wss://h")
+            .expect("wss")
+            .is_websocket());
+        assert!(!BrokerUrl::parse("b", "mqtts://h")
+            .expect("mqtts")
+            .is_websocket());
+        // TLS files go with wss:// as with mqtts://.
+        cfg(serde_json::json!({"brokers": ["wss://h/mqtt"], "ca": "/ca.pem"}))
+            .expect("parses")
+            .validate()
+            .expect("valid");
+        assert_eq!(
+            field(serde_json::json!({"brokers": ["ws://h/mqtt"], "ca": "/ca.pem"})),
+            "sink.ca"
+        );
     }
 
     #[test]

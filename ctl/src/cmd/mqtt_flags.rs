@@ -12,8 +12,9 @@ use serde_json::Value;
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "MQTT sink (--sink mqtt)")]
 pub struct MqttFlags {
-    /// Broker URLs, mqtt://host:port or mqtts://host:port (comma-separated or repeated);
-    /// devices are spread over them.
+    /// Broker URLs, mqtt://host:port or mqtts://host:port, or MQTT over WebSocket:
+    /// ws://host:port/mqtt or wss://host:port/mqtt (comma-separated or repeated); devices
+    /// are spread over them.
     #[arg(long, value_name = "URL,...", value_delimiter = ',')]
     pub broker: Vec<String>,
     /// MQTT version [default: 3.1.1].

@@ -73,6 +73,13 @@ pub struct AggregatorOptions {
 /// The plain-MQTT broker URL `url`, checked; `field` names it in errors.
 pub fn parse_broker(field: &str, url: &str) -> Result<BrokerUrl, String> {
     let b = BrokerUrl::parse(field, url).map_err(|e| e.to_string())?;
+    if b.is_websocket() {
+        return Err(format!(
+            "{field}: '{url}' is MQTT over WebSocket, which the seed example does not speak: \
+             use the broker's plain listener (mqtt://host:1883), or the built-in `mqtt` sink \
+             for ws:// and wss://"
+        ));
+    }
     if b.tls {
         return Err(format!(
             "{field}: '{url}' is TLS, which the seed example does not speak: use the broker's \
@@ -385,6 +392,10 @@ mod tests {
         )
         .expect_err("tls");
         assert!(e.contains("mqtt://"), "{e}");
+        for ws in ["ws://h/mqtt", "wss://h"] {
+            let e = parse_broker("--broker", ws).expect_err("websocket");
+            assert!(e.contains("WebSocket") && e.contains("mqtt://"), "{e}");
+        }
         let e = Config::from_spec(
             &spec(serde_json::json!({"clientid": "{nope}"})),
             Some(&default),

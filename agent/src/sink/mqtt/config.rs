@@ -85,7 +85,7 @@ pub struct Resolved {
     pub role: MqttRole,
     /// Time for TCP + TLS + CONNACK.
     pub connect_timeout: Duration,
-    /// TLS, if any broker is `mqtts://`.
+    /// TLS, if any broker is `mqtts://` or `wss://`.
     pub tls: Option<TlsConnector>,
 }
 

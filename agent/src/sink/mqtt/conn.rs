@@ -315,7 +315,8 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
     }
 }
 
-/// One connect attempt, paced: TCP, TLS, CONNECT, CONNACK within the connect timeout.
+/// One connect attempt, paced: TCP, TLS, WebSocket, CONNECT, CONNACK within the connect
+/// timeout.
 async fn connect(
     conn: &Conn,
     sh: &Shared,
@@ -334,11 +335,7 @@ async fn connect(
         let tcp = stream::tcp(addr, source)
             .await
             .map_err(|e| stream::io_reason(&e))?;
-        let mut s = match (&sh.cfg.tls, url.tls) {
-            (Some(c), true) => stream::tls(tcp, c, &url.host).await.map_err(|_| "tls")?,
-            (None, true) => return Err("tls"),
-            (_, false) => Stream::Plain(Arc::new(tcp)),
-        };
+        let mut s = stream::open(tcp, url, sh.cfg.tls.as_ref()).await?;
         let mut buf = BytesMut::new();
         let vars = conn.vars();
         let params = ConnectParams {

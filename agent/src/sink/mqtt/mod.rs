@@ -1,5 +1,5 @@
 //! The `mqtt` sink: every device holds its own MQTT connection (3.1.1 or 5, plain or
-//! TLS), publishes telemetry on its topic, takes commands on its command topic and
+//! TLS, over TCP or WebSocket), publishes telemetry on its topic, takes commands on its command topic and
 //! replies on the response topic; or, as a `subscriber`, counts what arrives on a filter.
 //!
 //! It is built for many devices per agent: one lean connection per device on rumqttc's
@@ -11,7 +11,8 @@
 //! |---|---|
 //! | `config.rs` | options resolved on the agent (templates, `env:`/`file:` secrets, TLS) |
 //! | `codec.rs` | packets in and out |
-//! | `stream.rs` | TCP (source address binding) and TLS sockets |
+//! | `stream.rs` | TCP (source address binding), TLS and WebSocket sockets |
+//! | `ws.rs` | MQTT over WebSocket (`ws://`, `wss://`) on tokio-tungstenite |
 //! | `conn.rs` | one device's connection: state and task |
 //! | `pacer.rs` | connect rate, connects in flight, backoff |
 //! | `tls.rs` | the rustls client configuration |
@@ -24,6 +25,7 @@ mod pacer;
 mod sink;
 mod stream;
 mod tls;
+mod ws;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,5 @@
-//! A device's socket: plain TCP (optionally bound to a source address) or TLS over it.
+//! A device's socket: plain TCP (optionally bound to a source address), TLS over it, or
+//! a WebSocket over either (`ws.rs`).
 //!
 //! Plain TCP reads wait for readiness before they take a buffer, so an idle connection
 //! holds no read buffer at all: that is most of what keeps a device near 1-2 KB. A plain
@@ -16,6 +17,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
+use super::ws::{self, Ws};
+
 /// How much a read may take at once.
 const READ_CHUNK: usize = 4096;
 
@@ -25,6 +28,8 @@ pub enum Stream {
     Plain(Arc<TcpStream>),
     /// TLS over TCP.
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// MQTT over WebSocket, over TCP or TLS.
+    Ws(Box<Ws>),
 }
 
 /// Why a connect failed, as counted in `connect_failures`.
@@ -87,11 +92,42 @@ pub async fn tcp(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStre
 }
 
 /// Wraps `tcp` in TLS for `host`.
-pub async fn tls(tcp: TcpStream, connector: &TlsConnector, host: &str) -> io::Result<Stream> {
+async fn tls(
+    tcp: TcpStream,
+    connector: &TlsConnector,
+    host: &str,
+) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let s = connector.connect(name, tcp).await?;
-    Ok(Stream::Tls(Box::new(s)))
+    connector.connect(name, tcp).await
+}
+
+/// What `url` asks for over `tcp`: TLS (`mqtts://`, `wss://`, with `connector`), then the
+/// WebSocket handshake (`ws://`, `wss://`). Errors are `connect_failures` reasons: "tls",
+/// "websocket".
+pub async fn open(
+    tcp: TcpStream,
+    url: &BrokerUrl,
+    connector: Option<&TlsConnector>,
+) -> Result<Stream, &'static str> {
+    let transport = match (url.tls, connector) {
+        (false, _) => ws::Transport::Plain(tcp),
+        (true, Some(c)) => {
+            ws::Transport::Tls(Box::new(tls(tcp, c, &url.host).await.map_err(|_| "tls")?))
+        }
+        (true, None) => return Err("tls"),
+    };
+    let Some(path) = &url.ws_path else {
+        return Ok(match transport {
+            ws::Transport::Plain(t) => Stream::Plain(Arc::new(t)),
+            ws::Transport::Tls(t) => Stream::Tls(t),
+        });
+    };
+    let ws = ws::handshake(transport, url, path).await.map_err(|e| {
+        tracing::debug!(error = %e, "websocket handshake failed");
+        "websocket"
+    })?;
+    Ok(Stream::Ws(Box::new(ws)))
 }
 
 impl Stream {
@@ -118,6 +154,7 @@ impl Stream {
                 buf.reserve(READ_CHUNK);
                 s.read_buf(buf).await
             }
+            Self::Ws(s) => s.read_some(buf).await,
         }
     }
 
@@ -125,7 +162,7 @@ impl Stream {
     pub fn plain(&self) -> Option<Arc<TcpStream>> {
         match self {
             Self::Plain(s) => Some(s.clone()),
-            Self::Tls(_) => None,
+            Self::Tls(_) | Self::Ws(_) => None,
         }
     }
 
@@ -147,6 +184,7 @@ impl Stream {
                 s.write_all(data).await?;
                 s.flush().await
             }
+            Self::Ws(s) => s.write_all(data).await,
         }
     }
 
@@ -159,6 +197,10 @@ impl Stream {
                 Ok(())
             }
             Self::Tls(s) => s.shutdown().await,
+            Self::Ws(s) => {
+                s.shutdown().await;
+                Ok(())
+            }
         };
     }
 }
