@@ -32,8 +32,8 @@ pub struct AgentConfig {
     /// Most devices on connection-holding sinks (None: no limit). `main` derives it from
     /// the open-files limit unless `--max-connections` is given.
     pub max_connections: Option<u64>,
-    /// Lease time-to-live. Renewed every third of it; the agent fences itself (stops the
-    /// shard) when it could not renew for 60% of it.
+    /// Lease time-to-live. Renewed every fifth of it; the agent fences itself (stops the
+    /// shard) when it could not renew for 75% of it.
     pub lease_ttl: Duration,
     /// Heartbeat interval.
     pub heartbeat: Duration,
@@ -62,9 +62,18 @@ impl Default for AgentConfig {
 }
 
 impl AgentConfig {
-    /// The time after the last successful renewal at which the agent stops a shard.
+    /// The time after the last successful renewal at which the agent stops a shard. It is
+    /// counted from when the renewal was sent, so the lease (counted from when the server
+    /// stored it) still has a quarter of its TTL left: time enough to stop the devices.
     pub fn fence_after(&self) -> Duration {
-        self.lease_ttl.mul_f64(0.6)
+        self.lease_ttl.mul_f64(0.75)
+    }
+
+    /// How often leases are renewed, and how long one attempt may take: a fifth of the TTL,
+    /// so that three attempts fit before the fence (a blip, or a JetStream leader election
+    /// on a NATS cluster, costs an attempt, not the shard).
+    pub fn renew_every(&self) -> Duration {
+        self.lease_ttl / 5
     }
 }
 

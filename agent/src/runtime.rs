@@ -2,6 +2,8 @@
 //! signals. `pluribus-agent` and agents built on the library (examples/seed-mqtt) share it,
 //! so a custom agent behaves exactly like the stock one.
 
+use std::time::Duration;
+
 use crate::cli::AgentArgs;
 use crate::{Agent, Registry};
 
@@ -72,6 +74,7 @@ pub async fn run(args: AgentArgs, registry: Registry, client_name: &str) -> anyh
             .client_capacity(65_536)
         })
         .await?;
+    warn_short_ttl_on_cluster(&conn.client.server_info(), cfg.lease_ttl);
     let handle = Agent::start(cfg, conn, registry).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -80,4 +83,22 @@ pub async fn run(args: AgentArgs, registry: Registry, client_name: &str) -> anyh
     }
     handle.shutdown().await;
     Ok(())
+}
+
+/// Below this lease TTL, a JetStream leader election on a NATS cluster (4-9 s when a node
+/// dies) can outlast the fence and stop shards that would have run on.
+const CLUSTER_MIN_TTL: Duration = Duration::from_secs(30);
+
+/// Says so when the agent runs on a NATS cluster with a lease TTL that an election can
+/// outlast.
+fn warn_short_ttl_on_cluster(info: &async_nats::ServerInfo, ttl: Duration) {
+    if let Some(cluster) = info.cluster.as_deref().filter(|_| ttl < CLUSTER_MIN_TTL) {
+        tracing::warn!(
+            cluster,
+            lease_ttl = ?ttl,
+            "NATS is a cluster: when a node dies, a JetStream leader election (4-9 s) can \
+             outlast the lease fence (75% of the TTL) and stop devices that would have run on; \
+             consider --lease-ttl 30s (failover after an agent dies then takes about 30 s)"
+        );
+    }
 }

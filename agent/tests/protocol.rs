@@ -179,7 +179,7 @@ async fn devices_run_again_after_nats_restarts_short_and_long() {
     deploy(&client, &buckets, &ns, "r1", 100, 25, 500).await;
     wait_all_sending(&mut sub, 100, "before restarts", Duration::from_secs(20)).await;
 
-    // Shorter than the fence (3 s): nothing needs to move.
+    // Shorter than the fence (3.75 s): nothing needs to move.
     nats.restart();
     wait_all_sending(
         &mut sub,

@@ -25,7 +25,7 @@ async fn a_fleet_keeps_running_when_a_nats_node_dies() {
     // 3 replicas (as deploy/README.md says to).
     ctl_on(&cluster, 2, &["status"]).ok();
     // Each agent knows one node only; the cluster tells it about the others.
-    let _a1 = spawn_agent_at(&cluster.nodes[0].url(), NS, "a1", &["--kv-replicas", "3"]);
+    let a1 = spawn_agent_at(&cluster.nodes[0].url(), NS, "a1", &["--kv-replicas", "3"]);
     let _a2 = spawn_agent_at(&cluster.nodes[1].url(), NS, "a2", &["--kv-replicas", "3"]);
     let agents_up = |s: &serde_json::Value| {
         s["agents"]
@@ -113,6 +113,9 @@ async fn a_fleet_keeps_running_when_a_nats_node_dies() {
         "no device runs twice: {:?}",
         steady.repeats()
     );
+    // An agent on a cluster with the default 10 s lease TTL says that an election can
+    // outlast its fence.
+    assert!(a1.stderr().contains("--lease-ttl 30s"), "{}", a1.stderr());
 }
 
 /// Polls `status --json` through node `node` until `check` holds.

@@ -1,6 +1,6 @@
-//! Keeping leases: renewing every held lease each third of the TTL (with a revision check,
+//! Keeping leases: renewing every held lease each fifth of the TTL (with a revision check,
 //! so a lease someone else took is never overwritten), and fencing: a shard whose lease
-//! could not be renewed for 60% of the TTL is stopped before the lease can expire and
+//! could not be renewed for 75% of the TTL is stopped before the lease can expire and
 //! another agent start the same devices.
 
 use std::time::Instant;
@@ -13,7 +13,7 @@ use super::{Control, Internal};
 impl Control {
     /// Starts a renewal of every held lease that has none in flight.
     pub(super) fn renew_all(&mut self) {
-        let ttl = self.cfg.lease_ttl;
+        let (ttl, attempt) = (self.cfg.lease_ttl, self.cfg.renew_every());
         let keys: Vec<String> = self
             .held
             .iter()
@@ -41,7 +41,7 @@ impl Control {
             self.tracker.spawn(async move {
                 let sent_at = Instant::now();
                 let result =
-                    match tokio::time::timeout(ttl / 3, buckets.lease_put(&key, value, prev, ttl))
+                    match tokio::time::timeout(attempt, buckets.lease_put(&key, value, prev, ttl))
                         .await
                     {
                         Ok(r) => r,

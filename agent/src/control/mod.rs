@@ -189,7 +189,7 @@ impl Control {
             name: self.cfg.name.clone(),
         })
         .await;
-        let mut renew = tokio::time::interval(self.cfg.lease_ttl / 3);
+        let mut renew = tokio::time::interval(self.cfg.renew_every());
         let mut fence = tokio::time::interval(Duration::from_millis(250));
         let mut beat = tokio::time::interval(self.cfg.heartbeat);
         let mut reconcile = tokio::time::interval(self.cfg.reconcile);

@@ -310,7 +310,8 @@ mod tests {
             sink(&["--sink", "mqtt"]).expect_err("no broker").field,
             "--broker"
         );
-        let e = sink(&["--sink", "mqtt", "--broker", "ws://h:80"]).expect_err("ws");
+        assert!(sink(&["--sink", "mqtt", "--broker", "ws://h:80/mqtt"]).is_ok());
+        let e = sink(&["--sink", "mqtt", "--broker", "http://h:80"]).expect_err("http");
         assert_eq!(e.field, "sink.brokers[0]");
         let e =
             sink(&["--sink", "mqtt", "--broker", "mqtt://h", "--ca", "/ca.pem"]).expect_err("ca");
