@@ -100,6 +100,14 @@ pub enum ConnectError {
         /// The URL.
         url: String,
     },
+    /// JetStream is on but does not answer: a cluster without a leader.
+    #[error("JetStream on the NATS server at {url} does not answer ({reason}): its cluster may be electing a leader after losing a server (try again in a few seconds) or have lost its quorum (bring the other servers back)")]
+    JetStreamUnavailable {
+        /// The URL.
+        url: String,
+        /// What the query said.
+        reason: String,
+    },
 }
 
 /// A checked connection.
@@ -206,6 +214,14 @@ impl NatsArgs {
         let js = async_nats::jetstream::new(client.clone());
         match tokio::time::timeout(Duration::from_secs(5), js.query_account()).await {
             Ok(Ok(_)) => {}
+            // The server says it runs JetStream, yet nobody answers: no (meta) leader.
+            r if client.server_info().jetstream => {
+                let reason = match r {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out after 5 s".into(),
+                };
+                return Err(ConnectError::JetStreamUnavailable { url, reason });
+            }
             _ => return Err(ConnectError::NoJetStream { url }),
         }
         Ok(Connection {

@@ -44,10 +44,20 @@ pub enum KvError {
 }
 
 async fn open(js: &jetstream::Context, cfg: kv::Config) -> Result<kv::Store, String> {
-    if let Ok(s) = js.get_key_value(cfg.bucket.clone()).await {
-        return Ok(s);
+    let name = cfg.bucket.clone();
+    match js.get_key_value(name.clone()).await {
+        Ok(s) => return Ok(s),
+        // Anything but "no such bucket" (a timeout, no leader) must not lead to a create.
+        Err(e) if !chain(&e).contains("not found") => {
+            return Err(format!(
+                "cannot read KV bucket {name}: {}: JetStream may be electing a leader after \
+                 losing a server (try again in a few seconds)",
+                chain(&e)
+            ))
+        }
+        Err(_) => {}
     }
-    let (name, replicas) = (cfg.bucket.clone(), cfg.num_replicas);
+    let replicas = cfg.num_replicas;
     js.create_key_value(cfg).await.map_err(|e| {
         let hint = if replicas > 1 {
             format!(
@@ -59,6 +69,18 @@ async fn open(js: &jetstream::Context, cfg: kv::Config) -> Result<kv::Store, Str
         };
         format!("cannot open or create KV bucket {name}: {e}{hint}")
     })
+}
+
+/// An error and its sources, `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
 }
 
 impl Buckets {

@@ -128,3 +128,23 @@ async fn wait_for(
 ) -> serde_json::Value {
     wait_status_at(&cluster.nodes[node].url(), NS, what, timeout, check).await
 }
+
+#[test]
+fn a_cluster_without_a_leader_is_reported_as_such() {
+    let mut cluster = NatsCluster::start(3);
+    ctl_on(&cluster, 2, &["status"]).ok();
+    cluster.nodes[0].kill();
+    cluster.nodes[1].kill();
+    let out = ctl_on(&cluster, 2, &["status"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("does not answer") || out.stderr.contains("electing a leader"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("not enabled"),
+        "JetStream is on; it has no leader: {}",
+        out.stderr
+    );
+}
