@@ -33,6 +33,7 @@ use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgo
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
 
 /// The client id when the sink spec gives none: the device id, as in the seed's fleet.
 pub const DEFAULT_CLIENTID: &str = "{device_id}";
@@ -142,6 +143,7 @@ impl SinkFactory for AggregatorFactory {
             inbound: ctx.inbound.clone(),
             metrics: ctx.metrics.clone(),
             devices: HashMap::new(),
+            tasks: TaskTracker::new(),
         }))
     }
 
@@ -158,6 +160,8 @@ pub struct AggregatorSink {
     metrics: Arc<FleetMetrics>,
     /// Open devices by index.
     devices: HashMap<u64, Client>,
+    /// The clients' tasks, awaited when the shard stops (so their DISCONNECTs go out).
+    tasks: TaskTracker,
 }
 
 /// One device's client handle. Dropping it stops the client's task, which disconnects.
@@ -203,7 +207,7 @@ impl Sink for AggregatorSink {
         let (client, eventloop) = AsyncClient::new(opts, QUEUE);
         let stop = CancellationToken::new();
         let (ready_tx, ready_rx) = oneshot::channel();
-        tokio::spawn(drive(Driver {
+        self.tasks.spawn(drive(Driver {
             eventloop,
             client: client.clone(),
             device_id: dev.device_id.to_string(),
@@ -255,6 +259,13 @@ impl Sink for AggregatorSink {
     async fn close_device(&mut self, dev: &SinkDevice<'_>) {
         // Dropping the handle cancels the task, which sends what is queued and disconnects.
         self.devices.remove(&dev.index);
+    }
+
+    /// Waits for the clients' tasks: each sends what is queued and disconnects.
+    async fn close(&mut self) {
+        self.devices.clear();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// The device refused a metrics message (not JSON): say so in the agent's log.
@@ -419,6 +430,7 @@ mod tests {
             inbound: tx,
             metrics: Arc::default(),
             devices: HashMap::new(),
+            tasks: TaskTracker::new(),
         };
         let dev = SinkDevice {
             device_id: "d7",
