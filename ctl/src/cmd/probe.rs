@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use pluribus_common::spec::BrokerUrl;
 use pluribus_common::time::now_ms;
 use tokio_util::sync::CancellationToken;
 
@@ -14,7 +15,7 @@ use crate::probe::checks::{self, Check, Limits};
 use crate::probe::mqtt::{self, MqttProbe};
 use crate::probe::state::{ProbeState, FORMAT};
 use crate::probe::summary::{live_line, Summary};
-use crate::probe::{ingest, nats};
+use crate::probe::{ingest, nats, tls};
 
 /// Subscribe where the system under test delivers and report what arrived.
 #[derive(Debug, clap::Args)]
@@ -38,7 +39,9 @@ pub enum Sub {
 /// Where to listen and for how long.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// MQTT broker the system under test delivers to, e.g. mqtt://127.0.0.1:1883 (with --topic).
+    /// MQTT broker the system under test delivers to (with --topic): mqtt://host:1883,
+    /// mqtts://host:8883 (TLS), or MQTT over WebSocket: ws://host:80/mqtt, wss://host:443/mqtt
+    /// (path /mqtt if none is given). TLS trusts --ca, or the system's roots without it.
     #[arg(long, value_name = "URL", requires = "topic")]
     pub broker: Option<String>,
     /// MQTT topic filter to subscribe to, e.g. telemetry/# (with --broker).
@@ -69,6 +72,21 @@ pub struct RunArgs {
         hide_env_values = true
     )]
     pub password: Option<String>,
+    /// CA certificate (PEM) that signed the broker's certificate, for mqtts:// and wss://
+    /// [default: the system's CA roots].
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "broker",
+        conflicts_with = "subject"
+    )]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mqtts:// and wss:// brokers that want one (with --key).
+    #[arg(long, value_name = "FILE", requires_all = ["broker", "key"], conflicts_with = "subject")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM; with --cert).
+    #[arg(long, value_name = "FILE", requires_all = ["broker", "cert"], conflicts_with = "subject")]
+    pub key: Option<PathBuf>,
     /// Stop after this long (default: at Ctrl-C).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
@@ -117,11 +135,28 @@ impl RunArgs {
                 Ok(Source::Nats(s.clone()))
             }
             (None, Some(b), Some(t)) => {
-                let (host, port) = mqtt::parse_broker(b).map_err(anyhow::Error::msg)?;
+                let broker = BrokerUrl::parse("--broker", b)?;
                 mqtt::check_topic(t).map_err(anyhow::Error::msg)?;
+                let tls = if broker.tls {
+                    let config = tls::client_config(
+                        self.ca.as_deref(),
+                        self.cert.as_deref(),
+                        self.key.as_deref(),
+                    )
+                    .map_err(anyhow::Error::msg)?;
+                    Some(config)
+                } else {
+                    if let Some(flag) = [("--ca", &self.ca), ("--cert", &self.cert), ("--key", &self.key)]
+                        .iter()
+                        .find_map(|(f, v)| v.is_some().then_some(f))
+                    {
+                        bail!("{flag} is for TLS brokers: write the --broker URL as mqtts:// or wss:// (or leave {flag} out)");
+                    }
+                    None
+                };
                 Ok(Source::Mqtt(MqttProbe {
-                    host,
-                    port,
+                    broker,
+                    tls,
                     topic: t.clone(),
                     qos: self.qos,
                     credentials: self.username.clone().zip(self.password.clone()),
@@ -138,7 +173,7 @@ impl Source {
     fn name(&self) -> String {
         match self {
             Self::Nats(s) => format!("nats:{s}"),
-            Self::Mqtt(p) => format!("mqtt://{}:{} {}", p.host, p.port, p.topic),
+            Self::Mqtt(p) => format!("{} {}", mqtt::url(&p.broker), p.topic),
         }
     }
 }
@@ -338,6 +373,41 @@ mod tests {
         assert!(run_args(&["--subject", "t.>"]).source().is_ok());
         assert!(parse(&["merge", "a.json", "b.json", "--json"]).is_ok());
         assert!(parse(&["merge"]).is_err(), "merge needs files");
+    }
+
+    #[test]
+    fn every_broker_scheme_of_the_mqtt_sink_is_taken_and_tls_flags_need_tls() {
+        let source = |args: &[&str]| run_args(&[&["--topic", "t/#"], args].concat()).source();
+        for (url, name) in [
+            ("mqtt://h", "mqtt://h:1883 t/#"),
+            ("ws://h:8080", "ws://h:8080/mqtt t/#"),
+            ("ws://[::1]:9/x", "ws://[::1]:9/x t/#"),
+        ] {
+            let s = source(&["--broker", url]).expect(url);
+            assert_eq!(s.name(), name);
+        }
+        let e = source(&["--broker", "mqtt://h", "--ca", "/x.pem"])
+            .err()
+            .expect("--ca without TLS");
+        assert!(e.to_string().starts_with("--ca is for TLS brokers"), "{e}");
+        let e = source(&["--broker", "mqtts://h", "--ca", "/nonexistent/ca.pem"])
+            .err()
+            .expect("missing CA file");
+        assert!(
+            e.to_string().starts_with("--ca /nonexistent/ca.pem: "),
+            "{e}"
+        );
+        let e = source(&["--broker", "wss://h/mqtt", "--ca", "/nonexistent/ca.pem"])
+            .err()
+            .expect("missing CA file");
+        assert!(e.to_string().contains("--ca"), "{e}");
+        let e = parse(&["--broker", "mqtts://h", "--topic", "t", "--cert", "c.pem"])
+            .expect_err("--cert without --key");
+        assert!(e.to_string().contains("--key"), "{e}");
+        let e = parse(&["--subject", "a", "--ca", "c.pem"]).expect_err("--ca with NATS");
+        assert!(e.to_string().contains("--subject"), "{e}");
+        let e = source(&["--broker", "mqtt://h/path"]).err().expect("path");
+        assert!(e.to_string().starts_with("--broker: "), "{e}");
     }
 
     #[test]

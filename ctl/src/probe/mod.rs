@@ -11,6 +11,7 @@ pub mod nats;
 pub mod seqset;
 pub mod state;
 pub mod summary;
+pub mod tls;
 
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};

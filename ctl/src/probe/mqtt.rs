@@ -1,10 +1,16 @@
 //! The probe on an MQTT broker: rumqttc's client, its event loop polled by a task of its
-//! own, subscribed to one topic filter (again after each reconnect).
+//! own, subscribed to one topic filter (again after each reconnect). The broker may be
+//! `mqtt://`, `mqtts://`, `ws://` or `wss://` (parsed by [`BrokerUrl`], as the mqtt sink's).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
+use pluribus_common::spec::BrokerUrl;
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeReasonCode, TlsConfiguration, Transport,
+};
+use rustls::ClientConfig;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -13,10 +19,10 @@ use super::{now_us, Delivery, QUEUE};
 /// Where and how to subscribe.
 #[derive(Debug, Clone)]
 pub struct MqttProbe {
-    /// Broker host.
-    pub host: String,
-    /// Broker port.
-    pub port: u16,
+    /// The broker.
+    pub broker: BrokerUrl,
+    /// TLS settings, for `mqtts://` and `wss://` brokers.
+    pub tls: Option<Arc<ClientConfig>>,
     /// Topic filter.
     pub topic: String,
     /// Subscription QoS (0, 1 or 2).
@@ -25,37 +31,69 @@ pub struct MqttProbe {
     pub credentials: Option<(String, String)>,
 }
 
-/// Parses `mqtt://host[:port]` (or `tcp://`); the error names `--broker`.
-pub fn parse_broker(url: &str) -> Result<(String, u16), String> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .or_else(|| url.strip_prefix("tcp://"))
-        .ok_or_else(|| {
-            format!("--broker {url}: write mqtt://HOST[:PORT] (TLS brokers are not supported by the probe yet)")
-        })?;
-    let rest = rest.trim_end_matches('/');
-    let port_of = |p: &str| {
-        p.parse::<u16>()
-            .map_err(|_| format!("--broker {url}: '{p}' is not a port number"))
+/// The broker as a URL: `mqtt://h:1883`, `wss://h:443/mqtt`, … (what rumqttc's WebSocket
+/// transport connects to, and what the probe's messages show).
+pub fn url(b: &BrokerUrl) -> String {
+    let scheme = match (b.is_websocket(), b.tls) {
+        (false, false) => "mqtt",
+        (false, true) => "mqtts",
+        (true, false) => "ws",
+        (true, true) => "wss",
     };
-    let (host, port) = match rest.strip_prefix('[') {
-        // [v6 address]:port
-        Some(r) => match r.split_once(']') {
-            Some((h, "")) => (h, 1883),
-            Some((h, p)) => (h, port_of(p.trim_start_matches(':'))?),
-            None => ("", 0),
-        },
-        None => match rest.rsplit_once(':') {
-            Some((h, p)) => (h, port_of(p)?),
-            None => (rest, 1883),
-        },
+    let host = if b.host.contains(':') {
+        format!("[{}]", b.host)
+    } else {
+        b.host.clone()
     };
-    if host.is_empty() || host.contains(['/', '@', ' ']) {
-        return Err(format!(
-            "--broker {url}: no host: write mqtt://HOST[:PORT], e.g. mqtt://127.0.0.1:1883"
-        ));
-    }
-    Ok((host.to_string(), port))
+    format!(
+        "{scheme}://{host}:{}{}",
+        b.port,
+        b.ws_path.as_deref().unwrap_or("")
+    )
+}
+
+/// The rumqttc options for `p` (client id `id`): the transport follows the URL's scheme.
+fn options(p: &MqttProbe, id: String) -> Result<MqttOptions> {
+    let b = &p.broker;
+    let tls = || -> Result<TlsConfiguration> {
+        let config = p
+            .tls
+            .clone()
+            .ok_or_else(|| anyhow!("{}: TLS broker without a TLS setup", url(b)))?;
+        Ok(TlsConfiguration::Rustls(config))
+    };
+    Ok(if b.is_websocket() {
+        // rumqttc takes the whole ws:// URL (with the path) as the host of a WebSocket.
+        let mut opts = MqttOptions::new(id, url(b), b.port);
+        opts.set_transport(if b.tls {
+            Transport::wss_with_config(tls()?)
+        } else {
+            Transport::Ws
+        });
+        opts
+    } else {
+        let mut opts = MqttOptions::new(id, b.host.clone(), b.port);
+        if b.tls {
+            opts.set_transport(Transport::tls_with_config(tls()?));
+        }
+        opts
+    })
+}
+
+/// Adds a hint to a connection error that looks like a TLS certificate problem.
+fn explain(e: &rumqttc::ConnectionError) -> String {
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    let hint = if lower.contains("invalid peer certificate") {
+        "the broker's certificate is not trusted: give --ca, the CA that signed it (and check that it names the host in --broker)"
+    } else if lower.contains("fatal alert: certificaterequired") {
+        "the broker wants a client certificate: give --cert and --key"
+    } else if lower.contains("fatal alert") && lower.contains("cert") {
+        "the broker refused the client certificate given with --cert"
+    } else {
+        return text;
+    };
+    format!("{text} (TLS: {hint})")
 }
 
 /// Checks a topic filter; the error names `--topic`.
@@ -83,7 +121,7 @@ pub async fn subscribe(
     token: CancellationToken,
 ) -> Result<mpsc::Receiver<Delivery>> {
     let id = format!("pluribusctl-probe-{}", uuid::Uuid::new_v4().simple());
-    let mut opts = MqttOptions::new(id, p.host.clone(), p.port);
+    let mut opts = options(p, id)?;
     opts.set_keep_alive(Duration::from_secs(30))
         .set_clean_session(true)
         .set_max_packet_size(16 * 1024 * 1024, 64 * 1024);
@@ -94,7 +132,7 @@ pub async fn subscribe(
     let (tx, rx) = mpsc::channel(QUEUE);
     let (ready_tx, ready_rx) = oneshot::channel::<Result<(), String>>();
     let (topic, q) = (p.topic.clone(), qos(p.qos));
-    let broker = format!("mqtt://{}:{}", p.host, p.port);
+    let broker = url(&p.broker);
     tokio::spawn(async move {
         let mut ready = Some(ready_tx);
         loop {
@@ -132,7 +170,8 @@ pub async fn subscribe(
                 Err(e) => {
                     if let Some(r) = ready.take() {
                         let _ = r.send(Err(format!(
-                            "cannot connect to the MQTT broker at {broker} (--broker): {e}"
+                            "cannot connect to the MQTT broker at {broker} (--broker): {}",
+                            explain(&e)
                         )));
                         break;
                     }
@@ -160,18 +199,77 @@ pub async fn subscribe(
 mod tests {
     use super::*;
 
+    fn broker(url: &str) -> BrokerUrl {
+        BrokerUrl::parse("--broker", url).expect("a broker URL")
+    }
+
     #[test]
-    fn broker_urls_parse_and_errors_name_the_flag() {
-        assert_eq!(parse_broker("mqtt://h:1884"), Ok(("h".into(), 1884)));
-        assert_eq!(
-            parse_broker("tcp://10.0.0.1"),
-            Ok(("10.0.0.1".into(), 1883))
+    fn urls_show_scheme_host_port_and_path() {
+        assert_eq!(url(&broker("mqtt://h")), "mqtt://h:1883");
+        assert_eq!(url(&broker("tcp://10.0.0.1:1884")), "mqtt://10.0.0.1:1884");
+        assert_eq!(url(&broker("mqtts://[::1]")), "mqtts://[::1]:8883");
+        assert_eq!(url(&broker("ws://h:8080")), "ws://h:8080/mqtt");
+        assert_eq!(url(&broker("wss://h/x?y=1")), "wss://h:443/x?y=1");
+    }
+
+    #[test]
+    fn the_transport_follows_the_scheme() {
+        let p = |b: &str, tls: bool| MqttProbe {
+            broker: broker(b),
+            tls: tls.then(|| {
+                Arc::new(
+                    ClientConfig::builder_with_provider(Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))
+                    .with_safe_default_protocol_versions()
+                    .expect("versions")
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+                )
+            }),
+            topic: "t/#".into(),
+            qos: 1,
+            credentials: None,
+        };
+        let o = options(&p("mqtt://h:1", false), "id".into()).expect("tcp");
+        assert!(matches!(o.transport(), Transport::Tcp));
+        assert_eq!(o.broker_address(), ("h".into(), 1));
+        let o = options(&p("mqtts://h:2", true), "id".into()).expect("tls");
+        assert!(matches!(o.transport(), Transport::Tls(_)));
+        assert_eq!(o.broker_address(), ("h".into(), 2));
+        let o = options(&p("ws://h:3/m", false), "id".into()).expect("ws");
+        assert!(matches!(o.transport(), Transport::Ws));
+        assert_eq!(o.broker_address(), ("ws://h:3/m".into(), 3));
+        let o = options(&p("wss://h", true), "id".into()).expect("wss");
+        assert!(matches!(o.transport(), Transport::Wss(_)));
+        assert_eq!(o.broker_address(), ("wss://h:443/mqtt".into(), 443));
+        assert!(options(&p("wss://h", false), "id".into()).is_err());
+    }
+
+    #[test]
+    fn certificate_errors_get_a_hint_naming_the_flag() {
+        let io = |m: &str| {
+            rumqttc::ConnectionError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, m))
+        };
+        let e = explain(&io("invalid peer certificate: UnknownIssuer"));
+        assert!(
+            e.ends_with(
+                "give --ca, the CA that signed it (and check that it names the host in --broker))"
+            ),
+            "{e}"
         );
-        assert_eq!(parse_broker("mqtt://[::1]:1883/"), Ok(("::1".into(), 1883)));
-        assert!(parse_broker("http://h").unwrap_err().contains("--broker"));
-        assert!(parse_broker("mqtt://h:x").unwrap_err().contains("port"));
-        assert!(parse_broker("mqtt://").unwrap_err().contains("no host"));
-        assert_eq!(parse_broker("mqtt://[::1]"), Ok(("::1".into(), 1883)));
+        let e = explain(&io("received fatal alert: CertificateRequired"));
+        assert!(e.ends_with("give --cert and --key)"), "{e}");
+        let e = explain(&io("received fatal alert: BadCertificate"));
+        assert!(e.contains("refused the client certificate"), "{e}");
+        assert_eq!(
+            explain(&io("connection refused")),
+            "I/O: connection refused"
+        );
+    }
+
+    #[test]
+    fn topic_filters_are_checked() {
         assert!(check_topic("a/+/b/#").is_ok());
         assert!(check_topic("a/#/b").unwrap_err().contains("--topic"));
         assert!(check_topic("").is_err());
