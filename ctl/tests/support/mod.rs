@@ -224,3 +224,20 @@ pub async fn wait_status_at(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// Starts pluribusctl on a blocking thread, so several can run at once.
+pub fn ctl_bg(c: &Cluster, args: &[&str]) -> tokio::task::JoinHandle<pluribus_testkit::Output> {
+    let (url, ns) = (c.nats.url(), c.ns.clone());
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ctl_at(&url, &ns, &args)
+    })
+}
+
+/// Writes `text` to `name` in `dir`; returns the path.
+pub fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write file");
+    path.to_str().expect("utf-8 path").to_string()
+}
