@@ -12,6 +12,12 @@ use serde::{Deserialize, Serialize};
 use super::template::{Template, TemplateVars};
 use crate::SpecError;
 
+mod broker;
+#[cfg(test)]
+mod tests;
+
+pub use broker::BrokerUrl;
+
 /// The default telemetry topic.
 pub const DEFAULT_MQTT_TOPIC: &str = "devices/{device_id}/telemetry";
 /// The default command topic (devices subscribe to it).
@@ -22,9 +28,6 @@ pub const DEFAULT_STATUS_TOPIC: &str = "devices/{device_id}/status";
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 /// The default number of connects in flight per agent (mosquitto's listen backlog is ~100).
 pub const DEFAULT_MAX_CONNECTING: u32 = 64;
-/// The WebSocket path of a `ws://` or `wss://` broker given without one (what mosquitto,
-/// EMQX, HiveMQ and nats-server serve MQTT on).
-pub const DEFAULT_WS_PATH: &str = "/mqtt";
 
 /// The MQTT protocol version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -194,105 +197,6 @@ fn default_max_connecting() -> u32 {
 }
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
-}
-
-/// A parsed broker address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerUrl {
-    /// TLS (`mqtts://`, `wss://`).
-    pub tls: bool,
-    /// Host name or IP address (without brackets).
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// MQTT over WebSocket (`ws://`, `wss://`): the HTTP path (and query) of the upgrade
-    /// request, e.g. `/mqtt`. `None`: MQTT right on the TCP (or TLS) stream.
-    pub ws_path: Option<String>,
-}
-
-impl BrokerUrl {
-    /// Parses `mqtt://host[:port]` (1883), `mqtts://host[:port]` (8883),
-    /// `ws://host[:port][/path]` (80) or `wss://host[:port][/path]` (443); a WebSocket URL
-    /// without a path (or with just `/`) means `/mqtt`. `field` names it in errors.
-    pub fn parse(field: &str, url: &str) -> Result<Self, SpecError> {
-        let bad = |why: &str| {
-            SpecError::new(
-                field,
-                format!("'{url}' {why}: write mqtt://host:1883, mqtts://host:8883, ws://host:80/mqtt or wss://host:443/mqtt"),
-            )
-        };
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("has no scheme"))?;
-        let (tls, ws) = match scheme.to_ascii_lowercase().as_str() {
-            "mqtt" | "tcp" => (false, false),
-            "mqtts" | "ssl" | "tls" => (true, false),
-            "ws" => (false, true),
-            "wss" => (true, true),
-            _ => return Err(bad("has an unknown scheme")),
-        };
-        let (hostport, path) = match rest.find(['/', '?']) {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        if hostport.contains(['#', '@']) {
-            return Err(bad("has a user part or a fragment"));
-        }
-        let ws_path = match (ws, path) {
-            (false, "" | "/") => None,
-            (false, _) => {
-                return Err(bad(
-                    "has a path or query (only ws:// and wss:// URLs take a path)",
-                ))
-            }
-            (true, "" | "/") => Some(DEFAULT_WS_PATH.to_string()),
-            (true, p) if p.contains('#') || !p.bytes().all(|b| b.is_ascii_graphic()) => {
-                return Err(bad("has a bad path: no spaces, no #fragment"))
-            }
-            // `ws://h?q` asks for `/?q`.
-            (true, p) if p.starts_with('?') => Some(format!("/{p}")),
-            (true, p) => Some(p.to_string()),
-        };
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| bad("has an unclosed '['"))?;
-            if !after.is_empty() && !after.starts_with(':') {
-                return Err(bad("has something between ']' and the port"));
-            }
-            (h, after.strip_prefix(':'))
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (hostport, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(bad("has no host"));
-        }
-        let port = match port {
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| bad("has a bad port"))?,
-            None => match (ws, tls) {
-                (false, false) => 1883,
-                (false, true) => 8883,
-                (true, false) => 80,
-                (true, true) => 443,
-            },
-        };
-        Ok(Self {
-            tls,
-            host: host.to_string(),
-            port,
-            ws_path,
-        })
-    }
-
-    /// True for MQTT over WebSocket (`ws://`, `wss://`).
-    pub fn is_websocket(&self) -> bool {
-        self.ws_path.is_some()
-    }
 }
 
 /// Where a secret comes from.
@@ -558,159 +462,5 @@ impl MqttSinkConfig {
         }
         self.subscribe_template()?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg(extra: serde_json::Value) -> Result<MqttSinkConfig, String> {
-        let mut v = serde_json::json!({"brokers": ["mqtt://127.0.0.1:1883"]});
-        if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
-            m.extend(e.clone());
-        }
-        serde_json::from_value(v).map_err(|e| e.to_string())
-    }
-
-    fn field(extra: serde_json::Value) -> String {
-        cfg(extra)
-            .expect("parses")
-            .validate()
-            .expect_err("invalid")
-            .field
-    }
-
-    #[test]
-    fn defaults_are_valid() {
-        let c = cfg(serde_json::json!({})).expect("parses");
-        c.validate().expect("valid");
-        assert_eq!(c.keepalive, DEFAULT_KEEPALIVE);
-        assert!(c.clean_session);
-        assert_eq!(c.topic, DEFAULT_MQTT_TOPIC);
-        assert_eq!(c.protocol, MqttProtocol::V311);
-        let c = cfg(serde_json::json!({"protocol": "5", "keepalive": "30s", "will": {}}))
-            .expect("parses");
-        assert_eq!(c.protocol, MqttProtocol::V5);
-        assert_eq!(
-            c.will.as_ref().map(|w| w.topic()),
-            Some(DEFAULT_STATUS_TOPIC)
-        );
-        assert!(cfg(serde_json::json!({"nope": 1})).is_err());
-    }
-
-    #[test]
-    fn broker_urls_parse() {
-        let u = BrokerUrl::parse("b", "mqtts://[::1]").expect("v6");
-        assert_eq!((u.tls, u.host.as_str(), u.port), (true, "::1", 8883));
-        let u = BrokerUrl::parse("b", "mqtt://h:1884").expect("port");
-        assert_eq!((u.tls, u.port), (false, 1884));
-        assert_eq!(u.ws_path, None);
-        assert_eq!(
-            BrokerUrl::parse("b", "mqtt://h/").expect("slash").ws_path,
-            None
-        );
-        for bad in [
-            "h:1883",
-            "http://h",
-            "mqtt://",
-            "mqtt://h:0",
-            "mqtt://h/x",
-            "mqtts://h/mqtt",
-            "mqtt://h?x=1",
-            "mqtt://u@h",
-            "ws://",
-            "ws://h:0/mqtt",
-            "ws://h/a b",
-            "ws://h/mqtt#x",
-            "ws://[::1]x/mqtt",
-        ] {
-            assert!(BrokerUrl::parse("b", bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn websocket_urls_parse() {
-        let p = |url| {
-            let u = BrokerUrl::parse("b", url).expect(url);
-            (u.tls, u.host, u.port, u.ws_path)
-        };
-        let s = |x: &str| Some(x.to_string());
-        assert_eq!(p("ws://h"), (false, "h".into(), 80, s("/mqtt")));
-        assert_eq!(p("ws://h/"), (false, "h".into(), 80, s("/mqtt")));
-        assert_eq!(p("wss://h"), (true, "h".into(), 443, s("/mqtt")));
-        assert_eq!(p("WS://h:8080/mqtt"), (false, "h".into(), 8080, s("/mqtt")));
-        assert_eq!(
-            p("wss://[::1]:8443/ws/mqtt?x=1"),
-            (true, "::1".into(), 8443, s("/ws/mqtt?x=1"))
-        );
-        assert_eq!(p("ws://h?x=1"), (false, "h".into(), 80, s("/?x=1")));
-        assert!(BrokerUrl::parse("b", "wss://h")
-            .expect("wss")
-            .is_websocket());
-        assert!(!BrokerUrl::parse("b", "mqtts://h")
-            .expect("mqtts")
-            .is_websocket());
-        // TLS files go with wss:// as with mqtts://.
-        cfg(serde_json::json!({"brokers": ["wss://h/mqtt"], "ca": "/ca.pem"}))
-            .expect("parses")
-            .validate()
-            .expect("valid");
-        assert_eq!(
-            field(serde_json::json!({"brokers": ["ws://h/mqtt"], "ca": "/ca.pem"})),
-            "sink.ca"
-        );
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        assert_eq!(field(serde_json::json!({"brokers": []})), "sink.brokers");
-        assert_eq!(
-            field(serde_json::json!({"brokers": ["x"]})),
-            "sink.brokers[0]"
-        );
-        assert_eq!(field(serde_json::json!({"qos": 3})), "sink.qos");
-        assert_eq!(
-            field(serde_json::json!({"client_id": "same"})),
-            "sink.client_id"
-        );
-        assert_eq!(field(serde_json::json!({"topic": "a/+/b"})), "sink.topic");
-        assert_eq!(
-            field(serde_json::json!({"topic": "a/{nope}"})),
-            "sink.topic"
-        );
-        assert_eq!(field(serde_json::json!({"ca": "/x"})), "sink.ca");
-        assert_eq!(
-            field(serde_json::json!({"brokers": ["mqtts://h"], "cert": "/c"})),
-            "sink.key"
-        );
-        assert_eq!(
-            field(serde_json::json!({"role": "subscriber"})),
-            "sink.subscribe"
-        );
-        assert_eq!(
-            field(serde_json::json!({"role": "subscriber", "subscribe": "a/#/b"})),
-            "sink.subscribe"
-        );
-        assert_eq!(
-            field(serde_json::json!({"password": "env:1 2", "username": "u"})),
-            "sink.password"
-        );
-        assert_eq!(
-            field(serde_json::json!({"password": "file:rel", "username": "u"})),
-            "sink.password"
-        );
-        assert_eq!(
-            field(serde_json::json!({"will": {"qos": 5}})),
-            "sink.will.qos"
-        );
-        assert_eq!(
-            field(serde_json::json!({"connect_rate": 0.0})),
-            "sink.connect_rate"
-        );
-        cfg(serde_json::json!({"role": "subscriber", "subscribe": "devices/+/telemetry", "client_id": "sub-{index}"}))
-            .expect("parses")
-            .validate()
-            .expect("valid");
     }
 }
