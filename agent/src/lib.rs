@@ -9,6 +9,7 @@ pub mod agent;
 pub mod cli;
 mod control;
 pub mod device;
+pub mod events;
 pub mod metrics;
 pub mod prometheus;
 pub mod registry;

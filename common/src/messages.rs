@@ -398,7 +398,40 @@ pub enum EventKind {
         /// The fleets behind schedule.
         fleets: Vec<String>,
     },
+    /// Devices of a shard started (on_start ran). One event per change of the shard, with
+    /// at most [`MAX_EVENT_DEVICES`] ids (more become several events).
+    DevicesStarted {
+        fleet: String,
+        shard: u32,
+        agent_id: String,
+        device_ids: Vec<String>,
+    },
+    /// Devices of a shard stopped (on_stop ran), and why: `scaled down`, `stopped` (by
+    /// `pluribusctl stop`), `load shape` (inactive under the arrival shape), or what
+    /// stopped their whole shard here: `drain`, `rebalance`, `fleet deleted`, `fenced`,
+    /// `lease lost`, `spec replaced`, `agent stopping`.
+    DevicesStopped {
+        fleet: String,
+        shard: u32,
+        agent_id: String,
+        reason: String,
+        device_ids: Vec<String>,
+    },
+    /// A device failed: its sink could not open it, or its connection failed (the first
+    /// failure of a streak, not every retry). Rate-limited per agent; `suppressed` counts
+    /// the failures not published since the last event.
+    DeviceFailed {
+        fleet: String,
+        agent_id: String,
+        device_id: String,
+        error: String,
+        #[serde(default)]
+        suppressed: u64,
+    },
 }
+
+/// Most device ids in one devices_started / devices_stopped event.
+pub const MAX_EVENT_DEVICES: usize = 1000;
 
 impl EventKind {
     /// The subject token of this kind (`evt.<token>`).
@@ -413,6 +446,9 @@ impl EventKind {
             Self::AgentJoined { .. } => "agent_joined",
             Self::AgentLeft { .. } => "agent_left",
             Self::Saturated { .. } => "saturated",
+            Self::DevicesStarted { .. } => "devices_started",
+            Self::DevicesStopped { .. } => "devices_stopped",
+            Self::DeviceFailed { .. } => "device_failed",
         }
     }
 }

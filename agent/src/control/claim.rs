@@ -209,26 +209,21 @@ impl Control {
     /// Claims the lease of a shard and starts it.
     async fn claim(&mut self, key: &str, record: Arc<FleetRecord>, shard: u32) {
         let metrics = self.metrics.fleet(record.name());
-        let prepared = match shard::prepare(
-            record.clone(),
-            shard,
-            &self.registry,
-            &self.conn.client,
-            metrics,
-        ) {
-            Ok(p) => p,
-            Err(why) => {
-                tracing::warn!(lease = %key, %why, "cannot run this shard; passing it on");
-                self.refusals.insert(record.name().to_string(), why.clone());
-                self.changed = true;
-                self.offer(ShardOffer {
-                    hops: self.max_hops(),
-                    ..ShardOffer::new(record.name(), shard)
-                })
-                .await;
-                return;
-            }
-        };
+        let prepared =
+            match shard::prepare(record.clone(), shard, &self.registry, &self.events, metrics) {
+                Ok(p) => p,
+                Err(why) => {
+                    tracing::warn!(lease = %key, %why, "cannot run this shard; passing it on");
+                    self.refusals.insert(record.name().to_string(), why.clone());
+                    self.changed = true;
+                    self.offer(ShardOffer {
+                        hops: self.max_hops(),
+                        ..ShardOffer::new(record.name(), shard)
+                    })
+                    .await;
+                    return;
+                }
+            };
         let sent_at = Instant::now();
         let value = self.lease_value(&record, shard);
         let created = tokio::time::timeout(
@@ -281,13 +276,13 @@ impl Control {
         let Some(h) = self.held.remove(key) else {
             return;
         };
-        h.handle.stop().await;
+        h.handle.stop("spec replaced").await;
         let metrics = self.metrics.fleet(record.name());
         match shard::prepare(
             record.clone(),
             h.shard,
             &self.registry,
-            &self.conn.client,
+            &self.events,
             metrics,
         ) {
             Ok(p) => {

@@ -104,7 +104,7 @@ impl Control {
             let (fleet, shard) = (h.fleet.clone(), h.shard);
             // Stopping must not wait on the dead connection: the runner's stop is bounded.
             let handle = h.handle;
-            self.tracker.spawn(handle.stop());
+            self.tracker.spawn(handle.stop("fenced"));
             self.event(EventKind::ShardFenced {
                 fleet,
                 shard,
@@ -118,8 +118,10 @@ impl Control {
     /// A lease we held belongs to someone else now (or is gone): stop at once, touch nothing.
     pub(super) async fn drop_lost(&mut self, key: &str) {
         if let Some(h) = self.held.remove(key) {
+            // Stop sending at once; the on_stop messages follow in the background.
+            let _ = h.handle.why.set("lease lost".into());
             h.handle.token.cancel();
-            self.tracker.spawn(h.handle.stop());
+            self.tracker.spawn(h.handle.stop("lease lost"));
         }
         self.sync_command_subs().await;
     }

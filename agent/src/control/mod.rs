@@ -27,7 +27,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use pluribus_common::connect::Connection;
 use pluribus_common::kv::{Buckets, KvError};
-use pluribus_common::messages::{Event, EventKind, Heartbeat, ShardOffer};
+use pluribus_common::messages::{EventKind, Heartbeat, ShardOffer};
 use pluribus_common::record::FleetRecord;
 use pluribus_common::subjects::AGENT_QUEUE_GROUP;
 use pluribus_common::time::now_ms;
@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agent::AgentConfig;
+use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::shard::ShardHandle;
@@ -82,6 +83,8 @@ pub(crate) struct Control {
     id: String,
     cfg: AgentConfig,
     conn: Connection,
+    /// Publishes events (shared with the shard runners and sinks).
+    events: Events,
     buckets: Buckets,
     registry: Registry,
     metrics: Metrics,
@@ -151,7 +154,9 @@ impl Control {
         }
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
+        let events = Events::new(conn.client.clone(), conn.ns.clone(), &id);
         Ok(Self {
+            events,
             id,
             cfg,
             conn,
@@ -246,16 +251,7 @@ impl Control {
     }
 
     async fn event(&self, kind: EventKind) {
-        let subject = self.conn.ns.event(kind.token());
-        self.publish(
-            subject,
-            wire::encode(&Event {
-                v: PROTOCOL_VERSION,
-                ts_ms: now_ms(),
-                kind,
-            }),
-        )
-        .await;
+        self.events.publish(kind).await;
     }
 
     async fn offer(&self, offer: ShardOffer) {

@@ -127,7 +127,7 @@ impl Control {
                     r.clone(),
                     shard,
                     &self.registry,
-                    &self.conn.client,
+                    &self.events,
                     self.metrics.fleet(fleet),
                 )
                 .ok(),

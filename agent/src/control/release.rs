@@ -22,8 +22,13 @@ impl Control {
         let work = self.conn.ns.work();
         let key = key.to_string();
         let (fleet, shard, revision) = (h.fleet.clone(), h.shard, h.revision);
+        // Devices say why they stop: a scale-down is one; anything else names the release.
+        let why = match reason {
+            "fleet scaled down" => "scaled down".to_string(),
+            other => other.to_string(),
+        };
         let task = async move {
-            h.handle.stop().await;
+            h.handle.stop(&why).await;
             if let Ok(Err(e)) =
                 tokio::time::timeout(IO_TIMEOUT, buckets.lease_delete(&key, revision)).await
             {
@@ -117,7 +122,7 @@ impl Control {
         let mut handoff = Vec::new();
         for (key, h) in self.held.drain() {
             handoff.push((key, h.fleet.clone(), h.shard, h.revision));
-            stops.push(h.handle.stop());
+            stops.push(h.handle.stop("agent stopping"));
         }
         futures::future::join_all(stops).await;
         let deletes = handoff.iter().map(|(key, _, _, rev)| {

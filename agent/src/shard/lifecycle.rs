@@ -52,6 +52,10 @@ impl Runner {
         if let Err(e) = s.open_device(&sd).await {
             self.metrics.errors.fetch_add(1, Relaxed);
             tracing::warn!(device = %d.device_id, error = %e, "sink could not open the device");
+            let _ = self
+                .events
+                .device_failed(&self.fleet, &d.device_id, &e.to_string())
+                .await;
         }
         let now = now_ms();
         self.buf.clear();
@@ -81,6 +85,7 @@ impl Runner {
         if publishes {
             self.heap.push(Reverse((key, at as u32, self.gen)));
         }
+        self.started.push(d.device_id.clone());
         self.slots[at] = Some(Slot {
             id: d.device_id.into_boxed_str(),
             dev,
@@ -98,10 +103,13 @@ impl Runner {
         self.metrics.devices.fetch_add(1, Relaxed);
     }
 
-    pub(super) async fn stop_device(&mut self, at: usize) {
+    /// Stops the device in slot `at` (on_stop, then the sink closes it); `why` goes into
+    /// the next `devices_stopped` event.
+    pub(super) async fn stop_device(&mut self, at: usize, why: &str) {
         let Some(mut slot) = self.slots[at].take() else {
             return;
         };
+        self.stopped.push((why.to_string(), slot.id.to_string()));
         let index = self.base() + at as u64;
         let ctx = DeviceCtx {
             device_id: &slot.id,
@@ -131,13 +139,45 @@ impl Runner {
     }
 
     /// Stops every device (on_stop), flushes, and lets the sinks finish what is in flight.
-    pub(super) async fn stop_all(&mut self) {
+    pub(super) async fn stop_all(&mut self, why: &str) {
         for at in 0..self.slots.len() {
-            self.stop_device(at).await;
+            self.stop_device(at, why).await;
         }
         self.flush().await;
         for (_, s) in &mut self.sinks {
             s.close().await;
+        }
+        self.announce().await;
+    }
+
+    /// Publishes what started and stopped since the last call.
+    pub(super) async fn announce(&mut self) {
+        if !self.stopped.is_empty() {
+            let mut stopped = std::mem::take(&mut self.stopped);
+            stopped.sort_by(|a, b| a.0.cmp(&b.0));
+            for group in stopped.chunk_by(|a, b| a.0 == b.0) {
+                let ids: Vec<String> = group.iter().map(|(_, id)| id.clone()).collect();
+                self.events
+                    .devices_stopped(&self.fleet, self.shard, &group[0].0, &ids)
+                    .await;
+            }
+        }
+        if !self.started.is_empty() {
+            let started = std::mem::take(&mut self.started);
+            self.events
+                .devices_started(&self.fleet, self.shard, &started)
+                .await;
+        }
+    }
+
+    /// Why device `index`, running, is no longer desired.
+    fn stop_reason(&self, index: u64) -> &'static str {
+        if !self.record.shard_range(self.shard).contains(&index) {
+            "scaled down"
+        } else if self.record.stopped.contains(&index) {
+            "stopped"
+        } else {
+            "load shape"
         }
     }
 
@@ -172,8 +212,10 @@ impl Runner {
         let desired = self.desired();
         let mut changed = false;
         for at in (0..self.slots.len()).rev() {
-            if self.slots[at].is_some() && !desired.contains(&(base + at as u64)) {
-                self.stop_device(at).await;
+            let index = base + at as u64;
+            if self.slots[at].is_some() && !desired.contains(&index) {
+                let why = self.stop_reason(index);
+                self.stop_device(at, why).await;
                 changed = true;
             }
         }
@@ -188,6 +230,7 @@ impl Runner {
         }
         if changed {
             self.flush().await;
+            self.announce().await;
         }
     }
 }

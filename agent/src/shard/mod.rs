@@ -14,7 +14,7 @@ mod tick;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::device::{DeviceType, VirtualDevice};
+use crate::events::Events;
 use crate::metrics::FleetMetrics;
 use crate::registry::Registry;
 use crate::sink::{Inbound, Sink, SinkContext};
@@ -78,11 +79,15 @@ pub struct ShardHandle {
     pub token: CancellationToken,
     /// Ends when the shard has stopped.
     pub done: tokio::task::JoinHandle<()>,
+    /// Why it stops, for the `devices_stopped` event (set before the token is cancelled).
+    pub why: Arc<OnceLock<String>>,
 }
 
 impl ShardHandle {
-    /// Stops the shard and waits until its devices ran on_stop.
-    pub async fn stop(self) {
+    /// Stops the shard and waits until its devices ran on_stop; their `devices_stopped`
+    /// event gives `why` ("drain", "fenced", ...).
+    pub async fn stop(self, why: &str) {
+        let _ = self.why.set(why.to_string());
         self.token.cancel();
         let _ = tokio::time::timeout(STOP_TIMEOUT + Duration::from_secs(1), self.done).await;
     }
@@ -133,6 +138,11 @@ struct Runner {
     /// Lateness (µs) of the slots of the current batch; recorded into the fleet's shared
     /// histogram once per batch. A histogram per shard would cost ~190 KB each.
     lag: Vec<u64>,
+    /// The agent's events.
+    events: Events,
+    /// Devices started / stopped (with why) since the last `devices_*` events.
+    started: Vec<String>,
+    stopped: Vec<(String, String)>,
 }
 
 /// Resolves the device and sink types of a shard. Fails, with the reason, when this
@@ -141,14 +151,15 @@ pub fn prepare(
     record: Arc<FleetRecord>,
     shard: u32,
     registry: &Registry,
-    nats: &async_nats::Client,
+    events: &Events,
     metrics: Arc<FleetMetrics>,
 ) -> Result<Prepared, String> {
     let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
     let sink_ctx = &SinkContext {
-        nats: nats.clone(),
+        nats: events.client().clone(),
         metrics: metrics.clone(),
         inbound: inbound_tx,
+        events: events.clone(),
     };
     let ids = if record.spec.count.is_some() {
         Some(record.spec.id_template().map_err(|e| e.to_string())?)
@@ -213,6 +224,9 @@ pub fn prepare(
             inbound: inbound_rx,
             pace: None,
             lag: Vec::new(),
+            events: events.clone(),
+            started: Vec::new(),
+            stopped: Vec::new(),
         },
     })
 }
@@ -221,9 +235,15 @@ impl Prepared {
     /// Starts the shard's task.
     pub fn spawn(self, token: CancellationToken, tracker: &TaskTracker) -> ShardHandle {
         let (tx, rx) = mpsc::unbounded_channel();
-        let t = token.clone();
-        let done = tracker.spawn(async move { self.runner.run(t, rx).await });
-        ShardHandle { tx, token, done }
+        let (t, why) = (token.clone(), Arc::new(OnceLock::new()));
+        let w = why.clone();
+        let done = tracker.spawn(async move { self.runner.run(t, rx, w).await });
+        ShardHandle {
+            tx,
+            token,
+            done,
+            why,
+        }
     }
 }
 
@@ -242,7 +262,12 @@ impl Runner {
             .collect()
     }
 
-    async fn run(mut self, token: CancellationToken, mut rx: mpsc::UnboundedReceiver<ShardCtl>) {
+    async fn run(
+        mut self,
+        token: CancellationToken,
+        mut rx: mpsc::UnboundedReceiver<ShardCtl>,
+        why: Arc<OnceLock<String>>,
+    ) {
         self.reset_pace();
         self.sync_devices().await;
         let mut load_tick = tokio::time::interval(LOAD_TICK);
@@ -274,7 +299,8 @@ impl Runner {
                 }
             }
         }
-        let _ = tokio::time::timeout(STOP_TIMEOUT, self.stop_all()).await;
+        let why = why.get().map_or("shard stopped", String::as_str);
+        let _ = tokio::time::timeout(STOP_TIMEOUT, self.stop_all(why)).await;
         self.metrics.devices.fetch_sub(self.running, Relaxed);
         self.running = 0;
     }

@@ -84,6 +84,9 @@ pub struct SinkContext {
     /// Where to deliver messages addressed to the shard's devices; the runner calls the
     /// device's `on_message` and sends any reply through [`Sink::reply`].
     pub inbound: tokio::sync::mpsc::UnboundedSender<Inbound>,
+    /// The agent's events: a sink reports a device whose connection failed with
+    /// [`Events::device_failed`](crate::events::Events::device_failed).
+    pub events: crate::events::Events,
 }
 
 /// Makes sinks of one type.

@@ -45,8 +45,52 @@ fn line(e: &Event) -> String {
             "agent={agent_id} name={name} fleets={} (the generator is the bottleneck, not the system under test)",
             fleets.join(",")
         ),
+        EventKind::DevicesStarted {
+            fleet,
+            shard,
+            agent_id,
+            device_ids,
+        } => format!(
+            "fleet={fleet} shard={shard} agent={agent_id} devices={} ({})",
+            device_ids.len(),
+            id_span(device_ids)
+        ),
+        EventKind::DevicesStopped {
+            fleet,
+            shard,
+            agent_id,
+            reason,
+            device_ids,
+        } => format!(
+            "fleet={fleet} shard={shard} agent={agent_id} reason={reason:?} devices={} ({})",
+            device_ids.len(),
+            id_span(device_ids)
+        ),
+        EventKind::DeviceFailed {
+            fleet,
+            agent_id,
+            device_id,
+            error,
+            suppressed,
+        } => {
+            let more = if *suppressed > 0 {
+                format!(" (+{suppressed} more failures not shown)")
+            } else {
+                String::new()
+            };
+            format!("fleet={fleet} device={device_id} agent={agent_id} error={error:?}{more}")
+        }
     };
     format!("{when} {} {what}", e.kind.token())
+}
+
+/// The first and last id of a list, or the one id (`--json` has them all).
+fn id_span(ids: &[String]) -> String {
+    match ids {
+        [] => String::new(),
+        [one] => one.clone(),
+        [first, .., last] => format!("{first} … {last}"),
+    }
 }
 
 /// `events` arguments.

@@ -17,6 +17,7 @@ use super::codec::{self, ConnectParams, Incoming, PublishParams};
 use super::config::Resolved;
 use super::pacer::{Jitter, Pacer};
 use super::stream::{self, Stream};
+use crate::events::Events;
 use crate::metrics::FleetMetrics;
 use crate::sink::Inbound;
 
@@ -47,6 +48,8 @@ pub struct Shared {
     pub inbound: mpsc::UnboundedSender<Inbound>,
     /// The agent-wide connect pacer.
     pub pacer: Arc<Pacer>,
+    /// The agent's events (`device_failed`).
+    pub events: Events,
     warned: AtomicBool,
 }
 
@@ -57,12 +60,14 @@ impl Shared {
         metrics: Arc<FleetMetrics>,
         inbound: mpsc::UnboundedSender<Inbound>,
         pacer: Arc<Pacer>,
+        events: Events,
     ) -> Self {
         Self {
             cfg,
             metrics,
             inbound,
             pacer,
+            events,
             warned: AtomicBool::new(false),
         }
     }
@@ -265,6 +270,9 @@ enum End {
 pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
     let mut jitter = Jitter::new(conn.index);
     let (mut failures, mut attempt, mut was_up) = (0u32, 0u64, false);
+    // In a streak of failures only the first is an event (retries are counted, not told);
+    // a failure the agent's event budget left out is told at the next one.
+    let mut failing = false;
     loop {
         if conn.closing() {
             return;
@@ -276,6 +284,13 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
             Err(reason) => {
                 sh.metrics.connect_failed(reason);
                 failures += 1;
+                if !failing {
+                    let error = format!("mqtt connect failed: {reason}");
+                    failing = sh
+                        .events
+                        .device_failed(&conn.fleet, &conn.device_id, &error)
+                        .await;
+                }
                 if !sh.warned.swap(true, Relaxed) {
                     tracing::warn!(device = %conn.device_id, reason, "mqtt connect failed; retrying with backoff (further failures are counted in the heartbeat)");
                 } else {
@@ -301,6 +316,11 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
                     End::Lost(reason) => {
                         sh.metrics.disconnects.fetch_add(1, Relaxed);
                         tracing::debug!(device = %conn.device_id, reason, "mqtt connection lost");
+                        let error = format!("mqtt connection lost: {reason}");
+                        failing = sh
+                            .events
+                            .device_failed(&conn.fleet, &conn.device_id, &error)
+                            .await;
                         let mut st = conn.lock();
                         st.out = BytesMut::new();
                         drop(st);

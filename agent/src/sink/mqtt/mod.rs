@@ -66,6 +66,7 @@ impl SinkFactory for MqttFactory {
             ctx.metrics.clone(),
             ctx.inbound.clone(),
             self.pacer(cfg.connect_rate, cfg.max_connecting),
+            ctx.events.clone(),
         );
         Ok(Box::new(MqttSink::new(Arc::new(shared))))
     }
