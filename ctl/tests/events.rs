@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::StreamExt;
-use pluribus_testkit::{bin_path, free_port, Proc};
+use pluribus_testkit::{bin_path, free_port, wait_until, Proc};
 use serde_json::Value;
 use support::*;
 
@@ -59,6 +59,11 @@ async fn devices_started_stopped_and_failed_are_events() {
             ("PLURIBUS_NAMESPACE", &c.ns),
         ],
     );
+    wait_until("events to subscribe", Duration::from_secs(15), || {
+        let listening = text.stderr().contains("listening for events");
+        async move { listening }
+    })
+    .await;
     let sink = ["--sink", "nats", "--subject", "evt-tel.{fleet}.{device_id}"];
     let mut deploy = vec!["deploy-fleet", "ev", "--count", "12", "--shard-size", "5"];
     deploy.extend(sink);
