@@ -109,7 +109,13 @@ impl Runner {
         let Some(mut slot) = self.slots[at].take() else {
             return;
         };
-        self.stopped.push((why.to_string(), slot.id.to_string()));
+        match self.stopped.get_mut(why) {
+            Some(ids) => ids.push(slot.id.to_string()),
+            None => {
+                self.stopped
+                    .insert(why.to_string(), vec![slot.id.to_string()]);
+            }
+        }
         let index = self.base() + at as u64;
         let ctx = DeviceCtx {
             device_id: &slot.id,
@@ -152,15 +158,10 @@ impl Runner {
 
     /// Publishes what started and stopped since the last call.
     pub(super) async fn announce(&mut self) {
-        if !self.stopped.is_empty() {
-            let mut stopped = std::mem::take(&mut self.stopped);
-            stopped.sort_by(|a, b| a.0.cmp(&b.0));
-            for group in stopped.chunk_by(|a, b| a.0 == b.0) {
-                let ids: Vec<String> = group.iter().map(|(_, id)| id.clone()).collect();
-                self.events
-                    .devices_stopped(&self.fleet, self.shard, &group[0].0, &ids)
-                    .await;
-            }
+        for (why, ids) in std::mem::take(&mut self.stopped) {
+            self.events
+                .devices_stopped(&self.fleet, self.shard, &why, &ids)
+                .await;
         }
         if !self.started.is_empty() {
             let started = std::mem::take(&mut self.started);

@@ -12,7 +12,7 @@ mod shape;
 mod tick;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -142,7 +142,7 @@ struct Runner {
     events: Events,
     /// Devices started / stopped (with why) since the last `devices_*` events.
     started: Vec<String>,
-    stopped: Vec<(String, String)>,
+    stopped: BTreeMap<String, Vec<String>>,
 }
 
 /// Resolves the device and sink types of a shard. Fails, with the reason, when this
@@ -226,7 +226,7 @@ pub fn prepare(
             lag: Vec::new(),
             events: events.clone(),
             started: Vec::new(),
-            stopped: Vec::new(),
+            stopped: BTreeMap::new(),
         },
     })
 }
