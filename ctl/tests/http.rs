@@ -359,3 +359,162 @@ async fn requests_in_flight_finish_before_the_agent_exits() {
         "every on_stop message reached the server: {reqs:?}"
     );
 }
+
+/// A CA and certificates it signed, as PEM: (ca, (server cert, key), (client cert, key)).
+/// The server's is for 127.0.0.1 and localhost.
+#[allow(clippy::type_complexity)]
+fn test_pki() -> (String, (String, String), (String, String)) {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "pluribus http test CA");
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let ca = ca.self_signed(&ca_key).expect("CA");
+    let signed = |names: Vec<String>| {
+        let params = rcgen::CertificateParams::new(names).expect("params");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &ca, &ca_key).expect("cert");
+        (cert.pem(), key.serialize_pem())
+    };
+    let server = signed(vec!["127.0.0.1".into(), "localhost".into()]);
+    let client = signed(vec!["pluribus-agent".into()]);
+    (ca.pem(), server, client)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_with_a_private_ca_and_a_client_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, server_cert, client_cert) = test_pki();
+    let ca_file = write_file(&dir, "ca.pem", &ca);
+    let cert_file = write_file(&dir, "client.pem", &client_cert.0);
+    let key_file = write_file(&dir, "client.key", &client_cert.1);
+    // The server asks for a client certificate signed by the same CA, but takes clients
+    // without one too.
+    let server = HttpServer::start_tls(&server_cert.0, &server_cert.1, Some(&ca)).await;
+    let mut c = Cluster::new("http-tls");
+    agent(&mut c, "a1");
+    c.wait_agents(1).await;
+    let deploy_fleet = |name: &str, count: &str, path: &str, extra: &[&str]| {
+        let url = server.url(path);
+        let mut args = vec![
+            "deploy-fleet",
+            name,
+            "--count",
+            count,
+            "--interval",
+            "200ms",
+            "--sink",
+            "http",
+            "--url",
+            &url,
+        ];
+        args.extend_from_slice(extra);
+        deploy(&c, &args);
+    };
+    // The private CA: every device gets through.
+    deploy_fleet("ht", "4", "/ingest/{device_id}", &["--http-ca", &ca_file]);
+    // ... and with a client certificate.
+    deploy_fleet(
+        "hm",
+        "1",
+        "/mtls/{device_id}",
+        &[
+            "--http-ca",
+            &ca_file,
+            "--http-cert",
+            &cert_file,
+            "--http-key",
+            &key_file,
+        ],
+    );
+    // Without --http-ca the server's certificate is not trusted: failures, counted.
+    deploy_fleet(
+        "hn",
+        "2",
+        "/no-ca/{device_id}",
+        &["--http-retries", "0", "--http-timeout", "1s"],
+    );
+    // A CA file the agent does not have: the shard is refused, and status says why.
+    deploy_fleet(
+        "hx",
+        "1",
+        "/missing/{device_id}",
+        &["--http-ca", "/nonexistent/ca.pem", "--no-wait"],
+    );
+
+    let reqs = server
+        .wait_for(
+            "5 messages from each of the 4 devices of ht, and 3 of hm",
+            Duration::from_secs(15),
+            |r| {
+                let s = seqs(r);
+                let ht: Vec<_> = s.iter().filter(|(id, _)| id.starts_with("ht-")).collect();
+                ht.len() == 4
+                    && ht.iter().all(|(_, v)| v.len() >= 5)
+                    && s.iter()
+                        .any(|(id, v)| id.starts_with("hm-") && v.len() >= 3)
+            },
+        )
+        .await;
+    let ingest: Vec<Recorded> = reqs
+        .iter()
+        .filter(|r| r.path.starts_with("/ingest/"))
+        .cloned()
+        .collect();
+    assert!(
+        ingest
+            .iter()
+            .all(|r| !r.client_cert && r.body["fleet"] == "ht"),
+        "ht sends no client certificate: {ingest:?}"
+    );
+    // Requests run concurrently, so the last ones may still be in flight: check a prefix.
+    let mut s = seqs(&ingest);
+    s.values_mut().for_each(|v| v.truncate(5));
+    assert_eq!(s.len(), 4, "{s:?}");
+    assert_gapless(&s);
+    let mtls: Vec<&Recorded> = reqs
+        .iter()
+        .filter(|r| r.path.starts_with("/mtls/"))
+        .collect();
+    assert!(!mtls.is_empty());
+    assert!(
+        mtls.iter().all(|r| r.client_cert),
+        "hm presents its client certificate: {mtls:?}"
+    );
+
+    let f = wait_counters(&c, "hn", "failed publishes without the CA", |f| {
+        f.publish_failed >= 4
+    })
+    .await;
+    assert!(f.responses.is_empty(), "no response without TLS: {f:#?}");
+    assert_eq!(f.errors, f.publish_failed, "{f:#?}");
+    assert_eq!(f.devices, 2, "the devices keep running: {f:#?}");
+    assert!(server.tls_failures() >= 1, "the handshakes failed");
+    assert!(
+        !server
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/no-ca/")),
+        "nothing of hn got through"
+    );
+
+    wait_status(
+        &c,
+        "the refusal of hx in status",
+        Duration::from_secs(10),
+        |s| {
+            fleet(s, "hx")["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("sink.ca: /nonexistent/ca.pem"))
+        },
+    )
+    .await;
+    assert!(c.agents[0].is_running(), "the agent keeps running");
+    // ... and so do the fleets with the right CA.
+    let n = server.requests().len();
+    server
+        .wait_for("more requests of ht", Duration::from_secs(5), |r| {
+            r.len() >= n + 4
+        })
+        .await;
+}

@@ -9,6 +9,7 @@ pub mod console;
 pub mod http;
 pub mod mqtt;
 pub mod nats;
+pub mod tls;
 
 use async_trait::async_trait;
 use bytes::Bytes;

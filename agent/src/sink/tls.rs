@@ -1,11 +1,14 @@
-//! TLS for `mqtts://` brokers: rustls (ring) through tokio-rustls, with the spec's CA (or
-//! the system's roots) and an optional client certificate. Built once per sink.
+//! TLS client settings shared by the sinks that take `ca`, `cert` and `key` (`mqtt` for
+//! `mqtts://` and `wss://`, `http` for `https://`): rustls on the ring provider, with the
+//! spec's CA (or the system's roots) and an optional client certificate. The files are
+//! read on the agent when a shard is prepared; an error names the field, so the shard is
+//! refused with a reason the user can act on.
 
 use std::sync::Arc;
 
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
 use crate::sink::SinkError;
@@ -27,12 +30,14 @@ fn certs(field: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, SinkEr
     Ok(v)
 }
 
-/// A connector for the spec's TLS settings.
-pub fn connector(
+/// A rustls client configuration for the spec's TLS files: only the `ca` file's
+/// certificates are trusted when it is given, the system's roots otherwise; `cert` and
+/// `key` (both or neither, checked at deploy) are the client certificate. No ALPN.
+pub fn client_config(
     ca: Option<&str>,
     cert: Option<&str>,
     key: Option<&str>,
-) -> Result<TlsConnector, SinkError> {
+) -> Result<ClientConfig, SinkError> {
     let mut roots = RootCertStore::empty();
     match ca {
         Some(path) => {
@@ -47,25 +52,33 @@ pub fn connector(
             }
             if roots.is_empty() {
                 return Err(SinkError(
-                    "sink.ca: no system CA certificates found on the agent: give --ca FILE".into(),
+                    "sink.ca: no system CA certificates found on the agent: give the sink a CA file (--ca for mqtt, --http-ca for http, `ca:` in a fleet file)".into(),
                 ));
             }
         }
     }
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| SinkError(format!("TLS setup: {e}")))?
         .with_root_certificates(roots);
-    let config = match (cert, key) {
+    match (cert, key) {
         (Some(cert), Some(key)) => {
             let chain = certs("cert", cert)?;
             let key = PrivateKeyDer::from_pem_file(key).map_err(|e| err("key", key, e))?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| SinkError(format!("sink.cert/sink.key: {e}")))?
+                .map_err(|e| SinkError(format!("sink.cert/sink.key: {e}")))
         }
-        _ => builder.with_no_client_auth(),
-    };
-    Ok(TlsConnector::from(Arc::new(config)))
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// A tokio-rustls connector for the spec's TLS files (see [`client_config`]).
+pub fn connector(
+    ca: Option<&str>,
+    cert: Option<&str>,
+    key: Option<&str>,
+) -> Result<TlsConnector, SinkError> {
+    client_config(ca, cert, key).map(|c| TlsConnector::from(Arc::new(c)))
 }

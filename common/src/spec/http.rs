@@ -1,5 +1,6 @@
 //! Options of the `http` sink: each message is one HTTP request to a URL rendered per
-//! device. Checked here, before deploy; the agent resolves `env:`/`file:` header values.
+//! device. Checked here, before deploy; the agent resolves `env:`/`file:` header values
+//! and reads the TLS files (`ca`, `cert`, `key`), and refuses the shard if it cannot.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,6 +32,9 @@ const KEYS: &[&str] = &[
     "timeout",
     "retries",
     "concurrency",
+    "ca",
+    "cert",
+    "key",
 ];
 
 /// The HTTP method of the `http` sink.
@@ -106,6 +110,16 @@ pub struct HttpSinkConfig {
     /// Requests in flight per agent; a message beyond it fails at once (publish_failed).
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
+    /// CA certificate (PEM) on the agent, for an `https://` URL signed by a private CA:
+    /// only its certificates are trusted then; the system's roots otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// Client certificate (PEM) on the agent, with `key`, for an `https://` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// Client private key (PEM) on the agent, with `cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 fn default_timeout() -> Duration {
@@ -164,9 +178,16 @@ impl HttpSinkConfig {
         Ok(cfg)
     }
 
-    /// Checks the values: the URL, the headers and the limits.
+    /// True if the sink has TLS files of its own (`ca`, `cert`/`key`), so the agent
+    /// builds a client for them rather than use its shared one.
+    pub fn has_tls_files(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some() || self.key.is_some()
+    }
+
+    /// Checks the values: the URL, the headers, the limits and the TLS files.
     pub fn validate(&self) -> Result<(), SpecError> {
         self.url_template()?;
+        self.check_tls_files()?;
         let mut seen = BTreeMap::new();
         for (name, value) in &self.headers {
             check_header(name, value)?;
@@ -202,6 +223,46 @@ impl HttpSinkConfig {
                     "{} is out of range: give 1 to {MAX_HTTP_CONCURRENCY} requests in flight per agent",
                     self.concurrency
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `ca`, `cert` and `key`: paths, only with an `https://` URL, `cert` with `key`.
+    fn check_tls_files(&self) -> Result<(), SpecError> {
+        let https = self
+            .url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+        for (field, v) in [
+            ("sink.ca", &self.ca),
+            ("sink.cert", &self.cert),
+            ("sink.key", &self.key),
+        ] {
+            match v {
+                Some(p) if p.is_empty() => {
+                    return Err(SpecError::new(field, "must be a file path on the agent"))
+                }
+                Some(_) if !https => {
+                    return Err(SpecError::new(
+                        field,
+                        format!(
+                            "TLS files need an https:// URL, and '{}' is not one: write it as https://host/...",
+                            self.url
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            return Err(SpecError::new(
+                if self.cert.is_some() {
+                    "sink.key"
+                } else {
+                    "sink.cert"
+                },
+                "a client certificate needs both --http-cert and --http-key (cert and key in a fleet file)",
             ));
         }
         Ok(())
@@ -251,6 +312,9 @@ fn probe(key: &str, v: &serde_json::Value) -> Result<(), SpecError> {
                 "{v} is not a duration: write e.g. 5s or 500ms"
             ))),
         },
+        "ca" | "cert" | "key" if !v.is_string() => Err(bad(
+            "must be the path of a PEM file on the agent, e.g. /etc/pluribus/ca.pem",
+        )),
         "retries" | "concurrency" if v.as_u64().is_none_or(|n| n > u64::from(u32::MAX)) => Err(
             bad(&format!("{v} is not a count: give a whole number, e.g. 2")),
         ),

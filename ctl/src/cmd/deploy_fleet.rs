@@ -31,6 +31,7 @@ pub struct Args {
             "count", "shard_size", "id_template", "device_type", "sink", "subject",
             "interval", "jitter", "placement", "duration", "seed", "profile",
             "url", "method", "header", "http_timeout", "http_retries", "http_concurrency",
+            "http_ca", "http_cert", "http_key",
             "broker", "protocol", "topic", "qos", "retain", "keepalive", "persistent_session",
             "client_id", "username", "password", "ca", "cert", "key", "connect_rate",
             "max_connecting", "source_ips", "command_topic", "response_topic", "will", "birth",

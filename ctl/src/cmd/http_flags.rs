@@ -31,6 +31,16 @@ pub struct HttpFlags {
     /// publish_failed [default: 256].
     #[arg(long, value_name = "N")]
     pub http_concurrency: Option<u32>,
+    /// CA certificate (PEM) on the agents, for an https:// URL signed by a private CA;
+    /// only it is trusted then [default: the system's roots]. Fleet files: `ca`.
+    #[arg(long, value_name = "FILE")]
+    pub http_ca: Option<String>,
+    /// Client certificate (PEM) on the agents, with --http-key. Fleet files: `cert`.
+    #[arg(long, value_name = "FILE")]
+    pub http_cert: Option<String>,
+    /// Client private key (PEM) on the agents, with --http-cert. Fleet files: `key`.
+    #[arg(long, value_name = "FILE")]
+    pub http_key: Option<String>,
 }
 
 /// `K:V`, split at the first colon.
@@ -53,6 +63,9 @@ impl HttpFlags {
             (self.http_timeout.is_some(), "--http-timeout"),
             (self.http_retries.is_some(), "--http-retries"),
             (self.http_concurrency.is_some(), "--http-concurrency"),
+            (self.http_ca.is_some(), "--http-ca"),
+            (self.http_cert.is_some(), "--http-cert"),
+            (self.http_key.is_some(), "--http-key"),
         ]
         .into_iter()
         .find_map(|(set, flag)| set.then_some(flag))
@@ -112,6 +125,15 @@ impl HttpFlags {
         if let Some(n) = self.http_concurrency {
             o.insert("concurrency".into(), n.into());
         }
+        for (name, v) in [
+            ("ca", &self.http_ca),
+            ("cert", &self.http_cert),
+            ("key", &self.http_key),
+        ] {
+            if let Some(path) = v {
+                o.insert(name.into(), path.clone().into());
+            }
+        }
         Ok(SinkSpec {
             kind: "http".into(),
             options: o,
@@ -165,6 +187,23 @@ mod tests {
         assert_eq!(o["timeout"], "1s 500ms");
         assert_eq!(o["retries"], 0);
         assert_eq!(o["concurrency"], 16);
+        let s = sink(&[
+            "--sink",
+            "http",
+            "--url",
+            "https://c/x",
+            "--http-ca",
+            "/etc/ca.pem",
+            "--http-cert",
+            "/etc/c.pem",
+            "--http-key",
+            "/etc/c.key",
+        ])
+        .expect("valid");
+        let o = serde_json::Value::Object(s.options);
+        assert_eq!(o["ca"], "/etc/ca.pem");
+        assert_eq!(o["cert"], "/etc/c.pem");
+        assert_eq!(o["key"], "/etc/c.key");
         // Only what was given is recorded; the rest are the sink's defaults.
         let s = sink(&["--sink", "http", "--url", "https://c/x"]).expect("valid");
         assert_eq!(s.options.len(), 1);
@@ -177,6 +216,8 @@ mod tests {
         assert!(e.message.contains("--sink http"), "{e}");
         let e = sink(&["--sink", "nats", "--http-retries", "3"]).expect_err("nats");
         assert_eq!(e.field, "--http-retries");
+        let e = sink(&["--sink", "mqtt", "--http-ca", "/ca.pem"]).expect_err("mqtt");
+        assert_eq!(e.field, "--http-ca");
         let e = sink(&["--sink", "http"]).expect_err("no url");
         assert_eq!(e.field, "--url");
         let e = sink(&["--sink", "http", "--url", "http://c/x", "--subject", "a.b"])
@@ -198,6 +239,26 @@ mod tests {
         ])
         .expect_err("zero");
         assert_eq!(e.field, "sink.concurrency");
+        let e = sink(&[
+            "--sink",
+            "http",
+            "--url",
+            "http://c/x",
+            "--http-ca",
+            "/ca.pem",
+        ])
+        .expect_err("http://");
+        assert_eq!(e.field, "sink.ca");
+        let e = sink(&[
+            "--sink",
+            "http",
+            "--url",
+            "https://c/x",
+            "--http-cert",
+            "/c.pem",
+        ])
+        .expect_err("no key");
+        assert_eq!(e.field, "sink.key");
         let e =
             Cli::try_parse_from(["pluribusctl", "deploy", "--method", "GET"]).expect_err("method");
         assert!(e.to_string().contains("POST or PUT"), "{e}");

@@ -1,5 +1,7 @@
 //! A small HTTP server for the http sink's tests: records every request, answers 200 (or
-//! 500 for the first N requests), on 127.0.0.1 and a port of its own. Stops on drop.
+//! 500 for the first N requests), on 127.0.0.1 and a port of its own; over https with
+//! [`HttpServer::start_tls`] (rustls on ring, optionally asking for client certificates).
+//! Stops on drop.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -16,9 +18,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -30,6 +36,9 @@ pub struct Recorded {
     pub body: serde_json::Value,
     /// What the server answered.
     pub status: u16,
+    /// The connection came with a client certificate (verified against the server's
+    /// client CA); never for plain http.
+    pub client_cert: bool,
 }
 
 impl Recorded {
@@ -44,11 +53,14 @@ struct State {
     /// How long each request waits before it is read and recorded (a slow server).
     delay: Duration,
     count: watch::Sender<usize>,
+    /// TLS handshakes that failed (the client did not trust the server, say).
+    tls_failures: AtomicU64,
 }
 
 /// The server; it stops when dropped.
 pub struct HttpServer {
     pub addr: SocketAddr,
+    tls: bool,
     state: Arc<State>,
     count: watch::Receiver<usize>,
     task: tokio::task::JoinHandle<()>,
@@ -85,7 +97,60 @@ impl HttpServer {
         Self::serve(listener, 0, Duration::ZERO)
     }
 
+    /// An https server on a free port with the certificate chain and key given as PEM
+    /// (for 127.0.0.1). With `client_ca` it asks for a client certificate and verifies one
+    /// that is sent against that CA, but also serves clients that send none
+    /// ([`Recorded::client_cert`] tells them apart).
+    pub async fn start_tls(cert_pem: &str, key_pem: &str, client_ca: Option<&str>) -> Self {
+        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("server certificate PEM");
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("server key PEM");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions");
+        let builder = match client_ca {
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    roots.add(c.expect("client CA PEM")).expect("client CA");
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .allow_unauthenticated()
+                .build()
+                .expect("client verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let config = builder
+            .with_single_cert(chain, key)
+            .expect("server certificate and key");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        Self::serve_with(
+            listener,
+            0,
+            Duration::ZERO,
+            Some(TlsAcceptor::from(Arc::new(config))),
+        )
+    }
+
     fn serve(listener: TcpListener, fail_first: u64, delay: Duration) -> Self {
+        Self::serve_with(listener, fail_first, delay, None)
+    }
+
+    fn serve_with(
+        listener: TcpListener,
+        fail_first: u64,
+        delay: Duration,
+        tls: Option<TlsAcceptor>,
+    ) -> Self {
         let addr = listener.local_addr().expect("local addr");
         let (tx, count) = watch::channel(0);
         let state = Arc::new(State {
@@ -93,32 +158,50 @@ impl HttpServer {
             fail_first: AtomicU64::new(fail_first),
             delay,
             count: tx,
+            tls_failures: AtomicU64::new(0),
         });
         let s = state.clone();
+        let is_tls = tls.is_some();
         let task = tokio::spawn(async move {
             // Connections live in the set, so they stop with the accept loop.
             let mut conns = JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
                 let s = s.clone();
+                let tls = tls.clone();
                 conns.spawn(async move {
-                    let svc = service_fn(move |req| handle(s.clone(), req));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    match tls {
+                        None => serve_connection(s, stream, false).await,
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(stream) => {
+                                let client_cert = stream.get_ref().1.peer_certificates().is_some();
+                                serve_connection(s, stream, client_cert).await;
+                            }
+                            Err(_) => {
+                                s.tls_failures.fetch_add(1, SeqCst);
+                            }
+                        },
+                    }
                 });
             }
         });
         Self {
             addr,
+            tls: is_tls,
             state,
             count,
             task,
         }
     }
 
-    /// `http://127.0.0.1:PORT` followed by `path`.
+    /// `http://127.0.0.1:PORT` (`https://` for a TLS server) followed by `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
+    }
+
+    /// TLS handshakes that failed so far.
+    pub fn tls_failures(&self) -> u64 {
+        self.state.tls_failures.load(SeqCst)
     }
 
     /// Every request so far.
@@ -160,9 +243,21 @@ impl Drop for HttpServer {
     }
 }
 
+/// Serves HTTP/1.1 requests on one connection (plain or TLS) until it closes.
+async fn serve_connection<S>(s: Arc<State>, stream: S, client_cert: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| handle(s.clone(), req, client_cert));
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc)
+        .await;
+}
+
 async fn handle(
     s: Arc<State>,
     req: Request<Incoming>,
+    client_cert: bool,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     tokio::time::sleep(s.delay).await;
     let method = req.method().to_string();
@@ -193,6 +288,7 @@ async fn handle(
         headers,
         body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         status: status.as_u16(),
+        client_cert,
     });
     s.count.send_modify(|n| *n += 1);
     let mut resp = Response::new(Full::new(Bytes::from_static(b"{}")));

@@ -1,24 +1,28 @@
-//! The agent's HTTP client: hyper's pooled client, HTTP/1.1, TLS by rustls on the ring
-//! provider (the one async-nats already uses), system CA roots.
+//! The agent's HTTP clients: hyper's pooled client, HTTP/1.1, TLS by rustls on the ring
+//! provider (the one async-nats already uses). One client with the system's CA roots is
+//! shared by every http sink without TLS files; a sink with `ca`/`cert`/`key` gets a
+//! client built from them ([`with_tls`]), which the factory shares among the sinks with
+//! the same files.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper_rustls::builderstates::WantsSchemes;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-/// The client every http sink of the agent shares (a cheap handle to one pool).
+/// An http sink's client (a cheap handle to one pool).
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// How long an idle connection stays in the pool.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
-/// Builds the client. Without system CA certificates it still sends to `http://` URLs and
-/// says why `https://` ones fail.
+/// Builds the shared client, on the system's CA roots. Without system CA certificates it
+/// still sends to `http://` URLs and says why `https://` ones fail.
 pub fn build() -> Result<HttpClient, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = match HttpsConnectorBuilder::new().with_provider_and_native_roots(provider.clone()) {
@@ -26,7 +30,7 @@ pub fn build() -> Result<HttpClient, String> {
         Err(e) => {
             tracing::warn!(
                 error = %e,
-                "http sink: no system CA certificates found; https URLs will fail to verify (install the ca-certificates package)"
+                "http sink: no system CA certificates found; https URLs will fail to verify (install the ca-certificates package, or give the sink --http-ca)"
             );
             let config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
@@ -36,13 +40,23 @@ pub fn build() -> Result<HttpClient, String> {
             HttpsConnectorBuilder::new().with_tls_config(config)
         }
     };
+    Ok(finish(tls))
+}
+
+/// Builds a client on `config` (a sink's CA and client certificate, from
+/// [`crate::sink::tls::client_config`], which sets no ALPN protocols).
+pub fn with_tls(config: rustls::ClientConfig) -> HttpClient {
+    finish(HttpsConnectorBuilder::new().with_tls_config(config))
+}
+
+fn finish(tls: HttpsConnectorBuilder<WantsSchemes>) -> HttpClient {
     let mut http = HttpConnector::new();
     // The https connector decides the scheme; the inner one must accept https:// too.
     http.enforce_http(false);
     http.set_nodelay(true);
     let connector = tls.https_or_http().enable_http1().wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
+    Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE)
         .pool_timer(TokioTimer::new())
-        .build(connector))
+        .build(connector)
 }

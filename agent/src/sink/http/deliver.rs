@@ -19,8 +19,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// What every request of one sink shares.
 pub struct Request {
-    /// The agent's client.
-    pub client: HttpClient,
+    /// The client: the agent's shared one, or the one for the sink's TLS files (shared
+    /// by the sinks with the same files; it lives while one of them does).
+    pub client: Arc<HttpClient>,
     /// `POST` or `PUT`.
     pub method: HttpMethod,
     /// Extra headers, resolved on this agent.

@@ -7,6 +7,14 @@
 //! hide that the server cannot keep up, and send the message late, outside its schedule.
 //! The spawned request records latency and status classes, retries with backoff, and
 //! counts a final failure in `publish_failed` and `errors`.
+//!
+//! TLS: an `https://` URL is verified against the system's CA roots, through one client
+//! (one connection pool) that every http sink of the agent shares. A sink with `ca` (a
+//! private CA, e.g. a staging server's) and/or `cert` + `key` (a client certificate)
+//! gets a client of its own, built from those files ([`crate::sink::tls`], shared with
+//! the mqtt sink) and shared by the sinks with the same files, so the shards of a fleet
+//! share one pool. The files are read on the agent when a shard is prepared: one that is
+//! missing or not PEM refuses the shard, and `pluribusctl status` shows why.
 
 mod client;
 mod deliver;
@@ -23,16 +31,24 @@ use pluribus_common::spec::{HttpSinkConfig, SinkSpec, Template, TemplateVars};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use super::{Sink, SinkContext, SinkDevice, SinkError, SinkFactory};
+use super::{tls, Sink, SinkContext, SinkDevice, SinkError, SinkFactory};
 use client::HttpClient;
 use deliver::{LogLimit, Request};
 
+/// A sink's TLS files: (`ca`, `cert`, `key`).
+type TlsFiles = (Option<String>, Option<String>, Option<String>);
+
 /// Factory of [`HttpSink`]s, one per agent: it owns the connection pool that every http
-/// sink of the agent shares, and the limits of requests in flight.
+/// sink without TLS files shares, the clients of the sinks with TLS files, and the limits
+/// of requests in flight.
 #[derive(Default)]
 pub struct HttpFactory {
     /// Built on first use, so an agent that never runs an http sink reads no certificates.
-    client: OnceLock<Result<HttpClient, String>>,
+    client: OnceLock<Result<Arc<HttpClient>, String>>,
+    /// One client per distinct (`ca`, `cert`, `key`): the shards of a fleet on this agent
+    /// share it. Dropped with the last sink that uses it, so a later fleet reads the files
+    /// again (a renewed certificate, say).
+    tls_clients: Mutex<HashMap<TlsFiles, Weak<HttpClient>>>,
     /// One limit per distinct sink spec: the shards of a fleet on this agent share it.
     limits: Mutex<HashMap<String, Weak<Semaphore>>>,
 }
@@ -44,11 +60,27 @@ impl std::fmt::Debug for HttpFactory {
 }
 
 impl HttpFactory {
-    fn client(&self) -> Result<HttpClient, SinkError> {
-        self.client
-            .get_or_init(client::build)
-            .clone()
-            .map_err(SinkError)
+    /// The client for `cfg`: the shared one, or the one for its TLS files.
+    fn client(&self, cfg: &HttpSinkConfig) -> Result<Arc<HttpClient>, SinkError> {
+        if !cfg.has_tls_files() {
+            return self
+                .client
+                .get_or_init(|| client::build().map(Arc::new))
+                .clone()
+                .map_err(SinkError);
+        }
+        let files = (cfg.ca.clone(), cfg.cert.clone(), cfg.key.clone());
+        let mut clients = self.tls_clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients.retain(|_, w| w.strong_count() > 0);
+        if let Some(c) = clients.get(&files).and_then(Weak::upgrade) {
+            return Ok(c);
+        }
+        // Read the files now, so that a missing one refuses the shard (not cached).
+        let config =
+            tls::client_config(files.0.as_deref(), files.1.as_deref(), files.2.as_deref())?;
+        let c = Arc::new(client::with_tls(config));
+        clients.insert(files, Arc::downgrade(&c));
+        Ok(c)
     }
 
     /// The limit of requests in flight for `spec`, shared by every sink made from it.
@@ -74,7 +106,7 @@ impl SinkFactory for HttpFactory {
             .map_err(|e| SinkError(format!("bad http sink: {e}")))?;
         let headers = headers::resolve(&cfg.headers)?;
         let request = Request {
-            client: self.client()?,
+            client: self.client(&cfg)?,
             method: cfg.method,
             headers,
             timeout: cfg.timeout,

@@ -29,7 +29,7 @@ async fn silent_server() -> (String, Arc<AtomicU64>) {
 fn sink(url: &str, concurrency: u32, retries: u32) -> (HttpSink, Arc<FleetMetrics>) {
     let metrics = Arc::new(FleetMetrics::default());
     let request = Request {
-        client: client::build().expect("client"),
+        client: Arc::new(client::build().expect("client")),
         method: HttpMethod::Post,
         headers: Vec::new(),
         timeout: Duration::from_millis(100),
@@ -103,4 +103,76 @@ async fn a_connection_refused_is_a_failure_not_a_panic() {
     idle(&s).await;
     assert_eq!(metrics.publish_failed.load(Relaxed), 1);
     assert_eq!(metrics.errors.load(Relaxed), 1);
+}
+
+/// A self-signed CA certificate (P-256, valid until 2126), only ever used as a trust anchor.
+const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBlzCCAT2gAwIBAgIUOMkFNa6tX53FM4BsGIeuPiwFd1MwCgYIKoZIzj0EAwIw
+IDEeMBwGA1UEAwwVcGx1cmlidXMgdW5pdCB0ZXN0IENBMCAXDTI2MTEzMDA5MDYz
+N1oYDzIxMjYxMTA2MDkwNjM3WjAgMR4wHAYDVQQDDBVwbHVyaWJ1cyB1bml0IHRl
+c3QgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAASz/VqKadUVVUBTMJDB/ICb
+ZNFMYRt0lidinOFn2OVO766wwCxoeUUZeD2zHM8wBWoz7iozcDI+qYbMYZxqVQk3
+o1MwUTAdBgNVHQ4EFgQU6L4aeh9bThnPjbJjo2aVhGbVdWQwHwYDVR0jBBgwFoAU
+6L4aeh9bThnPjbJjo2aVhGbVdWQwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQD
+AgNIADBFAiEA48UZ1BYkcR+cKXgXelhHyImdbayxv03yLXDkXRhkHoQCIH6g2U62
+wpVnBch6gvO/PCF9hgRR8vHquJRDbGL7zZlA
+-----END CERTIFICATE-----
+";
+
+/// Writes `text` to a file of this test process; returns its path.
+fn temp_file(name: &str, text: &str) -> String {
+    let path = std::env::temp_dir().join(format!("pluribus-http-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).expect("write temp file");
+    path.to_str().expect("utf-8 path").to_string()
+}
+
+fn https_config(ca: &str) -> HttpSinkConfig {
+    let options = serde_json::json!({"url": "https://127.0.0.1:9/x", "ca": ca});
+    let serde_json::Value::Object(options) = options else {
+        unreachable!("options are a map")
+    };
+    HttpSinkConfig::from_options(&options).expect("valid")
+}
+
+#[tokio::test]
+async fn sinks_with_the_same_ca_share_a_client_of_their_own() {
+    let ca = temp_file("ca.pem", TEST_CA);
+    let other = temp_file("other.pem", TEST_CA);
+    let f = HttpFactory::default();
+    let a = f.client(&https_config(&ca)).expect("client");
+    let b = f.client(&https_config(&ca)).expect("client");
+    assert!(Arc::ptr_eq(&a, &b), "one client per CA file");
+    let c = f.client(&https_config(&other)).expect("client");
+    assert!(!Arc::ptr_eq(&a, &c), "another CA file, another client");
+    // The shared client is not one of them.
+    let options = serde_json::json!({"url": "https://127.0.0.1:9/x"});
+    let serde_json::Value::Object(options) = options else {
+        unreachable!("options are a map")
+    };
+    let plain = f
+        .client(&HttpSinkConfig::from_options(&options).expect("valid"))
+        .expect("client");
+    assert!(!Arc::ptr_eq(&a, &plain) && !Arc::ptr_eq(&c, &plain));
+    // Once no sink holds it, the client goes and the files are read again.
+    drop((a, b, c));
+    let _again = f.client(&https_config(&ca)).expect("client");
+    assert_eq!(f.tls_clients.lock().expect("lock").len(), 1);
+    let _ = std::fs::remove_file(&ca);
+    let _ = std::fs::remove_file(&other);
+}
+
+#[tokio::test]
+async fn a_missing_or_bad_ca_file_is_an_error_that_names_the_field() {
+    let f = HttpFactory::default();
+    let e = f
+        .client(&https_config("/nonexistent/ca.pem"))
+        .expect_err("missing");
+    assert!(e.0.starts_with("sink.ca: /nonexistent/ca.pem"), "{e}");
+    let not_pem = temp_file("not.pem", "hello\n");
+    let e = f.client(&https_config(&not_pem)).expect_err("not PEM");
+    assert!(e.0.contains("sink.ca") && e.0.contains("no PEM"), "{e}");
+    // Failures are not cached: the file is read again next time.
+    std::fs::write(&not_pem, TEST_CA).expect("rewrite");
+    f.client(&https_config(&not_pem)).expect("now valid");
+    let _ = std::fs::remove_file(&not_pem);
 }

@@ -12,8 +12,7 @@ use pluribus_common::spec::{
 };
 use tokio_rustls::TlsConnector;
 
-use super::tls;
-use crate::sink::SinkError;
+use crate::sink::{tls, SinkError};
 
 /// A text that is either a template or a secret read on the agent (used as is).
 #[derive(Debug, Clone)]

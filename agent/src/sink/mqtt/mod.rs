@@ -15,8 +15,10 @@
 //! | `ws.rs` | MQTT over WebSocket (`ws://`, `wss://`) on tokio-tungstenite |
 //! | `conn.rs` | one device's connection: state and task |
 //! | `pacer.rs` | connect rate, connects in flight, backoff |
-//! | `tls.rs` | the rustls client configuration |
 //! | `sink.rs` | the [`Sink`](crate::sink::Sink) of one shard |
+//!
+//! The rustls client configuration (`ca`, `cert`, `key`) is [`crate::sink::tls`], shared
+//! with the http sink.
 
 mod codec;
 mod config;
@@ -24,7 +26,6 @@ mod conn;
 mod pacer;
 mod sink;
 mod stream;
-mod tls;
 mod ws;
 
 use std::collections::HashMap;

@@ -151,3 +151,45 @@ fn methods_parse_in_any_case() {
     assert!("GET".parse::<HttpMethod>().is_err());
     assert_eq!(HttpMethod::Put.to_string(), "PUT");
 }
+
+#[test]
+fn tls_files_go_with_an_https_url() {
+    let url = "https://collector:8443/ingest/{device_id}";
+    let c = HttpSinkConfig::from_options(
+        &spec(json!({"url": url, "ca": "/etc/ca.pem", "cert": "/etc/c.pem", "key": "/etc/c.key"}))
+            .options,
+    )
+    .expect("valid");
+    assert_eq!(c.ca.as_deref(), Some("/etc/ca.pem"));
+    assert_eq!(c.cert.as_deref(), Some("/etc/c.pem"));
+    assert_eq!(c.key.as_deref(), Some("/etc/c.key"));
+    assert!(c.has_tls_files());
+    let plain = HttpSinkConfig::from_options(&spec(json!({ "url": url })).options).expect("valid");
+    assert!(!plain.has_tls_files());
+    // Unset files are not recorded.
+    let v = serde_json::to_value(&plain).expect("encodes");
+    assert!(v.get("ca").is_none(), "{v}");
+    assert!(spec(json!({"url": "HTTPS://h/x", "ca": "/ca.pem"}))
+        .validate()
+        .is_ok());
+
+    let cases = [
+        (json!({"url": "http://h/x", "ca": "/ca.pem"}), "sink.ca"),
+        (
+            json!({"url": "http://h/x", "cert": "/c", "key": "/k"}),
+            "sink.cert",
+        ),
+        (json!({"url": url, "ca": ""}), "sink.ca"),
+        (json!({"url": url, "ca": 1}), "sink.ca"),
+        (json!({"url": url, "cert": "/c"}), "sink.key"),
+        (json!({"url": url, "key": "/k"}), "sink.cert"),
+    ];
+    for (options, field) in cases {
+        let e = err(options.clone());
+        assert_eq!(e.field, field, "{options}: {e}");
+    }
+    let e = err(json!({"url": "http://h/x", "ca": "/ca.pem"}));
+    assert!(e.message.contains("https://"), "{e}");
+    let e = err(json!({"url": url, "cert": "/c"}));
+    assert!(e.message.contains("--http-key"), "{e}");
+}
