@@ -1,5 +1,5 @@
 //! Connection figures of fleets whose devices hold connections (MQTT) or get responses
-//! (HTTP), merged over the live agents' latest heartbeats: shown by `watch`.
+//! (HTTP), merged over the live agents' latest heartbeats: shown by `status` and `watch`.
 
 use std::collections::BTreeMap;
 

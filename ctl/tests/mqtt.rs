@@ -332,6 +332,20 @@ async fn devices_reconnect_after_a_broker_restart() {
         down.publish_failed > 0,
         "sends while down are counted: {down:?}"
     );
+    // status shows the devices' failures too.
+    let s = c.status();
+    assert!(
+        s["connections"]["r1"]["connect_failures"]["refused"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{s}"
+    );
+    let text = c.ctl(&["status"]);
+    assert!(
+        text.ok().stdout.contains("CONNECTIONS") && text.stdout.contains("refused"),
+        "{}",
+        text.stdout
+    );
     broker.start_again();
     let after = wait_sending(
         &mut sub,

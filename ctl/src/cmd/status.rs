@@ -1,9 +1,12 @@
 //! `status`: agents and fleets, with what runs where and why devices are pending.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use serde::Serialize;
 
 use super::{no_fleet, Global};
+use crate::connections::{self, Connections};
 use crate::output::{agents_table, dash_if_empty, print_json, shares_text, until, Table};
 use crate::state::{AgentRow, FleetStatus, State};
 
@@ -19,6 +22,9 @@ pub struct Args {
 struct Output {
     agents: Vec<AgentRow>,
     fleets: Vec<FleetStatus>,
+    /// Per fleet whose devices hold connections (MQTT) or get responses (HTTP): connected,
+    /// connecting, failures by reason, ... from the live agents' heartbeats.
+    connections: BTreeMap<String, Connections>,
 }
 
 /// Runs `status`.
@@ -36,6 +42,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
             .map(|h| AgentRow::new(h, st.now_ms))
             .collect(),
         fleets: records.into_iter().map(|r| st.fleet_status(r)).collect(),
+        connections: connections::merge(&st.live_agents(), args.fleet.as_deref()),
     };
     // Devices per live agent from the leases, which change at once, rather than from
     // heartbeats, which lag by up to one beat after a claim (all fleets only).
@@ -57,6 +64,10 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
     print!("{}", saturation_notes(&out.agents));
     print!("\nFLEETS\n");
     print!("{}", fleets_table(&out.fleets, st.now_ms));
+    let conns = connections::table(&out.connections);
+    if !conns.is_empty() {
+        print!("\nCONNECTIONS\n{conns}");
+    }
     Ok(())
 }
 
