@@ -360,31 +360,14 @@ async fn requests_in_flight_finish_before_the_agent_exits() {
     );
 }
 
-/// A CA and certificates it signed, as PEM: (ca, (server cert, key), (client cert, key)).
-/// The server's is for 127.0.0.1 and localhost.
-#[allow(clippy::type_complexity)]
-fn test_pki() -> (String, (String, String), (String, String)) {
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "pluribus http test CA");
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let ca = ca.self_signed(&ca_key).expect("CA");
-    let signed = |names: Vec<String>| {
-        let params = rcgen::CertificateParams::new(names).expect("params");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &ca, &ca_key).expect("cert");
-        (cert.pem(), key.serialize_pem())
-    };
-    let server = signed(vec!["127.0.0.1".into(), "localhost".into()]);
-    let client = signed(vec!["pluribus-agent".into()]);
-    (ca.pem(), server, client)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn https_with_a_private_ca_and_a_client_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ca, server_cert, client_cert) = test_pki();
+    let Pki {
+        ca,
+        server: server_cert,
+        client: client_cert,
+    } = Pki::new();
     let ca_file = write_file(&dir, "ca.pem", &ca);
     let cert_file = write_file(&dir, "client.pem", &client_cert.0);
     let key_file = write_file(&dir, "client.key", &client_cert.1);

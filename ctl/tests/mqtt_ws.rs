@@ -177,26 +177,15 @@ async fn fifty_devices_over_websocket_at_qos1_and_a_command() {
     .await;
 }
 
-/// A CA and a server certificate for 127.0.0.1, as PEM: (ca, cert, key).
-fn test_ca() -> (String, String, String) {
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "pluribus test CA");
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let ca = ca.self_signed(&ca_key).expect("CA");
-    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
-        .expect("params");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = server.signed_by(&key, &ca, &ca_key).expect("server cert");
-    (ca.pem(), cert.pem(), key.serialize_pem())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn wss_with_a_test_ca_a_wrong_ca_and_a_missing_ca_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ca, cert, key) = test_ca();
-    let (other_ca, _, _) = test_ca();
+    let Pki {
+        ca,
+        server: (cert, key),
+        ..
+    } = Pki::new();
+    let other_ca = Pki::new().ca;
     let path = |n: &str| dir.path().join(n);
     for (n, v) in [
         ("ca.pem", &ca),

@@ -13,35 +13,6 @@ use pluribus_testkit::{free_port, Mosquitto, NatsServer, Output};
 use serde_json::Value;
 use support::*;
 
-/// A CA and certificates it signed, as PEM.
-struct Pki {
-    ca: String,
-    /// For 127.0.0.1 and localhost.
-    server: (String, String),
-    /// A client certificate (for `require_certificate`).
-    client: (String, String),
-}
-
-fn pki() -> Pki {
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "pluribus probe test CA");
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let ca = ca.self_signed(&ca_key).expect("CA");
-    let signed = |names: Vec<String>| {
-        let params = rcgen::CertificateParams::new(names).expect("params");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &ca, &ca_key).expect("cert");
-        (cert.pem(), key.serialize_pem())
-    };
-    Pki {
-        server: signed(vec!["127.0.0.1".into(), "localhost".into()]),
-        client: signed(vec!["pluribus-probe".into()]),
-        ca: ca.pem(),
-    }
-}
-
 /// Writes `text` to `dir/name`; returns the path.
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
@@ -97,7 +68,7 @@ fn assert_clean(s: &Value, fleet: &str, devices: u64) {
 #[tokio::test(flavor = "multi_thread")]
 async fn probe_over_mqtts_with_a_ca_and_with_a_client_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let pki = pki();
+    let pki = Pki::new();
     let ca = write(dir.path(), "ca.pem", &pki.ca);
     let server_cert = write(dir.path(), "server.pem", &pki.server.0);
     let server_key = write(dir.path(), "server.key", &pki.server.1);
@@ -214,7 +185,7 @@ async fn probe_over_websocket_on_nats_server() {
 #[tokio::test(flavor = "multi_thread")]
 async fn probe_refuses_a_missing_ca_file_and_a_wss_broker_signed_by_another_ca() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (pki, other) = (pki(), pki());
+    let (pki, other) = (Pki::new(), Pki::new());
     let ca = write(dir.path(), "ca.pem", &pki.ca);
     let other_ca = write(dir.path(), "other.pem", &other.ca);
     let server_cert = write(dir.path(), "server.pem", &pki.server.0);

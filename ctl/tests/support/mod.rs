@@ -8,6 +8,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use pluribus_testkit::{bin_path, run, NatsServer, Output, Proc};
 
+mod pki;
+#[allow(unused_imports)]
+pub use pki::Pki;
+
 /// A namespace on a NATS server, with agents.
 pub struct Cluster {
     pub nats: NatsServer,
