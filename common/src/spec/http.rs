@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::template::{Template, TemplateVars};
+use super::tls::TlsFiles;
 use crate::SpecError;
 
 /// The default request timeout (one attempt, until the response is read).
@@ -234,38 +235,20 @@ impl HttpSinkConfig {
             .url
             .get(..8)
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
-        for (field, v) in [
-            ("sink.ca", &self.ca),
-            ("sink.cert", &self.cert),
-            ("sink.key", &self.key),
-        ] {
-            match v {
-                Some(p) if p.is_empty() => {
-                    return Err(SpecError::new(field, "must be a file path on the agent"))
-                }
-                Some(_) if !https => {
-                    return Err(SpecError::new(
-                        field,
-                        format!(
-                            "TLS files need an https:// URL, and '{}' is not one: write it as https://host/...",
-                            self.url
-                        ),
-                    ))
-                }
-                _ => {}
-            }
+        let not_https = format!(
+            "TLS files need an https:// URL, and '{}' is not one: write it as https://host/...",
+            self.url
+        );
+        TlsFiles {
+            ca: &self.ca,
+            cert: &self.cert,
+            key: &self.key,
         }
-        if self.cert.is_some() != self.key.is_some() {
-            return Err(SpecError::new(
-                if self.cert.is_some() {
-                    "sink.key"
-                } else {
-                    "sink.cert"
-                },
-                "a client certificate needs both --http-cert and --http-key (cert and key in a fleet file)",
-            ));
-        }
-        Ok(())
+        .check(
+            https,
+            &not_https,
+            "--http-cert and --http-key (cert and key in a fleet file)",
+        )
     }
 
     /// The parsed URL template, checked on a sample device.

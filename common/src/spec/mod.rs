@@ -7,6 +7,7 @@ mod lenient;
 mod mqtt;
 mod sink;
 mod template;
+mod tls;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;

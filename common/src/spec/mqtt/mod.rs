@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::template::{Template, TemplateVars};
+use super::tls::TlsFiles;
 use crate::SpecError;
 
 mod broker;
@@ -397,34 +398,16 @@ impl MqttSinkConfig {
             }
         }
         let any_tls = urls.iter().any(|u| u.tls);
-        for (field, v) in [
-            ("sink.ca", &self.ca),
-            ("sink.cert", &self.cert),
-            ("sink.key", &self.key),
-        ] {
-            match v {
-                Some(p) if p.is_empty() => {
-                    return Err(SpecError::new(field, "must be a file path on the agent"))
-                }
-                Some(_) if !any_tls => {
-                    return Err(SpecError::new(
-                        field,
-                        "TLS files need a TLS broker: write the broker as mqtts://host:port or wss://host:port/mqtt",
-                    ))
-                }
-                _ => {}
-            }
+        TlsFiles {
+            ca: &self.ca,
+            cert: &self.cert,
+            key: &self.key,
         }
-        if self.cert.is_some() != self.key.is_some() {
-            return Err(SpecError::new(
-                if self.cert.is_some() {
-                    "sink.key"
-                } else {
-                    "sink.cert"
-                },
-                "a client certificate needs both --cert and --key",
-            ));
-        }
+        .check(
+            any_tls,
+            "TLS files need a TLS broker: write the broker as mqtts://host:port or wss://host:port/mqtt",
+            "--cert and --key",
+        )?;
         if let Some(r) = self.connect_rate {
             if !(r.is_finite() && r > 0.0) {
                 return Err(SpecError::new(
