@@ -64,6 +64,8 @@ echo "== deploying fleet 'demo': 1000 generic devices, 1 msg/s each, to NATS sub
 echo
 "$BIN/pluribusctl" status
 echo
+# Devices send their first message 2 s after the deploy; give the rates a moment.
+sleep 3
 if [[ "$WATCH" == 0 ]]; then
   echo "== pluribusctl watch (Ctrl-C to leave; the cluster keeps running)"
   "$BIN/pluribusctl" watch || true
