@@ -22,11 +22,8 @@ impl Control {
         let work = self.conn.ns.work();
         let key = key.to_string();
         let (fleet, shard, revision) = (h.fleet.clone(), h.shard, h.revision);
-        // Devices say why they stop: a scale-down is one; anything else names the release.
-        let why = match reason {
-            "fleet scaled down" => "scaled down".to_string(),
-            other => other.to_string(),
-        };
+        // The devices' devices_stopped event gives the same reason.
+        let why = reason.to_string();
         let task = async move {
             h.handle.stop(&why).await;
             if let Ok(Err(e)) =

@@ -109,7 +109,7 @@ impl Control {
             };
             let shard = h.shard;
             if shard >= record.shard_count() || record.shard_desired(shard) == 0 {
-                self.release(&key, false, "fleet scaled down").await;
+                self.release(&key, false, "scaled down").await;
             } else if h.generation != record.generation {
                 self.restart(&key, record.clone()).await;
             } else {
