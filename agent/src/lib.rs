@@ -1,7 +1,7 @@
 //! The Pluribus agent as a library: start one with [`Agent::start`], or register your own
 //! device and sink types in a [`Registry`] first.
 //!
-//! Inside, one control loop ([`control`]) owns the agent's view of NATS and the shards it
+//! Inside, one control loop (`control`) owns the agent's view of NATS and the shards it
 //! holds; each shard runs its devices in one task ([`shard`]); devices ([`device`]) and
 //! sinks ([`sink`]) are traits with one file per implementation.
 

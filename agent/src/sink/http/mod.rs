@@ -2,7 +2,7 @@
 //! device, with the telemetry JSON as its body.
 //!
 //! `send` never waits for the server: it takes a permit from the agent-wide limit of
-//! requests in flight and spawns the request ([`deliver`]). When no permit is free the
+//! requests in flight and spawns the request (`deliver`). When no permit is free the
 //! message is dropped and counted in `publish_failed`, rather than queued: a queue would
 //! hide that the server cannot keep up, and send the message late, outside its schedule.
 //! The spawned request records latency and status classes, retries with backoff, and

@@ -15,7 +15,7 @@
 //! | `ws.rs` | MQTT over WebSocket (`ws://`, `wss://`) on tokio-tungstenite |
 //! | `conn.rs` | one device's connection: state and task |
 //! | `pacer.rs` | connect rate, connects in flight, backoff |
-//! | `sink.rs` | the [`Sink`](crate::sink::Sink) of one shard |
+//! | `sink.rs` | the [`Sink`] of one shard |
 //!
 //! The rustls client configuration (`ca`, `cert`, `key`) is [`crate::sink::tls`], shared
 //! with the http sink.
