@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
+use pluribus_common::load::LoadSpec;
 use pluribus_common::record::FleetRecord;
 use pluribus_common::time::now_ms;
 use support::*;
@@ -56,6 +57,41 @@ async fn windows(
     out
 }
 
+/// How far `devices` (distinct senders in the window centred on `t` s) is from the
+/// devices the arrival shape has active at some point of that window (of 100, `seed`).
+fn arrival_off(load: &LoadSpec, seed: u64, t: f64, window_ms: u64, devices: usize) -> f64 {
+    let (a, b) = (t - window_ms as f64 / 2000.0, t + window_ms as f64 / 2000.0);
+    let lo = load.active(a, 100, seed).min(load.active(b, 100, seed)) as f64;
+    let hi = (0..=10)
+        .map(|i| load.active(a + (b - a) * i as f64 / 10.0, 100, seed))
+        .max()
+        .unwrap_or(0) as f64;
+    let d = devices as f64;
+    if d < lo {
+        lo - d
+    } else if d > hi {
+        d - hi
+    } else {
+        0.0
+    }
+}
+
+/// How far `msgs` in the window centred on `t` s is from the integral of the target rate
+/// over it, as a fraction of that integral.
+fn rate_off(load: &LoadSpec, seed: u64, t: f64, window_ms: u64, msgs: usize) -> f64 {
+    let a = t - window_ms as f64 / 2000.0;
+    let span = window_ms as f64 / 1000.0;
+    let want: f64 = (0..100)
+        .map(|i| {
+            load.rate(a + (i as f64 + 0.5) * span / 100.0, seed)
+                .unwrap_or(0.0)
+        })
+        .sum::<f64>()
+        / 100.0
+        * span;
+    (msgs as f64 - want).abs() / want.max(1.0)
+}
+
 /// Deploys a 100-device fleet on the nats sink with `extra` flags (the load shape) and
 /// subscribes to it; returns the subscription, the load's origin (Unix ms), the load and
 /// the seed.
@@ -63,12 +99,7 @@ async fn deploy_shaped(
     c: &Cluster,
     name: &str,
     extra: &[&str],
-) -> (
-    async_nats::Subscriber,
-    u64,
-    pluribus_common::load::LoadSpec,
-    u64,
-) {
+) -> (async_nats::Subscriber, u64, LoadSpec, u64) {
     let client = c.client().await;
     let sub = client
         .subscribe(format!("{}-tel.{name}.>", c.ns))
@@ -111,25 +142,10 @@ async fn check_arrival(
     .await;
     let seen = windows(&mut sub, origin, window_ms, run).await;
     assert!(seen.len() >= 5, "{name}: too few windows: {seen:?}");
-    let mut worst = 0.0f64;
-    for (t, devices, _) in &seen {
-        // Devices active at some point of the window.
-        let (a, b) = (t - window_ms as f64 / 2000.0, t + window_ms as f64 / 2000.0);
-        let lo = load.active(a, 100, 3).min(load.active(b, 100, 3)) as f64;
-        let hi = (0..=10)
-            .map(|i| load.active(a + (b - a) * i as f64 / 10.0, 100, 3))
-            .max()
-            .unwrap_or(0) as f64;
-        let d = *devices as f64;
-        let off = if d < lo {
-            lo - d
-        } else if d > hi {
-            d - hi
-        } else {
-            0.0
-        };
-        worst = worst.max(off);
-    }
+    let worst = seen
+        .iter()
+        .map(|(t, devices, _)| arrival_off(&load, 3, *t, window_ms, *devices))
+        .fold(0.0, f64::max);
     eprintln!("{name}: windows (t, devices, msgs) {seen:?}; worst deviation {worst} devices");
     assert!(
         worst <= tolerance,
@@ -205,15 +221,10 @@ async fn check_rate_shape(c: &Cluster, name: &str, rate: &str, shape: (&str, &st
     let window_ms = 1000;
     let seen = windows(&mut sub, origin, window_ms, Duration::from_secs(9)).await;
     assert!(seen.len() >= 5, "{name}: too few windows: {seen:?}");
-    let mut worst = 0.0f64;
-    for (t, _, msgs) in &seen {
-        let a = t - window_ms as f64 / 2000.0;
-        let want: f64 = (0..100)
-            .map(|i| load.rate(a + (i as f64 + 0.5) / 100.0, seed).unwrap_or(0.0))
-            .sum::<f64>()
-            / 100.0;
-        worst = worst.max((*msgs as f64 - want).abs() / want.max(1.0));
-    }
+    let worst = seen
+        .iter()
+        .map(|(t, _, msgs)| rate_off(&load, seed, *t, window_ms, *msgs))
+        .fold(0.0, f64::max);
     eprintln!("{name}: windows (t, devices, msgs) {seen:?}; worst deviation {worst:.3}");
     // Messages are counted on arrival here, scheduled by the agent: allow 10% per window.
     assert!(
@@ -236,6 +247,53 @@ async fn the_rate_follows_a_ramp_and_a_wave() {
         ("--wave", "period=6s,min=0.25,max=1.0"),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_arrival_and_the_rate_take_shapes_of_their_own() {
+    let mut c = Cluster::new("both");
+    c.agent("a1", &[]);
+    c.wait_agents(1).await;
+    // Devices ramp up over 6 s while the fleet's rate follows a wave: one command line.
+    let flags = [
+        "--rate",
+        "600/s",
+        "--wave",
+        "period=6s,min=0.5,max=1.0",
+        "--arrival",
+        "ramp:100/6s",
+    ];
+    let (mut sub, origin, load, seed) = deploy_shaped(&c, "both", &flags).await;
+    assert!(load.arrival.is_some() && load.rate.as_ref().is_some_and(|r| r.shape.is_some()));
+    let status = c.status();
+    let shown = fleet(&status, "both")["load"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        shown.contains("devices") && shown.contains("msg/s"),
+        "{shown}"
+    );
+    let window_ms = 1000;
+    let seen = windows(&mut sub, origin, window_ms, Duration::from_secs(9)).await;
+    assert!(seen.len() >= 5, "too few windows: {seen:?}");
+    let devices = seen
+        .iter()
+        .map(|(t, d, _)| arrival_off(&load, seed, *t, window_ms, *d))
+        .fold(0.0, f64::max);
+    let rate = seen
+        .iter()
+        .map(|(t, _, m)| rate_off(&load, seed, *t, window_ms, *m))
+        .fold(0.0, f64::max);
+    eprintln!("both: windows {seen:?}; worst: {devices} devices, rate {rate:.3}");
+    assert!(
+        devices <= 3.0,
+        "active devices off the ramp by {devices}: {seen:?}"
+    );
+    assert!(
+        rate <= 0.10,
+        "the rate is off its wave by {rate:.3}: {seen:?}"
+    );
 }
 
 /// Messages per second over `window` on the fleet's subject.

@@ -35,7 +35,7 @@ pub struct Args {
             "broker", "protocol", "topic", "qos", "retain", "keepalive", "persistent_session",
             "client_id", "username", "password", "ca", "cert", "key", "connect_rate",
             "max_connecting", "source_ips", "command_topic", "response_topic", "will", "birth",
-            "role", "subscribe", "rate", "ramp", "stairs", "wave", "bursts", "stages",
+            "role", "subscribe", "rate", "ramp", "stairs", "wave", "bursts", "stages", "arrival",
             "max_device_rate",
         ]
     )]

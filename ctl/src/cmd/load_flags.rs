@@ -2,7 +2,8 @@
 //! `--rate 20000/s`, and one shape: `--ramp 1000/60s`, `--stairs 100/30s`,
 //! `--wave period=60s,min=0.2,max=1.0`, `--bursts every=10s,size=50,hold=5s[,base=N]`,
 //! `--stages 1000:60s,5000:2m,0:30s`. With `--rate` the shape moves the rate; without it,
-//! the number of active devices (arrival).
+//! the number of active devices (arrival). `--arrival KIND:SPEC` (`--arrival ramp:1000/60s`)
+//! shapes the arrival explicitly, so that one command can shape both.
 
 use std::time::Duration;
 
@@ -30,6 +31,12 @@ pub struct LoadFlags {
     /// k6-style stages TARGET:DURATION,..., e.g. 1000:60s,5000:2m,0:30s.
     #[arg(long, value_name = "N:T,...", value_parser = parse_stages, help_heading = "Load shape")]
     pub stages: Option<Shape>,
+    /// How devices come online when the shape flags move the rate: ramp:N/T,
+    /// stairs:STEP/T, wave:period=T,min=F,max=F, bursts:every=T,size=N,hold=T or
+    /// stages:N:T,... (e.g. --rate 20000/s --wave period=60s,min=0.2,max=1 --arrival
+    /// ramp:5000/60s).
+    #[arg(long, value_name = "KIND:SPEC", value_parser = parse_arrival, help_heading = "Load shape")]
+    pub arrival: Option<Shape>,
     /// Most msg/s one device may send [default: 1000].
     #[arg(long, value_name = "N", help_heading = "Load shape")]
     pub max_device_rate: Option<f64>,
@@ -50,13 +57,14 @@ impl LoadFlags {
         match given.as_slice() {
             [] => Ok(None),
             [one] => Ok(Some((*one).clone())),
-            _ => Err(SpecError::new("load", "give one shape (--ramp, --stairs, --wave, --bursts or --stages); for both an arrival and a rate shape use a fleet file")),
+            _ => Err(SpecError::new("load", "give one shape (--ramp, --stairs, --wave, --bursts or --stages); to shape the arrival as well as the rate, add --arrival KIND:SPEC")),
         }
     }
 
     /// True when any load flag is set.
     pub fn is_set(&self) -> bool {
         self.rate.is_some()
+            || self.arrival.is_some()
             || self.max_device_rate.is_some()
             || self.shape().map(|s| s.is_some()).unwrap_or(true)
     }
@@ -67,9 +75,15 @@ impl LoadFlags {
             return Ok(None);
         }
         let shape = self.shape()?;
-        let (arrival, rate) = match self.rate {
-            Some(target) => (None, Some(RateSpec { target, shape })),
-            None => (shape, None),
+        let (arrival, rate) = match (self.rate, &self.arrival) {
+            (Some(target), arrival) => (arrival.clone(), Some(RateSpec { target, shape })),
+            (None, Some(_)) if shape.is_some() => {
+                return Err(SpecError::new(
+                    "load",
+                    "without --rate, a shape flag and --arrival both shape the arrival: give one (or add --rate N/s for the shape flag to move the rate)",
+                ))
+            }
+            (None, arrival) => (shape.or_else(|| arrival.clone()), None),
         };
         Ok(Some(LoadSpec {
             arrival,
@@ -166,6 +180,22 @@ fn parse_bursts(s: &str) -> Result<Shape, String> {
     })
 }
 
+fn parse_arrival(s: &str) -> Result<Shape, String> {
+    let (kind, spec) = s.split_once(':').ok_or_else(|| {
+        format!("'{s}' is not KIND:SPEC: write e.g. ramp:1000/60s (ramp, stairs, wave, bursts or stages)")
+    })?;
+    match kind.trim() {
+        "ramp" => parse_ramp(spec),
+        "stairs" => parse_stairs(spec),
+        "wave" => parse_wave(spec),
+        "bursts" => parse_bursts(spec),
+        "stages" => parse_stages(spec),
+        other => Err(format!(
+            "unknown arrival shape '{other}': use ramp, stairs, wave, bursts or stages (e.g. ramp:1000/60s)"
+        )),
+    }
+}
+
 fn parse_stages(s: &str) -> Result<Shape, String> {
     let mut stages = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -224,5 +254,52 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(two.spec().expect_err("two").field, "load");
+    }
+
+    #[test]
+    fn arrival_shapes_the_devices_while_the_flags_shape_the_rate() {
+        let f = LoadFlags {
+            rate: Some(2000.0),
+            wave: parse_wave("period=10s,min=0.5,max=1").ok(),
+            arrival: parse_arrival("ramp:100/30s").ok(),
+            ..Default::default()
+        };
+        let l = f.spec().expect("ok").expect("set");
+        assert!(matches!(l.arrival, Some(Shape::Ramp { .. })));
+        assert!(matches!(
+            l.rate,
+            Some(RateSpec {
+                shape: Some(Shape::Wave { .. }),
+                ..
+            })
+        ));
+        let alone = LoadFlags {
+            arrival: parse_arrival("stages:10:5s,0:5s").ok(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            alone.spec(),
+            Ok(Some(LoadSpec {
+                arrival: Some(Shape::Stages(_)),
+                rate: None,
+                ..
+            }))
+        ));
+        let both = LoadFlags {
+            ramp: parse_ramp("10/5s").ok(),
+            arrival: parse_arrival("ramp:10/5s").ok(),
+            ..Default::default()
+        };
+        assert!(both
+            .spec()
+            .expect_err("two arrivals")
+            .message
+            .contains("--arrival"));
+        for bad in ["ramp", "spiral:1/1s", "ramp:10"] {
+            assert!(parse_arrival(bad).is_err(), "{bad}");
+        }
+        assert!(parse_arrival("spiral:1/1s")
+            .expect_err("kind")
+            .contains("ramp, stairs"));
     }
 }
