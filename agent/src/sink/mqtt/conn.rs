@@ -286,10 +286,14 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
                 failures += 1;
                 if !failing {
                     let error = format!("mqtt connect failed: {reason}");
-                    failing = sh
-                        .events
-                        .device_failed(&conn.fleet, &conn.device_id, &error)
-                        .await;
+                    // Boxed: a publish future is large, and inline it would grow every
+                    // device's task for good.
+                    failing = Box::pin(sh.events.device_failed(
+                        &conn.fleet,
+                        &conn.device_id,
+                        &error,
+                    ))
+                    .await;
                 }
                 if !sh.warned.swap(true, Relaxed) {
                     tracing::warn!(device = %conn.device_id, reason, "mqtt connect failed; retrying with backoff (further failures are counted in the heartbeat)");
@@ -317,10 +321,12 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
                         sh.metrics.disconnects.fetch_add(1, Relaxed);
                         tracing::debug!(device = %conn.device_id, reason, "mqtt connection lost");
                         let error = format!("mqtt connection lost: {reason}");
-                        failing = sh
-                            .events
-                            .device_failed(&conn.fleet, &conn.device_id, &error)
-                            .await;
+                        failing = Box::pin(sh.events.device_failed(
+                            &conn.fleet,
+                            &conn.device_id,
+                            &error,
+                        ))
+                        .await;
                         let mut st = conn.lock();
                         st.out = BytesMut::new();
                         drop(st);
@@ -398,4 +404,39 @@ async fn connect(
     tokio::time::timeout(sh.cfg.connect_timeout, handshake)
         .await
         .unwrap_or(Err("timeout"))
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Every connected device is one task whose future is as large as its largest await
+    /// point, idle or not: a publish future inlined in `run` once grew it from ~710 to
+    /// 1,216 bytes (+500 B per device). Large, rare futures are boxed; this keeps it so.
+    #[tokio::test]
+    async fn a_device_task_stays_small() {
+        let spec: pluribus_common::spec::SinkSpec = serde_json::from_value(serde_json::json!({
+            "type": "mqtt", "brokers": ["mqtt://127.0.0.1:1"]
+        }))
+        .unwrap();
+        let (_, resolved) = super::super::config::Resolved::from_spec(&spec).unwrap();
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect("nats://127.0.0.1:1")
+            .await
+            .unwrap();
+        let ns = pluribus_common::subjects::Namespace::new("").unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let sh = Arc::new(Shared::new(
+            resolved,
+            Arc::default(),
+            tx,
+            Arc::new(Pacer::new(64, None)),
+            Events::new(client, ns, "a"),
+        ));
+        let conn = Arc::new(Conn::new(0, "d", Arc::from("f")));
+        let task = run(conn, sh);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 800, "a device's connection task is {size} bytes");
+    }
 }
