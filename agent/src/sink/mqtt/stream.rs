@@ -123,10 +123,14 @@ pub async fn open(
             ws::Transport::Tls(t) => Stream::Tls(t),
         });
     };
-    let ws = ws::handshake(transport, url, path).await.map_err(|e| {
-        tracing::debug!(error = %e, "websocket handshake failed");
-        "websocket"
-    })?;
+    // Boxed: the handshake future is large, and inline it would grow every connect
+    // (plain ones too), which fragments the heap of an agent connecting thousands.
+    let ws = Box::pin(ws::handshake(transport, url, path))
+        .await
+        .map_err(|e| {
+            tracing::debug!(error = %e, "websocket handshake failed");
+            "websocket"
+        })?;
     Ok(Stream::Ws(Box::new(ws)))
 }
 
