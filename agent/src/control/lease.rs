@@ -6,9 +6,10 @@
 use std::time::Instant;
 
 use pluribus_common::kv::KvError;
-use pluribus_common::messages::EventKind;
+use pluribus_common::messages::{EventKind, LeaseRecord};
+use pluribus_common::wire;
 
-use super::{Control, Internal};
+use super::{Control, Internal, IO_TIMEOUT};
 
 impl Control {
     /// Starts a renewal of every held lease that has none in flight.
@@ -67,20 +68,43 @@ impl Control {
         let Some(h) = self.held.get_mut(&key) else {
             return;
         };
-        if h.revision != prev {
-            return;
-        }
         h.renewing = false;
         match result {
             Ok(rev) => {
-                h.revision = rev;
-                h.last_ok = sent_at;
+                h.revision = h.revision.max(rev);
+                h.last_ok = h.last_ok.max(sent_at);
             }
-            Err(KvError::Conflict) => {
-                tracing::warn!(lease = %key, "lease was taken over; stopping the shard here");
-                self.drop_lost(&key).await;
-            }
+            // The lease watch has shown a later write of ours (an attempt that timed out
+            // here but landed): the next renewal starts from it.
+            Err(KvError::Conflict) if h.revision != prev => {}
+            Err(KvError::Conflict) => self.on_conflict(&key, prev).await,
             Err(e) => tracing::warn!(lease = %key, error = %e, "lease renewal failed"),
+        }
+    }
+
+    /// A renewal found the lease at another revision than ours. A renewal that timed out
+    /// here may have landed (the lease is then still ours, one revision on): read it, and
+    /// stop the shard only if another agent holds it or it is gone.
+    async fn on_conflict(&mut self, key: &str, prev: u64) {
+        let read = tokio::time::timeout(IO_TIMEOUT, self.buckets.leases.entry(key)).await;
+        let entry = match read {
+            Ok(Ok(entry)) => entry,
+            // Unknown: keep the shard; the next renewal tries again, the fence still holds.
+            _ => return,
+        };
+        let ours = entry.as_ref().is_some_and(|e| {
+            e.operation == async_nats::jetstream::kv::Operation::Put
+                && wire::decode::<LeaseRecord>(&e.value).is_ok_and(|l| l.agent_id == self.id)
+        });
+        match (entry, self.held.get_mut(key)) {
+            (Some(e), Some(h)) if ours => {
+                tracing::debug!(lease = %key, prev, now = e.revision, "a renewal that timed out had landed; carrying on");
+                h.revision = h.revision.max(e.revision);
+            }
+            _ => {
+                tracing::warn!(lease = %key, "lease was taken over; stopping the shard here");
+                self.drop_lost(key).await;
+            }
         }
     }
 

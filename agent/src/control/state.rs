@@ -144,6 +144,10 @@ impl Control {
                 if l.agent_id != self.id && self.held.contains_key(&e.key) {
                     tracing::warn!(lease = %e.key, holder = %l.agent_name, "another agent holds our shard; stopping it here");
                     self.drop_lost(&e.key).await;
+                } else if let Some(h) = self.held.get_mut(&e.key) {
+                    // Our own write: a renewal whose reply is late (or timed out) landed,
+                    // and the next one must start from it.
+                    h.revision = h.revision.max(e.revision);
                 }
                 self.leases.insert(
                     e.key,

@@ -74,6 +74,27 @@ impl Cluster {
     }
 }
 
+/// A failing test shows what its agents logged (the last lines of each), so that a CI
+/// failure can be understood from its output alone.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (i, a) in self.agents.iter().enumerate() {
+            let log = a.stderr();
+            let lines: Vec<&str> = log.lines().collect();
+            let from = lines.len().saturating_sub(80);
+            eprintln!(
+                "--- agent #{i} (namespace {}), last {} log lines:\n{}",
+                self.ns,
+                lines.len() - from,
+                lines[from..].join("\n")
+            );
+        }
+    }
+}
+
 pub use pluribus_testkit::spawn_agent;
 
 pub fn ctl_at(url: &str, ns: &str, args: &[&str]) -> Output {
