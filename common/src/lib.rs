@@ -21,6 +21,8 @@ pub mod record;
 pub mod spec;
 pub mod subjects;
 pub mod time;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod wire;
 
 pub use error::SpecError;

@@ -4,31 +4,20 @@
 //! read on the agent when a shard is prepared; an error names the field, so the shard is
 //! refused with a reason the user can act on.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
+use pluribus_common::tls::{self, TlsNames};
+use rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
 
 use crate::sink::SinkError;
 
-fn err(field: &str, path: &str, what: impl std::fmt::Display) -> SinkError {
-    SinkError(format!(
-        "sink.{field}: {path}: {what} (the file must be readable on the agent)"
-    ))
-}
-
-fn certs(field: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, SinkError> {
-    let v = CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(field, path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(field, path, e))?;
-    if v.is_empty() {
-        return Err(err(field, path, "no PEM certificate in it"));
-    }
-    Ok(v)
-}
+const NAMES: TlsNames = TlsNames {
+    files: ["sink.ca", "sink.cert", "sink.key"],
+    sep: ": ",
+    no_roots: "sink.ca: no system CA certificates found on the agent: give the sink a CA file (--ca for mqtt, --http-ca for http, `ca:` in a fleet file)",
+};
 
 /// A rustls client configuration for the spec's TLS files: only the `ca` file's
 /// certificates are trusted when it is given, the system's roots otherwise; `cert` and
@@ -38,40 +27,14 @@ pub fn client_config(
     cert: Option<&str>,
     key: Option<&str>,
 ) -> Result<ClientConfig, SinkError> {
-    let mut roots = RootCertStore::empty();
-    match ca {
-        Some(path) => {
-            for c in certs("ca", path)? {
-                roots.add(c).map_err(|e| err("ca", path, e))?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for c in found.certs {
-                let _ = roots.add(c);
-            }
-            if roots.is_empty() {
-                return Err(SinkError(
-                    "sink.ca: no system CA certificates found on the agent: give the sink a CA file (--ca for mqtt, --http-ca for http, `ca:` in a fleet file)".into(),
-                ));
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SinkError(format!("TLS setup: {e}")))?
-        .with_root_certificates(roots);
-    match (cert, key) {
-        (Some(cert), Some(key)) => {
-            let chain = certs("cert", cert)?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| err("key", key, e))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| SinkError(format!("sink.cert/sink.key: {e}")))
-        }
-        _ => Ok(builder.with_no_client_auth()),
-    }
+    tls::client_config(
+        ca.map(Path::new),
+        cert.map(Path::new),
+        key.map(Path::new),
+        NAMES,
+    )
+    .map(Arc::unwrap_or_clone)
+    .map_err(|e| SinkError(format!("{e} (TLS files are read on the agent)")))
 }
 
 /// A tokio-rustls connector for the spec's TLS files (see [`client_config`]).
