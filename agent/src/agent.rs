@@ -66,7 +66,7 @@ impl AgentConfig {
     /// counted from when the renewal was sent, so the lease (counted from when the server
     /// stored it) still has a quarter of its TTL left: time enough to stop the devices.
     pub fn fence_after(&self) -> Duration {
-        self.lease_ttl.mul_f64(0.75)
+        self.lease_ttl.mul_f64(FENCE_FRACTION)
     }
 
     /// How often leases are renewed, and how long one attempt may take: a fifth of the TTL,
@@ -76,6 +76,9 @@ impl AgentConfig {
         self.lease_ttl / 5
     }
 }
+
+/// The share of the lease TTL after which an agent that could not renew stops a shard.
+pub const FENCE_FRACTION: f64 = 0.75;
 
 /// The agent as a value.
 #[derive(Debug)]

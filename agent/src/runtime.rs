@@ -93,12 +93,15 @@ const CLUSTER_MIN_TTL: Duration = Duration::from_secs(30);
 /// outlast.
 fn warn_short_ttl_on_cluster(info: &async_nats::ServerInfo, ttl: Duration) {
     if let Some(cluster) = info.cluster.as_deref().filter(|_| ttl < CLUSTER_MIN_TTL) {
+        let min = CLUSTER_MIN_TTL.as_secs();
         tracing::warn!(
             cluster,
             lease_ttl = ?ttl,
             "NATS is a cluster: when a node dies, a JetStream leader election (4-9 s) can \
-             outlast the lease fence (75% of the TTL) and stop devices that would have run on; \
-             consider --lease-ttl 30s (failover after an agent dies then takes about 30 s)"
+             outlast the lease fence ({:.0}% of the TTL) and stop devices that would have run \
+             on; consider --lease-ttl {min}s (failover after an agent dies then takes about \
+             {min} s)",
+            crate::agent::FENCE_FRACTION * 100.0
         );
     }
 }

@@ -34,7 +34,12 @@ pub fn client_config(
         NAMES,
     )
     .map(Arc::unwrap_or_clone)
-    .map_err(|e| SinkError(format!("{e} (TLS files are read on the agent)")))
+    .map_err(|e| {
+        SinkError(format!(
+            "{e}: TLS files are read on the agent: put the file at that path on every agent, \
+             or fix the path in the fleet"
+        ))
+    })
 }
 
 /// A tokio-rustls connector for the spec's TLS files (see [`client_config`]).
