@@ -27,6 +27,17 @@ pub struct Change {
     pub value: Bytes,
     /// True for a put; false for a delete, purge or expiry.
     pub live: bool,
+    /// When the value expires (Unix ms), for a put with a per-key TTL (`Nats-TTL`).
+    pub expires_ms: Option<u64>,
+}
+
+/// The current value of a key, and when it expires if it has a TTL.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The value.
+    pub value: Bytes,
+    /// When it expires (Unix ms), if it has a per-key TTL.
+    pub expires_ms: Option<u64>,
 }
 
 /// A follower of the keys matching a filter in one bucket.
@@ -91,10 +102,12 @@ impl KvFeed {
         };
         let message = message.context("lost the KV watch")?;
         self.last_message = Instant::now();
+        let mut published_ms = None;
         if let Ok(info) = message.info() {
             if info.pending == 0 {
                 self.caught_up = true;
             }
+            published_ms = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).ok();
         }
         let key = message
             .subject
@@ -102,10 +115,12 @@ impl KvFeed {
             .strip_prefix(&self.prefix)
             .unwrap_or(message.subject.as_str())
             .to_string();
+        let ttl_ms = message.headers.as_ref().and_then(ttl_ms);
         Ok(Some(Change {
             key,
             value: message.payload.clone(),
             live: is_put(message.headers.as_ref()),
+            expires_ms: published_ms.zip(ttl_ms).map(|(at, ttl)| at + ttl),
         }))
     }
 
@@ -115,13 +130,27 @@ impl KvFeed {
         store: &kv::Store,
         filter: &str,
     ) -> Result<BTreeMap<String, Bytes>> {
+        let entries = Self::snapshot_entries(client, store, filter).await?;
+        Ok(entries.into_iter().map(|(k, e)| (k, e.value)).collect())
+    }
+
+    /// Reads the current value of every matching key with its expiry, then stops.
+    pub async fn snapshot_entries(
+        client: &async_nats::Client,
+        store: &kv::Store,
+        filter: &str,
+    ) -> Result<BTreeMap<String, Entry>> {
         let mut feed = Self::open(client, store, filter).await?;
         let mut out = BTreeMap::new();
         while !feed.caught_up() {
             match tokio::time::timeout(IDLE_CAUGHT_UP, feed.next()).await {
                 Ok(Ok(Some(c))) => {
                     if c.live {
-                        out.insert(c.key, c.value);
+                        let e = Entry {
+                            value: c.value,
+                            expires_ms: c.expires_ms,
+                        };
+                        out.insert(c.key, e);
                     } else {
                         out.remove(&c.key);
                     }
@@ -132,6 +161,18 @@ impl KvFeed {
         }
         Ok(out)
     }
+}
+
+/// A message's per-key TTL (`Nats-TTL`: `10s`, `1m`, or seconds), in ms; None without one
+/// (or `never`).
+fn ttl_ms(headers: &async_nats::HeaderMap) -> Option<u64> {
+    let v = headers.get("Nats-TTL")?.as_str().trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(secs.saturating_mul(1000));
+    }
+    humantime::parse_duration(v)
+        .ok()
+        .map(|d| d.as_millis() as u64)
 }
 
 /// True when a KV message is a put (not a delete, purge or TTL marker).
@@ -148,6 +189,18 @@ fn is_put(headers: Option<&async_nats::HeaderMap>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ttls_from_headers() {
+        let mut h = async_nats::HeaderMap::new();
+        assert_eq!(ttl_ms(&h), None);
+        h.insert("Nats-TTL", "10s");
+        assert_eq!(ttl_ms(&h), Some(10_000));
+        h.insert("Nats-TTL", "7");
+        assert_eq!(ttl_ms(&h), Some(7_000));
+        h.insert("Nats-TTL", "never");
+        assert_eq!(ttl_ms(&h), None);
+    }
 
     #[test]
     fn operations_from_headers() {

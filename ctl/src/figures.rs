@@ -56,10 +56,14 @@ impl Quantiles {
     }
 }
 
-/// The figures of a fleet or an agent.
+/// The figures of a fleet or an agent. Totals (`*_total`) are always since the agents
+/// started; rates (`*_per_s`) over the span; counts within the span (`messages`, `bytes`,
+/// `errors`) only where the span is the same for every row and every output (`report`),
+/// not in `watch`, whose span is one heartbeat interval once two heartbeats are known.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Figures {
-    /// Devices running.
+    /// Devices active: started and running on the agents now (their heartbeats' figure).
+    #[serde(rename = "active")]
     pub devices: u64,
     /// Messages per second the schedule asks for.
     pub scheduled_per_s: f64,
@@ -67,12 +71,19 @@ pub struct Figures {
     pub msgs_per_s: f64,
     /// Payload bytes per second over the span.
     pub bytes_per_s: f64,
-    /// Messages sent within the span.
-    pub messages: u64,
-    /// Payload bytes sent within the span.
-    pub bytes: u64,
-    /// Send errors within the span.
-    pub errors: u64,
+    /// Messages sent within the span (`report` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
+    /// Payload bytes sent within the span (`report` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Send errors within the span (`report` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<u64>,
+    /// Messages sent since the agents started.
+    pub messages_total: u64,
+    /// Payload bytes sent since the agents started.
+    pub bytes_total: u64,
     /// Send errors since the agents started.
     pub errors_total: u64,
     /// Tick lag percentiles (µs).
@@ -178,9 +189,17 @@ fn add(
     let (messages, bytes) = (delta(now.messages, b.messages), delta(now.bytes, b.bytes));
     f.devices += now.devices;
     f.scheduled_per_s += now.scheduled_per_s;
-    f.messages += messages;
-    f.bytes += bytes;
-    f.errors += delta(now.errors, b.errors);
+    if let Some(m) = &mut f.messages {
+        *m += messages;
+    }
+    if let Some(b) = &mut f.bytes {
+        *b += bytes;
+    }
+    if let Some(e) = &mut f.errors {
+        *e += delta(now.errors, b.errors);
+    }
+    f.messages_total += now.messages;
+    f.bytes_total += now.bytes;
     f.errors_total += now.errors;
     f.saturated |= now.saturated;
     if dt_s > 0.0 {
@@ -196,7 +215,7 @@ fn add(
 pub fn tabulate(spans: &[Span<'_>], only: Option<&str>, mode: Mode) -> Table {
     let mut fleets: BTreeMap<String, (FleetFigures, Hists)> = BTreeMap::new();
     if let Some(name) = only {
-        fleets.insert(name.to_string(), (fleet_row(name), Hists::default()));
+        fleets.insert(name.to_string(), (fleet_row(name, mode), Hists::default()));
     }
     let mut agents = Vec::new();
     for s in spans {
@@ -206,7 +225,7 @@ pub fn tabulate(spans: &[Span<'_>], only: Option<&str>, mode: Mode) -> Table {
             None if mode.reported_rates => 0.0,
             None => h.uptime_s as f64,
         };
-        let mut agent = Figures::default();
+        let mut agent = Figures::empty(mode);
         let mut agent_hists = Hists::default();
         for (name, c) in &h.fleets {
             if only.is_some_and(|f| f != name) {
@@ -215,7 +234,7 @@ pub fn tabulate(spans: &[Span<'_>], only: Option<&str>, mode: Mode) -> Table {
             let before = s.earlier.and_then(|e| e.fleets.get(name));
             let (row, hists) = fleets
                 .entry(name.clone())
-                .or_insert_with(|| (fleet_row(name), Hists::default()));
+                .or_insert_with(|| (fleet_row(name, mode), Hists::default()));
             row.agents += u64::from(c.devices > 0);
             add(&mut row.figures, c, before, dt_s, mode);
             hists.add(c, before, mode.span_percentiles);
@@ -247,11 +266,24 @@ pub fn tabulate(spans: &[Span<'_>], only: Option<&str>, mode: Mode) -> Table {
     Table { fleets, agents }
 }
 
-fn fleet_row(name: &str) -> FleetFigures {
+fn fleet_row(name: &str, mode: Mode) -> FleetFigures {
     FleetFigures {
         name: name.to_string(),
         agents: 0,
-        figures: Figures::default(),
+        figures: Figures::empty(mode),
+    }
+}
+
+impl Figures {
+    /// No figures yet; counts within the span only where the span is fixed (not in `watch`).
+    fn empty(mode: Mode) -> Self {
+        let counts = (!mode.reported_rates).then_some(0);
+        Self {
+            messages: counts,
+            bytes: counts,
+            errors: counts,
+            ..Self::default()
+        }
     }
 }
 
@@ -364,8 +396,9 @@ mod tests {
         let f = &t.fleets[0].figures;
         assert_eq!(
             (f.messages, f.bytes, f.msgs_per_s, f.bytes_per_s),
-            (2_000, 200_000, 200.0, 20_000.0)
+            (Some(2_000), Some(200_000), 200.0, 20_000.0)
         );
+        assert_eq!((f.messages_total, f.bytes_total), (3_000, 300_000));
         let lag = f.tick_lag_us.expect("lag");
         assert_eq!(lag.count, 100);
         assert!(lag.p50 >= 4_990, "only what the span recorded: {lag:?}");
@@ -392,16 +425,14 @@ mod tests {
             latest: &h,
             earlier: None,
         }];
-        assert_eq!(
-            tabulate(&span, None, WATCH).fleets[0].figures.msgs_per_s,
-            40.0
-        );
+        let w = &tabulate(&span, None, WATCH).fleets[0].figures;
+        assert_eq!((w.msgs_per_s, w.messages, w.messages_total), (40.0, None, 5_000));
         let totals = Mode {
             reported_rates: false,
             span_percentiles: false,
         };
         let f = &tabulate(&span, None, totals).fleets[0].figures;
-        assert_eq!((f.messages, f.msgs_per_s), (5_000, 50.0));
+        assert_eq!((f.messages, f.msgs_per_s), (Some(5_000), 50.0));
     }
 
     #[test]

@@ -74,21 +74,65 @@ impl Table {
     }
 }
 
-/// The agents table of `status` and `agents`.
-pub fn agents_table(rows: &[AgentRow]) -> String {
+/// Default views fit in this many columns (`--wide` lifts it).
+pub const WIDTH: usize = 100;
+
+/// Characters of an agent id the default views show (as docker shows 12 of a container id):
+/// enough to tell agents apart; `--wide` and `--json` give whole ids.
+pub const SHORT_ID: usize = 8;
+
+/// The id as shown: whole with `wide`, else its first [`SHORT_ID`] characters.
+pub fn short_id(id: &str, wide: bool) -> String {
+    if wide {
+        id.to_string()
+    } else {
+        id.chars().take(SHORT_ID).collect()
+    }
+}
+
+/// `text` as lines of at most `width` characters (words longer than that stay whole): the
+/// first starts with `first`, the others with as many spaces.
+pub fn wrap(first: &str, text: &str, width: usize) -> String {
+    let indent = " ".repeat(first.chars().count());
+    let mut out = String::new();
+    let mut line = first.to_string();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        let len = line.chars().count();
+        if !empty && len + 1 + word.chars().count() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = indent.clone();
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+    out
+}
+
+/// The agents table of `status` and `agents`; whole agent ids with `wide`.
+pub fn agents_table(rows: &[AgentRow], wide: bool) -> String {
     if rows.is_empty() {
         return "no agents: start one with `pluribus-agent`\n".into();
     }
     let mut t = Table::new(&[
-        "ID", "NAME", "ALIVE", "HB AGE", "DEVICES", "CAPACITY", "DRAINING", "LABELS", "VERSION",
+        "ID", "NAME", "ALIVE", "HB AGE", "ASSIGNED", "ACTIVE", "CAPACITY", "DRAINING", "LABELS",
+        "VERSION",
     ]);
     for a in rows {
         t.row(vec![
-            a.id.clone(),
+            short_id(&a.id, wide),
             a.name.clone(),
             yes_no(a.alive),
             format!("{:.1}s", a.heartbeat_age_s),
-            a.devices.to_string(),
+            a.assigned.to_string(),
+            a.active.to_string(),
             a.capacity.map_or("-".into(), |c| c.to_string()),
             yes_no(a.draining),
             dash_if_empty(labels_text(&a.labels)),
@@ -112,12 +156,15 @@ pub fn dash_if_empty(s: String) -> String {
     }
 }
 
-/// `name:600 other:400`.
+/// `name:600 other:400`; an agent that stopped heartbeating is marked `(stale)`.
 pub fn shares_text(shares: &[Share]) -> String {
     dash_if_empty(
         shares
             .iter()
-            .map(|s| format!("{}:{}", s.agent_name, s.devices))
+            .map(|s| {
+                let stale = if s.alive { "" } else { "(stale)" };
+                format!("{}:{}{stale}", s.agent_name, s.devices)
+            })
             .collect::<Vec<_>>()
             .join(" "),
     )
@@ -235,6 +282,16 @@ mod tests {
         t.row(vec!["long-name".into(), "1".into()]);
         t.row(vec!["x".into(), "1000".into()]);
         assert_eq!(t.render(), "NAME       N\nlong-name  1\nx          1000\n");
+    }
+
+    #[test]
+    fn long_text_wraps_under_the_width() {
+        let text = wrap("f1: ", "one two three four five six", 14);
+        assert_eq!(text, "f1: one two\n    three four\n    five six\n");
+        assert!(text.lines().all(|l| l.chars().count() <= 14));
+        assert_eq!(wrap("x: ", "short", 100), "x: short\n");
+        assert_eq!(short_id("0123456789abcdef", false), "01234567");
+        assert_eq!(short_id("0123456789abcdef", true), "0123456789abcdef");
     }
 
     #[test]

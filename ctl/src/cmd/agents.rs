@@ -1,12 +1,19 @@
 //! `agents`: the agents list.
 
 use anyhow::Result;
-use pluribus_common::time::now_ms;
 use serde::Serialize;
 
 use super::Global;
 use crate::output::{agents_table, print_json};
-use crate::state::{load_agents, AgentRow};
+use crate::state::{AgentRow, State};
+
+/// List the agents.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Whole agent ids (default: their first 8 characters).
+    #[arg(long, short = 'w')]
+    pub wide: bool,
+}
 
 #[derive(Serialize)]
 struct Output {
@@ -14,16 +21,16 @@ struct Output {
 }
 
 /// Runs `agents`.
-pub async fn run(g: &Global) -> Result<()> {
+pub async fn run(g: &Global, args: Args) -> Result<()> {
     let ctx = g.open().await?;
-    let agents = load_agents(&ctx).await?;
-    let now = now_ms();
+    // The leases too: each agent's assigned devices, as in `status`.
+    let st = State::load(&ctx).await?;
     let out = Output {
-        agents: agents.iter().map(|h| AgentRow::new(h, now)).collect(),
+        agents: AgentRow::all(&st),
     };
     if g.json {
         return print_json(&out);
     }
-    print!("{}", agents_table(&out.agents));
+    print!("{}", agents_table(&out.agents, args.wide));
     Ok(())
 }

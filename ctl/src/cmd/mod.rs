@@ -50,10 +50,11 @@ pub enum Command {
     Deploy(Box<deploy::Args>),
     /// Deploy a fleet of N devices (--count) or the fleet in a file (--file).
     DeployFleet(Box<deploy_fleet::Args>),
-    /// Show agents and fleets: devices desired, running and pending, and why.
+    /// Show agents and fleets: devices desired, assigned (to an agent's leases), active
+    /// (running now) and pending, and why.
     Status(status::Args),
-    /// List the agents.
-    Agents,
+    /// List the agents: devices assigned and active on each.
+    Agents(agents::Args),
     /// Grow or shrink a fleet.
     Scale(scale::Args),
     /// Change a running fleet's load shape (arrival and rate), or clear it with --clear.
@@ -62,7 +63,7 @@ pub enum Command {
     Stop(stop::Args),
     /// Delete a fleet (or a single device) and wait for its devices to stop.
     DeleteFleet(delete_fleet::Args),
-    /// Live view per fleet and per agent: devices, scheduled and achieved rates, errors,
+    /// Live view per fleet and per agent: active devices, scheduled and achieved rates, errors,
     /// latency percentiles, saturation.
     #[command(alias = "top")]
     Watch(watch::Args),
@@ -143,7 +144,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Deploy(a) => deploy::run(&g, *a).await,
         Command::DeployFleet(a) => deploy_fleet::run(&g, *a).await,
         Command::Status(a) => status::run(&g, a).await,
-        Command::Agents => agents::run(&g).await,
+        Command::Agents(a) => agents::run(&g, a).await,
         Command::Scale(a) => scale::run(&g, a).await,
         Command::SetLoad(a) => set_load::run(&g, a).await,
         Command::Stop(a) => stop::run(&g, a).await,

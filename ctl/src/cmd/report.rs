@@ -142,7 +142,7 @@ fn q(x: Option<Quantiles>, f: fn(&Quantiles) -> u64) -> String {
     x.map_or(String::new(), |q| f(&q).to_string())
 }
 
-const CSV_HEADER: &str = "scope,name,id,devices,scheduled_per_s,messages,bytes,errors,msgs_per_s,bytes_per_s,tick_lag_p50_us,tick_lag_p90_us,tick_lag_p99_us,tick_lag_max_us,ack_latency_p50_us,ack_latency_p99_us,saturated";
+const CSV_HEADER: &str = "scope,name,id,active,scheduled_per_s,messages,bytes,errors,msgs_per_s,bytes_per_s,tick_lag_p50_us,tick_lag_p90_us,tick_lag_p99_us,tick_lag_max_us,ack_latency_p50_us,ack_latency_p99_us,saturated";
 
 fn csv_row(scope: &str, name: &str, id: &str, f: &Figures) -> String {
     let field = |s: &str| {
@@ -158,9 +158,9 @@ fn csv_row(scope: &str, name: &str, id: &str, f: &Figures) -> String {
         field(id),
         f.devices,
         f.scheduled_per_s,
-        f.messages,
-        f.bytes,
-        f.errors,
+        f.messages.unwrap_or(0),
+        f.bytes.unwrap_or(0),
+        f.errors.unwrap_or(0),
         f.msgs_per_s,
         f.bytes_per_s,
         q(f.tick_lag_us, |q| q.p50),
@@ -193,28 +193,42 @@ fn text(r: &Report) -> String {
         None => "report since each agent started (totals, average rates, cumulative percentiles)\n"
             .into(),
     };
-    let mut t = Table::new(&[
-        "SCOPE", "NAME", "DEVICES", "SCHED/S", "MESSAGES", "MSGS/S", "BYTES/S", "ERRORS",
-        "LAG P50", "LAG P99", "ACK P50", "ACK P99", "",
-    ]);
-    let lat =
-        |x: Option<Quantiles>, f: fn(&Quantiles) -> u64| x.map_or("-".into(), |q| micros(f(&q)));
+    // Within 100 columns: one column per latency (p50/p99), ACK only when some row has
+    // acknowledgements.
+    let all = || {
+        let agents = r.figures.agents.iter().map(|a| &a.figures);
+        r.figures.fleets.iter().map(|f| &f.figures).chain(agents)
+    };
+    let ack = all().any(|f| f.ack_latency_us.is_some());
+    let mut cols = vec![
+        "SCOPE", "NAME", "ACTIVE", "SCHED/S", "MESSAGES", "MSGS/S", "BYTES/S", "ERRORS",
+        "LAG P50/P99",
+    ];
+    if ack {
+        cols.push("ACK P50/P99");
+    }
+    cols.push("");
+    let mut t = Table::new(&cols);
+    let lat = |x: Option<Quantiles>| {
+        x.map_or("-".into(), |q| format!("{}/{}", micros(q.p50), micros(q.p99)))
+    };
     let mut row = |scope: &str, name: &str, f: &Figures| {
-        t.row(vec![
+        let mut cells = vec![
             scope.into(),
             name.into(),
             f.devices.to_string(),
             rate(f.scheduled_per_s),
-            f.messages.to_string(),
+            f.messages.unwrap_or(0).to_string(),
             rate(f.msgs_per_s),
             rate(f.bytes_per_s),
-            f.errors.to_string(),
-            lat(f.tick_lag_us, |q| q.p50),
-            lat(f.tick_lag_us, |q| q.p99),
-            lat(f.ack_latency_us, |q| q.p50),
-            lat(f.ack_latency_us, |q| q.p99),
-            if f.saturated { "SATURATED" } else { "" }.into(),
-        ]);
+            f.errors.unwrap_or(0).to_string(),
+            lat(f.tick_lag_us),
+        ];
+        if ack {
+            cells.push(lat(f.ack_latency_us));
+        }
+        cells.push(if f.saturated { "SATURATED" } else { "" }.into());
+        t.row(cells);
     };
     for f in &r.figures.fleets {
         row("fleet", &f.name, &f.figures);
@@ -267,7 +281,10 @@ mod tests {
             Some(Duration::from_secs(10)),
         );
         let f = &r.figures.fleets[0].figures;
-        assert_eq!((f.messages, f.msgs_per_s, f.bytes), (2_000, 200.0, 20_000));
+        assert_eq!(
+            (f.messages, f.msgs_per_s, f.bytes),
+            (Some(2_000), 200.0, Some(20_000))
+        );
         assert_eq!(r.agents_lost, ["n-g"]);
         assert_eq!(r.scope, "window");
         let csv = csv(&r.figures);
@@ -287,7 +304,7 @@ mod tests {
         a.uptime_s = 50;
         let r = build(None, &[a], 100_500, Some("f"), None);
         let f = &r.figures.fleets[0].figures;
-        assert_eq!((f.messages, f.msgs_per_s), (5_000, 100.0));
+        assert_eq!((f.messages, f.msgs_per_s), (Some(5_000), 100.0));
         assert_eq!(r.scope, "since agent start");
         assert!(text(&r).contains("since each agent started"));
     }

@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use super::{no_fleet, Global};
 use crate::connections::{self, Connections};
-use crate::output::{agents_table, dash_if_empty, print_json, shares_text, until, Table};
+use crate::output::{
+    agents_table, print_json, shares_text, until, wrap, Table, WIDTH,
+};
 use crate::state::{AgentRow, FleetStatus, State};
 
 /// Show agents and fleets.
@@ -16,6 +18,10 @@ pub struct Args {
     /// Show only this fleet (or single device).
     #[arg(value_name = "FLEET")]
     pub fleet: Option<String>,
+    /// Whole agent ids and no line width limit (default: 8-character ids, lines within
+    /// 100 columns).
+    #[arg(long, short = 'w')]
+    pub wide: bool,
 }
 
 #[derive(Serialize)]
@@ -35,35 +41,19 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         Some(name) => vec![st.fleets.get(name).ok_or_else(|| no_fleet(name))?],
         None => st.fleets.values().collect(),
     };
-    let mut out = Output {
-        agents: st
-            .agents
-            .iter()
-            .map(|h| AgentRow::new(h, st.now_ms))
-            .collect(),
+    let out = Output {
+        agents: AgentRow::all(&st),
         fleets: records.into_iter().map(|r| st.fleet_status(r)).collect(),
         connections: connections::merge(&st.live_agents(), args.fleet.as_deref()),
     };
-    // Devices per live agent from the leases, which change at once, rather than from
-    // heartbeats, which lag by up to one beat after a claim (all fleets only).
-    if args.fleet.is_none() {
-        for a in out.agents.iter_mut().filter(|a| a.alive) {
-            a.devices = out
-                .fleets
-                .iter()
-                .flat_map(|f| f.agents.iter())
-                .filter(|s| s.agent_id == a.id)
-                .map(|s| s.devices)
-                .sum();
-        }
-    }
     if g.json {
         return print_json(&out);
     }
-    print!("AGENTS\n{}", agents_table(&out.agents));
-    print!("{}", saturation_notes(&out.agents));
+    let width = if args.wide { usize::MAX } else { WIDTH };
+    print!("AGENTS\n{}", agents_table(&out.agents, args.wide));
+    print!("{}", saturation_notes(&out.agents, width));
     print!("\nFLEETS\n");
-    print!("{}", fleets_table(&out.fleets, st.now_ms));
+    print!("{}", fleets_table(&out.fleets, st.now_ms, width));
     let conns = connections::table(&out.connections);
     if !conns.is_empty() {
         print!("\nCONNECTIONS\n{conns}");
@@ -71,30 +61,33 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// One line per live saturated agent, naming its fleets.
-fn saturation_notes(agents: &[AgentRow]) -> String {
+/// One note per live saturated agent, naming its fleets, wrapped to `width`.
+fn saturation_notes(agents: &[AgentRow], width: usize) -> String {
     agents
         .iter()
         .filter(|a| a.alive && a.saturated)
         .map(|a| {
-            format!(
-                "SATURATED: agent {} cannot keep up with fleet {}: the generator is the bottleneck, not the system under test (add agents or lower the load)\n",
+            let text = format!(
+                "agent {} cannot keep up with fleet {}: the generator is the bottleneck, not the system under test (add agents or lower the load)",
                 a.name,
                 a.saturated_fleets.join(", ")
-            )
+            );
+            wrap("SATURATED: ", &text, width)
         })
         .collect()
 }
 
-/// The fleets table.
-fn fleets_table(fleets: &[FleetStatus], now_ms: u64) -> String {
+/// The fleets table, then each fleet's load shape and reason on lines of their own (wrapped
+/// to `width`): they are sentences, too long for a column.
+fn fleets_table(fleets: &[FleetStatus], now_ms: u64, width: usize) -> String {
     if fleets.is_empty() {
         return "no fleets: deploy one with `pluribusctl deploy-fleet NAME --count N`\n".into();
     }
     let mut t = Table::new(&[
-        "NAME", "KIND", "DESIRED", "RUNNING", "PENDING", "GEN", "SHARDS", "AGENTS", "EXPIRES",
-        "LOAD", "REASON",
+        "NAME", "KIND", "DESIRED", "ASSIGNED", "ACTIVE", "PENDING", "GEN", "SHARDS", "AGENTS",
+        "EXPIRES",
     ]);
+    let mut notes = String::new();
     for f in fleets {
         t.row(vec![
             f.name.clone(),
@@ -103,17 +96,22 @@ fn fleets_table(fleets: &[FleetStatus], now_ms: u64) -> String {
                 pluribus_common::record::RecordKind::Device => "device".into(),
             },
             f.desired.to_string(),
-            f.running.to_string(),
+            f.assigned.to_string(),
+            f.active.to_string(),
             f.pending.to_string(),
             f.generation.to_string(),
             format!("{}/{}", f.shards_held, f.shards_total),
             shares_text(&f.agents),
             f.expires_ms.map_or("-".into(), |at| until(now_ms, at)),
-            dash_if_empty(f.load.clone().unwrap_or_default()),
-            dash_if_empty(f.reason.clone().unwrap_or_default()),
         ]);
+        if let Some(load) = &f.load {
+            notes.push_str(&wrap(&format!("{}: load: ", f.name), load, width));
+        }
+        if let Some(reason) = &f.reason {
+            notes.push_str(&wrap(&format!("{}: ", f.name), reason, width));
+        }
     }
-    t.render()
+    t.render() + &notes
 }
 
 #[cfg(test)]
@@ -130,7 +128,7 @@ mod tests {
         };
         h.fleets.insert("heavy".into(), c);
         let rows = [AgentRow::new(&h, h.ts_ms)];
-        let notes = saturation_notes(&rows);
+        let notes = saturation_notes(&rows, WIDTH);
         assert!(
             notes.starts_with("SATURATED: agent n-a cannot keep up with fleet heavy"),
             "{notes}"
@@ -140,6 +138,6 @@ mod tests {
             &crate::state::tests::hb("b", 1, None),
             100_000,
         )];
-        assert_eq!(saturation_notes(&calm), "");
+        assert_eq!(saturation_notes(&calm, WIDTH), "");
     }
 }

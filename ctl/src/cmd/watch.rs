@@ -20,7 +20,7 @@ use crate::feed::KvFeed;
 use crate::figures::{
     micros, tabulate, AgentFigures, Figures, FleetFigures, Mode, Quantiles, Span,
 };
-use crate::output::{print_json_line, rate, Table};
+use crate::output::{print_json_line, rate, short_id, Table, WIDTH};
 use crate::spark::{push, sparkline, utf8_locale};
 use pluribus_common::record::FleetRecord;
 
@@ -42,6 +42,10 @@ pub struct Args {
     /// Stop after this many refreshes.
     #[arg(long, value_name = "K")]
     pub count: Option<u64>,
+    /// Whole agent ids and no line width limit (default: 8-character ids, lines within
+    /// 100 columns, the trend as long as fits).
+    #[arg(long, short = 'w')]
+    pub wide: bool,
 }
 
 /// The last two heartbeats of one agent.
@@ -123,55 +127,80 @@ fn frame(agents: &BTreeMap<String, Beats>, now_ms: u64, only: Option<&str>) -> F
     }
 }
 
-fn pair(q: Option<Quantiles>) -> (String, String) {
-    q.map_or(("-".into(), "-".into()), |q| (micros(q.p50), micros(q.p99)))
+/// `p50/p99`, or `-`.
+fn pair(q: Option<Quantiles>) -> String {
+    q.map_or("-".into(), |q| format!("{}/{}", micros(q.p50), micros(q.p99)))
 }
 
 fn marker(saturated: bool) -> String {
     if saturated { "SATURATED" } else { "" }.into()
 }
 
-/// One table of rows named by `keys` (the first columns), with ACK columns only when some
-/// row has acknowledgement latencies.
+/// The shortest trend worth drawing; with less room there is no trend column.
+const MIN_TREND: usize = 5;
+
+/// One table of rows named by `keys` (the first columns), with an ACK column only when
+/// some row has acknowledgement latencies, and the msgs/s trend as long as fits in `width`.
 fn figures_table(
     keys: &[&str],
     rows: &[(Vec<String>, &Figures, &VecDeque<f64>)],
     utf8: bool,
+    width: usize,
 ) -> String {
     let ack = rows.iter().any(|(_, x, _)| x.ack_latency_us.is_some());
-    let mut head: Vec<&str> = keys.to_vec();
-    head.extend([
-        "DEVICES", "SCHED/S", "MSGS/S", "BYTES/S", "ERRORS", "LAG P50", "LAG P99",
-    ]);
-    if ack {
-        head.extend(["ACK P50", "ACK P99"]);
-    }
-    head.extend(["MSGS/S TREND", ""]);
-    let mut t = Table::new(&head);
-    for (key, x, trend) in rows {
-        let mut row = key.clone();
-        let (lag50, lag99) = pair(x.tick_lag_us);
-        row.extend([
-            x.devices.to_string(),
-            rate(x.scheduled_per_s),
-            rate(x.msgs_per_s),
-            rate(x.bytes_per_s),
-            x.errors_total.to_string(),
-            lag50,
-            lag99,
-        ]);
+    let saturated = rows.iter().any(|(_, x, _)| x.saturated);
+    let table = |trend_len: usize| {
+        let mut head: Vec<&str> = keys.to_vec();
+        head.extend(["ACTIVE", "SCHED/S", "MSGS/S", "BYTES/S", "ERRORS", "LAG P50/P99"]);
         if ack {
-            let (ack50, ack99) = pair(x.ack_latency_us);
-            row.extend([ack50, ack99]);
+            head.push("ACK P50/P99");
         }
-        row.extend([sparkline(trend, utf8), marker(x.saturated)]);
-        t.row(row);
+        if trend_len > 0 {
+            head.push("MSGS/S TREND");
+        }
+        head.push("");
+        let mut t = Table::new(&head);
+        for (key, x, trend) in rows {
+            let mut row = key.clone();
+            row.extend([
+                x.devices.to_string(),
+                rate(x.scheduled_per_s),
+                rate(x.msgs_per_s),
+                rate(x.bytes_per_s),
+                x.errors_total.to_string(),
+                pair(x.tick_lag_us),
+            ]);
+            if ack {
+                row.push(pair(x.ack_latency_us));
+            }
+            if trend_len > 0 {
+                let skip = trend.len().saturating_sub(trend_len);
+                let last: VecDeque<f64> = trend.iter().skip(skip).copied().collect();
+                // Padded, so that the column is as wide as the trend will grow.
+                row.push(format!("{:<trend_len$}", sparkline(&last, utf8)));
+            }
+            row.push(marker(x.saturated));
+            t.row(row);
+        }
+        t.render()
+    };
+    let widest = |text: &str| text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    // The width without a trend, plus what a trend column adds (two spaces, and the marker
+    // column that follows it).
+    let bare = widest(&table(0));
+    let extra = 2 + if saturated { 2 + marker(true).len() } else { 0 };
+    let room = width.saturating_sub(bare + extra).min(HISTORY);
+    if room >= MIN_TREND.max("MSGS/S TREND".len()) {
+        table(room)
+    } else {
+        table(0)
     }
-    t.render()
 }
 
-/// The frame as tables, with sparklines from `history`.
-fn render(f: &Frame, history: &History, utf8: bool) -> String {
+/// The frame as tables, with sparklines from `history`; whole ids and no width limit with
+/// `wide`, else lines within [`WIDTH`] columns.
+fn render(f: &Frame, history: &History, utf8: bool, wide: bool) -> String {
+    let width = if wide { usize::MAX } else { WIDTH };
     let when =
         humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(f.ts_ms));
     let none = VecDeque::new();
@@ -188,11 +217,11 @@ fn render(f: &Frame, history: &History, utf8: bool) -> String {
         .iter()
         .map(|a| {
             let trend = history.agents.get(&a.id).unwrap_or(&none);
-            (vec![a.name.clone(), a.id.clone()], &a.figures, trend)
+            (vec![a.name.clone(), short_id(&a.id, wide)], &a.figures, trend)
         })
         .collect();
-    let fleets = figures_table(&["FLEET"], &fleet_rows, utf8);
-    let agents = figures_table(&["AGENT", "ID"], &agent_rows, utf8);
+    let fleets = figures_table(&["FLEET"], &fleet_rows, utf8, width);
+    let agents = figures_table(&["AGENT", "ID"], &agent_rows, utf8, width);
     let mut out = format!(
         "{when}  {} live agent{}  (latency percentiles: {PERCENTILES})\n",
         f.agents.len(),
@@ -205,15 +234,16 @@ fn render(f: &Frame, history: &History, utf8: bool) -> String {
         .map(|a| a.name.as_str())
         .collect();
     if !saturated.is_empty() {
-        out.push_str(&format!(
-            "SATURATED: {} cannot keep up with the schedule: the generator is the bottleneck, not the system under test\n",
+        let text = format!(
+            "{} cannot keep up with the schedule: the generator is the bottleneck, not the system under test",
             saturated.join(", ")
-        ));
+        );
+        out.push_str(&crate::output::wrap("SATURATED: ", &text, width));
     }
     out.push('\n');
     out.push_str(&fleets);
     for (fleet, load) in &f.loads {
-        out.push_str(&format!("load of {fleet}: {load}\n"));
+        out.push_str(&crate::output::wrap(&format!("load of {fleet}: "), load, width));
     }
     let conns = crate::connections::table(&f.connections);
     if !conns.is_empty() {
@@ -329,7 +359,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         if g.json {
             print_json_line(&f)?;
         } else {
-            show(&render(&f, &history, utf8), tty)?;
+            show(&render(&f, &history, utf8, args.wide), tty)?;
         }
         shown += 1;
         if args.count.is_some_and(|k| shown >= k) {
@@ -421,7 +451,7 @@ mod tests {
         let mut history = History::default();
         history.record(&f);
         history.record(&f);
-        let text = render(&f, &history, false);
+        let text = render(&f, &history, false, false);
         assert!(
             text.contains("cumulative since each agent started"),
             "{text}"
@@ -450,8 +480,13 @@ mod tests {
         };
         a.fleets.insert("mq".into(), c);
         let agents: BTreeMap<String, Beats> = [("a".to_string(), beats(a, None))].into();
-        let text = render(&frame(&agents, 100_500, None), &History::default(), true);
-        assert!(text.contains("ACK P50  ACK P99"), "{text}");
+        let text = render(
+            &frame(&agents, 100_500, None),
+            &History::default(),
+            true,
+            false,
+        );
+        assert!(text.contains("ACK P50/P99"), "{text}");
         assert!(text.contains("2.5ms"), "{text}");
     }
 }

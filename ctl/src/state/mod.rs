@@ -1,5 +1,16 @@
 //! Reading the state from KV (fleets, leases, agents) and what follows from it: devices
-//! running per fleet and per agent, and why devices are pending.
+//! assigned and active per fleet and per agent, and why devices are pending.
+//!
+//! The device figures, named the same in every output (text, `--json`, `/metrics`):
+//! - **desired**: devices the fleet should run (its count, minus devices stopped by hand);
+//! - **assigned**: devices in shards an agent holds a lease on, at the fleet's generation;
+//! - **active**: devices started and running on the agents now, from their heartbeats
+//!   (lower than assigned while a load shape's arrival ramps up, and for a heartbeat
+//!   interval after a claim);
+//! - **pending**: desired minus assigned (no agent holds their shard);
+//! - **stale**: assigned to an agent that stopped heartbeating; they move to another agent
+//!   when its leases expire;
+//! - **connected**: devices holding a live connection (MQTT), see `status`'s CONNECTIONS.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +44,8 @@ pub struct State {
     pub fleets: BTreeMap<String, FleetRecord>,
     /// Live leases by fleet, then shard.
     pub leases: BTreeMap<String, LeaseMap>,
+    /// When each lease expires unless renewed (Unix ms), by fleet, then shard.
+    pub lease_expiry: BTreeMap<String, BTreeMap<u32, u64>>,
     /// Every agent entry, alive or not, by id.
     pub agents: Vec<Heartbeat>,
 }
@@ -40,12 +53,16 @@ pub struct State {
 impl State {
     /// Reads the three buckets.
     pub async fn load(ctx: &Ctx) -> Result<Self> {
-        let (fleets, leases, agents) =
-            tokio::try_join!(load_fleets(ctx), load_leases(ctx, ">"), load_agents(ctx))?;
+        let (fleets, (leases, lease_expiry), agents) = tokio::try_join!(
+            load_fleets(ctx),
+            load_leases_expiring(ctx, ">"),
+            load_agents(ctx)
+        )?;
         Ok(Self {
             now_ms: now_ms(),
             fleets,
             leases,
+            lease_expiry,
             agents,
         })
     }
@@ -59,8 +76,54 @@ impl State {
     pub fn fleet_status(&self, record: &FleetRecord) -> FleetStatus {
         let empty = LeaseMap::new();
         let leases = self.leases.get(record.name()).unwrap_or(&empty);
-        fleet_status(record, leases, &self.live_agents())
+        let mut st = fleet_status(record, leases, &self.live_agents());
+        let no_expiry = BTreeMap::new();
+        let expiry = self.lease_expiry.get(record.name()).unwrap_or(&no_expiry);
+        let notes: Vec<String> = st
+            .agents
+            .iter()
+            .filter(|s| !s.alive)
+            .map(|s| stale_note(s, leases, expiry, self.now_ms))
+            .collect();
+        if !notes.is_empty() {
+            let mut all = notes;
+            all.extend(st.reason.take());
+            st.reason = Some(all.join("; "));
+        }
+        st
     }
+
+    /// Devices assigned to each agent (from the leases at the fleets' generations), by id.
+    pub fn assigned_by_agent(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (name, record) in &self.fleets {
+            let Some(leases) = self.leases.get(name) else {
+                continue;
+            };
+            for s in running(record, leases).agents {
+                *out.entry(s.agent_id).or_default() += s.devices;
+            }
+        }
+        out
+    }
+}
+
+/// "1000 on agent-1, which stopped heartbeating; they move when its leases expire in ~6 s".
+fn stale_note(share: &Share, leases: &LeaseMap, expiry: &BTreeMap<u32, u64>, now_ms: u64) -> String {
+    let last = leases
+        .iter()
+        .filter(|(_, l)| l.agent_id == share.agent_id)
+        .filter_map(|(shard, _)| expiry.get(shard))
+        .max();
+    let when = match last {
+        Some(&at) if at > now_ms => format!("in ~{} s", (at - now_ms).div_ceil(1000)),
+        Some(_) => "now".to_string(),
+        None => "(within the lease TTL)".to_string(),
+    };
+    format!(
+        "{} on {}, which stopped heartbeating; they move when its leases expire {when}",
+        share.devices, share.agent_name
+    )
 }
 
 /// Every fleet record, by name. Records this build cannot read are skipped with a warning.
@@ -80,9 +143,22 @@ pub async fn load_fleets(ctx: &Ctx) -> Result<BTreeMap<String, FleetRecord>> {
 
 /// Live leases matching `filter` (`>` or `<fleet>.*`), by fleet and shard.
 pub async fn load_leases(ctx: &Ctx, filter: &str) -> Result<BTreeMap<String, LeaseMap>> {
-    let raw = KvFeed::snapshot(&ctx.conn.client, &ctx.buckets.leases, filter).await?;
+    Ok(load_leases_expiring(ctx, filter).await?.0)
+}
+
+/// Lease expiries (Unix ms) by fleet, then shard.
+pub type Expiries = BTreeMap<String, BTreeMap<u32, u64>>;
+
+/// Live leases matching `filter`, by fleet and shard, and when each expires unless renewed.
+pub async fn load_leases_expiring(
+    ctx: &Ctx,
+    filter: &str,
+) -> Result<(BTreeMap<String, LeaseMap>, Expiries)> {
+    let raw = KvFeed::snapshot_entries(&ctx.conn.client, &ctx.buckets.leases, filter).await?;
     let mut out: BTreeMap<String, LeaseMap> = BTreeMap::new();
-    for (key, value) in raw {
+    let mut expiry = Expiries::new();
+    for (key, entry) in raw {
+        let value = entry.value;
         let Some((fleet, shard)) = parse_lease_key(&key) else {
             tracing::warn!("skipping lease with a malformed key: {key}");
             continue;
@@ -90,11 +166,14 @@ pub async fn load_leases(ctx: &Ctx, filter: &str) -> Result<BTreeMap<String, Lea
         match decode::<LeaseRecord>(&value) {
             Ok(l) => {
                 out.entry(fleet.to_string()).or_default().insert(shard, l);
+                if let Some(at) = entry.expires_ms {
+                    expiry.entry(fleet.to_string()).or_default().insert(shard, at);
+                }
             }
             Err(e) => tracing::warn!("skipping lease {key}: {e}"),
         }
     }
-    Ok(out)
+    Ok((out, expiry))
 }
 
 /// Every agent entry (alive or not), sorted by name then id.
@@ -119,15 +198,18 @@ pub fn live(agents: &[Heartbeat], now_ms: u64) -> Vec<&Heartbeat> {
     agents.iter().filter(|h| h.is_alive(now_ms)).collect()
 }
 
-/// Devices of a fleet on one agent.
+/// Devices of a fleet assigned to one agent (from its leases).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Share {
     /// The agent's id.
     pub agent_id: String,
     /// The agent's name.
     pub agent_name: String,
-    /// Devices of the fleet it runs.
+    /// Devices of the fleet assigned to it (in shards it holds).
+    #[serde(rename = "assigned")]
     pub devices: u64,
+    /// The agent heartbeats; false: its devices are stale and move when its leases expire.
+    pub alive: bool,
 }
 
 /// What runs of a fleet, from its leases.
@@ -158,6 +240,7 @@ pub fn running(record: &FleetRecord, leases: &LeaseMap) -> Running {
                 agent_id: lease.agent_id.clone(),
                 agent_name: lease.agent_name.clone(),
                 devices: 0,
+                alive: true,
             })
             .devices += n;
     }
@@ -179,10 +262,17 @@ pub struct FleetStatus {
     pub kind: RecordKind,
     /// Devices that should run.
     pub desired: u64,
-    /// Devices running at the current generation.
-    pub running: u64,
-    /// `desired - running`.
+    /// Devices in shards held by an agent at the current generation.
+    pub assigned: u64,
+    /// Devices started and running on the live agents now (from their heartbeats).
+    pub active: u64,
+    /// `desired - assigned`: devices in shards no agent holds.
     pub pending: u64,
+    /// Assigned devices on agents that stopped heartbeating (they move when the leases
+    /// expire; `reason` says when).
+    pub stale: u64,
+    /// Deprecated: the same as `assigned` (its name before 0.2); will be removed.
+    pub running: u64,
     /// The record's generation.
     pub generation: u64,
     /// Shards held at the current generation.
@@ -204,15 +294,30 @@ pub struct FleetStatus {
 
 /// The status of `record` given its live leases and the live agents.
 pub fn fleet_status(record: &FleetRecord, leases: &LeaseMap, live: &[&Heartbeat]) -> FleetStatus {
-    let r = running(record, leases);
+    let mut r = running(record, leases);
     let desired = record.desired();
     let pending = desired.saturating_sub(r.devices);
+    let mut stale = 0;
+    for s in &mut r.agents {
+        s.alive = live.iter().any(|h| h.id == s.agent_id);
+        if !s.alive {
+            stale += s.devices;
+        }
+    }
+    let active = live
+        .iter()
+        .filter_map(|h| h.fleets.get(record.name()))
+        .map(|c| c.devices)
+        .sum();
     FleetStatus {
         name: record.name().to_string(),
         kind: record.kind,
         desired,
-        running: r.devices,
+        assigned: r.devices,
+        active,
         pending,
+        stale,
+        running: r.devices,
         generation: record.generation,
         shards_held: r.shards_held,
         shards_total: record.shard_count(),
@@ -242,7 +347,11 @@ pub struct AgentRow {
     pub alive: bool,
     /// Seconds since the last heartbeat.
     pub heartbeat_age_s: f64,
-    /// Devices running.
+    /// Devices in shards it holds leases on (from the leases bucket).
+    pub assigned: u64,
+    /// Devices started and running on it now (from its last heartbeat).
+    pub active: u64,
+    /// Deprecated: the same as `assigned` (`status`'s meaning before 0.2); will be removed.
     pub devices: u64,
     /// Most devices it takes, if limited.
     pub capacity: Option<u64>,
@@ -266,7 +375,21 @@ pub struct AgentRow {
 }
 
 impl AgentRow {
-    /// The row of one heartbeat, seen at `now_ms`.
+    /// The rows of every agent of `st`, with the devices assigned to each from the leases.
+    pub fn all(st: &State) -> Vec<Self> {
+        let assigned = st.assigned_by_agent();
+        st.agents
+            .iter()
+            .map(|h| {
+                let mut row = Self::new(h, st.now_ms);
+                row.assigned = assigned.get(&h.id).copied().unwrap_or(0);
+                row.devices = row.assigned;
+                row
+            })
+            .collect()
+    }
+
+    /// The row of one heartbeat, seen at `now_ms` (nothing assigned: see [`AgentRow::all`]).
     pub fn new(h: &Heartbeat, now_ms: u64) -> Self {
         let age_ms = now_ms.saturating_sub(h.ts_ms);
         Self {
@@ -274,7 +397,9 @@ impl AgentRow {
             name: h.name.clone(),
             alive: h.is_alive(now_ms),
             heartbeat_age_s: (age_ms / 100) as f64 / 10.0,
-            devices: h.devices,
+            assigned: 0,
+            active: h.devices,
+            devices: 0,
             capacity: h.capacity,
             draining: h.draining,
             labels: h.labels.clone(),

@@ -64,12 +64,14 @@ fn running_counts_current_generation_shards_only() {
             Share {
                 agent_id: "a".into(),
                 agent_name: "n-a".into(),
-                devices: 150
+                devices: 150,
+                alive: true,
             },
             Share {
                 agent_id: "b".into(),
                 agent_name: "n-b".into(),
-                devices: 100
+                devices: 100,
+                alive: true,
             },
         ]
     );
@@ -83,8 +85,46 @@ fn stopped_devices_do_not_count_as_running() {
     leases.insert(1, lease("a", 4, 1));
     assert_eq!(running(&r, &leases).devices, 4);
     let st = fleet_status(&r, &leases, &[]);
-    assert_eq!((st.desired, st.running, st.pending), (9, 4, 5));
+    assert_eq!((st.desired, st.assigned, st.pending), (9, 4, 5));
+    // Its holder is not alive: stale, and nothing active.
+    assert_eq!((st.stale, st.active, st.running), (4, 0, 4));
+    assert!(!st.agents[0].alive);
     assert_eq!(st.reason.as_deref(), Some("no live agent"));
+}
+
+#[test]
+fn devices_of_an_agent_that_stopped_heartbeating_are_stale_with_a_reason() {
+    let r = record(10, 5);
+    let mut leases = LeaseMap::new();
+    leases.insert(0, lease("a", 5, 1));
+    leases.insert(1, lease("b", 5, 1));
+    let mut a = hb("a", 5, None);
+    a.fleets.insert(
+        "f".into(),
+        pluribus_common::messages::FleetCounters {
+            devices: 5,
+            ..Default::default()
+        },
+    );
+    let mut dead = hb("b", 5, None);
+    dead.ts_ms = 50_000;
+    let now = 100_000;
+    let st = State {
+        now_ms: now,
+        fleets: [("f".to_string(), r.clone())].into(),
+        leases: [("f".to_string(), leases)].into(),
+        lease_expiry: [("f".to_string(), [(0, now + 9_000), (1, now + 5_500)].into())].into(),
+        agents: vec![a, dead],
+    };
+    let f = st.fleet_status(&r);
+    assert_eq!((f.assigned, f.active, f.stale, f.pending), (10, 5, 5, 0));
+    assert_eq!(
+        f.reason.as_deref(),
+        Some("5 on n-b, which stopped heartbeating; they move when its leases expire in ~6 s")
+    );
+    let rows = AgentRow::all(&st);
+    assert_eq!((rows[0].assigned, rows[0].active), (5, 5));
+    assert_eq!((rows[1].assigned, rows[1].alive), (5, false));
 }
 
 #[test]
