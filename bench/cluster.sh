@@ -54,7 +54,7 @@ devices() {
 only=sys.argv[1]
 try: a=json.load(sys.stdin)["agents"]
 except Exception: print(-1); sys.exit()
-print(sum(x["devices"] for x in a if x["alive"] and (not only or x["name"]==only)))' "${1:-}"
+print(sum(x["active"] for x in a if x["alive"] and (not only or x["name"]==only)))' "${1:-}"
 }
 wait_devices() { # total timeout_s [agent]
   local deadline=$(( $(date +%s) + $2 ))

@@ -18,7 +18,7 @@ wait_running() { # fleet count timeout_s
   local deadline=$(( $(date +%s) + $3 ))
   while (( $(date +%s) < deadline )); do
     local r
-    r=$("$BIN/pluribusctl" status "$1" --json | python3 -c 'import sys,json; print(json.load(sys.stdin)["fleets"][0]["running"])')
+    r=$("$BIN/pluribusctl" status "$1" --json | python3 -c 'import sys,json; print(json.load(sys.stdin)["fleets"][0]["assigned"])')
     [[ "$r" == "$2" ]] && return 0
     sleep 0.2
   done
@@ -31,7 +31,7 @@ wait_agent_devices() { # total timeout_s [agent-name]
     local n
     n=$("$BIN/pluribusctl" agents --json | python3 -c 'import sys,json
 only=sys.argv[1]
-print(sum(a["devices"] for a in json.load(sys.stdin)["agents"] if a["alive"] and (not only or a["name"]==only)))' "${3:-}")
+print(sum(a["active"] for a in json.load(sys.stdin)["agents"] if a["alive"] and (not only or a["name"]==only)))' "${3:-}")
     [[ "$n" == "$1" ]] && return 0
     sleep 0.1
   done

@@ -21,7 +21,7 @@ for rate in 1000 10000 50000 100000; do
 import json, sys
 target = float(sys.argv[1])
 f = json.load(sys.stdin)["fleets"][0]
-a, lag, n = f["msgs_per_s"], f["tick_lag_us"], f["devices"]
+a, lag, n = f["msgs_per_s"], f["tick_lag_us"], f["active"]
 p50, p99, mx = lag["p50"] / 1000, lag["p99"] / 1000, lag["max"] / 1000
 print(f"| {target:,.0f} msg/s | {n:,} | {a:,.1f} | {100*(a-target)/target:+.2f}% | {p50:.1f} ms | {p99:.1f} ms | {mx:.1f} ms |")
 ' "$rate"

@@ -107,9 +107,15 @@ type Getter = fn(&FleetCounters) -> f64;
 /// Per-fleet series: name, type, help, value.
 const SERIES: &[(&str, &str, &str, Getter)] = &[
     (
+        "pluribus_active_devices",
+        "gauge",
+        "Devices of the fleet active on this agent: started and running now (what `agents` and `status` call active).",
+        |c| c.devices as f64,
+    ),
+    (
         "pluribus_devices",
         "gauge",
-        "Devices of the fleet running on this agent.",
+        "Deprecated: use pluribus_active_devices (the same value); will be removed.",
         |c| c.devices as f64,
     ),
     (
@@ -148,7 +154,7 @@ const SERIES: &[(&str, &str, &str, Getter)] = &[
     (
         "pluribus_connected",
         "gauge",
-        "Devices with a live connection.",
+        "Devices with a live connection (what `status` calls connected).",
         |c| c.connected as f64,
     ),
     (
@@ -306,6 +312,8 @@ mod tests {
         };
         let text = render("a\"1", &[("f1".to_string(), c)].into_iter().collect());
         assert!(text.contains("pluribus_messages_total{agent=\"a\\\"1\",fleet=\"f1\"} 42\n"));
+        assert!(text.contains("pluribus_active_devices{agent=\"a\\\"1\",fleet=\"f1\"} 3\n"));
+        assert!(text.contains("# HELP pluribus_devices Deprecated: use pluribus_active_devices"));
         assert!(text.contains("# TYPE pluribus_messages_total counter\n"));
         assert!(text.contains("pluribus_agent_saturated{agent=\"a\\\"1\"} 1\n"));
         assert!(text.contains(

@@ -426,7 +426,10 @@ mod tests {
             earlier: None,
         }];
         let w = &tabulate(&span, None, WATCH).fleets[0].figures;
-        assert_eq!((w.msgs_per_s, w.messages, w.messages_total), (40.0, None, 5_000));
+        assert_eq!(
+            (w.msgs_per_s, w.messages, w.messages_total),
+            (40.0, None, 5_000)
+        );
         let totals = Mode {
             reported_rates: false,
             span_percentiles: false,

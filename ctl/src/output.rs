@@ -42,6 +42,13 @@ impl Table {
         self.rows.push(cells);
     }
 
+    /// Appends one cell to each row after the header, in order.
+    pub fn push_column(&mut self, cells: &[String]) {
+        for (row, cell) in self.rows.iter_mut().skip(1).zip(cells) {
+            row.push(cell.clone());
+        }
+    }
+
     /// The table as text, one line per row, each ending with a newline.
     pub fn render(&self) -> String {
         let cols = self.rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -116,17 +123,28 @@ pub fn wrap(first: &str, text: &str, width: usize) -> String {
     out
 }
 
-/// The agents table of `status` and `agents`; whole agent ids with `wide`.
+/// The agents table of `status` and `agents`. Within 100 columns by default: 8-character
+/// ids, DRAINING only when some agent drains, VERSION only when the agents' versions differ;
+/// `wide` shows whole ids and every column.
 pub fn agents_table(rows: &[AgentRow], wide: bool) -> String {
     if rows.is_empty() {
         return "no agents: start one with `pluribus-agent`\n".into();
     }
-    let mut t = Table::new(&[
-        "ID", "NAME", "ALIVE", "HB AGE", "ASSIGNED", "ACTIVE", "CAPACITY", "DRAINING", "LABELS",
-        "VERSION",
-    ]);
+    let draining = wide || rows.iter().any(|a| a.draining);
+    let version = wide || rows.iter().any(|a| a.version != rows[0].version);
+    let mut head = vec![
+        "ID", "NAME", "ALIVE", "HB AGE", "ASSIGNED", "ACTIVE", "CAPACITY",
+    ];
+    if draining {
+        head.push("DRAINING");
+    }
+    head.push("LABELS");
+    if version {
+        head.push("VERSION");
+    }
+    let mut t = Table::new(&head);
     for a in rows {
-        t.row(vec![
+        let mut row = vec![
             short_id(&a.id, wide),
             a.name.clone(),
             yes_no(a.alive),
@@ -134,10 +152,15 @@ pub fn agents_table(rows: &[AgentRow], wide: bool) -> String {
             a.assigned.to_string(),
             a.active.to_string(),
             a.capacity.map_or("-".into(), |c| c.to_string()),
-            yes_no(a.draining),
-            dash_if_empty(labels_text(&a.labels)),
-            a.version.clone(),
-        ]);
+        ];
+        if draining {
+            row.push(yes_no(a.draining));
+        }
+        row.push(dash_if_empty(labels_text(&a.labels)));
+        if version {
+            row.push(a.version.clone());
+        }
+        t.row(row);
     }
     t.render()
 }
@@ -168,6 +191,27 @@ pub fn shares_text(shares: &[Share]) -> String {
             .collect::<Vec<_>>()
             .join(" "),
     )
+}
+
+/// [`shares_text`] within `room` characters: the agents with the most devices first, then
+/// `+N more` for those that do not fit (`status --wide` shows them all).
+pub fn shares_fit(shares: &[Share], room: usize) -> String {
+    let all = shares_text(shares);
+    if all.chars().count() <= room {
+        return all;
+    }
+    for keep in (0..shares.len()).rev() {
+        let more = format!("+{} more", shares.len() - keep);
+        let text = if keep == 0 {
+            more
+        } else {
+            format!("{} {more}", shares_text(&shares[..keep]))
+        };
+        if keep == 0 || text.chars().count() <= room {
+            return text;
+        }
+    }
+    all
 }
 
 /// A time in the future relative to `now_ms`, e.g. `in 9m 12s`, or `overdue`.
@@ -292,6 +336,16 @@ mod tests {
         assert_eq!(wrap("x: ", "short", 100), "x: short\n");
         assert_eq!(short_id("0123456789abcdef", false), "01234567");
         assert_eq!(short_id("0123456789abcdef", true), "0123456789abcdef");
+        let share = |name: &str, n: u64| Share {
+            agent_id: name.into(),
+            agent_name: name.into(),
+            devices: n,
+            alive: true,
+        };
+        let shares = [share("alpha", 600), share("beta", 300), share("gamma", 100)];
+        assert_eq!(shares_fit(&shares, 100), "alpha:600 beta:300 gamma:100");
+        assert_eq!(shares_fit(&shares, 27), "alpha:600 beta:300 +1 more");
+        assert_eq!(shares_fit(&shares, 12), "+3 more");
     }
 
     #[test]

@@ -368,7 +368,7 @@ async fn a_fleet_wide_rate_splits_across_agents_changes_live_and_survives_failov
     wait_status(&c, "r2 to hold all 200", Duration::from_secs(20), |s| {
         fleet(s, "rf")["agents"]
             .as_array()
-            .is_some_and(|a| a.len() == 1 && a[0]["agent_name"] == "r2" && a[0]["devices"] == 200)
+            .is_some_and(|a| a.len() == 1 && a[0]["agent_name"] == "r2" && a[0]["assigned"] == 200)
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;

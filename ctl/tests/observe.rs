@@ -275,7 +275,7 @@ async fn report_gives_window_deltas_as_json_and_csv() {
     assert_eq!(r["scope"], "window", "{r}");
     let f = &r["fleets"][0];
     assert_eq!(
-        (&f["name"], &f["devices"]),
+        (&f["name"], &f["active"]),
         (&"r1".into(), &10.into()),
         "{r}"
     );
@@ -303,7 +303,7 @@ async fn report_gives_window_deltas_as_json_and_csv() {
     assert!(
         lines
             .next()
-            .is_some_and(|h| h.starts_with("scope,name,id,devices,")),
+            .is_some_and(|h| h.starts_with("scope,name,id,active,")),
         "{csv}"
     );
     assert!(lines.any(|l| l.starts_with("fleet,r1,,10,")), "{csv}");

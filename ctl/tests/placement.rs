@@ -16,7 +16,7 @@ fn devices_of(status: &serde_json::Value, agent: &str) -> u64 {
         .flatten()
         .flat_map(|f| f["agents"].as_array().into_iter().flatten())
         .filter(|a| a["agent_name"] == agent)
-        .filter_map(|a| a["devices"].as_u64())
+        .filter_map(|a| a["assigned"].as_u64())
         .sum()
 }
 

@@ -203,7 +203,7 @@ async fn profile_devices_are_deterministic_and_run_their_lifecycle_everywhere() 
         .expect("split")
         .iter()
         .find(|a| a["agent_name"] == "p1")
-        .and_then(|a| a["devices"].as_u64())
+        .and_then(|a| a["assigned"].as_u64())
         .unwrap_or(0) as usize;
     assert!(on_p1 > 0);
     c.ctl(&["drain", "p1"]).ok();

@@ -201,7 +201,14 @@ fn text(r: &Report) -> String {
     };
     let ack = all().any(|f| f.ack_latency_us.is_some());
     let mut cols = vec![
-        "SCOPE", "NAME", "ACTIVE", "SCHED/S", "MESSAGES", "MSGS/S", "BYTES/S", "ERRORS",
+        "SCOPE",
+        "NAME",
+        "ACTIVE",
+        "SCHED/S",
+        "MESSAGES",
+        "MSGS/S",
+        "BYTES/S",
+        "ERRORS",
         "LAG P50/P99",
     ];
     if ack {
@@ -210,7 +217,9 @@ fn text(r: &Report) -> String {
     cols.push("");
     let mut t = Table::new(&cols);
     let lat = |x: Option<Quantiles>| {
-        x.map_or("-".into(), |q| format!("{}/{}", micros(q.p50), micros(q.p99)))
+        x.map_or("-".into(), |q| {
+            format!("{}/{}", micros(q.p50), micros(q.p99))
+        })
     };
     let mut row = |scope: &str, name: &str, f: &Figures| {
         let mut cells = vec![

@@ -7,9 +7,7 @@ use serde::Serialize;
 
 use super::{no_fleet, Global};
 use crate::connections::{self, Connections};
-use crate::output::{
-    agents_table, print_json, shares_text, until, wrap, Table, WIDTH,
-};
+use crate::output::{agents_table, print_json, shares_fit, until, wrap, Table, WIDTH};
 use crate::state::{AgentRow, FleetStatus, State};
 
 /// Show agents and fleets.
@@ -84,11 +82,13 @@ fn fleets_table(fleets: &[FleetStatus], now_ms: u64, width: usize) -> String {
         return "no fleets: deploy one with `pluribusctl deploy-fleet NAME --count N`\n".into();
     }
     let mut t = Table::new(&[
-        "NAME", "KIND", "DESIRED", "ASSIGNED", "ACTIVE", "PENDING", "GEN", "SHARDS", "AGENTS",
-        "EXPIRES",
+        "NAME", "KIND", "DESIRED", "ASSIGNED", "ACTIVE", "PENDING", "GEN", "SHARDS", "EXPIRES",
+        "AGENTS",
     ]);
     let mut notes = String::new();
+    let mut shares = Vec::new();
     for f in fleets {
+        shares.push(&f.agents);
         t.row(vec![
             f.name.clone(),
             match f.kind {
@@ -101,7 +101,6 @@ fn fleets_table(fleets: &[FleetStatus], now_ms: u64, width: usize) -> String {
             f.pending.to_string(),
             f.generation.to_string(),
             format!("{}/{}", f.shards_held, f.shards_total),
-            shares_text(&f.agents),
             f.expires_ms.map_or("-".into(), |at| until(now_ms, at)),
         ]);
         if let Some(load) = &f.load {
@@ -111,6 +110,19 @@ fn fleets_table(fleets: &[FleetStatus], now_ms: u64, width: usize) -> String {
             notes.push_str(&wrap(&format!("{}: ", f.name), reason, width));
         }
     }
+    // AGENTS comes last and gets what room is left: where the other columns end shows
+    // with a one-character stand-in.
+    let mut probe = t.clone();
+    probe.push_column(&vec!["x".to_string(); fleets.len()]);
+    let start = probe
+        .render()
+        .lines()
+        .map(|l| l.chars().count().saturating_sub(1))
+        .max()
+        .unwrap_or(0);
+    let room = width.saturating_sub(start).max("AGENTS".len());
+    let cells: Vec<String> = shares.iter().map(|s| shares_fit(s, room)).collect();
+    t.push_column(&cells);
     t.render() + &notes
 }
 

@@ -129,7 +129,9 @@ fn frame(agents: &BTreeMap<String, Beats>, now_ms: u64, only: Option<&str>) -> F
 
 /// `p50/p99`, or `-`.
 fn pair(q: Option<Quantiles>) -> String {
-    q.map_or("-".into(), |q| format!("{}/{}", micros(q.p50), micros(q.p99)))
+    q.map_or("-".into(), |q| {
+        format!("{}/{}", micros(q.p50), micros(q.p99))
+    })
 }
 
 fn marker(saturated: bool) -> String {
@@ -151,7 +153,14 @@ fn figures_table(
     let saturated = rows.iter().any(|(_, x, _)| x.saturated);
     let table = |trend_len: usize| {
         let mut head: Vec<&str> = keys.to_vec();
-        head.extend(["ACTIVE", "SCHED/S", "MSGS/S", "BYTES/S", "ERRORS", "LAG P50/P99"]);
+        head.extend([
+            "ACTIVE",
+            "SCHED/S",
+            "MSGS/S",
+            "BYTES/S",
+            "ERRORS",
+            "LAG P50/P99",
+        ]);
         if ack {
             head.push("ACK P50/P99");
         }
@@ -217,7 +226,11 @@ fn render(f: &Frame, history: &History, utf8: bool, wide: bool) -> String {
         .iter()
         .map(|a| {
             let trend = history.agents.get(&a.id).unwrap_or(&none);
-            (vec![a.name.clone(), short_id(&a.id, wide)], &a.figures, trend)
+            (
+                vec![a.name.clone(), short_id(&a.id, wide)],
+                &a.figures,
+                trend,
+            )
         })
         .collect();
     let fleets = figures_table(&["FLEET"], &fleet_rows, utf8, width);
@@ -243,7 +256,11 @@ fn render(f: &Frame, history: &History, utf8: bool, wide: bool) -> String {
     out.push('\n');
     out.push_str(&fleets);
     for (fleet, load) in &f.loads {
-        out.push_str(&crate::output::wrap(&format!("load of {fleet}: "), load, width));
+        out.push_str(&crate::output::wrap(
+            &format!("load of {fleet}: "),
+            load,
+            width,
+        ));
     }
     let conns = crate::connections::table(&f.connections);
     if !conns.is_empty() {

@@ -109,7 +109,12 @@ impl State {
 }
 
 /// "1000 on agent-1, which stopped heartbeating; they move when its leases expire in ~6 s".
-fn stale_note(share: &Share, leases: &LeaseMap, expiry: &BTreeMap<u32, u64>, now_ms: u64) -> String {
+fn stale_note(
+    share: &Share,
+    leases: &LeaseMap,
+    expiry: &BTreeMap<u32, u64>,
+    now_ms: u64,
+) -> String {
     let last = leases
         .iter()
         .filter(|(_, l)| l.agent_id == share.agent_id)
@@ -167,7 +172,10 @@ pub async fn load_leases_expiring(
             Ok(l) => {
                 out.entry(fleet.to_string()).or_default().insert(shard, l);
                 if let Some(at) = entry.expires_ms {
-                    expiry.entry(fleet.to_string()).or_default().insert(shard, at);
+                    expiry
+                        .entry(fleet.to_string())
+                        .or_default()
+                        .insert(shard, at);
                 }
             }
             Err(e) => tracing::warn!("skipping lease {key}: {e}"),
