@@ -165,14 +165,14 @@ pub async fn until_running(ctx: &Ctx, record: &FleetRecord, timeout: Duration) -
             _ = tokio::time::sleep_until(deadline) => {
                 progress.finish();
                 bail!(
-                    "timed out after {}: {} of {desired} devices of {name} running ({} pending): see `pluribusctl status {name}`",
+                    "timed out after {}: {} of {desired} devices of {name} assigned to agents ({} pending): see `pluribusctl status {name}`",
                     duration(timeout), run.devices, desired - run.devices
                 );
             }
             _ = tick.tick() => {
                 let pending = desired - run.devices;
                 progress.show(&format!(
-                    "deploying {name}: {}/{desired} devices running on {} agent{}",
+                    "deploying {name}: {}/{desired} devices assigned to {} agent{}",
                     run.devices,
                     run.agents.len(),
                     if run.agents.len() == 1 { "" } else { "s" }

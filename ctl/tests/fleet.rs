@@ -33,9 +33,9 @@ async fn fleet_runs_on_two_agents_and_survives_a_sigkill() {
         "--json",
     ]);
     let doc = out.ok().json();
-    assert_eq!(doc["running"], 1000, "{doc}");
+    assert_eq!(doc["assigned"], 1000, "{doc}");
     assert!(
-        out.stderr.contains("devices running"),
+        out.stderr.contains("devices assigned"),
         "progress is shown: {}",
         out.stderr
     );

@@ -82,6 +82,9 @@ impl Args {
 struct Output<'a> {
     fleet: &'a str,
     desired: u64,
+    /// Devices in shards held by agents (their leases).
+    assigned: u64,
+    /// Deprecated: the same as `assigned`; will be removed.
     running: u64,
     agents: Vec<Share>,
     unchanged: bool,
@@ -95,6 +98,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
     let out = Output {
         fleet: done.record.name(),
         desired: done.record.desired(),
+        assigned: run.devices,
         running: run.devices,
         agents: run.agents,
         unchanged: done.unchanged,
@@ -107,19 +111,19 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
     } else {
         ""
     };
-    if out.running >= out.desired {
+    if out.assigned >= out.desired {
         println!(
-            "fleet {}: {}/{} devices running on {}{same}: {}",
+            "fleet {}: {}/{} devices assigned to {}{same}: {}",
             out.fleet,
-            out.running,
+            out.assigned,
             out.desired,
             plural(out.agents.len() as u64, "agent"),
             shares_text(&out.agents)
         );
     } else {
         println!(
-            "fleet {}: {}/{} devices running so far{same}: see `pluribusctl status {}`",
-            out.fleet, out.running, out.desired, out.fleet
+            "fleet {}: {}/{} devices assigned so far{same}: see `pluribusctl status {}`",
+            out.fleet, out.assigned, out.desired, out.fleet
         );
     }
     Ok(())

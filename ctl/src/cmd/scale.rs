@@ -41,6 +41,9 @@ struct Output<'a> {
     from: u64,
     to: u64,
     desired: u64,
+    /// Devices in shards held by agents (their leases).
+    assigned: u64,
+    /// Deprecated: the same as `assigned`; will be removed.
     running: u64,
     agents: Vec<Share>,
     unchanged: bool,
@@ -141,6 +144,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         from,
         to,
         desired: record.desired(),
+        assigned: run.devices,
         running: run.devices,
         agents: run.agents,
         unchanged,
@@ -156,8 +160,8 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         );
     } else {
         println!(
-            "fleet {name} scaled from {from} to {to} devices: {}/{} running: {}",
-            out.running,
+            "fleet {name} scaled from {from} to {to} devices: {}/{} assigned: {}",
+            out.assigned,
             out.desired,
             shares_text(&out.agents)
         );
