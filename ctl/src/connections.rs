@@ -7,6 +7,7 @@ use pluribus_common::hist::Hist;
 use pluribus_common::messages::Heartbeat;
 use serde::Serialize;
 
+use crate::figures::micros;
 use crate::output::Table;
 
 /// One fleet's connection figures, summed over agents (counters since each agent started).
@@ -89,45 +90,107 @@ fn counts(m: &BTreeMap<String, u64>) -> String {
         .join(" ")
 }
 
-/// A table of the figures ("" when there are none).
-pub fn table(all: &BTreeMap<String, Connections>) -> String {
+/// `k:v` pairs within `room` characters, then `+N more` for those that do not fit.
+fn counts_fit(m: &BTreeMap<String, u64>, room: usize) -> String {
+    let pairs: Vec<String> = m.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    let all = counts(m);
+    if all.chars().count() <= room {
+        return all;
+    }
+    for keep in (0..pairs.len()).rev() {
+        let more = format!("+{} more", pairs.len() - keep);
+        let text = if keep == 0 {
+            more
+        } else {
+            format!("{} {more}", pairs[..keep].join(" "))
+        };
+        if keep == 0 || text.chars().count() <= room {
+            return text;
+        }
+    }
+    all
+}
+
+/// A table of the figures ("" when there are none), within `width` columns (DISCONN:
+/// disconnects, RECONN: reconnects, PUB FAIL: failed publishes): COMMANDS,
+/// RESPONSES and ACK only when some fleet has them, ACK as p50/p99 (all four quantiles when
+/// `width` is unlimited; none without `ack`, for views that show it elsewhere), and FAILURES
+/// last, with what room is left (`+N more`).
+pub fn table(all: &BTreeMap<String, Connections>, width: usize, ack: bool) -> String {
     if all.is_empty() {
         return String::new();
     }
-    let mut t = Table::new(&[
+    let wide = width == usize::MAX;
+    let commands = all.values().any(|m| m.commands > 0);
+    let responses = all.values().any(|m| !m.responses.is_empty());
+    let ack = ack && all.values().any(|m| m.ack_latency_us.is_some());
+    let mut head = vec![
         "FLEET",
         "CONNECTED",
         "CONNECTING",
-        "FAILURES",
-        "DISCONNECTS",
-        "RECONNECTS",
+        "DISCONN",
+        "RECONN",
         "PUB OK",
-        "PUB FAILED",
-        "COMMANDS",
-        "RESPONSES",
-        "ACK P50/P90/P99/MAX",
-    ]);
-    for (fleet, m) in all {
-        let ack = m.ack_latency_us.map_or("-".into(), |q| {
-            q.iter()
-                .map(|us| format!("{:.1}ms", *us as f64 / 1000.0))
-                .collect::<Vec<_>>()
-                .join("/")
+        "PUB FAIL",
+    ];
+    if commands {
+        head.push("COMMANDS");
+    }
+    if responses {
+        head.push("RESPONSES");
+    }
+    if ack {
+        head.push(if wide {
+            "ACK P50/P90/P99/MAX"
+        } else {
+            "ACK P50/P99"
         });
-        t.row(vec![
+    }
+    head.push("FAILURES");
+    let mut t = Table::new(&head);
+    for (fleet, m) in all {
+        let mut row = vec![
             fleet.clone(),
             m.connected.to_string(),
             m.connecting.to_string(),
-            counts(&m.connect_failures),
             m.disconnects.to_string(),
             m.reconnects.to_string(),
             m.published.saturating_sub(m.publish_failed).to_string(),
             m.publish_failed.to_string(),
-            m.commands.to_string(),
-            counts(&m.responses),
-            ack,
-        ]);
+        ];
+        if commands {
+            row.push(m.commands.to_string());
+        }
+        if responses {
+            row.push(counts(&m.responses));
+        }
+        if ack {
+            row.push(m.ack_latency_us.map_or("-".into(), |q| {
+                let shown: &[u64] = if wide { &q } else { &[q[0], q[2]] };
+                shown
+                    .iter()
+                    .map(|us| micros(*us))
+                    .collect::<Vec<_>>()
+                    .join("/")
+            }));
+        }
+        t.row(row);
     }
+    // FAILURES comes last: where the other columns end shows with a one-character stand-in.
+    let mut probe = t.clone();
+    probe.push_column(&vec!["x".to_string(); all.len()]);
+    let start = probe
+        .render()
+        .lines()
+        .map(|l| l.chars().count().saturating_sub(1))
+        .max()
+        .unwrap_or(0);
+    let room = width.saturating_sub(start).max("FAILURES".len());
+    let failures: Vec<String> = all
+        .values()
+        .map(|m| counts_fit(&m.connect_failures, room))
+        .collect();
+    t.push_column(&failures);
     t.render()
 }
 
@@ -180,6 +243,13 @@ mod tests {
         assert_eq!(c.connect_failures["auth"], 3);
         let q = c.ack_latency_us.expect("latency");
         assert!(q[3] >= 2990 && q[0] >= 990, "{q:?}");
-        assert!(table(&m).contains("auth:3"));
+        assert!(table(&m, 100, true).contains("auth:3"));
+        assert!(table(&m, 100, true).contains("ACK P50/P99"));
+        assert!(!table(&m, 100, false).contains("ACK"));
+        assert!(table(&m, usize::MAX, true).contains("ACK P50/P90/P99/MAX"));
+        let many: BTreeMap<String, u64> =
+            [("auth".to_string(), 3), ("refused".to_string(), 12)].into();
+        assert_eq!(counts_fit(&many, 100), "auth:3 refused:12");
+        assert_eq!(counts_fit(&many, 15), "auth:3 +1 more");
     }
 }

@@ -297,8 +297,10 @@ fn round(f: &mut Figures) {
 pub fn micros(us: u64) -> String {
     if us < 1_000 {
         format!("{us}µs")
-    } else if us < 1_000_000 {
+    } else if us < 100_000 {
         format!("{:.1}ms", us as f64 / 1e3)
+    } else if us < 1_000_000 {
+        format!("{:.0}ms", us as f64 / 1e3)
     } else {
         format!("{:.2}s", us as f64 / 1e6)
     }
@@ -448,6 +450,7 @@ mod tests {
     fn latencies_read_well() {
         assert_eq!(micros(850), "850µs");
         assert_eq!(micros(12_345), "12.3ms");
+        assert_eq!(micros(123_456), "123ms");
         assert_eq!(micros(4_210_000), "4.21s");
     }
 }

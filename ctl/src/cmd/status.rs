@@ -52,7 +52,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
     print!("{}", saturation_notes(&out.agents, width));
     print!("\nFLEETS\n");
     print!("{}", fleets_table(&out.fleets, st.now_ms, width));
-    let conns = connections::table(&out.connections);
+    let conns = connections::table(&out.connections, width, true);
     if !conns.is_empty() {
         print!("\nCONNECTIONS\n{conns}");
     }

@@ -142,15 +142,17 @@ fn marker(saturated: bool) -> String {
 const MIN_TREND: usize = 5;
 
 /// One table of rows named by `keys` (the first columns), with an ACK column only when
-/// some row has acknowledgement latencies, and the msgs/s trend as long as fits in `width`.
+/// some row has acknowledgement latencies, the msgs/s trend as long as fits in `width`, and
+/// with `marks` a SATURATED marker on saturated rows.
 fn figures_table(
     keys: &[&str],
     rows: &[(Vec<String>, &Figures, &VecDeque<f64>)],
     utf8: bool,
     width: usize,
+    marks: bool,
 ) -> String {
     let ack = rows.iter().any(|(_, x, _)| x.ack_latency_us.is_some());
-    let saturated = rows.iter().any(|(_, x, _)| x.saturated);
+    let saturated = marks && rows.iter().any(|(_, x, _)| x.saturated);
     let table = |trend_len: usize| {
         let mut head: Vec<&str> = keys.to_vec();
         head.extend([
@@ -188,7 +190,7 @@ fn figures_table(
                 // Padded, so that the column is as wide as the trend will grow.
                 row.push(format!("{:<trend_len$}", sparkline(&last, utf8)));
             }
-            row.push(marker(x.saturated));
+            row.push(marker(marks && x.saturated));
             t.row(row);
         }
         t.render()
@@ -221,20 +223,28 @@ fn render(f: &Frame, history: &History, utf8: bool, wide: bool) -> String {
             (vec![r.name.clone()], &r.figures, trend)
         })
         .collect();
+    // Names tell the agents apart unless two share one: ids only then (or with --wide).
+    let mut names: Vec<&str> = f.agents.iter().map(|a| a.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let ids = wide || names.len() < f.agents.len();
     let agent_rows: Vec<_> = f
         .agents
         .iter()
         .map(|a| {
             let trend = history.agents.get(&a.id).unwrap_or(&none);
-            (
-                vec![a.name.clone(), short_id(&a.id, wide)],
-                &a.figures,
-                trend,
-            )
+            let mut key = vec![a.name.clone()];
+            if ids {
+                key.push(short_id(&a.id, wide));
+            }
+            (key, &a.figures, trend)
         })
         .collect();
-    let fleets = figures_table(&["FLEET"], &fleet_rows, utf8, width);
-    let agents = figures_table(&["AGENT", "ID"], &agent_rows, utf8, width);
+    let fleets = figures_table(&["FLEET"], &fleet_rows, utf8, width, true);
+    let agent_keys: &[&str] = if ids { &["AGENT", "ID"] } else { &["AGENT"] };
+    // Saturated agents are named in the SATURATED line above the tables (and marked with
+    // --wide).
+    let agents = figures_table(agent_keys, &agent_rows, utf8, width, wide);
     let mut out = format!(
         "{when}  {} live agent{}  (latency percentiles: {PERCENTILES})\n",
         f.agents.len(),
@@ -262,7 +272,8 @@ fn render(f: &Frame, history: &History, utf8: bool, wide: bool) -> String {
             width,
         ));
     }
-    let conns = crate::connections::table(&f.connections);
+    // Acknowledgement latencies are in the fleets table already.
+    let conns = crate::connections::table(&f.connections, width, false);
     if !conns.is_empty() {
         out.push('\n');
         out.push_str(&conns);
@@ -483,6 +494,44 @@ mod tests {
         assert_eq!(json["fleets"][0]["saturated"], true);
         assert_eq!(json["agents"][0]["saturated"], true);
         assert_eq!(json["percentiles"], PERCENTILES);
+    }
+
+    #[test]
+    fn frames_fit_in_100_columns_unless_wide() {
+        let mut ack = pluribus_common::hist::Hist::new();
+        ack.record(123_456);
+        let mut a = hb("0123456789abcdef-0123-4567-89ab-cdef01234567", 1, None);
+        a.name = "ip-10-0-12-34.ec2.internal".into();
+        a.saturated = true;
+        let c = FleetCounters {
+            devices: 123_456,
+            messages: 99_999_999,
+            bytes: 9_999_999_999,
+            scheduled_per_s: 123_456.0,
+            achieved_per_s: 99_999.0,
+            ack_latency_us: Some(ack.clone()),
+            tick_lag_us: Some(ack),
+            saturated: true,
+            ..Default::default()
+        };
+        a.fleets.insert("thermostats-eu-west".into(), c);
+        let agents: BTreeMap<String, Beats> = [("a".to_string(), beats(a, None))].into();
+        let f = frame(&agents, 100_500, None);
+        let mut history = History::default();
+        for _ in 0..HISTORY {
+            history.record(&f);
+        }
+        let text = render(&f, &history, true, false);
+        for line in text.lines() {
+            assert!(line.chars().count() <= WIDTH, "{line}\n{text}");
+        }
+        assert!(!text.contains("01234567"), "{text}");
+        let wide = render(&f, &history, true, true);
+        assert!(
+            wide.contains("0123456789abcdef-0123-4567-89ab-cdef01234567")
+                && wide.contains("MSGS/S TREND"),
+            "{wide}"
+        );
     }
 
     #[test]
