@@ -118,7 +118,9 @@ impl Agent {
         let mut metrics_addr = None;
         if let Some(listener) = listener {
             metrics_addr = listener.local_addr().ok();
-            tracing::info!(addr = ?metrics_addr, "serving Prometheus metrics at /metrics");
+            if let Some(addr) = metrics_addr {
+                tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+            }
             crate::prometheus::spawn(
                 listener,
                 metrics.clone(),
