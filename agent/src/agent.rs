@@ -111,6 +111,13 @@ impl Agent {
         let buckets = Buckets::open(&conn.js, &conn.ns, conn.kv_replicas)
             .await
             .map_err(anyhow::Error::msg)?;
+        // Events are published either way; the stream only keeps their history.
+        if let Err(e) =
+            pluribus_common::kv::open_events(&conn.js, &conn.ns, conn.kv_replicas, conn.events)
+                .await
+        {
+            tracing::warn!(error = %e, "no event history: `pluribusctl events --since` will show only new events");
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();

@@ -290,6 +290,29 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `deploy-fleet --help` said "console, nats, or a custom sink".
+    #[test]
+    fn sink_help_lists_every_builtin_sink() {
+        use clap::CommandFactory;
+        let mut cli = crate::cmd::Cli::command();
+        let help = cli
+            .find_subcommand_mut("deploy-fleet")
+            .expect("deploy-fleet")
+            .render_long_help()
+            .to_string();
+        let sink = help
+            .split("--sink <SINK>")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .expect("--sink in the help");
+        for name in pluribus_common::spec::BUILTIN_SINKS {
+            assert!(
+                sink.contains(&format!("`{name}`")),
+                "--sink help misses {name}: {sink}"
+            );
+        }
+    }
     use crate::cmd::{Cli, Command};
     use clap::Parser;
 
