@@ -2,9 +2,11 @@
 # The README's first command: brings up a local Pluribus cluster and shows it working.
 #   deploy/demo.sh          # install what is missing, build, start NATS + 2 agents,
 #                           # deploy a 1000-device demo fleet, show status and `watch`
-#   deploy/demo.sh stop     # stop everything the demo started
+#   deploy/demo.sh stop     # stop everything the demo started (keeps the JetStream store,
+#                           # so the next start brings the same fleets back)
+#   deploy/demo.sh reset    # stop, and delete the store and logs: the next start is clean
 # Everything lives in .pluribus-demo/ (logs, pids, the JetStream store).
-# PLURIBUS_DEMO_PORT picks the NATS port (default 4222); PLURIBUS_DEMO_WATCH how many
+# PLURIBUS_DEMO_DIR moves that folder; PLURIBUS_DEMO_PORT picks the NATS port (default 4222); PLURIBUS_DEMO_WATCH how many
 # seconds `watch` runs (default 10; 0 = until Ctrl-C).
 set -euo pipefail
 
@@ -12,7 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [[ -d "$HOME/.cargo/bin" && ":$PATH:" != *":$HOME/.cargo/bin:"* ]]; then
   PATH="$HOME/.cargo/bin:$PATH"
 fi
-DIR=.pluribus-demo
+DIR="${PLURIBUS_DEMO_DIR:-.pluribus-demo}"
 PORT="${PLURIBUS_DEMO_PORT:-4222}"
 WATCH="${PLURIBUS_DEMO_WATCH:-10}"
 export PLURIBUS_NATS_URL="nats://127.0.0.1:$PORT"
@@ -31,18 +33,36 @@ stop_all() {
   done
 }
 
-if [[ "${1:-}" == "stop" ]]; then
-  stop_all
-  echo "demo stopped (logs kept in $DIR/)"
-  exit 0
-fi
+case "${1:-}" in
+  stop)
+    stop_all
+    echo "demo stopped. Logs and the JetStream store are kept in $DIR/: the next"
+    echo "deploy/demo.sh brings back the fleets you left (deploy/demo.sh reset starts clean)."
+    exit 0
+    ;;
+  reset)
+    stop_all
+    rm -rf "$DIR"
+    echo "demo stopped and $DIR/ deleted (fleets, logs): the next deploy/demo.sh starts clean"
+    exit 0
+    ;;
+  "") ;;
+  *)
+    echo "error: unknown argument '$1': use deploy/demo.sh, deploy/demo.sh stop or deploy/demo.sh reset" >&2
+    exit 2
+    ;;
+esac
 
 bash deploy/install-deps.sh
-echo "== building (release)"
-cargo build --release --workspace --quiet
+# The first build takes a few minutes: show cargo's progress (it only redraws on a terminal).
+echo "== building (release; the first build takes a few minutes)"
+cargo build --release --workspace
 
 mkdir -p "$DIR"
 stop_all
+if [[ -d "$DIR/js" ]]; then
+  echo "== reusing the JetStream store in $DIR/js: fleets from the last run come back (deploy/demo.sh reset starts clean)"
+fi
 if (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
   echo "error: something already listens on 127.0.0.1:$PORT: stop it, or run with PLURIBUS_DEMO_PORT=<free port>" >&2
   exit 1
@@ -80,5 +100,6 @@ The cluster is still running. Try:
   $BIN/pluribusctl scale demo --count 2000
   kill -9 \$(cat $DIR/agent-1.pid)        # its devices come back on agent-2 within ~15 s
   $BIN/pluribusctl status
-  deploy/demo.sh stop
+  $BIN/pluribusctl events --since 10m
+  deploy/demo.sh stop      # keeps the fleets for the next start; deploy/demo.sh reset forgets them
 MSG

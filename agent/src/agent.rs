@@ -111,6 +111,13 @@ impl Agent {
         let buckets = Buckets::open(&conn.js, &conn.ns, conn.kv_replicas)
             .await
             .map_err(anyhow::Error::msg)?;
+        // Events are published either way; the stream only keeps their history.
+        if let Err(e) =
+            pluribus_common::kv::open_events(&conn.js, &conn.ns, conn.kv_replicas, conn.events)
+                .await
+        {
+            tracing::warn!(error = %e, "no event history: `pluribusctl events --since` will show only new events");
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -118,7 +125,9 @@ impl Agent {
         let mut metrics_addr = None;
         if let Some(listener) = listener {
             metrics_addr = listener.local_addr().ok();
-            tracing::info!(addr = ?metrics_addr, "serving Prometheus metrics at /metrics");
+            if let Some(addr) = metrics_addr {
+                tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+            }
             crate::prometheus::spawn(
                 listener,
                 metrics.clone(),

@@ -10,12 +10,16 @@ use crate::{Agent, Registry};
 /// File descriptors kept for NATS, logs and the metrics endpoint.
 const FD_RESERVE: u64 = 256;
 
-/// Logs to stderr, as text or JSON lines; `RUST_LOG` overrides the level.
+/// Logs to stderr, as text or JSON lines; `RUST_LOG` overrides the level. Colours only
+/// when stderr is a terminal (and `NO_COLOR` is unset), so a log file holds plain text.
 pub fn init_tracing(json: bool) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if json {
         b.json().init();
@@ -58,7 +62,11 @@ pub async fn run(args: AgentArgs, registry: Registry, client_name: &str) -> anyh
     if cfg.max_connections.is_none() {
         cfg.max_connections = nofile.map(|n| n.saturating_sub(FD_RESERVE));
     }
-    tracing::info!(open_files = ?nofile, max_connections = ?cfg.max_connections, "connection capacity");
+    tracing::info!(
+        open_files = %or_unknown(nofile),
+        max_connections = %or_unknown(cfg.max_connections),
+        "connection capacity"
+    );
     let conn = args
         .nats
         .connect_with(client_name, |o| {
@@ -85,6 +93,11 @@ pub async fn run(args: AgentArgs, registry: Registry, client_name: &str) -> anyh
     Ok(())
 }
 
+/// A count as a user writes it, or `unknown`.
+fn or_unknown(n: Option<u64>) -> String {
+    n.map_or_else(|| "unknown".into(), |n| n.to_string())
+}
+
 /// Below this lease TTL, a JetStream leader election on a NATS cluster (4-9 s when a node
 /// dies) can outlast the fence and stop shards that would have run on.
 const CLUSTER_MIN_TTL: Duration = Duration::from_secs(30);
@@ -96,7 +109,7 @@ fn warn_short_ttl_on_cluster(info: &async_nats::ServerInfo, ttl: Duration) {
         let min = CLUSTER_MIN_TTL.as_secs();
         tracing::warn!(
             cluster,
-            lease_ttl = ?ttl,
+            lease_ttl = %humantime::format_duration(ttl),
             "NATS is a cluster: when a node dies, a JetStream leader election (4-9 s) can \
              outlast the lease fence ({:.0}% of the TTL) and stop devices that would have run \
              on; consider --lease-ttl {min}s (failover after an agent dies then takes about \

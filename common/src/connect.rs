@@ -34,6 +34,28 @@ pub struct NatsArgs {
         value_parser = clap::value_parser!(u8).range(1..=5)
     )]
     pub kv_replicas: u8,
+    /// How long the events stream keeps events (what `pluribusctl events --since` can show),
+    /// when this process creates it.
+    #[arg(
+        long,
+        global = true,
+        env = "PLURIBUS_EVENTS_MAX_AGE",
+        default_value = "24h",
+        value_name = "DURATION",
+        value_parser = crate::kv::parse_events_max_age
+    )]
+    pub events_max_age: std::time::Duration,
+    /// The most event history kept, in MiB, when this process creates the events stream
+    /// (the oldest events go first), so a busy cluster cannot fill the disk.
+    #[arg(
+        long,
+        global = true,
+        env = "PLURIBUS_EVENTS_MAX_MB",
+        default_value_t = 64,
+        value_name = "MiB",
+        value_parser = clap::value_parser!(u64).range(1..=65_536)
+    )]
+    pub events_max_mb: u64,
     /// NATS user name (with --nats-password).
     #[arg(long, global = true, env = "PLURIBUS_NATS_USER", value_name = "USER")]
     pub nats_user: Option<String>,
@@ -121,6 +143,8 @@ pub struct Connection {
     pub ns: Namespace,
     /// Replicas for KV buckets this process creates (`--kv-replicas`).
     pub kv_replicas: usize,
+    /// Retention of the events stream, if this process creates it.
+    pub events: crate::kv::EventsRetention,
 }
 
 impl NatsArgs {
@@ -229,6 +253,10 @@ impl NatsArgs {
             js,
             ns,
             kv_replicas: usize::from(self.kv_replicas),
+            events: crate::kv::EventsRetention {
+                max_age: self.events_max_age,
+                max_bytes: self.events_max_mb * 1024 * 1024,
+            },
         })
     }
 

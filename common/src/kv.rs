@@ -71,6 +71,66 @@ async fn open(js: &jetstream::Context, cfg: kv::Config) -> Result<kv::Store, Str
     })
 }
 
+/// How much event history the events stream keeps (`--events-max-age`, `--events-max-mb`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventsRetention {
+    /// Events older than this are dropped.
+    pub max_age: Duration,
+    /// Past this many bytes the oldest events are dropped.
+    pub max_bytes: u64,
+}
+
+/// Parses `--events-max-age`: a duration of at least a minute.
+pub fn parse_events_max_age(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d >= Duration::from_secs(60) => Ok(d),
+        Ok(_) => Err(format!(
+            "'{s}' is too short: keep events for 1m or more, e.g. 24h"
+        )),
+        Err(e) => Err(format!("'{s}' is not a duration ({e}), e.g. 24h")),
+    }
+}
+
+/// The largest event the stream takes (a devices_started event of a 500-device shard is
+/// ~15 KB).
+const MAX_EVENT_BYTES: i32 = 1024 * 1024;
+
+/// Opens the stream that keeps the namespace's events, creating it with `retention` and
+/// `replicas` if missing. Publishers do not change: JetStream stores what is published
+/// on `evt.>`.
+pub async fn open_events(
+    js: &jetstream::Context,
+    ns: &Namespace,
+    replicas: usize,
+    retention: EventsRetention,
+) -> Result<jetstream::stream::Stream, String> {
+    use jetstream::stream;
+    let name = ns.events_stream();
+    match js.get_stream(&name).await {
+        Ok(s) => return Ok(s),
+        Err(e) if !chain(&e).contains("not found") => {
+            return Err(format!("cannot read stream {name}: {}", chain(&e)))
+        }
+        Err(_) => {}
+    }
+    js.get_or_create_stream(stream::Config {
+        name: name.clone(),
+        description: Some("Pluribus events (pluribusctl events --since)".into()),
+        subjects: vec![ns.event_all()],
+        max_age: retention.max_age,
+        max_bytes: i64::try_from(retention.max_bytes).unwrap_or(i64::MAX),
+        max_message_size: MAX_EVENT_BYTES,
+        discard: stream::DiscardPolicy::Old,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| {
+        format!("cannot create stream {name}: {e}: check that this NATS user may create JetStream streams")
+    })
+}
+
 /// An error and its sources, `: `-separated.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

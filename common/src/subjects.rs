@@ -105,6 +105,12 @@ impl Namespace {
         self.subject(&format!("device.{fleet}.*.cmd"))
     }
 
+    /// JetStream stream that keeps the events (`evt.>`) for a bounded time and size, so
+    /// `pluribusctl events --since 10m` shows what happened before it started.
+    pub fn events_stream(&self) -> String {
+        self.bucket("events")
+    }
+
     /// KV bucket with the desired state: one key per fleet or single device.
     pub fn fleets_bucket(&self) -> String {
         self.bucket("fleets")

@@ -19,6 +19,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = cmd::Cli::parse();
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -42,6 +43,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// A closed stdout (`pluribusctl agents --json | head -c 20`) ends the program quietly, as
+/// it ends `ls`: Rust ignores SIGPIPE, so a write to a closed pipe would fail with EPIPE and
+/// `println!` would panic. The default action restores the Unix convention.
+fn quiet_on_closed_stdout() {
+    // SAFETY: resetting a signal's disposition to the default, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

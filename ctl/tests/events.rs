@@ -53,7 +53,7 @@ async fn devices_started_stopped_and_failed_are_events() {
     client.flush().await.unwrap();
     let mut text = Proc::spawn(
         &bin_path("pluribusctl"),
-        &["events", "--count", "3"],
+        &["events", "--follow", "--since", "0s", "--count", "3"],
         &[
             ("PLURIBUS_NATS_URL", &c.nats.url()),
             ("PLURIBUS_NAMESPACE", &c.ns),

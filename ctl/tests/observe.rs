@@ -31,7 +31,7 @@ async fn saturation_is_flagged_for_an_impossible_schedule_and_not_for_a_light_on
     c.wait_agents(1).await;
     let mut events = Proc::spawn(
         &bin_path("pluribusctl"),
-        &["events", "--json"],
+        &["events", "--follow", "--since", "0s", "--json"],
         &[
             ("PLURIBUS_NATS_URL", &c.nats.url()),
             ("PLURIBUS_NAMESPACE", &c.ns),

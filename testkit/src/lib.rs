@@ -9,6 +9,7 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 mod agent;
+pub mod docs;
 mod mosquitto;
 mod nats;
 mod ports;

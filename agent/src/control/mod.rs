@@ -295,7 +295,7 @@ impl Control {
                 .filter(|(_, c)| c.saturated)
                 .map(|(k, _)| k.clone())
                 .collect();
-            tracing::warn!(fleets = ?fleets, "saturated: this agent cannot keep up with the schedule; the generator is the bottleneck, not the system under test");
+            tracing::warn!(fleets = %fleets.join(","), "saturated: this agent cannot keep up with the schedule; the generator is the bottleneck, not the system under test");
             self.event(EventKind::Saturated {
                 agent_id: self.id.clone(),
                 name: self.cfg.name.clone(),

@@ -22,6 +22,16 @@ pub enum Bucket {
     Agents,
 }
 
+impl std::fmt::Display for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Fleets => "fleets",
+            Self::Leases => "leases",
+            Self::Agents => "agents",
+        })
+    }
+}
+
 /// What a watcher reports.
 #[derive(Debug)]
 pub enum WatchEvent {
@@ -48,7 +58,7 @@ pub fn spawn(
                 _ = token.cancelled() => return,
                 r = watch_once(bucket, &store, &tx) => {
                     if let Err(e) = r {
-                        tracing::warn!(?bucket, error = %e, "KV watch broke; restarting");
+                        tracing::warn!(bucket = %bucket, error = %e, "KV watch broke; restarting");
                     }
                     if tx.is_closed() {
                         return;

@@ -18,9 +18,10 @@ pub struct Stage {
 }
 
 /// A shape over time. Values are absolute (devices, or msg/s) except the wave's `min` and
-/// `max`, which are fractions of the maximum.
+/// `max`, which are fractions of the maximum. Written as a one-key map in every format
+/// (`{ramp: {over: 60s}}`), or with a YAML tag (`!ramp {over: 60s}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(remote = "Self", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Shape {
     /// Linear from `from` to `to` (default: the maximum) over `over`, then flat.
     Ramp {
@@ -70,6 +71,8 @@ pub enum Shape {
     /// Linear moves from one target to the next, starting at 0; the last target holds.
     Stages(Vec<Stage>),
 }
+
+crate::one_of_enum!(Shape, "a load shape");
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
@@ -144,6 +147,27 @@ impl Shape {
             }
         };
         v.clamp(0.0, max)
+    }
+
+    /// The value the shape holds from `t` on, if it no longer moves: a ramp or stages past
+    /// their end, stairs at the maximum. Waves and bursts never settle.
+    pub fn settled(&self, t: f64, max: f64, seed: u64) -> Option<f64> {
+        let done = match self {
+            Shape::Ramp { over, .. } => t >= secs(*over),
+            Shape::Stages(stages) => t >= stages.iter().map(|s| secs(s.duration)).sum::<f64>(),
+            Shape::Stairs { .. } => self.value(t, max, seed) >= max,
+            Shape::Wave { .. } | Shape::Bursts { .. } => false,
+        };
+        done.then(|| self.value(t, max, seed))
+    }
+
+    /// A shape that holds `v` (a settled shape carried into a new load).
+    pub fn constant(v: f64) -> Self {
+        Shape::Ramp {
+            to: Some(v),
+            over: Duration::from_secs(1),
+            from: v,
+        }
     }
 
     /// Where the shape is at `t`, in words (for status and watch).

@@ -5,6 +5,7 @@ mod file;
 mod http;
 mod lenient;
 mod mqtt;
+mod one_of;
 mod sink;
 mod template;
 mod tls;
@@ -60,6 +61,30 @@ pub struct DeviceTemplate {
     /// Type-specific options.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub options: serde_json::Value,
+}
+
+impl DeviceTemplate {
+    /// Sets the interval (and the jitter, if given), in the profile too when the device is
+    /// one, so that a command-line flag wins over what a file or profile says.
+    pub fn override_timing(&mut self, interval: Option<Duration>, jitter: Option<Duration>) {
+        if let Some(i) = interval {
+            self.interval = i;
+        }
+        if let Some(j) = jitter {
+            self.jitter = j;
+        }
+        if let serde_json::Value::Object(profile) = &mut self.options {
+            if self.kind == "profile" && (interval.is_some() || jitter.is_some()) {
+                let text = |d: Duration| {
+                    serde_json::Value::String(humantime::format_duration(d).to_string())
+                };
+                profile.insert("interval".into(), text(self.interval));
+                if let Some(j) = jitter {
+                    profile.insert("jitter".into(), text(j));
+                }
+            }
+        }
+    }
 }
 
 fn default_device_type() -> String {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use pluribus_common::names::validate_name;
 use pluribus_common::record::RecordKind;
-use pluribus_common::spec::{DeviceEntry, DeviceTemplate, FleetSpec, SinkSpec};
+use pluribus_common::spec::{DeviceEntry, DeviceTemplate, FleetSpec, SinkSpec, DEFAULT_INTERVAL};
 use pluribus_common::SpecError;
 use serde::Serialize;
 
@@ -24,19 +24,22 @@ pub struct DeployFlags {
     /// name (see `pluribusctl profiles`). Sets the device type to `profile`.
     #[arg(long, value_name = "FILE|NAME", conflicts_with = "device_type")]
     pub profile: Option<String>,
-    /// Where telemetry goes: `console`, `nats`, or a custom sink registered in the agents.
+    /// Where telemetry goes: `console` (JSON lines on the agent's stdout), `nats`, `mqtt` (one
+    /// connection per device), `http`, or a custom sink registered in the agents.
     #[arg(long, value_name = "SINK", default_value = "console")]
     pub sink: String,
     /// Subject template for the nats sink, with {fleet}, {device_id}, {index}
     /// [default: pluribus.telemetry.{fleet}.{device_id}].
     #[arg(long, value_name = "TEMPLATE")]
     pub subject: Option<String>,
-    /// Time between two telemetry messages of a device, e.g. 1s, 250ms.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub interval: Duration,
+    /// Time between two telemetry messages of a device, e.g. 1s, 250ms. Given, it wins
+    /// over a --profile's own interval [default: the profile's interval, else 1s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub interval: Option<Duration>,
     /// Each message goes out up to this much after its slot; shorter than --interval.
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
-    pub jitter: Duration,
+    /// Given, it wins over a --profile's own jitter [default: the profile's, else 0s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub jitter: Option<Duration>,
     /// Agent labels the devices need, e.g. zone=a,rack=3 (the flag may repeat).
     #[arg(long, value_name = "K=V,...", value_delimiter = ',', value_parser = parse_label)]
     pub placement: Vec<(String, String)>,
@@ -106,13 +109,13 @@ impl DeployFlags {
         let Some(p) = &self.profile else {
             return Ok(DeviceTemplate {
                 kind: self.device_type.clone(),
-                interval: self.interval,
-                jitter: self.jitter,
+                interval: self.interval.unwrap_or(DEFAULT_INTERVAL),
+                jitter: self.jitter.unwrap_or_default(),
                 options: serde_json::Value::Null,
             });
         };
         let path = std::path::Path::new(p);
-        let profile = if path.exists() {
+        let mut profile = if path.exists() {
             pluribus_common::profile::load_profile(path)?
         } else if let Some(b) = pluribus_common::profile::builtin_profile(p) {
             b
@@ -129,14 +132,45 @@ impl DeployFlags {
                 ),
             ));
         };
+        // A flag on the command line wins over the profile's own value; without the flag the
+        // profile's applies, and without either the fleet default.
+        if let Some(i) = self.interval {
+            profile.interval = Some(i);
+        }
+        if let Some(j) = self.jitter {
+            profile.jitter = Some(j);
+            profile.interval = profile.interval.or(Some(DEFAULT_INTERVAL));
+        }
+        profile.validate().map_err(|e| {
+            let flag = match e.field.as_str() {
+                "interval" | "jitter" => format!("--{}", e.field),
+                other => format!("--profile: {other}"),
+            };
+            SpecError::new(flag, e.message)
+        })?;
         let options = serde_json::to_value(&profile)
             .map_err(|e| SpecError::new("--profile", format!("cannot encode the profile: {e}")))?;
         Ok(DeviceTemplate {
             kind: "profile".into(),
-            interval: self.interval,
-            jitter: self.jitter,
+            interval: profile.interval.unwrap_or(DEFAULT_INTERVAL),
+            jitter: profile.jitter.unwrap_or_default(),
             options,
         })
+    }
+
+    /// Sets on a spec read from a file what the command line gives explicitly: a flag wins
+    /// over the file (--interval, --jitter, --placement, --duration, --seed).
+    pub fn override_file(&self, spec: &mut FleetSpec) {
+        spec.device.override_timing(self.interval, self.jitter);
+        if !self.placement.is_empty() {
+            spec.placement = self.placement.iter().cloned().collect();
+        }
+        if self.duration.is_some() {
+            spec.duration = self.duration;
+        }
+        if self.seed.is_some() {
+            spec.seed = self.seed;
+        }
     }
 
     /// Sets what the flags say on `spec`: device template, sink, placement, duration.
@@ -256,6 +290,29 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `deploy-fleet --help` said "console, nats, or a custom sink".
+    #[test]
+    fn sink_help_lists_every_builtin_sink() {
+        use clap::CommandFactory;
+        let mut cli = crate::cmd::Cli::command();
+        let help = cli
+            .find_subcommand_mut("deploy-fleet")
+            .expect("deploy-fleet")
+            .render_long_help()
+            .to_string();
+        let sink = help
+            .split("--sink <SINK>")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .expect("--sink in the help");
+        for name in pluribus_common::spec::BUILTIN_SINKS {
+            assert!(
+                sink.contains(&format!("`{name}`")),
+                "--sink help misses {name}: {sink}"
+            );
+        }
+    }
     use crate::cmd::{Cli, Command};
     use clap::Parser;
 

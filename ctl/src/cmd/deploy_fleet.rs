@@ -23,13 +23,14 @@ pub struct Args {
     /// Number of devices, with ids from --id-template.
     #[arg(long, value_name = "N", required_unless_present = "file")]
     pub count: Option<u64>,
-    /// Fleet file (.yaml, .yml, .toml or .json); the flags describing devices then do not apply.
+    /// Fleet file (.yaml, .yml, .toml or .json). --count, --shard-size, --interval,
+    /// --jitter, --placement, --duration and --seed given with it win over the file; the
+    /// type, profile, sink and load are the file's (edit it to change them).
     #[arg(
         long,
         value_name = "PATH",
         conflicts_with_all = [
-            "count", "shard_size", "id_template", "device_type", "sink", "subject",
-            "interval", "jitter", "placement", "duration", "seed", "profile",
+            "id_template", "device_type", "sink", "subject", "profile",
             "url", "method", "header", "http_timeout", "http_retries", "http_concurrency",
             "http_ca", "http_cert", "http_key",
             "broker", "protocol", "topic", "qos", "retain", "keepalive", "persistent_session",
@@ -58,7 +59,23 @@ impl Args {
     /// The spec the arguments describe, validated.
     pub fn spec(&self) -> Result<FleetSpec, SpecError> {
         let spec = match (&self.file, self.count) {
-            (Some(path), _) => load_fleet_file(path, self.name.as_deref())?,
+            (Some(path), count) => {
+                let mut spec = load_fleet_file(path, self.name.as_deref())?;
+                if let Some(n) = count {
+                    if !spec.devices.is_empty() {
+                        return Err(SpecError::new(
+                            "--count",
+                            "the file lists its devices: drop --count, or edit the list",
+                        ));
+                    }
+                    spec.count = Some(n);
+                }
+                if let Some(s) = self.shard_size {
+                    spec.shard_size = s;
+                }
+                self.flags.override_file(&mut spec);
+                spec
+            }
             (None, count) => {
                 let mut spec = FleetSpec::counted(
                     self.name.as_deref().unwrap_or_default(),
@@ -178,10 +195,9 @@ mod tests {
 
     #[test]
     fn file_and_count_exclude_each_other() {
-        let e = parse(&["f", "--count", "3", "--file", "f.yaml"]).expect_err("conflict");
+        let e = parse(&["--file", "f.yaml", "--sink", "nats"]).expect_err("conflict");
         assert!(e.to_string().contains("cannot be used with"), "{e}");
-        let e = parse(&["--file", "f.yaml", "--interval", "2s"]).expect_err("conflict");
-        assert!(e.to_string().contains("cannot be used with"), "{e}");
+        parse(&["--file", "f.yaml", "--interval", "2s", "--count", "3"]).expect("overrides");
         // Flags about the deploy itself go with a file.
         parse(&[
             "--file",
@@ -217,6 +233,68 @@ mod tests {
             .spec()
             .expect_err("names differ");
         assert!(e.message.contains("drop one of them"), "{e}");
+    }
+
+    /// The profile's interval when no flag is given; the flag's when one is (it was ignored).
+    #[test]
+    fn a_flag_wins_over_a_profile_and_a_file() {
+        let interval = |s: &FleetSpec| {
+            let profile = s.device.options.get("interval").and_then(|v| v.as_str());
+            (s.device.interval, profile.map(str::to_string))
+        };
+        let p = |args: &[&str]| parse(args).expect("parses").spec().expect("valid");
+        let own = p(&["pp", "--count", "5", "--profile", "temperature-humidity"]);
+        assert_eq!(
+            interval(&own),
+            (Duration::from_secs(10), Some("10s".into()))
+        );
+        let flag = p(&[
+            "pp",
+            "--count",
+            "5",
+            "--profile",
+            "temperature-humidity",
+            "--interval",
+            "1s",
+        ]);
+        assert_eq!(interval(&flag), (Duration::from_secs(1), Some("1s".into())));
+        let jitter = p(&[
+            "pp",
+            "--count",
+            "5",
+            "--profile",
+            "temperature-humidity",
+            "--jitter",
+            "2s",
+        ]);
+        assert_eq!(jitter.device.jitter, Duration::from_secs(2));
+        assert_eq!(interval(&jitter).0, Duration::from_secs(10));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("fleet.yaml");
+        std::fs::write(
+            &path,
+            "name: m\ncount: 20\nseed: 1\ndevice:\n  type: profile\n  options: {name: x, interval: 5s, fields: {a: 1}}\n",
+        )
+        .expect("write");
+        let f = path.to_string_lossy().to_string();
+        let from_file = p(&["--file", &f]);
+        assert_eq!(
+            interval(&from_file),
+            (Duration::from_secs(1), Some("5s".into()))
+        );
+        let over = p(&[
+            "--file",
+            &f,
+            "--interval",
+            "2s",
+            "--count",
+            "7",
+            "--seed",
+            "9",
+        ]);
+        assert_eq!(interval(&over), (Duration::from_secs(2), Some("2s".into())));
+        assert_eq!((over.count, over.seed), (Some(7), Some(9)));
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! `events`: print events as they happen.
+//! `events`: the recent events kept by NATS (`--since`), then new ones as they happen
+//! (`--follow`).
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
 use futures::StreamExt;
+use pluribus_common::connect::Connection;
+use pluribus_common::kv;
 use pluribus_common::messages::{Event, EventKind};
 use pluribus_common::wire::decode;
 
@@ -96,13 +99,42 @@ fn id_span(ids: &[String]) -> String {
 /// `events` arguments.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Keep printing events as they happen (the default: events are not stored, so there
-    /// is nothing from before the command started).
+    /// Show the events of this last stretch of time first (NATS keeps them for
+    /// --events-max-age, 24h by default); 0s shows none.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub since: Duration,
+    /// Then keep printing events as they happen, until Ctrl-C (or --count).
     #[arg(long)]
     pub follow: bool,
     /// Stop after this many events (for scripts).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+}
+
+/// How long the event history may go quiet before we give up on it.
+const HISTORY_STALL: Duration = Duration::from_secs(10);
+
+/// Prints events: `count` bounds how many, in all.
+struct Printer {
+    json: bool,
+    printed: u64,
+    count: Option<u64>,
+}
+
+impl Printer {
+    /// Prints one message; true when --count is reached.
+    fn print(&mut self, subject: &str, payload: &[u8]) -> Result<bool> {
+        match decode::<Event>(payload) {
+            Ok(e) if self.json => print_json_line(&e)?,
+            Ok(e) => println!("{}", line(&e)),
+            Err(err) => {
+                tracing::warn!("ignoring a message on {subject}: {err}");
+                return Ok(false);
+            }
+        }
+        self.printed += 1;
+        Ok(self.count.is_some_and(|n| self.printed >= n))
+    }
 }
 
 /// Runs `events`.
@@ -113,6 +145,103 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         );
     }
     let conn = g.connect().await?;
+    let mut out = Printer {
+        json: g.json,
+        printed: 0,
+        count: args.count,
+    };
+    let stream = kv::open_events(&conn.js, &conn.ns, conn.kv_replicas, conn.events).await;
+    match stream {
+        Ok(stream) => from_stream(&conn, stream, &args, &mut out).await,
+        Err(e) if args.follow => {
+            eprintln!("warning: {e}: showing new events only");
+            live(&conn, &mut out).await
+        }
+        Err(e) => bail!("{e}: no event history here; `--follow` shows new events"),
+    }
+}
+
+/// The history since `--since`, then (with `--follow`) new events, from the events stream.
+async fn from_stream(
+    conn: &Connection,
+    stream: async_nats::jetstream::stream::Stream,
+    args: &Args,
+    out: &mut Printer,
+) -> Result<()> {
+    use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+    let deliver_policy = if args.since.is_zero() {
+        DeliverPolicy::New
+    } else {
+        let from = std::time::SystemTime::now()
+            .checked_sub(args.since)
+            .unwrap_or(UNIX_EPOCH)
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let start_time = time::OffsetDateTime::from_unix_timestamp_nanos(from.as_nanos() as i128)
+            .context("--since reaches too far back")?;
+        DeliverPolicy::ByStartTime { start_time }
+    };
+    let subject = conn.ns.event_all();
+    let mut consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: subject.clone(),
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .context("cannot read the events stream")?;
+    let mut pending = consumer.info().await.map(|i| i.num_pending).unwrap_or(0);
+    let mut messages = consumer
+        .messages()
+        .await
+        .context("cannot read the events stream")?;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    while pending > 0 {
+        let next = tokio::select! {
+            _ = &mut ctrl_c => return Ok(()),
+            m = tokio::time::timeout(HISTORY_STALL, messages.next()) => m,
+        };
+        let msg = match next {
+            Ok(Some(Ok(m))) => m,
+            Ok(Some(Err(e))) => bail!("reading the event history: {e}"),
+            Ok(None) => bail!("lost the connection to NATS"),
+            Err(_) => bail!("NATS stopped sending the event history: try again"),
+        };
+        pending = msg.info().map(|i| i.pending).unwrap_or(0);
+        if out.print(&msg.subject, &msg.payload)? {
+            return Ok(());
+        }
+    }
+    if !args.follow {
+        if out.printed == 0 {
+            eprintln!(
+                "no events in the last {} (--since to look further back, --follow to wait for new ones)",
+                humantime::format_duration(args.since)
+            );
+        }
+        return Ok(());
+    }
+    eprintln!("listening for events on {subject} (Ctrl-C to stop)");
+    loop {
+        let next = tokio::select! {
+            _ = &mut ctrl_c => return Ok(()),
+            m = messages.next() => m,
+        };
+        match next {
+            Some(Ok(msg)) => {
+                if out.print(&msg.subject, &msg.payload)? {
+                    return Ok(());
+                }
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "events stream hiccup; carrying on"),
+            None => bail!("lost the connection to NATS"),
+        }
+    }
+}
+
+/// New events only, straight from the subject (when there is no events stream).
+async fn live(conn: &Connection, out: &mut Printer) -> Result<()> {
     let subject = conn.ns.event_all();
     let mut sub = conn
         .client
@@ -123,7 +252,6 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
     eprintln!("listening for events on {subject} (Ctrl-C to stop)");
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
-    let mut printed = 0u64;
     loop {
         let msg = tokio::select! {
             _ = &mut ctrl_c => return Ok(()),
@@ -132,16 +260,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         let Some(msg) = msg else {
             bail!("lost the connection to NATS");
         };
-        match decode::<Event>(&msg.payload) {
-            Ok(e) if g.json => print_json_line(&e)?,
-            Ok(e) => println!("{}", line(&e)),
-            Err(err) => {
-                tracing::warn!("ignoring a message on {}: {err}", msg.subject);
-                continue;
-            }
-        }
-        printed += 1;
-        if args.count.is_some_and(|n| printed >= n) {
+        if out.print(&msg.subject, &msg.payload)? {
             return Ok(());
         }
     }

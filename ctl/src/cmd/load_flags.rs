@@ -93,6 +93,100 @@ impl LoadFlags {
     }
 }
 
+/// A running fleet's new load: what the flags name replaces the old load's part, the rest
+/// is kept (`notes` says which, in words).
+#[derive(Debug, PartialEq)]
+pub struct Merged {
+    /// The load to record.
+    pub load: Option<LoadSpec>,
+    /// One sentence per part of the old load that was kept or replaced.
+    pub notes: Vec<String>,
+}
+
+impl LoadFlags {
+    /// Changes only what the flags name in `old`, the load running for `t` seconds on a fleet
+    /// of `count`. The schedule restarts with the new load, so a kept shape starts again;
+    /// a kept shape that had settled (a finished ramp) holds its value instead, and an
+    /// arrival that had brought every device online is dropped.
+    pub fn merge(
+        &self,
+        old: Option<&LoadSpec>,
+        t: f64,
+        count: u64,
+        seed: u64,
+    ) -> Result<Merged, SpecError> {
+        let Some(new) = self.spec()? else {
+            return Ok(Merged {
+                load: old.cloned(),
+                notes: Vec::new(),
+            });
+        };
+        let mut notes = Vec::new();
+        let shape_only = self.rate.is_none() && self.arrival.is_none() && new.arrival.is_some();
+        let arrival = if self.arrival.is_some() || shape_only {
+            if old.and_then(|o| o.arrival.as_ref()).is_some() {
+                notes.push("arrival replaced".into());
+            }
+            new.arrival
+        } else {
+            match old.and_then(|o| o.arrival.as_ref()) {
+                None => None,
+                Some(a) => match a.settled(t, count as f64, seed) {
+                    Some(v) if v >= count as f64 => {
+                        notes.push(format!("arrival kept: done, all {count} devices online"));
+                        None
+                    }
+                    Some(v) => {
+                        notes.push(format!("arrival kept: done, holding {v:.0} devices"));
+                        Some(Shape::constant(v))
+                    }
+                    None => {
+                        notes.push(format!(
+                            "arrival kept ({}): it restarts from now; give --arrival to change it",
+                            a.phase(t)
+                        ));
+                        Some(a.clone())
+                    }
+                },
+            }
+        };
+        let rate = if self.rate.is_some() {
+            if old.and_then(|o| o.rate.as_ref()).is_some() {
+                notes.push("rate replaced".into());
+            }
+            new.rate
+        } else {
+            old.and_then(|o| o.rate.clone()).map(|mut r| {
+                match r
+                    .shape
+                    .as_ref()
+                    .map(|s| (s.settled(t, r.target, seed), s.phase(t)))
+                {
+                    Some((Some(v), _)) => {
+                        notes.push(format!("rate kept: {v:.0} msg/s (its shape is done)"));
+                        r.shape = (v < r.target).then(|| Shape::constant(v));
+                    }
+                    Some((None, phase)) => notes.push(format!(
+                        "rate kept ({phase}): its shape restarts from now; give --rate to change it"
+                    )),
+                    None => notes.push(format!("rate kept: {:.0} msg/s", r.target)),
+                }
+                r
+            })
+        };
+        let max_device_rate = match (self.max_device_rate, old) {
+            (None, Some(o)) => o.max_device_rate,
+            _ => new.max_device_rate,
+        };
+        let load = (arrival.is_some() || rate.is_some()).then_some(LoadSpec {
+            arrival,
+            rate,
+            max_device_rate,
+        });
+        Ok(Merged { load, notes })
+    }
+}
+
 fn number(s: &str, what: &str) -> Result<f64, String> {
     s.trim()
         .parse::<f64>()
@@ -213,6 +307,73 @@ fn parse_stages(s: &str) -> Result<Shape, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `set-load --rate` used to drop the fleet's --ramp arrival silently.
+    #[test]
+    fn set_load_changes_only_what_it_names() {
+        let ramp = |to: f64, secs: u64| Shape::Ramp {
+            to: Some(to),
+            over: Duration::from_secs(secs),
+            from: 0.0,
+        };
+        let old = LoadSpec {
+            arrival: Some(ramp(100.0, 60)),
+            rate: None,
+            max_device_rate: 50.0,
+        };
+        let rate = LoadFlags {
+            rate: Some(5000.0),
+            ..Default::default()
+        };
+        // Mid-ramp: the arrival is kept (and said to restart).
+        let m = rate.merge(Some(&old), 10.0, 100, 0).expect("valid");
+        let load = m.load.expect("a load");
+        assert_eq!(load.arrival, old.arrival);
+        assert_eq!(load.rate.map(|r| r.target), Some(5000.0));
+        assert_eq!(load.max_device_rate, 50.0);
+        assert!(
+            m.notes.iter().any(|n| n.contains("arrival kept")),
+            "{:?}",
+            m.notes
+        );
+        // Past the ramp every device is online: the arrival is done, not restarted.
+        let m = rate.merge(Some(&old), 120.0, 100, 0).expect("valid");
+        assert_eq!(m.load.expect("a load").arrival, None);
+        // A ramp to half the fleet that is done holds its value.
+        let half = LoadSpec {
+            arrival: Some(ramp(50.0, 60)),
+            ..old.clone()
+        };
+        let m = rate.merge(Some(&half), 120.0, 100, 0).expect("valid");
+        let a = m.load.expect("a load").arrival.expect("kept");
+        assert_eq!(a.value(0.0, 100.0, 0), 50.0);
+        // A new arrival replaces the old one and keeps the old rate.
+        let with_rate = LoadSpec {
+            rate: Some(RateSpec {
+                target: 900.0,
+                shape: None,
+            }),
+            ..old.clone()
+        };
+        let arrival = LoadFlags {
+            ramp: Some(ramp(80.0, 30)),
+            ..Default::default()
+        };
+        let m = arrival.merge(Some(&with_rate), 5.0, 100, 0).expect("valid");
+        let load = m.load.expect("a load");
+        assert_eq!(load.arrival, Some(ramp(80.0, 30)));
+        assert_eq!(load.rate.map(|r| r.target), Some(900.0));
+        assert!(
+            m.notes.iter().any(|n| n.contains("arrival replaced")),
+            "{:?}",
+            m.notes
+        );
+        assert!(
+            m.notes.iter().any(|n| n.contains("rate kept")),
+            "{:?}",
+            m.notes
+        );
+    }
 
     #[test]
     fn flags_parse_into_shapes() {

@@ -4,6 +4,8 @@ mod agents;
 mod delete_fleet;
 pub mod deploy;
 mod deploy_fleet;
+#[cfg(test)]
+mod docs_tests;
 mod drain;
 mod events;
 mod http_flags;

@@ -9,7 +9,7 @@ use pluribus_common::time::now_ms;
 use pluribus_common::wire::encode;
 use serde::Serialize;
 
-use super::load_flags::LoadFlags;
+use super::load_flags::{LoadFlags, Merged};
 use super::{no_fleet, Global};
 use crate::apply::read_record;
 use crate::output::print_json;
@@ -32,16 +32,18 @@ pub struct Args {
 struct Output<'a> {
     fleet: &'a str,
     load: Option<String>,
+    /// What of the old load was kept or replaced, in words.
+    notes: Vec<String>,
 }
 
 /// Runs `set-load`.
 pub async fn run(g: &Global, args: Args) -> Result<()> {
     let name = args.fleet.as_str();
-    let load = args
+    let given = args
         .load
         .spec()
         .map_err(|e| anyhow::anyhow!("bad load: {e}"))?;
-    if load.is_none() && !args.clear {
+    if given.is_none() && !args.clear {
         bail!("give a load (e.g. --rate 5000/s, --ramp 1000/60s) or --clear");
     }
     let ctx = g.open().await?;
@@ -50,10 +52,27 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
             .await?
             .ok_or_else(|| no_fleet(name))?;
         let mut next = record.clone();
+        // Only what the flags name changes; the rest of the old load is kept.
+        let now = now_ms();
+        let merged = if args.clear {
+            Merged {
+                load: None,
+                notes: Vec::new(),
+            }
+        } else {
+            args.load
+                .merge(
+                    record.spec.load.as_ref(),
+                    record.load_elapsed(now),
+                    record.count(),
+                    record.spec.seed.unwrap_or(0),
+                )
+                .map_err(|e| anyhow::anyhow!("bad load: {e}"))?
+        };
         // The schedule restarts now with seq above anything sent so far (computed from the
         // old load, so before the spec changes).
-        next.restart_schedule(now_ms(), Duration::ZERO);
-        next.spec.load = load.clone();
+        next.restart_schedule(now, Duration::ZERO);
+        next.spec.load = merged.load;
         next.spec
             .validate()
             .map_err(|e| anyhow::anyhow!("bad load: {e}"))?;
@@ -76,11 +95,15 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
                     return print_json(&Output {
                         fleet: name,
                         load: describe,
+                        notes: merged.notes,
                     });
                 }
                 match describe {
                     Some(d) => println!("load of {name} set: {d} now"),
                     None => println!("load of {name} cleared: every device at its own interval"),
+                }
+                for note in &merged.notes {
+                    println!("  {note}");
                 }
                 return Ok(());
             }
