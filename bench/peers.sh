@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pluribus against two peer load generators (Locust 2.47 with its MQTT user, Tsung 1.7 with
 # ts_mqtt): the same MQTT load, one tool at a time, on one mosquitto, in one run.
-#   (a) 1000 connections, each publishing a ~170-byte JSON message at QoS 0 once a second:
+#   (a) 1000 connections, each publishing a ~170-byte JSON message at QoS 0 PEERS_RATE times a
+#       second (default 1; issue 15 measures 10):
 #       messages the broker delivered to a subscriber over a 20 s window (after every client
 #       connected + 3 s), the generator's CPU time over that window (utime+stime of its whole
 #       process tree, /proc/PID/stat) -> messages per CPU-second, and RSS per connection.
@@ -16,6 +17,7 @@
 # before the first connection) / connections.
 #   bench/peers.sh                 # prints a Markdown table; stops everything it started
 #   PEERS_N=1000 PEERS_CONNS=2000 PEERS_WINDOW=20 bench/peers.sh
+#   PEERS_RATE=10 PEERS_N=2000 PEERS_ONLY=a bench/peers.sh   # 2000 x 10 msg/s, scenario (a) only
 # Needs: mosquitto + mosquitto-clients, nats-server, tsung (apt-get install -y tsung), and
 # Locust + paho-mqtt in bench/.venv (python3 -m venv bench/.venv &&
 # bench/.venv/bin/pip install locust paho-mqtt), or LOCUST=/path/to/locust.
@@ -25,6 +27,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N=${PEERS_N:-1000}
 CONNS=${PEERS_CONNS:-2000}
 WINDOW=${PEERS_WINDOW:-20}
+RATE=${PEERS_RATE:-1}
+ONLY=${PEERS_ONLY:-ab}
+[[ "$RATE" =~ ^[1-9][0-9]*$ && "$RATE" -le 100 ]] || { echo "peers.sh: PEERS_RATE must be a whole number of msg/s from 1 to 100" >&2; exit 2; }
+INTERVAL_MS=$(( 1000 / RATE ))
+THINK=$(python3 -c "print(1/$RATE)")
 SETTLE=3
 LOCUST=${LOCUST:-bench/.venv/bin/locust}
 [[ -x "$LOCUST" ]] || LOCUST=$(command -v locust || true)
@@ -138,7 +145,7 @@ pluribus() { # scenario n interval
 
 locust_run() { # scenario n publish(0|1) run-time
   local since; since=$(ms)
-  PEERS_PORT=$MPORT PEERS_PUBLISH=$3 PYTHONWARNINGS=ignore timeout -s KILL $(( $4 + 30 )) \
+  PEERS_PORT=$MPORT PEERS_PUBLISH=$3 PEERS_INTERVAL=$THINK PYTHONWARNINGS=ignore timeout -s KILL $(( $4 + 30 )) \
     "$LOCUST" -f bench/peers/locustfile.py --headless -u "$2" -r "$2" -t "$4s" --host 127.0.0.1 \
     --csv "$WORK/locust-$1" --only-summary --loglevel WARNING >"$WORK/locust-$1.log" 2>&1 </dev/null &
   local l=$!
@@ -155,7 +162,7 @@ locust_run() { # scenario n publish(0|1) run-time
 tsung_run() { # scenario n pub(100|0) loops hold
   local conf=$WORK/tsung-$1.xml
   sed -e "s/@HOST@/$(hostname -s)/; s/@PORT@/$MPORT/; s/@USERS@/$2/; s/@RATE@/$(( 2 * $2 ))/; s/@DURATION@/2/" \
-    -e "s/@PUB@/$3/; s/@IDLE@/$((100 - $3))/; s/@LOOPS@/$4/; s/@HOLD@/$5/" bench/peers/tsung.xml >"$conf"
+    -e "s/@PUB@/$3/; s/@IDLE@/$((100 - $3))/; s/@LOOPS@/$4/; s/@HOLD@/$5/; s/@THINK@/$THINK/" bench/peers/tsung.xml >"$conf"
   mkdir -p "$WORK/tsung-$1"
   local since; since=$(ms)
   ERL_EPMD_ADDRESS=127.0.0.1 ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}" \
@@ -172,19 +179,23 @@ tsung_run() { # scenario n pub(100|0) loops hold
   quiet
 }
 
-echo "peers.sh: (a) $N connections x 1 msg/s for ${WINDOW}s: Pluribus, Locust, Tsung" >&2
-pluribus a "$N" 1s
-locust_run a "$N" 1 $(( WINDOW + SETTLE + 15 ))
-tsung_run a "$N" 100 $(( WINDOW + SETTLE + 12 )) 1
-echo "peers.sh: (b) $CONNS connections, as fast as each tool goes" >&2
-pluribus b "$CONNS" 1h
-locust_run b "$CONNS" 0 25
-tsung_run b "$CONNS" 0 0 15
+if [[ "$ONLY" == *a* ]]; then
+  echo "peers.sh: (a) $N connections x $RATE msg/s for ${WINDOW}s: Pluribus, Locust, Tsung" >&2
+  pluribus a "$N" "${INTERVAL_MS}ms"
+  locust_run a "$N" 1 $(( WINDOW + SETTLE + 15 ))
+  tsung_run a "$N" 100 $(( (WINDOW + SETTLE + 12) * RATE )) 1
+fi
+if [[ "$ONLY" == *b* ]]; then
+  echo "peers.sh: (b) $CONNS connections, as fast as each tool goes" >&2
+  pluribus b "$CONNS" 1h
+  locust_run b "$CONNS" 0 25
+  tsung_run b "$CONNS" 0 0 15
+fi
 
 for k in "${!R[@]}"; do echo "$k ${R[$k]}"; done >"$WORK/results.txt"
-python3 - "$WORK/results.txt" "$N" "$CONNS" "$WINDOW" <<'PY'
+python3 - "$WORK/results.txt" "$N" "$CONNS" "$WINDOW" "$RATE" <<'PY'
 import json, sys
-path, n, conns, window = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+path, n, conns, window, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 R = {}
 for line in open(path):
     k, v = line.split(" ", 1)
@@ -207,7 +218,7 @@ def ratio(p, q):
     return "–" if p is None or q is None or q <= 0 else "%.2g" % (p / q)
 
 rows = [
-    ("(a) messages delivered in the %s s window (%d × 1 msg/s)" % (window, n), "a", "msgs", "", None),
+    ("(a) messages delivered in the %s s window (%d × %s msg/s)" % (window, n, rate), "a", "msgs", "", None),
     ("(a) generator CPU over the window (%% of one core)", "a", "cpu_pct", " %", None),
     ("(a) messages per CPU-second of the generator", "a", "msgs_per_cpu_s", "", True),
     ("(a) RSS per publishing connection", "a", "rss_per_conn_b", " B", False),

@@ -2,7 +2,8 @@
 
 Each user is one MQTT 3.1.1 connection (paho-mqtt, keepalive 60 s) to 127.0.0.1:$PEERS_PORT.
 With PEERS_PUBLISH=1 it publishes a ~170-byte JSON message (the size of a Pluribus generic
-device's telemetry) at QoS 0 to peers/locust/<client id> once a second; with PEERS_PUBLISH=0
+device's telemetry) at QoS 0 to peers/locust/<client id> every PEERS_INTERVAL seconds (default 1);
+with PEERS_PUBLISH=0
 it only holds its connection.
 
   PEERS_PORT=1883 PEERS_PUBLISH=1 locust -f bench/peers/locustfile.py --headless \
@@ -31,7 +32,11 @@ class Device(MqttUser):
     port = int(os.environ.get("PEERS_PORT", "1883"))
     # paho's select() loop silently stops above ~340 users without this.
     use_loop_selectors = True
-    wait_time = constant_pacing(1) if PUBLISH else between(3600, 3600)
+    wait_time = (
+        constant_pacing(float(os.environ.get("PEERS_INTERVAL", "1")))
+        if PUBLISH
+        else between(3600, 3600)
+    )
 
     def on_start(self):
         self.seq = 0
