@@ -417,6 +417,14 @@ pub enum EventKind {
         reason: String,
         device_ids: Vec<String>,
     },
+    /// An agent refused a fleet record it read from KV (an unsafe telemetry subject, absurd
+    /// sizes, a record that does not decode): it runs none of its devices. Published once
+    /// per agent and record revision.
+    FleetRefused {
+        fleet: String,
+        agent_id: String,
+        reason: String,
+    },
     /// A device failed: its sink could not open it, or its connection failed (the first
     /// failure of a streak, not every retry). Rate-limited per agent; `suppressed` counts
     /// the failures not published since the last event.
@@ -449,6 +457,7 @@ impl EventKind {
             Self::DevicesStarted { .. } => "devices_started",
             Self::DevicesStopped { .. } => "devices_stopped",
             Self::DeviceFailed { .. } => "device_failed",
+            Self::FleetRefused { .. } => "fleet_refused",
         }
     }
 }

@@ -181,6 +181,9 @@ impl Control {
         if let Some((r, _)) = self.fleets.get(fleet) {
             return Some(r.clone());
         }
+        if self.refused.contains_key(fleet) && self.synced[super::watch::Bucket::Fleets as usize] {
+            return None;
+        }
         let entry = tokio::time::timeout(IO_TIMEOUT, self.buckets.fleets.entry(fleet))
             .await
             .ok()?
@@ -188,8 +191,16 @@ impl Control {
         if entry.operation != async_nats::jetstream::kv::Operation::Put {
             return None;
         }
-        let r: FleetRecord = wire::decode(&entry.value).ok()?;
-        let r = Arc::new(r);
+        if self.refused.get(fleet) == Some(&entry.revision) {
+            return None;
+        }
+        let r = match super::state::read_record(fleet, &entry.value) {
+            Ok(r) => Arc::new(r),
+            Err(why) => {
+                self.refuse_record(fleet, entry.revision, why).await;
+                return None;
+            }
+        };
         self.fleets
             .insert(fleet.to_string(), (r.clone(), entry.revision));
         Some(r)

@@ -91,12 +91,17 @@ pub(crate) struct Control {
     fleets: HashMap<String, (Arc<FleetRecord>, u64)>,
     agents: HashMap<String, Heartbeat>,
     leases: HashMap<String, LeaseView>,
+    /// Lease keys holding something that is not a lease (a foreign write): revision and
+    /// when first seen. Unheld for every decision; removed after a lease TTL.
+    bad_leases: HashMap<String, (u64, Instant)>,
     held: HashMap<String, Held>,
     unheld_since: HashMap<String, Instant>,
     synced: [bool; 3],
     draining: bool,
     /// Fleets whose shards this agent could not start, and why (for status).
     refusals: BTreeMap<String, String>,
+    /// Fleet records refused on reading (by revision), so each is reported once.
+    refused: HashMap<String, u64>,
     /// Held shards changed since the last heartbeat: send one soon, so status and watch
     /// see claims and releases within a quarter second rather than a heartbeat interval.
     changed: bool,
@@ -166,12 +171,14 @@ impl Control {
             fleets: HashMap::new(),
             agents: HashMap::new(),
             leases: HashMap::new(),
+            bad_leases: HashMap::new(),
             held: HashMap::new(),
             unheld_since: HashMap::new(),
             synced: [false; 3],
             draining: false,
             changed: false,
             refusals: BTreeMap::new(),
+            refused: HashMap::new(),
             saturated: false,
             last_release: now,
             started: now,

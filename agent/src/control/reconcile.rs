@@ -23,6 +23,7 @@ impl Control {
             return;
         }
         self.expire_fleets().await;
+        self.remove_bad_leases().await;
         self.offer_unheld().await;
         self.adopt_orphans().await;
         if self.draining {
@@ -56,6 +57,41 @@ impl Control {
                     reason: "duration elapsed".into(),
                 })
                 .await;
+            }
+        }
+    }
+
+    /// Removes lease keys that held no valid lease for a whole lease TTL (a foreign write,
+    /// which may carry no TTL and would otherwise pin its shard forever). The delete checks
+    /// the revision, so a real lease written meanwhile is never removed.
+    async fn remove_bad_leases(&mut self) {
+        let ttl = self.cfg.lease_ttl;
+        let due: Vec<(String, u64)> = self
+            .bad_leases
+            .iter()
+            .filter(|(_, (_, since))| since.elapsed() >= ttl)
+            .map(|(k, (rev, _))| (k.clone(), *rev))
+            .collect();
+        for (key, rev) in due {
+            if let Some(entry) = self.bad_leases.get_mut(&key) {
+                entry.1 = Instant::now();
+            }
+            match tokio::time::timeout(IO_TIMEOUT, self.buckets.lease_delete(&key, rev)).await {
+                Ok(Ok(())) => {
+                    tracing::warn!(lease = %key, revision = rev, "removed a lease key that held no valid lease");
+                    if let Some((fleet, shard)) = parse_lease_key(&key) {
+                        if self
+                            .fleets
+                            .get(fleet)
+                            .is_some_and(|(r, _)| r.shard_desired(shard) > 0)
+                        {
+                            self.offer(ShardOffer::new(fleet, shard)).await;
+                        }
+                    }
+                }
+                other => {
+                    tracing::debug!(lease = %key, ?other, "could not remove a bad lease key (another agent may have)")
+                }
             }
         }
     }

@@ -1,0 +1,174 @@
+//! A control plane that does not trust what is written to it: telemetry subjects that would
+//! reach NATS system subjects, inboxes or Pluribus's own subjects are refused by pluribusctl
+//! and by the agents (for records any client may have written), absurd records are refused
+//! before anything is allocated, and a foreign write on a lease key does not pin its shard.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use pluribus_common::messages::{Event, EventKind};
+use pluribus_common::record::{FleetRecord, RecordKind};
+use pluribus_common::spec::{FleetSpec, SinkSpec};
+use pluribus_common::time::now_ms;
+use pluribus_common::wire;
+use support::{fleet, wait_status, Cluster};
+
+/// The fleets bucket of the cluster's namespace, opened by a plain client (not pluribusctl).
+async fn raw_kv(c: &Cluster, bucket: String) -> async_nats::jetstream::kv::Store {
+    let js = async_nats::jetstream::new(c.client().await);
+    js.get_key_value(bucket).await.expect("bucket exists")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pluribusctl_refuses_subjects_that_reach_the_control_plane() {
+    let c = Cluster::new("hostile-ctl");
+    let ns = c.namespace();
+    let lease_subject = format!("$KV.{}.victim.0", ns.leases_bucket());
+    for subject in [
+        lease_subject.as_str(),
+        "pluribus.v1.agents.cmd",
+        "hostile-ctl.pluribus.v1.work",
+        "_INBOX.stolen",
+    ] {
+        let out = c.ctl(&[
+            "deploy-fleet",
+            "evil",
+            "--count",
+            "1",
+            "--sink",
+            "nats",
+            "--subject",
+            subject,
+            "--no-wait",
+        ]);
+        assert_ne!(out.code, 0, "{subject} was accepted: {}", out.stdout);
+        assert!(
+            out.stderr.contains("sink.subject") && out.stderr.contains("--subject"),
+            "{subject}: {}",
+            out.stderr
+        );
+    }
+    // Nothing was written.
+    let out = c.ctl(&["status", "--json"]);
+    assert!(out.ok().json()["fleets"]
+        .as_array()
+        .is_none_or(|f| f.is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_refuse_unsafe_records_written_by_other_clients() {
+    let mut c = Cluster::new("hostile-rec");
+    c.agent("a1", &[]);
+    c.wait_agents(1).await;
+    let ns = c.namespace();
+    let client = c.client().await;
+    let mut events = client
+        .subscribe(ns.event("fleet_refused"))
+        .await
+        .expect("subscribe");
+    let mut commands = client.subscribe(ns.agents_cmd()).await.expect("subscribe");
+    let fleets = raw_kv(&c, ns.fleets_bucket()).await;
+
+    // A record that would publish telemetry on the agents' command subject.
+    let mut spec = FleetSpec::counted("evil", 2);
+    spec.sink = SinkSpec::nats(Some(&ns.agents_cmd()));
+    let evil = FleetRecord::new(RecordKind::Fleet, spec, now_ms(), Duration::ZERO);
+    fleets
+        .put("evil", wire::encode(&evil))
+        .await
+        .expect("put evil");
+    // And one absurd enough to exhaust an agent that believed it.
+    let mut spec = FleetSpec::counted("huge", 5);
+    spec.shard_size = 1;
+    let mut huge = FleetRecord::new(RecordKind::Fleet, spec, now_ms(), Duration::ZERO);
+    huge.spec.count = Some(u64::MAX / 2);
+    fleets
+        .put("huge", wire::encode(&huge))
+        .await
+        .expect("put huge");
+
+    let mut refused = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while refused.len() < 2 {
+        let msg = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("fleet_refused events seen: {refused:?}"))
+            .expect("subscription open");
+        let e: Event = wire::decode(&msg.payload).expect("an event");
+        if let EventKind::FleetRefused { fleet, reason, .. } = e.kind {
+            refused.push((fleet, reason));
+        }
+    }
+    refused.sort();
+    assert_eq!(refused[0].0, "evil");
+    assert!(refused[0].1.contains("sink.subject"), "{refused:?}");
+    assert_eq!(refused[1].0, "huge");
+    assert!(refused[1].1.contains("count"), "{refused:?}");
+
+    // status says why nothing runs.
+    let s = wait_status(&c, "the refusal in status", Duration::from_secs(15), |s| {
+        fleet(s, "evil")["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("refused its record") && r.contains("sink.subject"))
+    })
+    .await;
+    assert_eq!(fleet(&s, "evil")["running"], 0, "{s}");
+
+    // Nothing of the evil fleet reached the agents' command subject (no pluribusctl runs
+    // meanwhile, so nothing else publishes there)...
+    let stray = tokio::time::timeout(Duration::from_secs(3), commands.next()).await;
+    assert!(
+        stray.is_err(),
+        "a message on {}: {stray:?}",
+        ns.agents_cmd()
+    );
+    // ... and the agent still works.
+    c.ctl(&["deploy-fleet", "good", "--count", "3", "--shard-size", "2"])
+        .ok();
+    // One event per record revision, not one per pass.
+    let more = tokio::time::timeout(Duration::from_secs(3), events.next()).await;
+    assert!(more.is_err(), "a second fleet_refused event: {more:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_write_on_a_lease_key_does_not_pin_the_shard() {
+    let mut c = Cluster::new("hostile-lease");
+    c.agent("a1", &["--lease-ttl", "3s"]);
+    c.agent("a2", &["--lease-ttl", "3s"]);
+    c.wait_agents(2).await;
+    let ns = c.namespace();
+    // A plain publish on the lease's subject: no TTL, not a lease.
+    let client = c.client().await;
+    client
+        .publish(
+            format!("$KV.{}.victim.0", ns.leases_bucket()),
+            "not a lease".into(),
+        )
+        .await
+        .expect("publish");
+    client.flush().await.expect("flush");
+    c.ctl(&["deploy-fleet", "victim", "--count", "4", "--no-wait"])
+        .ok();
+    wait_status(
+        &c,
+        "victim running despite the foreign lease",
+        Duration::from_secs(30),
+        |s| fleet(s, "victim")["running"] == 4,
+    )
+    .await;
+    for a in &c.agents {
+        let log = a.stderr();
+        let said = log.matches("holds no valid lease").count();
+        assert!(said <= 1, "said {said} times:\n{log}");
+    }
+    assert!(
+        c.agents
+            .iter()
+            .any(|a| a.stderr().contains("holds no valid lease")),
+        "nobody noticed the foreign lease"
+    );
+}
