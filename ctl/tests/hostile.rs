@@ -172,3 +172,56 @@ async fn a_foreign_write_on_a_lease_key_does_not_pin_the_shard() {
         "nobody noticed the foreign lease"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shards_that_cannot_be_prepared_stop_circulating() {
+    let mut c = Cluster::new("hostile-offers");
+    c.agent("a1", &[]);
+    c.agent("a2", &[]);
+    c.wait_agents(2).await;
+    let ns = c.namespace();
+    let client = c.client().await;
+    // Every offer, from a subscriber outside the agents' queue group.
+    let mut work = client.subscribe(ns.work()).await.expect("subscribe");
+    client.flush().await.expect("flush");
+    let started = tokio::time::Instant::now();
+    // Four shards whose password is set on neither agent.
+    c.ctl(&[
+        "deploy-fleet",
+        "locked",
+        "--count",
+        "8",
+        "--shard-size",
+        "2",
+        "--sink",
+        "mqtt",
+        "--broker",
+        "mqtt://127.0.0.1:1",
+        "--username",
+        "u",
+        "--password",
+        "env:PLURIBUS_TEST_SECRET_SET_NOWHERE",
+        "--no-wait",
+    ])
+    .ok();
+    let window = Duration::from_secs(25);
+    let mut offers = 0u64;
+    let end = started + window;
+    while let Ok(Some(_)) = tokio::time::timeout_at(end, work.next()).await {
+        offers += 1;
+    }
+    let per_shard_s = offers as f64 / 4.0 / window.as_secs_f64();
+    assert!(
+        per_shard_s < 1.0,
+        "{offers} offers in {window:?} for 4 shards ({per_shard_s:.2} per shard per second)"
+    );
+    // ... and status still says why the devices are pending.
+    let s = c.status();
+    let reason = fleet(&s, "locked")["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("cannot run it") && reason.contains("PLURIBUS_TEST_SECRET_SET_NOWHERE"),
+        "{s}"
+    );
+    assert_eq!(fleet(&s, "locked")["running"], 0, "{s}");
+    eprintln!("{offers} offers in {window:?} for 4 shards ({per_shard_s:.2} per shard per second)");
+}

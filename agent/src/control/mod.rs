@@ -10,6 +10,7 @@
 //! commands ─────┘
 //! ```
 
+mod backoff;
 mod claim;
 mod commands;
 mod lease;
@@ -100,6 +101,8 @@ pub(crate) struct Control {
     draining: bool,
     /// Fleets whose shards this agent could not start, and why (for status).
     refusals: BTreeMap<String, String>,
+    /// Shards that failed to prepare here, waiting before they are tried again.
+    prepare_backoff: backoff::PrepareBackoff,
     /// Fleet records refused on reading (by revision), so each is reported once.
     refused: HashMap<String, u64>,
     /// Held shards changed since the last heartbeat: send one soon, so status and watch
@@ -179,6 +182,7 @@ impl Control {
             changed: false,
             refusals: BTreeMap::new(),
             refused: HashMap::new(),
+            prepare_backoff: Default::default(),
             saturated: false,
             last_release: now,
             started: now,

@@ -14,7 +14,7 @@ use pluribus_common::messages::{EventKind, ShardOffer};
 use pluribus_common::subjects::{lease_key, parse_lease_key};
 use pluribus_common::time::now_ms;
 
-use super::{Control, Held, IO_TIMEOUT};
+use super::{backoff, Control, Held, IO_TIMEOUT};
 use crate::shard;
 
 impl Control {
@@ -108,6 +108,9 @@ impl Control {
     }
 
     async fn offer_unheld(&mut self) {
+        let fleets = &self.fleets;
+        self.prepare_backoff
+            .retain(|k| parse_lease_key(k).is_some_and(|(f, _)| fleets.contains_key(f)));
         if !self.is_reconcile_leader() {
             self.unheld_since.clear();
             return;
@@ -115,8 +118,9 @@ impl Control {
         let now = Instant::now();
         let period = self.cfg.reconcile;
         let mut offers = Vec::new();
+        let mut retries = Vec::new();
         let mut still_unheld = std::collections::HashSet::new();
-        for (name, (record, _)) in &self.fleets {
+        for (name, (record, revision)) in &self.fleets {
             for shard in 0..record.shard_count() {
                 if record.shard_desired(shard) == 0 {
                     continue;
@@ -125,17 +129,39 @@ impl Control {
                 if self.leases.contains_key(&key) || self.held.contains_key(&key) {
                     continue;
                 }
+                still_unheld.insert(key.clone());
                 let since = *self.unheld_since.entry(key.clone()).or_insert(now);
-                if now.duration_since(since) >= period {
-                    offers.push(ShardOffer::new(name, shard));
-                    self.unheld_since.insert(key.clone(), now);
+                if now.duration_since(since) < period {
+                    continue;
                 }
-                still_unheld.insert(key);
+                // A shard that failed to prepare here is re-offered only when its wait is
+                // over (this agent tries it again itself), unless another agent may still
+                // manage it: so it does not circulate while nobody can run it.
+                match self.prepare_backoff.state(&key, *revision, now) {
+                    backoff::State::Clear => offers.push(ShardOffer::new(name, shard)),
+                    backoff::State::Waiting => {
+                        if self.another_may_prepare(record) {
+                            offers.push(ShardOffer::new(name, shard));
+                        } else {
+                            continue;
+                        }
+                    }
+                    backoff::State::Due => retries.push((key.clone(), record.clone(), shard)),
+                }
+                self.unheld_since.insert(key, now);
             }
         }
         self.unheld_since.retain(|k, _| still_unheld.contains(k));
         for o in offers {
             self.offer(o).await;
+        }
+        for (key, record, shard) in retries {
+            let devices = record.shard_desired(shard);
+            if !self.draining && self.fits(&record).is_ok() && self.has_room(&record, devices) {
+                self.claim(&key, record, shard).await;
+            } else {
+                self.offer(ShardOffer::new(record.name(), shard)).await;
+            }
         }
     }
 
