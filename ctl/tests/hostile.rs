@@ -225,3 +225,95 @@ async fn shards_that_cannot_be_prepared_stop_circulating() {
     assert_eq!(fleet(&s, "locked")["running"], 0, "{s}");
     eprintln!("{offers} offers in {window:?} for 4 shards ({per_shard_s:.2} per shard per second)");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_device_commands_is_answered_and_does_not_delay_telemetry() {
+    let mut c = Cluster::new("hostile-cmds");
+    c.agent("a1", &[]);
+    c.wait_agents(1).await;
+    let ns = c.namespace();
+    let client = c.client().await;
+    let mut telemetry = client.subscribe("flood.t.>").await.expect("subscribe");
+    let inbox = client.new_inbox();
+    let mut replies = client
+        .subscribe(format!("{inbox}.>"))
+        .await
+        .expect("subscribe");
+    c.ctl(&[
+        "deploy-fleet",
+        "flood",
+        "--count",
+        "10",
+        "--interval",
+        "100ms",
+        "--sink",
+        "nats",
+        "--subject",
+        "flood.t.{device_id}",
+    ])
+    .ok();
+    support::wait_sending(&mut telemetry, 10, "the fleet", Duration::from_secs(20)).await;
+
+    // 10,000 commands a second at one device of the shard, for 4 s.
+    let window = Duration::from_secs(4);
+    let flooder = {
+        let (client, subject, inbox) = (
+            client.clone(),
+            ns.device_cmd("flood", "flood-00003"),
+            inbox.clone(),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let end = tokio::time::Instant::now() + window;
+            let mut sent = 0u64;
+            while tokio::time::Instant::now() < end {
+                tick.tick().await;
+                for _ in 0..100 {
+                    client
+                        .publish_with_reply(
+                            subject.clone(),
+                            format!("{inbox}.{sent}"),
+                            r#"{"set":{"temperature":30}}"#.into(),
+                        )
+                        .await
+                        .expect("publish");
+                    sent += 1;
+                }
+            }
+            client.flush().await.expect("flush");
+            sent
+        })
+    };
+    let seen = support::collect(&mut telemetry, window).await;
+    let sent = flooder.await.expect("flooder");
+
+    // Telemetry kept its schedule: 10 devices × 40 slots, give or take one slot at each
+    // end of the window per device, and no gaps.
+    let total: usize = seen.seqs.values().map(Vec::len).sum();
+    assert!(seen.gaps().is_empty(), "gaps: {:?}", seen.gaps());
+    assert!(
+        total >= 390,
+        "{total} telemetry messages during the flood, 400 scheduled"
+    );
+
+    // Every command was answered: done, or refused as busy (never left to time out).
+    let (mut ok, mut busy) = (0u64, 0u64);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while ok + busy < sent {
+        let Ok(Some(msg)) = tokio::time::timeout_at(deadline, replies.next()).await else {
+            panic!(
+                "{} of {sent} commands answered ({ok} done, {busy} busy)",
+                ok + busy
+            );
+        };
+        let v: serde_json::Value = serde_json::from_slice(&msg.payload).expect("json");
+        match v["error"]["code"].as_str() {
+            None => ok += 1,
+            Some("busy") => busy += 1,
+            Some(other) => panic!("unexpected error {other}: {v}"),
+        }
+    }
+    eprintln!(
+        "{sent} commands: {ok} done, {busy} busy; {total} telemetry messages of 400 scheduled"
+    );
+}

@@ -77,8 +77,11 @@ enum Internal {
         sent_at: Instant,
         result: Result<u64, KvError>,
     },
-    DeviceCommand(async_nats::Message),
 }
+
+/// Device commands waiting for the control loop to route them; beyond this they are
+/// answered `busy` by the subscription that received them.
+const COMMAND_QUEUE: usize = 1024;
 
 pub(crate) struct Control {
     id: String,
@@ -117,6 +120,9 @@ pub(crate) struct Control {
     tracker: TaskTracker,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
+    /// Device commands from the per-fleet subscriptions (bounded: see [`COMMAND_QUEUE`]).
+    cmd_tx: mpsc::Sender<async_nats::Message>,
+    cmd_rx: mpsc::Receiver<async_nats::Message>,
     watch_rx: mpsc::Receiver<(Bucket, WatchEvent)>,
     offers: Subscriber,
     commands: futures::stream::SelectAll<Subscriber>,
@@ -161,6 +167,7 @@ impl Control {
             watch::spawn(b, store, watch_tx.clone(), token.clone(), &tracker);
         }
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let now = Instant::now();
         let events = Events::new(conn.client.clone(), conn.ns.clone(), &id);
         Ok(Self {
@@ -191,6 +198,8 @@ impl Control {
             tracker,
             internal_tx,
             internal_rx,
+            cmd_tx,
+            cmd_rx,
             watch_rx,
             offers,
             commands,
@@ -220,8 +229,8 @@ impl Control {
                 Some(msg) = self.commands.next() => self.on_command(msg).await,
                 Some(ev) = self.internal_rx.recv() => match ev {
                     Internal::Renewed { key, prev, sent_at, result } => self.on_renewed(key, prev, sent_at, result).await,
-                    Internal::DeviceCommand(msg) => self.on_device_command(msg),
                 },
+                Some(msg) = self.cmd_rx.recv() => self.on_device_command(msg),
                 _ = renew.tick() => self.renew_all(),
                 _ = fence.tick() => {
                     self.fence_stale().await;

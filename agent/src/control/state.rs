@@ -233,7 +233,7 @@ impl Control {
             self.agents.remove(&e.key);
             return;
         }
-        match wire::decode::<Heartbeat>(&e.value) {
+        match Heartbeat::decode_peer(&e.value) {
             Ok(hb) => {
                 self.agents.insert(e.key, hb);
             }

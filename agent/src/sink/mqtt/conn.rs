@@ -45,7 +45,7 @@ pub struct Shared {
     /// The fleet's metrics.
     pub metrics: Arc<FleetMetrics>,
     /// Where commands go (the shard runner).
-    pub inbound: mpsc::UnboundedSender<Inbound>,
+    pub inbound: mpsc::Sender<Inbound>,
     /// The agent-wide connect pacer.
     pub pacer: Arc<Pacer>,
     /// The agent's events (`device_failed`).
@@ -58,7 +58,7 @@ impl Shared {
     pub fn new(
         cfg: Resolved,
         metrics: Arc<FleetMetrics>,
-        inbound: mpsc::UnboundedSender<Inbound>,
+        inbound: mpsc::Sender<Inbound>,
         pacer: Arc<Pacer>,
         events: Events,
     ) -> Self {
@@ -427,7 +427,7 @@ mod size_tests {
             .await
             .unwrap();
         let ns = pluribus_common::subjects::Namespace::new("").unwrap();
-        let (tx, _rx) = mpsc::unbounded_channel();
+        let (tx, _rx) = mpsc::channel(1);
         let sh = Arc::new(Shared::new(
             resolved,
             Arc::default(),
