@@ -317,3 +317,65 @@ async fn a_flood_of_device_commands_is_answered_and_does_not_delay_telemetry() {
         "{sent} commands: {ok} done, {busy} busy; {total} telemetry messages of 400 scheduled"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_by_reference_are_confined_to_what_the_agent_allows() {
+    let mut c = Cluster::new("hostile-secrets");
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let dir = secrets.path().display().to_string();
+    c.agent("a1", &["--secrets-dir", &dir]);
+    c.wait_agents(1).await;
+    let deploy = |name: &str, password: &str| {
+        c.ctl(&[
+            "deploy-fleet",
+            name,
+            "--count",
+            "1",
+            "--sink",
+            "mqtt",
+            "--broker",
+            "mqtt://127.0.0.1:1",
+            "--username",
+            "u",
+            "--password",
+            password,
+            "--no-wait",
+        ])
+        .ok();
+    };
+    // Anything the agent's user can read, and any variable of its environment: refused,
+    // naming the flag that would allow it.
+    deploy("f-outside", "file:/etc/hostname");
+    deploy("f-zero", "file:/dev/zero");
+    deploy("e-path", "env:PATH");
+    deploy("e-nats", "env:PLURIBUS_NATS_PASSWORD");
+    let s = wait_status(
+        &c,
+        "every refusal in status",
+        Duration::from_secs(20),
+        |s| {
+            ["f-outside", "f-zero", "e-path", "e-nats"]
+                .iter()
+                .all(|f| fleet(s, f)["reason"].is_string())
+        },
+    )
+    .await;
+    let reason = |f: &str| {
+        fleet(&s, f)["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(reason("f-outside").contains("--secrets-dir"), "{s}");
+    assert!(reason("f-zero").contains("--secrets-dir"), "{s}");
+    assert!(reason("e-path").contains("--secrets-env-prefix"), "{s}");
+    assert!(reason("e-nats").contains("own NATS credentials"), "{s}");
+    // A file under the directory works (devices run; the broker is not there, so they
+    // keep connecting, which is enough to show the secret was resolved).
+    std::fs::write(secrets.path().join("pw"), "s3cret\n").expect("write");
+    deploy("ok", "file:pw");
+    wait_status(&c, "ok running", Duration::from_secs(20), |s| {
+        fleet(s, "ok")["running"] == 1
+    })
+    .await;
+}

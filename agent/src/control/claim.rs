@@ -256,6 +256,7 @@ impl Control {
             record.clone(),
             shard,
             &self.registry,
+            &self.secrets,
             &self.events,
             metrics,
         ) {
@@ -333,6 +334,7 @@ impl Control {
             record.clone(),
             h.shard,
             &self.registry,
+            &self.secrets,
             &self.events,
             metrics,
         ) {

@@ -91,6 +91,8 @@ pub(crate) struct Control {
     events: Events,
     buckets: Buckets,
     registry: Registry,
+    /// What specs may reference as secrets (read by the sinks a shard makes).
+    secrets: crate::secrets::Secrets,
     metrics: Metrics,
     fleets: HashMap<String, (Arc<FleetRecord>, u64)>,
     agents: HashMap<String, Heartbeat>,
@@ -131,6 +133,7 @@ pub(crate) struct Control {
 /// What the control loop shares with the rest of the agent: the metrics handle (runners,
 /// sinks and the exporter write and read it), the root token and the task tracker.
 pub(crate) struct Shared {
+    pub(crate) secrets: crate::secrets::Secrets,
     pub(crate) metrics: Metrics,
     pub(crate) token: CancellationToken,
     pub(crate) tracker: TaskTracker,
@@ -146,6 +149,7 @@ impl Control {
         shared: Shared,
     ) -> anyhow::Result<Self> {
         let Shared {
+            secrets,
             metrics,
             token,
             tracker,
@@ -177,6 +181,7 @@ impl Control {
             conn,
             buckets,
             registry,
+            secrets,
             metrics,
             fleets: HashMap::new(),
             agents: HashMap::new(),

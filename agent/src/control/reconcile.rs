@@ -189,6 +189,7 @@ impl Control {
                     r.clone(),
                     shard,
                     &self.registry,
+                    &self.secrets,
                     &self.events,
                     self.metrics.fleet(fleet),
                 )

@@ -162,6 +162,7 @@ pub fn prepare(
     record: Arc<FleetRecord>,
     shard: u32,
     registry: &Registry,
+    secrets: &crate::secrets::Secrets,
     events: &Events,
     metrics: Arc<FleetMetrics>,
 ) -> Result<Prepared, String> {
@@ -171,6 +172,7 @@ pub fn prepare(
         metrics: metrics.clone(),
         inbound: inbound_tx,
         events: events.clone(),
+        secrets: secrets.clone(),
     };
     let ids = if record.spec.count.is_some() {
         Some(record.spec.id_template().map_err(|e| e.to_string())?)

@@ -88,6 +88,9 @@ pub struct SinkContext {
     /// The agent's events: a sink reports a device whose connection failed with
     /// [`Events::device_failed`](crate::events::Events::device_failed).
     pub events: crate::events::Events,
+    /// Resolves `env:` and `file:` references in sink options, within what the agent's
+    /// operator allows (`--secrets-dir`, `--secrets-env-prefix`).
+    pub secrets: crate::secrets::Secrets,
 }
 
 /// Makes sinks of one type.

@@ -420,7 +420,11 @@ mod size_tests {
             "type": "mqtt", "brokers": ["mqtt://127.0.0.1:1"]
         }))
         .unwrap();
-        let (_, resolved) = super::super::config::Resolved::from_spec(&spec).unwrap();
+        let (_, resolved) = super::super::config::Resolved::from_spec(
+            &spec,
+            &crate::secrets::Secrets::new(Default::default()).unwrap(),
+        )
+        .unwrap();
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connect("nats://127.0.0.1:1")
