@@ -106,6 +106,8 @@ pub(crate) struct Control {
     draining: bool,
     /// Fleets whose shards this agent could not start, and why (for status).
     refusals: BTreeMap<String, String>,
+    /// Expired fleets whose record this agent tried to delete, by revision.
+    expire_tried: HashMap<String, (u64, Instant)>,
     /// Shards that failed to prepare here, waiting before they are tried again.
     prepare_backoff: backoff::PrepareBackoff,
     /// Fleet records refused on reading (by revision), so each is reported once.
@@ -195,6 +197,7 @@ impl Control {
             refusals: BTreeMap::new(),
             refused: HashMap::new(),
             prepare_backoff: Default::default(),
+            expire_tried: HashMap::new(),
             saturated: false,
             last_release: now,
             started: now,

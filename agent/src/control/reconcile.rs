@@ -8,7 +8,7 @@
 //! - a draining agent hands off what it holds; an agent above its fair share releases one
 //!   shard per pass to an agent with room.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pluribus_common::messages::{EventKind, ShardOffer};
 use pluribus_common::subjects::{lease_key, parse_lease_key};
@@ -38,6 +38,8 @@ impl Control {
 
     async fn expire_fleets(&mut self) {
         let now = now_ms();
+        let fleets = &self.fleets;
+        self.expire_tried.retain(|k, _| fleets.contains_key(k));
         let expired: Vec<(String, u64)> = self
             .fleets
             .iter()
@@ -45,6 +47,28 @@ impl Control {
             .map(|(k, (_, rev))| (k.clone(), *rev))
             .collect();
         for (name, rev) in expired {
+            // Stop what runs here whether or not the record can be deleted (an agent
+            // credential may not write the fleets bucket: deploy/nats/roles.conf).
+            let held: Vec<String> = self
+                .held
+                .iter()
+                .filter(|(_, h)| h.fleet == name)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in held {
+                self.release(&key, false, "duration elapsed").await;
+            }
+            // One attempt a minute per record revision: a refused delete must not cost
+            // every pass a timeout.
+            if self
+                .expire_tried
+                .get(&name)
+                .is_some_and(|(r, at)| *r == rev && at.elapsed() < Duration::from_secs(60))
+            {
+                continue;
+            }
+            self.expire_tried
+                .insert(name.clone(), (rev, Instant::now()));
             let r = tokio::time::timeout(
                 IO_TIMEOUT,
                 self.buckets.fleets.delete_expect_revision(&name, Some(rev)),
@@ -122,7 +146,9 @@ impl Control {
         let mut still_unheld = std::collections::HashSet::new();
         for (name, (record, revision)) in &self.fleets {
             for shard in 0..record.shard_count() {
-                if record.shard_desired(shard) == 0 {
+                if record.shard_desired(shard) == 0
+                    || record.expires_ms().is_some_and(|t| t <= now_ms())
+                {
                     continue;
                 }
                 let key = lease_key(name, shard);
