@@ -130,6 +130,8 @@ pub(crate) struct Control {
     watch_rx: mpsc::Receiver<(Bucket, WatchEvent)>,
     offers: Subscriber,
     commands: futures::stream::SelectAll<Subscriber>,
+    /// Creates the buckets again when JetStream lost them.
+    reopen: watch::Reopen,
 }
 
 /// What the control loop shares with the rest of the agent: the metrics handle (runners,
@@ -165,12 +167,25 @@ impl Control {
         commands.push(conn.client.subscribe(ns.agent_cmd(&id)).await?);
         commands.push(conn.client.subscribe(ns.agents_cmd()).await?);
         let (watch_tx, watch_rx) = mpsc::channel(1024);
+        let reopen = watch::Reopen {
+            js: conn.js.clone(),
+            ns: conn.ns.clone(),
+            replicas: conn.kv_replicas,
+            rewatch: Default::default(),
+        };
         for (b, store) in [
             (Bucket::Fleets, buckets.fleets.clone()),
             (Bucket::Leases, buckets.leases.clone()),
             (Bucket::Agents, buckets.agents.clone()),
         ] {
-            watch::spawn(b, store, watch_tx.clone(), token.clone(), &tracker);
+            watch::spawn(
+                b,
+                store,
+                reopen.clone(),
+                watch_tx.clone(),
+                token.clone(),
+                &tracker,
+            );
         }
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
@@ -211,6 +226,7 @@ impl Control {
             watch_rx,
             offers,
             commands,
+            reopen,
         })
     }
 
@@ -338,9 +354,14 @@ impl Control {
             .await;
         let agents = self.buckets.agents.clone();
         let id = self.id.clone();
+        let reopen = self.reopen.clone();
         self.tracker.spawn(async move {
             if let Ok(Err(e)) = tokio::time::timeout(IO_TIMEOUT, agents.put(id, payload)).await {
                 tracing::debug!(error = %e, "heartbeat put failed");
+                // The agents bucket is gone: JetStream came back without its state.
+                if e.to_string().contains("no stream found") {
+                    reopen.recreate().await;
+                }
             }
         });
     }
