@@ -43,6 +43,8 @@ pub struct AgentConfig {
     pub auto_rebalance: bool,
     /// Serve Prometheus metrics on this address (`/metrics`), if set.
     pub metrics_listen: Option<SocketAddr>,
+    /// What sink specs may reference as `env:` and `file:` secrets.
+    pub secrets: crate::secrets::SecretPolicy,
 }
 
 impl Default for AgentConfig {
@@ -57,6 +59,7 @@ impl Default for AgentConfig {
             reconcile: Duration::from_secs(2),
             auto_rebalance: true,
             metrics_listen: None,
+            secrets: Default::default(),
         }
     }
 }
@@ -108,6 +111,8 @@ impl Agent {
             Some(addr) => Some(crate::prometheus::bind(addr).await?),
             None => None,
         };
+        let secrets =
+            crate::secrets::Secrets::new(cfg.secrets.clone()).map_err(anyhow::Error::msg)?;
         let buckets = Buckets::open(&conn.js, &conn.ns, conn.kv_replicas)
             .await
             .map_err(anyhow::Error::msg)?;
@@ -136,6 +141,7 @@ impl Agent {
                 &tracker,
             );
         }
+        secrets.spawn_refresh(token.clone(), &tracker);
         let control = Control::new(
             id.clone(),
             cfg,
@@ -143,6 +149,7 @@ impl Agent {
             buckets,
             registry,
             Shared {
+                secrets,
                 metrics,
                 token: token.clone(),
                 tracker: tracker.clone(),

@@ -43,6 +43,19 @@ pub struct AgentArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 0.0.0.0:9464 (default: off).
     #[arg(long, env = "PLURIBUS_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Sink specs may reference secrets as `file:NAME` (or an absolute path) only for
+    /// regular files under this directory, at most 64 KiB each (default: no files).
+    #[arg(long, env = "PLURIBUS_SECRETS_DIR", value_name = "DIR")]
+    pub secrets_dir: Option<std::path::PathBuf>,
+    /// Sink specs may reference secrets as `env:VAR` only for variables starting with
+    /// this prefix ("" allows none). The agent's own NATS credentials never qualify.
+    #[arg(
+        long,
+        env = "PLURIBUS_SECRETS_ENV_PREFIX",
+        value_name = "PREFIX",
+        default_value = crate::secrets::DEFAULT_ENV_PREFIX
+    )]
+    pub secrets_env_prefix: String,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "PLURIBUS_LOG_JSON")]
     pub log_json: bool,
@@ -100,6 +113,19 @@ impl AgentArgs {
             reconcile: Duration::from_secs(2),
             auto_rebalance: !self.no_auto_rebalance,
             metrics_listen: self.metrics_listen,
+            secrets: crate::secrets::SecretPolicy {
+                dir: self.secrets_dir.clone(),
+                env_prefix: self.secrets_env_prefix.clone(),
+                forbidden_files: [
+                    &self.nats.nats_creds,
+                    &self.nats.nats_nkey,
+                    &self.nats.nats_key,
+                ]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+            },
         })
     }
 }

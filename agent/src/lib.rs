@@ -15,6 +15,7 @@ pub mod prometheus;
 pub mod registry;
 pub mod runtime;
 pub mod saturation;
+pub mod secrets;
 pub mod shard;
 pub mod sink;
 

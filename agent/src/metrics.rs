@@ -39,6 +39,8 @@ pub struct FleetMetrics {
     pub publish_failed: AtomicU64,
     /// Commands received.
     pub commands: AtomicU64,
+    /// Commands refused because their queue was full.
+    pub commands_refused: AtomicU64,
     /// Messages received by subscriber devices.
     pub received: AtomicU64,
     connect_failures: Mutex<BTreeMap<String, u64>>,
@@ -128,6 +130,7 @@ impl FleetMetrics {
             reconnects: self.reconnects.load(Relaxed),
             publish_failed: self.publish_failed.load(Relaxed),
             commands: self.commands.load(Relaxed),
+            commands_refused: self.commands_refused.load(Relaxed),
             ack_latency_us: hist(&self.ack_latency_us),
             responses: lock(&self.responses).clone(),
             received: self.received.load(Relaxed),

@@ -188,6 +188,12 @@ const SERIES: &[(&str, &str, &str, Getter)] = &[
         |c| c.commands as f64,
     ),
     (
+        "pluribus_commands_refused_total",
+        "counter",
+        "Commands refused because their queue was full.",
+        |c| c.commands_refused as f64,
+    ),
+    (
         "pluribus_received_total",
         "counter",
         "Messages received by subscriber devices.",

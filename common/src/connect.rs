@@ -92,6 +92,15 @@ pub struct NatsArgs {
     /// Client key (PEM) for TLS client auth to NATS (with --nats-cert).
     #[arg(long, global = true, env = "PLURIBUS_NATS_KEY", value_name = "FILE")]
     pub nats_key: Option<PathBuf>,
+    /// Prefix of this client's reply inboxes: a server with per-user permissions lets each
+    /// user read its own inboxes only [default: _INBOX_<user> with --nats-user, else _INBOX].
+    #[arg(
+        long,
+        global = true,
+        env = "PLURIBUS_NATS_INBOX_PREFIX",
+        value_name = "PREFIX"
+    )]
+    pub nats_inbox_prefix: Option<String>,
 }
 
 /// Why connecting failed, in words a user can act on.
@@ -100,6 +109,14 @@ pub enum ConnectError {
     /// Bad flags.
     #[error("{0}")]
     Options(String),
+    /// The server refused this client's credentials (or the lack of them).
+    #[error("the NATS server at {url} refused this client ({reason}): give the credentials of a user it knows (--nats-user/--nats-password, --nats-creds, ...); deploy/nats/roles.conf has an operator, a viewer and an agent user")]
+    NotAuthorized {
+        /// The URL tried.
+        url: String,
+        /// The client's error.
+        reason: String,
+    },
     /// The server could not be reached or refused us.
     #[error("cannot reach NATS at {url}: {reason}. Start a server (`nats-server -js`) or point --nats-url (PLURIBUS_NATS_URL) at one")]
     Unreachable {
@@ -211,7 +228,37 @@ impl NatsArgs {
                 ))
             }
         }
-        Ok(o.name(name).connection_timeout(Duration::from_secs(5)))
+        Ok(o.name(name)
+            .custom_inbox_prefix(self.inbox_prefix()?)
+            .connection_timeout(Duration::from_secs(5)))
+    }
+
+    /// The reply-inbox prefix: `--nats-inbox-prefix`, or `_INBOX_<user>` with a user.
+    pub fn inbox_prefix(&self) -> Result<String, ConnectError> {
+        let prefix = match (&self.nats_inbox_prefix, &self.nats_user) {
+            (Some(p), _) => p.clone(),
+            (None, Some(user)) => format!(
+                "_INBOX_{}",
+                user.chars()
+                    .map(|c| if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    })
+                    .collect::<String>()
+            ),
+            (None, None) => "_INBOX".into(),
+        };
+        let ok = prefix.starts_with("_INBOX")
+            && prefix
+                .split('.')
+                .all(|t| !t.is_empty() && !t.contains(['*', '>', ' ', '\t']));
+        if !ok {
+            return Err(ConnectError::Options(format!(
+                "--nats-inbox-prefix {prefix}: use subject tokens starting with _INBOX, e.g. _INBOX_viewer"
+            )));
+        }
+        Ok(prefix)
     }
 
     /// Connects, then checks the server version and that JetStream is on.
@@ -227,10 +274,7 @@ impl NatsArgs {
         let client = opts
             .connect(url.as_str())
             .await
-            .map_err(|e| ConnectError::Unreachable {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| unreachable_or_refused(&url, e))?;
         let found = client.server_info().version;
         if !version_at_least(&found, MIN_SERVER_VERSION) {
             return Err(ConnectError::TooOld { url, found });
@@ -277,6 +321,23 @@ impl NatsArgs {
                 url,
                 reason: e.to_string(),
             })
+    }
+}
+
+fn unreachable_or_refused(url: &str, e: async_nats::ConnectError) -> ConnectError {
+    let reason = e.to_string();
+    if e.kind() == async_nats::ConnectErrorKind::AuthorizationViolation
+        || reason.to_lowercase().contains("authorization")
+    {
+        ConnectError::NotAuthorized {
+            url: url.to_string(),
+            reason,
+        }
+    } else {
+        ConnectError::Unreachable {
+            url: url.to_string(),
+            reason,
+        }
     }
 }
 

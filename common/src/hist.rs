@@ -91,18 +91,63 @@ impl Hist {
         base64::engine::general_purpose::STANDARD.encode(buf)
     }
 
+    /// Decodes a histogram from bytes anyone may have written: the sizes its header claims
+    /// are checked before anything is allocated for them (hdrhistogram would allocate a
+    /// payload buffer as long as the header says, and counts for up to 5 digits).
     fn decode(s: &str) -> Result<Self, String> {
+        use std::io::Read;
+        if s.len() > MAX_ENCODED {
+            return Err(format!(
+                "a histogram of {} bytes, above the limit of {MAX_ENCODED}",
+                s.len()
+            ));
+        }
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(s)
             .map_err(|e| e.to_string())?;
+        // V2 compressed: cookie, compressed length, zlib(V2 cookie, payload length, offset,
+        // digits, low, high, ratio, payload).
+        let zlib = bytes
+            .get(8..)
+            .ok_or("a histogram shorter than its header")?;
+        let mut v2 = Vec::new();
+        flate2::read::ZlibDecoder::new(zlib)
+            .take((V2_HEADER + MAX_PAYLOAD + 1) as u64)
+            .read_to_end(&mut v2)
+            .map_err(|e| format!("a histogram that does not inflate: {e}"))?;
+        let field = |at: usize| -> Result<u32, String> {
+            v2.get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| "a histogram shorter than its header".to_string())
+        };
+        let (payload, digits) = (field(4)? as usize, field(12)?);
+        if payload > MAX_PAYLOAD || v2.len() != V2_HEADER + payload {
+            return Err(format!(
+                "a histogram whose header claims {payload} bytes of counts ({} present, at most {MAX_PAYLOAD})",
+                v2.len().saturating_sub(V2_HEADER)
+            ));
+        }
+        if digits > 3 {
+            return Err(format!(
+                "a histogram of {digits} significant digits (at most 3)"
+            ));
+        }
         let h: Histogram<u64> = Deserializer::new()
-            .deserialize(&mut bytes.as_slice())
+            .deserialize(&mut v2.as_slice())
             .map_err(|e| format!("{e:?}"))?;
         let mut out = Hist::new();
         out.0.add(&h).map_err(|e| format!("{e:?}"))?;
         Ok(out)
     }
 }
+
+/// The longest base64 histogram accepted (a full one of ours is a few KB).
+const MAX_ENCODED: usize = 256 * 1024;
+/// The most bytes of counts an inflated histogram may have.
+const MAX_PAYLOAD: usize = 1024 * 1024;
+/// Bytes of an uncompressed V2 header.
+const V2_HEADER: usize = 40;
 
 // new_with_bounds(1, MAX_VALUE, 3) cannot fail: the bounds and precision are constants
 // inside hdrhistogram's limits.
@@ -166,5 +211,51 @@ mod tests {
         let mut back = earlier.clone();
         assert!(!back.subtract(&h), "a later copy cannot be taken away");
         assert_eq!(back, earlier);
+    }
+
+    /// A histogram in the wire format with a header of our choosing.
+    fn forged(payload_len: u32, digits: u32, payload: &[u8]) -> String {
+        use std::io::Write;
+        let mut v2 = Vec::new();
+        v2.extend_from_slice(&0x1c84_9303u32.to_be_bytes());
+        v2.extend_from_slice(&payload_len.to_be_bytes());
+        v2.extend_from_slice(&0u32.to_be_bytes());
+        v2.extend_from_slice(&digits.to_be_bytes());
+        v2.extend_from_slice(&1u64.to_be_bytes());
+        v2.extend_from_slice(&MAX_VALUE.to_be_bytes());
+        v2.extend_from_slice(&1.0f64.to_be_bytes());
+        v2.extend_from_slice(payload);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&v2).expect("deflate");
+        let z = z.finish().expect("deflate");
+        let mut out = 0x1c84_9304u32.to_be_bytes().to_vec();
+        out.extend_from_slice(&(z.len() as u32).to_be_bytes());
+        out.extend_from_slice(&z);
+        base64::engine::general_purpose::STANDARD.encode(out)
+    }
+
+    #[test]
+    fn forged_headers_are_refused_before_allocating() {
+        // Claims 4 GB of counts.
+        let e = Hist::decode(&forged(u32::MAX - 16, 3, &[])).expect_err("huge");
+        assert!(e.contains("claims"), "{e}");
+        // 5 digits would mean ~100 MB of counts.
+        let e = Hist::decode(&forged(0, 5, &[])).expect_err("digits");
+        assert!(e.contains("significant digits"), "{e}");
+        // A deflate bomb: a megabyte of zeros past the limit is cut off, not inflated.
+        let e = Hist::decode(&forged(
+            2 * MAX_PAYLOAD as u32,
+            3,
+            &vec![0; 2 * MAX_PAYLOAD],
+        ))
+        .expect_err("bomb");
+        assert!(e.contains("claims"), "{e}");
+        // Truncated and garbage input.
+        assert!(Hist::decode("AAAA").is_err());
+        assert!(Hist::decode(&"A".repeat(MAX_ENCODED + 4)).is_err());
+        // A real one still decodes.
+        let mut h = Hist::new();
+        h.record(42);
+        assert_eq!(Hist::decode(&h.encode()).expect("real").count(), 1);
     }
 }

@@ -9,6 +9,10 @@ use crate::hist::Hist;
 
 use crate::PROTOCOL_VERSION;
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 fn v1() -> u32 {
     PROTOCOL_VERSION
 }
@@ -118,6 +122,10 @@ pub struct FleetCounters {
     /// Commands received by devices.
     #[serde(default)]
     pub commands: u64,
+    /// Commands refused because their queue was full (answered `busy`, or for MQTT
+    /// command topics dropped): a flood of commands never delays telemetry.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub commands_refused: u64,
     /// QoS 1/2 acknowledgement (or HTTP response) latency, in µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack_latency_us: Option<Hist>,
@@ -182,7 +190,62 @@ pub struct Heartbeat {
     pub ts_ms: u64,
 }
 
+/// What agents read of each other's heartbeats: everything but the per-fleet counters and
+/// histograms, which only `pluribusctl` needs. serde skips `fleets` without parsing what is
+/// in it, so a forged heartbeat cannot make an agent decode (or allocate for) histograms.
+#[derive(Deserialize)]
+struct PeerHeartbeat {
+    #[serde(default = "v1")]
+    v: u32,
+    id: String,
+    name: String,
+    labels: BTreeMap<String, String>,
+    version: String,
+    uptime_s: u64,
+    devices: u64,
+    capacity: Option<u64>,
+    draining: bool,
+    #[serde(default)]
+    connection_capacity: Option<u64>,
+    #[serde(default)]
+    connection_devices: u64,
+    #[serde(default)]
+    refusals: BTreeMap<String, String>,
+    device_types: Vec<String>,
+    sink_types: Vec<String>,
+    #[serde(default)]
+    saturated: bool,
+    interval_ms: u64,
+    ts_ms: u64,
+}
+
 impl Heartbeat {
+    /// Decodes another agent's heartbeat as far as an agent needs it: `fleets` comes back
+    /// empty, its counters and histograms skipped unparsed.
+    pub fn decode_peer(payload: &[u8]) -> Result<Self, crate::wire::WireError> {
+        let p: PeerHeartbeat = crate::wire::decode(payload)?;
+        Ok(Self {
+            v: p.v,
+            id: p.id,
+            name: p.name,
+            labels: p.labels,
+            version: p.version,
+            uptime_s: p.uptime_s,
+            devices: p.devices,
+            capacity: p.capacity,
+            draining: p.draining,
+            connection_capacity: p.connection_capacity,
+            connection_devices: p.connection_devices,
+            refusals: p.refusals,
+            device_types: p.device_types,
+            sink_types: p.sink_types,
+            fleets: BTreeMap::new(),
+            saturated: p.saturated,
+            interval_ms: p.interval_ms,
+            ts_ms: p.ts_ms,
+        })
+    }
+
     /// True if the agent may run a fleet with these placement labels and types.
     pub fn fits(
         &self,
@@ -341,6 +404,8 @@ pub enum ErrorCode {
     UnsupportedVersion,
     /// The agent could not carry it out.
     Failed,
+    /// Too many requests are queued already: nothing was done; slow down and retry.
+    Busy,
 }
 
 /// A state change, published on `evt.<kind>` for anyone to follow.
@@ -417,6 +482,14 @@ pub enum EventKind {
         reason: String,
         device_ids: Vec<String>,
     },
+    /// An agent refused a fleet record it read from KV (an unsafe telemetry subject, absurd
+    /// sizes, a record that does not decode): it runs none of its devices. Published once
+    /// per agent and record revision.
+    FleetRefused {
+        fleet: String,
+        agent_id: String,
+        reason: String,
+    },
     /// A device failed: its sink could not open it, or its connection failed (the first
     /// failure of a streak, not every retry). Rate-limited per agent; `suppressed` counts
     /// the failures not published since the last event.
@@ -449,6 +522,45 @@ impl EventKind {
             Self::DevicesStarted { .. } => "devices_started",
             Self::DevicesStopped { .. } => "devices_stopped",
             Self::DeviceFailed { .. } => "device_failed",
+            Self::FleetRefused { .. } => "fleet_refused",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_read_peer_heartbeats_without_their_histograms() {
+        let hb = Heartbeat {
+            v: 1,
+            id: "a1".into(),
+            name: "n".into(),
+            labels: BTreeMap::from([("zone".into(), "a".into())]),
+            version: "x".into(),
+            uptime_s: 1,
+            devices: 3,
+            capacity: Some(10),
+            draining: false,
+            connection_capacity: None,
+            connection_devices: 0,
+            refusals: BTreeMap::new(),
+            device_types: vec!["generic".into()],
+            sink_types: vec!["nats".into()],
+            fleets: BTreeMap::new(),
+            saturated: false,
+            interval_ms: 500,
+            ts_ms: 7,
+        };
+        let mut v = serde_json::to_value(&hb).expect("json");
+        // A forged histogram (and junk) under fleets: a full decode refuses it...
+        v["fleets"] =
+            serde_json::json!({"f": {"ack_latency_us": "HISTOGRAM?", "junk": [1, {"a": "b"}]}});
+        let bytes = serde_json::to_vec(&v).expect("bytes");
+        assert!(crate::wire::decode::<Heartbeat>(&bytes).is_err());
+        // ... an agent's never looks at it.
+        let peer = Heartbeat::decode_peer(&bytes).expect("peer view");
+        assert_eq!(peer, hb);
     }
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{DeviceTemplate, FleetSpec, SinkSpec, Template, TemplateVars};
-use crate::PROTOCOL_VERSION;
+use crate::{SpecError, PROTOCOL_VERSION};
+
+/// The most schedule epochs a record may carry (one per scale-up since the last replace).
+pub const MAX_EPOCHS: usize = 10_000;
 
 /// What the user deployed: a fleet, or a single device (`pluribusctl deploy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +102,40 @@ impl FleetRecord {
             stopped: BTreeSet::new(),
             load_since_ms: None,
         }
+    }
+
+    /// Checks a record read from KV before anything is allocated for it: whoever wrote it
+    /// may not be `pluribusctl`. The spec gets every check `pluribusctl` makes (sizes,
+    /// templates, telemetry subjects), and the record's own fields are bounded.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        self.spec.validate()?;
+        if self.epochs.is_empty() || self.epochs.len() > MAX_EPOCHS {
+            return Err(SpecError::new(
+                "epochs",
+                format!(
+                    "{} schedule epochs: a record has 1 to {MAX_EPOCHS}; redeploy the fleet with pluribusctl",
+                    self.epochs.len()
+                ),
+            ));
+        }
+        if self
+            .epochs
+            .windows(2)
+            .any(|w| w[0].from_index > w[1].from_index)
+            || self.epochs[0].from_index != 0
+        {
+            return Err(SpecError::new(
+                "epochs",
+                "are not sorted from index 0: redeploy the fleet with pluribusctl",
+            ));
+        }
+        if self.stopped.len() as u64 > self.count() {
+            return Err(SpecError::new(
+                "stopped",
+                "lists more devices than the fleet has: redeploy the fleet with pluribusctl",
+            ));
+        }
+        Ok(())
     }
 
     /// Seconds since the load shape started, at `now_ms`.
@@ -369,6 +406,20 @@ mod tests {
         assert_eq!(r.index_of("f-00042"), Some(42));
         assert_eq!(r.index_of("f-00200"), None);
         assert_eq!(r.index_of("g-00001"), None);
+    }
+
+    #[test]
+    fn records_are_checked_before_use() {
+        rec(10, 5).validate().expect("valid");
+        let mut r = rec(10, 5);
+        r.epochs.clear();
+        assert_eq!(r.validate().expect_err("no epoch").field, "epochs");
+        let mut r = rec(10, 5);
+        r.stopped = (0..11).collect();
+        assert_eq!(r.validate().expect_err("stopped").field, "stopped");
+        let mut r = rec(10, 5);
+        r.spec.count = Some(u64::MAX);
+        assert_eq!(r.validate().expect_err("count").field, "count");
     }
 
     #[test]

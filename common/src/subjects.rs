@@ -127,6 +127,52 @@ impl Namespace {
     }
 }
 
+/// In a subject pattern (see [`reserved_subject`]), stands for "one or more digits": what
+/// an `{index}` placeholder renders to.
+pub const DIGITS: char = '\u{1}';
+
+/// Why telemetry may not be published on `pattern`, if it may not: it can reach a NATS
+/// system subject (`$KV`, `$JS`, `$SYS`, ...), a reply inbox (`_INBOX...`) or Pluribus's own
+/// control plane (`pluribus.v1.…` in any namespace: leases, offers, commands, heartbeats).
+///
+/// `pattern` is a concrete subject, or one where [`DIGITS`] marks where a device index goes,
+/// so that one check covers every device of a counted fleet. This is the one check both
+/// `pluribusctl` (before deploy) and the agents (on every fleet record they read) apply.
+pub fn reserved_subject(pattern: &str) -> Option<&'static str> {
+    let tokens: Vec<Vec<char>> = pattern.split('.').map(|t| t.chars().collect()).collect();
+    let first = tokens.first()?;
+    if first.first() == Some(&'$') {
+        return Some("NATS system subjects ($KV, $JS, $SYS, ...)");
+    }
+    if could_match(first, &"_INBOX".chars().collect::<Vec<_>>(), true) {
+        return Some("reply inboxes (_INBOX...)");
+    }
+    let is = |i: usize, word: &str| {
+        tokens
+            .get(i)
+            .is_some_and(|t| could_match(t, &word.chars().collect::<Vec<_>>(), false))
+    };
+    if (is(0, "pluribus") && is(1, "v1")) || (is(1, "pluribus") && is(2, "v1")) {
+        return Some("Pluribus's own control subjects (pluribus.v1.…, in any namespace)");
+    }
+    None
+}
+
+/// True when some rendering of `pat` (where [`DIGITS`] is one or more digits) equals
+/// `word`, or with `prefix`, starts with it.
+fn could_match(pat: &[char], word: &[char], prefix: bool) -> bool {
+    match (pat.first(), word.first()) {
+        (_, None) => prefix || pat.is_empty(),
+        (None, Some(_)) => false,
+        (Some(&DIGITS), Some(w)) => {
+            w.is_ascii_digit()
+                && (could_match(&pat[1..], &word[1..], prefix)
+                    || could_match(pat, &word[1..], prefix))
+        }
+        (Some(p), Some(w)) => p == w && could_match(&pat[1..], &word[1..], prefix),
+    }
+}
+
 /// The lease key of one shard.
 pub fn lease_key(fleet: &str, shard: u32) -> String {
     format!("{fleet}.{shard}")
@@ -157,6 +203,43 @@ mod tests {
         assert_eq!(ns.leases_bucket(), "ci-1_pluribus_leases");
         assert!(Namespace::new("a.b").is_err());
         assert!(Namespace::new("a:b").is_err());
+    }
+
+    #[test]
+    fn control_plane_subjects_are_reserved() {
+        for bad in [
+            "$KV.pluribus_leases.victim.0",
+            "$JS.API.STREAM.DELETE.x",
+            "$SYS.REQ.SERVER.PING",
+            "_INBOX.abc",
+            "_INBOX_viewer.x",
+            "pluribus.v1.agents.cmd",
+            "pluribus.v1.work",
+            "ci1.pluribus.v1.work",
+            "x.pluribus.v1",
+        ] {
+            assert!(reserved_subject(bad).is_some(), "{bad}");
+        }
+        for ok in [
+            "pluribus.telemetry.f.d",
+            "telemetry.pluribus.x.v1",
+            "a.b.pluribus.v1",
+            "INBOX.x",
+            "t.$x",
+        ] {
+            assert_eq!(reserved_subject(ok), None, "{ok}");
+        }
+    }
+
+    #[test]
+    fn index_digits_are_matched_conservatively() {
+        let p = |s: &str| s.replace('#', &DIGITS.to_string());
+        // `v{index}` renders v1 for device 1.
+        assert!(reserved_subject(&p("pluribus.v#.work")).is_some());
+        assert!(reserved_subject(&p("_INBOX#.x")).is_some());
+        assert!(reserved_subject(&p("pluribus.x#.work")).is_none());
+        assert!(reserved_subject(&p("f-#.pluribus.v1")).is_some());
+        assert!(reserved_subject(&p("pluribus.telemetry.f.f-#")).is_none());
     }
 
     #[test]

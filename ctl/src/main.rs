@@ -5,6 +5,7 @@ mod apply;
 mod bus;
 mod cmd;
 mod connections;
+mod denied;
 mod feed;
 mod figures;
 mod output;

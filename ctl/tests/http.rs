@@ -17,12 +17,17 @@ use pluribus_common::subjects::Namespace;
 use pluribus_testkit::{bin_path, free_port, Proc};
 use support::*;
 
-const SECRET_VAR: &str = "PLURIBUS_TEST_HTTP_SECRET";
+const SECRET_VAR: &str = "PLURIBUS_SECRET_TEST_HTTP";
 
 /// Starts an agent whose environment holds the secret an `env:` header reads.
 fn agent(c: &mut Cluster, name: &str) {
+    agent_with(c, name, &[]);
+}
+
+/// [`agent`] with more flags.
+fn agent_with(c: &mut Cluster, name: &str, extra: &[&str]) {
     let url = c.nats.url();
-    let args = [
+    let mut args = vec![
         "--nats-url",
         url.as_str(),
         "--namespace",
@@ -32,6 +37,7 @@ fn agent(c: &mut Cluster, name: &str) {
         "--heartbeat",
         "500ms",
     ];
+    args.extend_from_slice(extra);
     c.agents.push(Proc::spawn(
         &bin_path("pluribus-agent"),
         &args,
@@ -102,13 +108,16 @@ fn latencies(f: &FleetCounters) -> u64 {
 async fn every_device_posts_its_telemetry_with_the_headers() {
     let server = HttpServer::start().await;
     let mut c = Cluster::new("http-post");
-    agent(&mut c, "a1");
+    // Secrets by reference: a file under --secrets-dir, a variable with the prefix.
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let token_file = secrets.path().join("token");
+    std::fs::write(&token_file, "from-a-file\n").expect("write token");
+    let dir = secrets.path().display().to_string();
+    agent_with(&mut c, "a1", &["--secrets-dir", &dir]);
     c.wait_agents(1).await;
-    let token_file = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(token_file.path(), "from-a-file\n").expect("write token");
     let url = server.url("/ingest/{device_id}");
     let env_header = format!("Authorization:env:{SECRET_VAR}");
-    let file_header = format!("X-File:file:{}", token_file.path().display());
+    let file_header = format!("X-File:file:{}", token_file.display());
     deploy(
         &c,
         &[

@@ -460,7 +460,8 @@ async fn password_auth_and_wrong_passwords_count_as_auth() {
         passwd.display()
     ));
     let mut c = Cluster::new("mq-auth");
-    c.agent("a1", &[]);
+    let dir_flag = dir.path().display().to_string();
+    c.agent("a1", &["--secrets-dir", &dir_flag]);
     c.wait_agents(1).await;
     let mut sub = subscribe(
         broker.port(),
@@ -468,7 +469,9 @@ async fn password_auth_and_wrong_passwords_count_as_auth() {
         Some(("dev", "s3cret")),
     )
     .await;
-    let from_file = format!("file:{}", secret.display());
+    // Relative to the agent's --secrets-dir.
+    let from_file = "file:secret".to_string();
+    let _ = &secret;
     deploy(
         &c,
         "good",

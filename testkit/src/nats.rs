@@ -123,6 +123,8 @@ pub struct NatsServer {
     cluster: Option<ClusterNode>,
     /// MQTT and MQTT-over-WebSocket listeners ([`NatsServer::start_with_mqtt`]).
     mqtt: Option<MqttPorts>,
+    /// A server config of the test's ([`NatsServer::start_with_config`]).
+    config: Option<String>,
 }
 
 /// A server's place in a [`NatsCluster`]: its name, route port and the others' route ports.
@@ -145,6 +147,24 @@ impl NatsServer {
     /// `/healthz` answers 200 (up to 20 s). Panics with the log tail if it does not get ready.
     pub fn start() -> NatsServer {
         Self::start_on_free_ports(|| None)
+    }
+
+    /// [`start`](Self::start) with a server config (e.g. users and permissions); the
+    /// ports, JetStream and the store come from the command line as usual.
+    pub fn start_with_config(config: &str) -> NatsServer {
+        let bin = server_binary();
+        let mut server = NatsServer::unstarted(None);
+        server.config = Some(config.to_string());
+        for attempt in 1..=5 {
+            server.port = free_port();
+            server.monitor_port = free_port();
+            match server.try_spawn(bin) {
+                Ok(()) => return server,
+                Err(StartError::Exited) if attempt < 5 => continue,
+                Err(_) => break,
+            }
+        }
+        server.fail("did not start")
     }
 
     /// [`start`](Self::start), with the MQTT and WebSocket listeners `mqtt` gives (on new
@@ -178,6 +198,7 @@ impl NatsServer {
             child: None,
             cluster,
             mqtt: None,
+            config: None,
         }
     }
 
@@ -275,6 +296,11 @@ impl NatsServer {
         let mut cmd = Command::new(bin);
         if let Some(m) = &self.mqtt {
             cmd.arg("-c").arg(m.write_config(self.dir.path()));
+        } else if let Some(text) = &self.config {
+            let path = self.dir.path().join("server.conf");
+            std::fs::write(&path, text)
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+            cmd.arg("-c").arg(path);
         }
         match &self.cluster {
             None => cmd.args(["-n", "pluribus-test"]),

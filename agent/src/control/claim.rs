@@ -15,7 +15,7 @@ use pluribus_common::subjects::lease_key;
 use pluribus_common::time::now_ms;
 use pluribus_common::{wire, PROTOCOL_VERSION};
 
-use super::{Control, Held, IO_TIMEOUT};
+use super::{backoff, Control, Held, IO_TIMEOUT};
 use crate::shard;
 
 /// Why this agent passes on an offer.
@@ -161,6 +161,19 @@ impl Control {
         {
             return;
         }
+        let revision = self.fleet_revision(&offer.fleet);
+        if self.prepare_backoff.state(&key, revision, Instant::now()) == backoff::State::Waiting {
+            // It failed to prepare here a moment ago: let one other agent try it (fair share
+            // aside), and let the offer rest if it comes back.
+            if offer.hops < self.max_hops() {
+                self.offer(ShardOffer {
+                    hops: self.max_hops(),
+                    ..offer
+                })
+                .await;
+            }
+            return;
+        }
         match self.decide(&record, devices, offer.hops) {
             Ok(()) => self.claim(&key, record, offer.shard).await,
             Err(why) => {
@@ -176,10 +189,32 @@ impl Control {
         }
     }
 
+    /// The revision of `fleet`'s record as last seen (0 if unknown).
+    pub(super) fn fleet_revision(&self, fleet: &str) -> u64 {
+        self.fleets.get(fleet).map(|(_, rev)| *rev).unwrap_or(0)
+    }
+
+    /// True when another live agent could run `record` and has not said it cannot: offers
+    /// of a shard that failed to prepare here must still reach it.
+    pub(super) fn another_may_prepare(&self, record: &FleetRecord) -> bool {
+        let now = now_ms();
+        let (devices, sinks) = (record.spec.device_types(), record.spec.sink_types());
+        self.agents.values().any(|a| {
+            a.id != self.id
+                && a.is_alive(now)
+                && !a.draining
+                && a.fits(&record.spec.placement, &devices, &sinks)
+                && !a.refusals.contains_key(record.name())
+        })
+    }
+
     /// The record of `fleet`, from the watch or, if the watch has not seen it yet, from KV.
     async fn fleet_record(&mut self, fleet: &str) -> Option<Arc<FleetRecord>> {
         if let Some((r, _)) = self.fleets.get(fleet) {
             return Some(r.clone());
+        }
+        if self.refused.contains_key(fleet) && self.synced[super::watch::Bucket::Fleets as usize] {
+            return None;
         }
         let entry = tokio::time::timeout(IO_TIMEOUT, self.buckets.fleets.entry(fleet))
             .await
@@ -188,8 +223,16 @@ impl Control {
         if entry.operation != async_nats::jetstream::kv::Operation::Put {
             return None;
         }
-        let r: FleetRecord = wire::decode(&entry.value).ok()?;
-        let r = Arc::new(r);
+        if self.refused.get(fleet) == Some(&entry.revision) {
+            return None;
+        }
+        let r = match super::state::read_record(fleet, &entry.value) {
+            Ok(r) => Arc::new(r),
+            Err(why) => {
+                self.refuse_record(fleet, entry.revision, why).await;
+                return None;
+            }
+        };
         self.fleets
             .insert(fleet.to_string(), (r.clone(), entry.revision));
         Some(r)
@@ -207,23 +250,31 @@ impl Control {
     }
 
     /// Claims the lease of a shard and starts it.
-    async fn claim(&mut self, key: &str, record: Arc<FleetRecord>, shard: u32) {
+    pub(super) async fn claim(&mut self, key: &str, record: Arc<FleetRecord>, shard: u32) {
         let metrics = self.metrics.fleet(record.name());
-        let prepared =
-            match shard::prepare(record.clone(), shard, &self.registry, &self.events, metrics) {
-                Ok(p) => p,
-                Err(why) => {
-                    tracing::warn!(lease = %key, %why, "cannot run this shard; passing it on");
-                    self.refusals.insert(record.name().to_string(), why.clone());
-                    self.changed = true;
-                    self.offer(ShardOffer {
-                        hops: self.max_hops(),
-                        ..ShardOffer::new(record.name(), shard)
-                    })
-                    .await;
-                    return;
-                }
-            };
+        let prepared = match shard::prepare(
+            record.clone(),
+            shard,
+            &self.registry,
+            &self.secrets,
+            &self.events,
+            metrics,
+        ) {
+            Ok(p) => p,
+            Err(why) => {
+                let revision = self.fleet_revision(record.name());
+                let wait = self.prepare_backoff.fail(key, revision, Instant::now());
+                tracing::warn!(lease = %key, %why, ?wait, "cannot run this shard; passing it on, not trying it here again before the wait");
+                self.refusals.insert(record.name().to_string(), why.clone());
+                self.changed = true;
+                self.offer(ShardOffer {
+                    hops: self.max_hops(),
+                    ..ShardOffer::new(record.name(), shard)
+                })
+                .await;
+                return;
+            }
+        };
         let sent_at = Instant::now();
         let value = self.lease_value(&record, shard);
         let created = tokio::time::timeout(
@@ -260,6 +311,7 @@ impl Control {
             },
         );
         self.unheld_since.remove(key);
+        self.prepare_backoff.clear(key);
         self.refusals.remove(record.name());
         self.sync_command_subs().await;
         self.event(pluribus_common::messages::EventKind::ShardClaimed {
@@ -282,6 +334,7 @@ impl Control {
             record.clone(),
             h.shard,
             &self.registry,
+            &self.secrets,
             &self.events,
             metrics,
         ) {

@@ -10,7 +10,11 @@ use pluribus_common::wire::{self, WireError};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::{Control, Internal};
+use std::sync::atomic::Ordering::Relaxed;
+
+use tokio::sync::mpsc;
+
+use super::Control;
 use crate::shard::ShardCtl;
 
 impl Control {
@@ -86,14 +90,22 @@ impl Control {
                 _ => continue,
             };
             let token = CancellationToken::new();
-            let (t, tx) = (token.clone(), self.internal_tx.clone());
+            let (t, tx) = (token.clone(), self.cmd_tx.clone());
+            let (client, metrics) = (self.conn.client.clone(), self.metrics.fleet(&fleet));
             self.tracker.spawn(async move {
                 let mut sub = sub;
                 loop {
                     tokio::select! {
                         _ = t.cancelled() => break,
                         m = sub.next() => match m {
-                            Some(m) => { let _ = tx.send(Internal::DeviceCommand(m)); }
+                            Some(m) => match tx.try_send(m) {
+                                Ok(()) => {}
+                                Err(mpsc::error::TrySendError::Full(m)) => {
+                                    metrics.commands_refused.fetch_add(1, Relaxed);
+                                    busy(&client, &m).await;
+                                }
+                                Err(mpsc::error::TrySendError::Closed(_)) => break,
+                            },
                             None => break,
                         }
                     }
@@ -126,6 +138,15 @@ impl Control {
         else {
             return;
         };
+        let Ok(permit) = h.handle.commands.clone().try_acquire_owned() else {
+            self.metrics
+                .fleet(&fleet)
+                .commands_refused
+                .fetch_add(1, Relaxed);
+            let client = self.conn.client.clone();
+            self.tracker.spawn(async move { busy(&client, &msg).await });
+            return;
+        };
         let (reply_tx, reply_rx) = oneshot::channel();
         let payload: Bytes = msg.payload.clone();
         if h.handle
@@ -134,6 +155,7 @@ impl Control {
                 device_id: device,
                 payload,
                 reply: reply_tx,
+                permit,
             })
             .is_err()
         {
@@ -155,4 +177,18 @@ impl Control {
             let _ = client.publish(to, wire::encode(&reply)).await;
         });
     }
+}
+
+/// Answers a device command that found its queue full: nothing was done.
+async fn busy(client: &async_nats::Client, msg: &async_nats::Message) {
+    let Some(to) = &msg.reply else { return };
+    let reply: Reply<serde_json::Value> = Reply::err(
+        ErrorCode::Busy,
+        "too many commands queued for this device's shard: nothing was done; send fewer and retry",
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        client.publish(to.clone(), wire::encode(&reply)),
+    )
+    .await;
 }

@@ -10,6 +10,7 @@
 //! commands ─────┘
 //! ```
 
+mod backoff;
 mod claim;
 mod commands;
 mod lease;
@@ -76,8 +77,11 @@ enum Internal {
         sent_at: Instant,
         result: Result<u64, KvError>,
     },
-    DeviceCommand(async_nats::Message),
 }
+
+/// Device commands waiting for the control loop to route them; beyond this they are
+/// answered `busy` by the subscription that received them.
+const COMMAND_QUEUE: usize = 1024;
 
 pub(crate) struct Control {
     id: String,
@@ -87,16 +91,27 @@ pub(crate) struct Control {
     events: Events,
     buckets: Buckets,
     registry: Registry,
+    /// What specs may reference as secrets (read by the sinks a shard makes).
+    secrets: crate::secrets::Secrets,
     metrics: Metrics,
     fleets: HashMap<String, (Arc<FleetRecord>, u64)>,
     agents: HashMap<String, Heartbeat>,
     leases: HashMap<String, LeaseView>,
+    /// Lease keys holding something that is not a lease (a foreign write): revision and
+    /// when first seen. Unheld for every decision; removed after a lease TTL.
+    bad_leases: HashMap<String, (u64, Instant)>,
     held: HashMap<String, Held>,
     unheld_since: HashMap<String, Instant>,
     synced: [bool; 3],
     draining: bool,
     /// Fleets whose shards this agent could not start, and why (for status).
     refusals: BTreeMap<String, String>,
+    /// Expired fleets whose record this agent tried to delete, by revision.
+    expire_tried: HashMap<String, (u64, Instant)>,
+    /// Shards that failed to prepare here, waiting before they are tried again.
+    prepare_backoff: backoff::PrepareBackoff,
+    /// Fleet records refused on reading (by revision), so each is reported once.
+    refused: HashMap<String, u64>,
     /// Held shards changed since the last heartbeat: send one soon, so status and watch
     /// see claims and releases within a quarter second rather than a heartbeat interval.
     changed: bool,
@@ -109,14 +124,20 @@ pub(crate) struct Control {
     tracker: TaskTracker,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
+    /// Device commands from the per-fleet subscriptions (bounded: see [`COMMAND_QUEUE`]).
+    cmd_tx: mpsc::Sender<async_nats::Message>,
+    cmd_rx: mpsc::Receiver<async_nats::Message>,
     watch_rx: mpsc::Receiver<(Bucket, WatchEvent)>,
     offers: Subscriber,
     commands: futures::stream::SelectAll<Subscriber>,
+    /// Creates the buckets again when JetStream lost them.
+    reopen: watch::Reopen,
 }
 
 /// What the control loop shares with the rest of the agent: the metrics handle (runners,
 /// sinks and the exporter write and read it), the root token and the task tracker.
 pub(crate) struct Shared {
+    pub(crate) secrets: crate::secrets::Secrets,
     pub(crate) metrics: Metrics,
     pub(crate) token: CancellationToken,
     pub(crate) tracker: TaskTracker,
@@ -132,6 +153,7 @@ impl Control {
         shared: Shared,
     ) -> anyhow::Result<Self> {
         let Shared {
+            secrets,
             metrics,
             token,
             tracker,
@@ -145,14 +167,28 @@ impl Control {
         commands.push(conn.client.subscribe(ns.agent_cmd(&id)).await?);
         commands.push(conn.client.subscribe(ns.agents_cmd()).await?);
         let (watch_tx, watch_rx) = mpsc::channel(1024);
+        let reopen = watch::Reopen {
+            js: conn.js.clone(),
+            ns: conn.ns.clone(),
+            replicas: conn.kv_replicas,
+            rewatch: Default::default(),
+        };
         for (b, store) in [
             (Bucket::Fleets, buckets.fleets.clone()),
             (Bucket::Leases, buckets.leases.clone()),
             (Bucket::Agents, buckets.agents.clone()),
         ] {
-            watch::spawn(b, store, watch_tx.clone(), token.clone(), &tracker);
+            watch::spawn(
+                b,
+                store,
+                reopen.clone(),
+                watch_tx.clone(),
+                token.clone(),
+                &tracker,
+            );
         }
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let now = Instant::now();
         let events = Events::new(conn.client.clone(), conn.ns.clone(), &id);
         Ok(Self {
@@ -162,16 +198,21 @@ impl Control {
             conn,
             buckets,
             registry,
+            secrets,
             metrics,
             fleets: HashMap::new(),
             agents: HashMap::new(),
             leases: HashMap::new(),
+            bad_leases: HashMap::new(),
             held: HashMap::new(),
             unheld_since: HashMap::new(),
             synced: [false; 3],
             draining: false,
             changed: false,
             refusals: BTreeMap::new(),
+            refused: HashMap::new(),
+            prepare_backoff: Default::default(),
+            expire_tried: HashMap::new(),
             saturated: false,
             last_release: now,
             started: now,
@@ -180,9 +221,12 @@ impl Control {
             tracker,
             internal_tx,
             internal_rx,
+            cmd_tx,
+            cmd_rx,
             watch_rx,
             offers,
             commands,
+            reopen,
         })
     }
 
@@ -209,8 +253,8 @@ impl Control {
                 Some(msg) = self.commands.next() => self.on_command(msg).await,
                 Some(ev) = self.internal_rx.recv() => match ev {
                     Internal::Renewed { key, prev, sent_at, result } => self.on_renewed(key, prev, sent_at, result).await,
-                    Internal::DeviceCommand(msg) => self.on_device_command(msg),
                 },
+                Some(msg) = self.cmd_rx.recv() => self.on_device_command(msg),
                 _ = renew.tick() => self.renew_all(),
                 _ = fence.tick() => {
                     self.fence_stale().await;
@@ -310,9 +354,14 @@ impl Control {
             .await;
         let agents = self.buckets.agents.clone();
         let id = self.id.clone();
+        let reopen = self.reopen.clone();
         self.tracker.spawn(async move {
             if let Ok(Err(e)) = tokio::time::timeout(IO_TIMEOUT, agents.put(id, payload)).await {
                 tracing::debug!(error = %e, "heartbeat put failed");
+                // The agents bucket is gone: JetStream came back without its state.
+                if e.to_string().contains("no stream found") {
+                    reopen.recreate().await;
+                }
             }
         });
     }

@@ -8,13 +8,13 @@
 //! - a draining agent hands off what it holds; an agent above its fair share releases one
 //!   shard per pass to an agent with room.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pluribus_common::messages::{EventKind, ShardOffer};
 use pluribus_common::subjects::{lease_key, parse_lease_key};
 use pluribus_common::time::now_ms;
 
-use super::{Control, Held, IO_TIMEOUT};
+use super::{backoff, Control, Held, IO_TIMEOUT};
 use crate::shard;
 
 impl Control {
@@ -23,6 +23,7 @@ impl Control {
             return;
         }
         self.expire_fleets().await;
+        self.remove_bad_leases().await;
         self.offer_unheld().await;
         self.adopt_orphans().await;
         if self.draining {
@@ -37,6 +38,8 @@ impl Control {
 
     async fn expire_fleets(&mut self) {
         let now = now_ms();
+        let fleets = &self.fleets;
+        self.expire_tried.retain(|k, _| fleets.contains_key(k));
         let expired: Vec<(String, u64)> = self
             .fleets
             .iter()
@@ -44,6 +47,28 @@ impl Control {
             .map(|(k, (_, rev))| (k.clone(), *rev))
             .collect();
         for (name, rev) in expired {
+            // Stop what runs here whether or not the record can be deleted (an agent
+            // credential may not write the fleets bucket: deploy/nats/roles.conf).
+            let held: Vec<String> = self
+                .held
+                .iter()
+                .filter(|(_, h)| h.fleet == name)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in held {
+                self.release(&key, false, "duration elapsed").await;
+            }
+            // One attempt a minute per record revision: a refused delete must not cost
+            // every pass a timeout.
+            if self
+                .expire_tried
+                .get(&name)
+                .is_some_and(|(r, at)| *r == rev && at.elapsed() < Duration::from_secs(60))
+            {
+                continue;
+            }
+            self.expire_tried
+                .insert(name.clone(), (rev, Instant::now()));
             let r = tokio::time::timeout(
                 IO_TIMEOUT,
                 self.buckets.fleets.delete_expect_revision(&name, Some(rev)),
@@ -60,6 +85,41 @@ impl Control {
         }
     }
 
+    /// Removes lease keys that held no valid lease for a whole lease TTL (a foreign write,
+    /// which may carry no TTL and would otherwise pin its shard forever). The delete checks
+    /// the revision, so a real lease written meanwhile is never removed.
+    async fn remove_bad_leases(&mut self) {
+        let ttl = self.cfg.lease_ttl;
+        let due: Vec<(String, u64)> = self
+            .bad_leases
+            .iter()
+            .filter(|(_, (_, since))| since.elapsed() >= ttl)
+            .map(|(k, (rev, _))| (k.clone(), *rev))
+            .collect();
+        for (key, rev) in due {
+            if let Some(entry) = self.bad_leases.get_mut(&key) {
+                entry.1 = Instant::now();
+            }
+            match tokio::time::timeout(IO_TIMEOUT, self.buckets.lease_delete(&key, rev)).await {
+                Ok(Ok(())) => {
+                    tracing::warn!(lease = %key, revision = rev, "removed a lease key that held no valid lease");
+                    if let Some((fleet, shard)) = parse_lease_key(&key) {
+                        if self
+                            .fleets
+                            .get(fleet)
+                            .is_some_and(|(r, _)| r.shard_desired(shard) > 0)
+                        {
+                            self.offer(ShardOffer::new(fleet, shard)).await;
+                        }
+                    }
+                }
+                other => {
+                    tracing::debug!(lease = %key, ?other, "could not remove a bad lease key (another agent may have)")
+                }
+            }
+        }
+    }
+
     /// True for the live agent with the lowest id: it alone re-offers unheld shards, so
     /// that N agents do not send N copies of every offer. (Expired leases are offered by
     /// every agent at once, from the lease watch, so failover does not wait for it.)
@@ -72,6 +132,9 @@ impl Control {
     }
 
     async fn offer_unheld(&mut self) {
+        let fleets = &self.fleets;
+        self.prepare_backoff
+            .retain(|k| parse_lease_key(k).is_some_and(|(f, _)| fleets.contains_key(f)));
         if !self.is_reconcile_leader() {
             self.unheld_since.clear();
             return;
@@ -79,27 +142,52 @@ impl Control {
         let now = Instant::now();
         let period = self.cfg.reconcile;
         let mut offers = Vec::new();
+        let mut retries = Vec::new();
         let mut still_unheld = std::collections::HashSet::new();
-        for (name, (record, _)) in &self.fleets {
+        for (name, (record, revision)) in &self.fleets {
             for shard in 0..record.shard_count() {
-                if record.shard_desired(shard) == 0 {
+                if record.shard_desired(shard) == 0
+                    || record.expires_ms().is_some_and(|t| t <= now_ms())
+                {
                     continue;
                 }
                 let key = lease_key(name, shard);
                 if self.leases.contains_key(&key) || self.held.contains_key(&key) {
                     continue;
                 }
+                still_unheld.insert(key.clone());
                 let since = *self.unheld_since.entry(key.clone()).or_insert(now);
-                if now.duration_since(since) >= period {
-                    offers.push(ShardOffer::new(name, shard));
-                    self.unheld_since.insert(key.clone(), now);
+                if now.duration_since(since) < period {
+                    continue;
                 }
-                still_unheld.insert(key);
+                // A shard that failed to prepare here is re-offered only when its wait is
+                // over (this agent tries it again itself), unless another agent may still
+                // manage it: so it does not circulate while nobody can run it.
+                match self.prepare_backoff.state(&key, *revision, now) {
+                    backoff::State::Clear => offers.push(ShardOffer::new(name, shard)),
+                    backoff::State::Waiting => {
+                        if self.another_may_prepare(record) {
+                            offers.push(ShardOffer::new(name, shard));
+                        } else {
+                            continue;
+                        }
+                    }
+                    backoff::State::Due => retries.push((key.clone(), record.clone(), shard)),
+                }
+                self.unheld_since.insert(key, now);
             }
         }
         self.unheld_since.retain(|k, _| still_unheld.contains(k));
         for o in offers {
             self.offer(o).await;
+        }
+        for (key, record, shard) in retries {
+            let devices = record.shard_desired(shard);
+            if !self.draining && self.fits(&record).is_ok() && self.has_room(&record, devices) {
+                self.claim(&key, record, shard).await;
+            } else {
+                self.offer(ShardOffer::new(record.name(), shard)).await;
+            }
         }
     }
 
@@ -127,6 +215,7 @@ impl Control {
                     r.clone(),
                     shard,
                     &self.registry,
+                    &self.secrets,
                     &self.events,
                     self.metrics.fleet(fleet),
                 )

@@ -11,6 +11,20 @@ use pluribus_common::wire;
 
 use super::watch::{Bucket, WatchEvent};
 use super::{Control, LeaseView};
+
+/// Decodes and checks a fleet record read from KV: nothing in it is trusted (any client
+/// that may write the bucket may have written it).
+pub(super) fn read_record(key: &str, value: &[u8]) -> Result<FleetRecord, String> {
+    let r = wire::decode::<FleetRecord>(value).map_err(|e| e.to_string())?;
+    if r.name() != key {
+        return Err(format!(
+            "the record under key {key} names another fleet ({})",
+            r.name()
+        ));
+    }
+    r.validate().map_err(|e| e.to_string())?;
+    Ok(r)
+}
 use crate::shard::ShardCtl;
 
 impl Control {
@@ -37,6 +51,9 @@ impl Control {
                     }
                     Bucket::Leases => {
                         self.leases.clear();
+                        let keys: std::collections::HashSet<String> =
+                            entries.iter().map(|e| e.key.clone()).collect();
+                        self.bad_leases.retain(|k, _| keys.contains(k));
                         for e in entries {
                             self.apply_lease(e).await;
                         }
@@ -61,26 +78,63 @@ impl Control {
     async fn apply_fleet(&mut self, e: Entry, react: bool) {
         if e.operation != Operation::Put {
             self.fleets.remove(&e.key);
+            if self.refused.remove(&e.key).is_some() {
+                self.refusals.remove(&e.key);
+                self.changed = true;
+            }
             if react {
                 self.fleet_gone(&e.key).await;
             }
             return;
         }
-        match wire::decode::<FleetRecord>(&e.value) {
-            Ok(r) if r.name() == e.key => {
+        match read_record(&e.key, &e.value) {
+            Ok(r) => {
+                if self.refused.remove(&e.key).is_some() {
+                    self.refusals.remove(&e.key);
+                    self.changed = true;
+                }
                 self.fleets.insert(e.key.clone(), (Arc::new(r), e.revision));
                 if react {
                     self.fleet_changed(&e.key).await;
                 }
             }
-            Ok(_) => tracing::warn!(key = %e.key, "fleet record names another fleet; ignored"),
-            Err(err) => tracing::warn!(key = %e.key, error = %err, "bad fleet record; ignored"),
+            Err(why) => self.refuse_record(&e.key, e.revision, why).await,
         }
+    }
+
+    /// A fleet record that must not run: forget it, stop what runs of it here, and say why
+    /// in the heartbeat (so `status` shows it) and, once per revision, in an event.
+    pub(super) async fn refuse_record(&mut self, key: &str, revision: u64, why: String) {
+        self.fleets.remove(key);
+        let keys: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.fleet == key)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.release(&k, false, "fleet refused").await;
+        }
+        self.refusals
+            .insert(key.to_string(), format!("refused its record: {why}"));
+        self.changed = true;
+        if self.refused.insert(key.to_string(), revision) == Some(revision) {
+            return;
+        }
+        tracing::warn!(fleet = %key, revision, reason = %why, "refusing a fleet record read from KV; none of its devices run here");
+        self.event(pluribus_common::messages::EventKind::FleetRefused {
+            fleet: key.to_string(),
+            agent_id: self.id.clone(),
+            reason: why,
+        })
+        .await;
     }
 
     /// A fleet was deleted: stop its shards here and give up their leases for good.
     async fn fleet_gone(&mut self, name: &str) {
-        self.refusals.remove(name);
+        if !self.refused.contains_key(name) {
+            self.refusals.remove(name);
+        }
         let keys: Vec<String> = self
             .held
             .iter()
@@ -120,7 +174,9 @@ impl Control {
     }
 
     async fn apply_lease(&mut self, e: Entry) {
+        let key_of_valid = e.key.clone();
         if e.operation != Operation::Put {
+            self.bad_leases.remove(&e.key);
             self.leases.remove(&e.key);
             if self.held.contains_key(&e.key) {
                 tracing::warn!(lease = %e.key, "our lease disappeared; stopping the shard");
@@ -157,8 +213,19 @@ impl Control {
                     },
                 );
             }
-            Err(err) => tracing::warn!(key = %e.key, error = %err, "bad lease record; ignored"),
+            Err(err) => {
+                // A foreign write: it holds the key (nobody can create the lease) and may
+                // never expire. Say so once; the reconcile pass removes it after a TTL.
+                if self.bad_leases.get(&e.key).map(|(rev, _)| *rev) != Some(e.revision) {
+                    tracing::warn!(lease = %e.key, revision = e.revision, error = %err, ttl = ?self.cfg.lease_ttl, "a lease key holds no valid lease; it counts as unheld and is removed after one lease TTL");
+                    self.bad_leases
+                        .insert(e.key.clone(), (e.revision, std::time::Instant::now()));
+                }
+                self.leases.remove(&e.key);
+                return;
+            }
         }
+        self.bad_leases.remove(&key_of_valid);
     }
 
     fn apply_agent(&mut self, e: Entry) {
@@ -166,7 +233,7 @@ impl Control {
             self.agents.remove(&e.key);
             return;
         }
-        match wire::decode::<Heartbeat>(&e.value) {
+        match Heartbeat::decode_peer(&e.value) {
             Ok(hb) => {
                 self.agents.insert(e.key, hb);
             }

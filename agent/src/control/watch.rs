@@ -44,10 +44,42 @@ pub enum WatchEvent {
 /// How long a replay may stay silent before the snapshot is taken as complete.
 const REPLAY_IDLE: Duration = Duration::from_secs(2);
 
+/// What a watcher needs to create its namespace's buckets again, when JetStream comes
+/// back without them (a server restarted on a wiped store).
+#[derive(Debug, Clone)]
+pub struct Reopen {
+    /// JetStream on the agent's connection.
+    pub js: async_nats::jetstream::Context,
+    /// The namespace.
+    pub ns: pluribus_common::subjects::Namespace,
+    /// `--kv-replicas`.
+    pub replicas: usize,
+    /// Notified when the buckets were created again: every watcher starts over (a watch
+    /// of a stream that vanished waits forever without an error).
+    pub rewatch: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Reopen {
+    /// Creates the namespace's buckets that are gone (only those: one that cannot be read
+    /// for another reason is left alone), then makes every watcher start over.
+    pub async fn recreate(&self) {
+        let open = pluribus_common::kv::Buckets::open(&self.js, &self.ns, self.replicas);
+        match tokio::time::timeout(Duration::from_secs(10), open).await {
+            Ok(Ok(_)) => {
+                tracing::warn!("KV buckets were gone (JetStream lost its state?): created them again; desired state starts empty");
+                self.rewatch.notify_waiters();
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "buckets not reopened"),
+            Err(_) => tracing::debug!("reopening buckets timed out"),
+        }
+    }
+}
+
 /// Starts a watcher of `store`.
 pub fn spawn(
     bucket: Bucket,
     store: Store,
+    reopen: Reopen,
     tx: mpsc::Sender<(Bucket, WatchEvent)>,
     token: CancellationToken,
     tracker: &TaskTracker,
@@ -56,9 +88,14 @@ pub fn spawn(
         loop {
             tokio::select! {
                 _ = token.cancelled() => return,
+                _ = reopen.rewatch.notified() => {
+                    tracing::info!(bucket = %bucket, "buckets created again; watching from the start");
+                    continue;
+                }
                 r = watch_once(bucket, &store, &tx) => {
                     if let Err(e) = r {
                         tracing::warn!(bucket = %bucket, error = %e, "KV watch broke; restarting");
+                        reopen.recreate().await;
                     }
                     if tx.is_closed() {
                         return;

@@ -67,14 +67,25 @@ pub enum ShardCtl {
         payload: Bytes,
         /// Where the answer goes.
         reply: oneshot::Sender<CommandReply>,
+        /// Its place in the shard's command queue, given back once answered.
+        permit: tokio::sync::OwnedSemaphorePermit,
     },
 }
+
+/// Device commands queued for one shard at most; more are answered `busy`.
+pub const SHARD_COMMANDS: usize = 256;
+/// Commands from devices' own connections (MQTT command topics) queued for one shard at
+/// most; more are dropped and counted.
+pub const INBOUND_QUEUE: usize = 256;
 
 /// A running shard.
 #[derive(Debug)]
 pub struct ShardHandle {
     /// Control channel.
     pub tx: mpsc::UnboundedSender<ShardCtl>,
+    /// Places in the shard's command queue: a command takes one before it is sent on
+    /// `tx` (so the unbounded channel holds at most [`SHARD_COMMANDS`] commands).
+    pub commands: Arc<tokio::sync::Semaphore>,
     /// Cancels the shard (devices run on_stop).
     pub token: CancellationToken,
     /// Ends when the shard has stopped.
@@ -130,7 +141,7 @@ struct Runner {
     metrics: Arc<FleetMetrics>,
     buf: Vec<u8>,
     seed: u64,
-    inbound: mpsc::UnboundedReceiver<Inbound>,
+    inbound: mpsc::Receiver<Inbound>,
     /// Set when the fleet has a fleet-wide rate: slots follow Φ instead of the clock, and
     /// heap keys are positions in thousandths of a slot instead of due times in ms.
     pace: Option<PaceState>,
@@ -151,15 +162,17 @@ pub fn prepare(
     record: Arc<FleetRecord>,
     shard: u32,
     registry: &Registry,
+    secrets: &crate::secrets::Secrets,
     events: &Events,
     metrics: Arc<FleetMetrics>,
 ) -> Result<Prepared, String> {
-    let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
+    let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let sink_ctx = &SinkContext {
         nats: events.client().clone(),
         metrics: metrics.clone(),
         inbound: inbound_tx,
         events: events.clone(),
+        secrets: secrets.clone(),
     };
     let ids = if record.spec.count.is_some() {
         Some(record.spec.id_template().map_err(|e| e.to_string())?)
@@ -240,6 +253,7 @@ impl Prepared {
         let done = tracker.spawn(async move { self.runner.run(t, rx, w).await });
         ShardHandle {
             tx,
+            commands: Arc::new(tokio::sync::Semaphore::new(SHARD_COMMANDS)),
             token,
             done,
             why,
@@ -272,20 +286,34 @@ impl Runner {
         self.sync_devices().await;
         let mut load_tick = tokio::time::interval(LOAD_TICK);
         load_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut due_turn_taken = false;
         loop {
             let wait = match self.heap.peek().copied() {
                 Some(Reverse((key, _, _))) => self.wait_for(key),
                 None => Duration::from_secs(3600),
             };
             let shaped = self.record.spec.load.is_some();
+            // Due telemetry and the other inputs take turns: a batch of due slots, then at
+            // most one control message or command. A flood of commands cannot delay
+            // telemetry, and a backlog of telemetry cannot starve control messages.
+            if wait.is_zero() && !due_turn_taken {
+                due_turn_taken = true;
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = self.run_due() => {}
+                }
+                continue;
+            }
+            due_turn_taken = false;
             tokio::select! {
                 biased;
                 _ = token.cancelled() => break,
                 _ = load_tick.tick(), if shaped => self.load_tick().await,
                 ctl = rx.recv() => match ctl {
                     Some(ShardCtl::Update(record)) => self.update(record).await,
-                    Some(ShardCtl::Command { device_id, payload, reply }) => {
+                    Some(ShardCtl::Command { device_id, payload, reply, permit }) => {
                         let _ = reply.send(self.command(&device_id, &payload));
+                        drop(permit);
                     }
                     None => break,
                 },

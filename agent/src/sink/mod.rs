@@ -84,10 +84,13 @@ pub struct SinkContext {
     pub metrics: std::sync::Arc<crate::metrics::FleetMetrics>,
     /// Where to deliver messages addressed to the shard's devices; the runner calls the
     /// device's `on_message` and sends any reply through [`Sink::reply`].
-    pub inbound: tokio::sync::mpsc::UnboundedSender<Inbound>,
+    pub inbound: tokio::sync::mpsc::Sender<Inbound>,
     /// The agent's events: a sink reports a device whose connection failed with
     /// [`Events::device_failed`](crate::events::Events::device_failed).
     pub events: crate::events::Events,
+    /// Resolves `env:` and `file:` references in sink options, within what the agent's
+    /// operator allows (`--secrets-dir`, `--secrets-env-prefix`).
+    pub secrets: crate::secrets::Secrets,
 }
 
 /// Makes sinks of one type.

@@ -367,10 +367,12 @@ fn check_header(name: &str, value: &str) -> Result<(), SpecError> {
         HeaderSource::Env(var) if var.is_empty() || var.contains(['=', '\0']) => Err(
             SpecError::new(field, "env: needs a variable name, e.g. env:API_TOKEN"),
         ),
-        HeaderSource::File(path) if !path.starts_with('/') => Err(SpecError::new(
-            field,
-            format!("file:{path} is not an absolute path: write e.g. file:/etc/pluribus/token"),
-        )),
+        HeaderSource::File(path) if path.is_empty() || path.split('/').any(|c| c == "..") => {
+            Err(SpecError::new(
+                field,
+                format!("file:{path} must name a file under the agent's --secrets-dir, e.g. file:api-token (no '..')"),
+            ))
+        }
         HeaderSource::Literal(v) if !is_header_value(v) => Err(SpecError::new(
             field,
             "has a control character (a newline?): remove it, or read the value with env:VAR or file:/path",

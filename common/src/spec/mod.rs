@@ -34,6 +34,8 @@ pub const DEFAULT_SHARD_SIZE: u32 = 500;
 pub const MAX_SHARD_SIZE: u32 = 100_000;
 /// The largest fleet allowed.
 pub const MAX_FLEET_SIZE: u64 = 10_000_000;
+/// The most shards one fleet may have (each is a lease, an offer and a claim).
+pub const MAX_SHARDS: u64 = 100_000;
 /// The default id template of a counted fleet.
 pub const DEFAULT_ID_TEMPLATE: &str = "{fleet}-{index:05}";
 /// The default telemetry interval.
@@ -301,6 +303,17 @@ impl FleetSpec {
                 ),
             ));
         }
+        let shards = self.device_count().div_ceil(u64::from(self.shard_size));
+        if shards > MAX_SHARDS {
+            return Err(SpecError::new(
+                "shard_size",
+                format!(
+                    "{} devices in shards of {} make {shards} shards, above the limit of {MAX_SHARDS}: use a larger shard size",
+                    self.device_count(),
+                    self.shard_size
+                ),
+            ));
+        }
         for (k, v) in &self.placement {
             validate_name("placement", k)?;
             validate_name(&format!("placement.{k}"), v)?;
@@ -342,6 +355,50 @@ impl FleetSpec {
             template.validate(&format!("{at}."))?;
             if let Some(s) = &d.sink {
                 s.validate().map_err(|e| e.within(&at))?;
+            }
+        }
+        self.check_telemetry_subjects()
+    }
+
+    /// Refuses telemetry subjects that reach NATS system subjects, reply inboxes or
+    /// Pluribus's own control plane (see [`crate::subjects::reserved_subject`]), for every
+    /// device: a counted fleet as one pattern, listed devices one by one.
+    fn check_telemetry_subjects(&self) -> Result<(), SpecError> {
+        let refuse = |field: String, subject: &str, what: &str| {
+            SpecError::new(
+                field,
+                format!(
+                    "'{subject}' can reach {what}: telemetry may not be published there; pick another --subject (sink.subject in a fleet file), e.g. {}",
+                    crate::subjects::DEFAULT_TELEMETRY_SUBJECT
+                ),
+            )
+        };
+        if self.count.is_some() {
+            if let Some(t) = self.sink.nats_subject()? {
+                let ids = self.id_template()?.pattern(&self.name, "");
+                let pattern = t.pattern(&self.name, &ids);
+                if let Some(what) = crate::subjects::reserved_subject(&pattern) {
+                    let shown = pattern.replace(crate::subjects::DIGITS, "N");
+                    return Err(refuse("sink.subject".into(), &shown, what));
+                }
+            }
+            return Ok(());
+        }
+        for (i, d) in self.devices.iter().enumerate() {
+            let (sink, field) = match &d.sink {
+                Some(s) => (s, format!("devices[{i}].sink.subject")),
+                None => (&self.sink, "sink.subject".to_string()),
+            };
+            let Some(t) = sink.nats_subject()? else {
+                continue;
+            };
+            let subject = t.render(&TemplateVars {
+                fleet: &self.name,
+                device_id: Some(&d.device_id),
+                index: i as u64,
+            });
+            if let Some(what) = crate::subjects::reserved_subject(&subject) {
+                return Err(refuse(field, &subject, what));
             }
         }
         Ok(())
@@ -406,6 +463,53 @@ mod tests {
         s.id_template = None;
         s.count = None;
         assert_eq!(s.validate().expect_err("count").field, "count");
+    }
+
+    #[test]
+    fn telemetry_may_not_reach_the_control_plane() {
+        let mut s = FleetSpec::counted("evil", 1);
+        for bad in [
+            "$KV.pluribus_leases.victim.0",
+            "pluribus.v1.agents.cmd",
+            "ci1.pluribus.v1.work",
+            "_INBOX.x",
+        ] {
+            s.sink = SinkSpec::nats(Some(bad));
+            let e = s.validate().expect_err(bad);
+            assert_eq!(e.field, "sink.subject", "{bad}");
+            assert!(e.message.contains("--subject"), "{e}");
+        }
+        // Through the placeholders: device 1 of `v{index}` is `v1`; a fleet named pluribus.
+        s.id_template = Some("v{index}".into());
+        s.sink = SinkSpec::nats(Some("pluribus.{device_id}.work"));
+        assert_eq!(s.validate().expect_err("v1").field, "sink.subject");
+        s.id_template = None;
+        s.name = "pluribus".into();
+        s.sink = SinkSpec::nats(Some("{fleet}.v1.x"));
+        assert_eq!(s.validate().expect_err("fleet").field, "sink.subject");
+        s.sink = SinkSpec::nats(Some("{fleet}.telemetry.{device_id}"));
+        s.validate().expect("a telemetry subject");
+        // Listed devices, each with its own id.
+        let mut l = FleetSpec::counted("ok", 0);
+        l.count = None;
+        l.sink = SinkSpec::nats(Some("pluribus.{device_id}.work"));
+        l.devices = vec![DeviceEntry {
+            device_id: "v1".into(),
+            kind: None,
+            sink: None,
+            interval: None,
+            options: serde_json::Value::Null,
+        }];
+        assert_eq!(l.validate().expect_err("listed").field, "sink.subject");
+    }
+
+    #[test]
+    fn absurd_shard_counts_are_refused() {
+        let mut s = FleetSpec::counted("f", MAX_FLEET_SIZE);
+        s.shard_size = 1;
+        assert_eq!(s.validate().expect_err("shards").field, "shard_size");
+        s.shard_size = 500;
+        s.validate().expect("20k shards");
     }
 
     #[test]

@@ -100,6 +100,15 @@ impl SinkSpec {
         self.options_as()
     }
 
+    /// The subject template of a `nats` sink (None for other types).
+    pub fn nats_subject(&self) -> Result<Option<Template>, SpecError> {
+        if self.kind != "nats" {
+            return Ok(None);
+        }
+        let cfg = self.nats_config()?;
+        Template::parse("sink.subject", &cfg.subject, true).map(Some)
+    }
+
     /// Validates a built-in sink's options; custom types are left to the agents that know them.
     pub fn validate(&self) -> Result<(), SpecError> {
         match self.kind.as_str() {

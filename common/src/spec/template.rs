@@ -105,6 +105,22 @@ impl Template {
         }
     }
 
+    /// Renders the template as a pattern for [`crate::subjects::reserved_subject`]: `{fleet}`
+    /// and `{device_id}` filled in (the id may itself be a pattern), `{index}` as
+    /// [`crate::subjects::DIGITS`].
+    pub fn pattern(&self, fleet: &str, device_id: &str) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Lit(s) => out.push_str(s),
+                Part::Fleet => out.push_str(fleet),
+                Part::DeviceId => out.push_str(device_id),
+                Part::Index { .. } => out.push(crate::subjects::DIGITS),
+            }
+        }
+        out
+    }
+
     /// Renders the template into a new string.
     pub fn render(&self, vars: &TemplateVars<'_>) -> String {
         let mut s = String::new();

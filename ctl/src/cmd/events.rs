@@ -69,6 +69,11 @@ fn line(e: &Event) -> String {
             device_ids.len(),
             id_span(device_ids)
         ),
+        EventKind::FleetRefused {
+            fleet,
+            agent_id,
+            reason,
+        } => format!("fleet={fleet} agent={agent_id} reason={reason:?}"),
         EventKind::DeviceFailed {
             fleet,
             agent_id,

@@ -16,8 +16,9 @@ pub struct HttpFlags {
     /// HTTP method [default: POST].
     #[arg(long, value_name = "POST|PUT")]
     pub method: Option<HttpMethod>,
-    /// A request header, K:V (repeatable). The value may be env:VAR or file:/path, read on
-    /// the agent so the secret is not stored in NATS, e.g. Authorization:env:API_TOKEN.
+    /// A request header, K:V (repeatable). The value may be env:VAR or file:NAME, read on
+    /// the agent (within its --secrets-env-prefix and --secrets-dir) so the secret is not
+    /// stored in NATS, e.g. Authorization:env:PLURIBUS_SECRET_API_TOKEN.
     #[arg(long = "header", value_name = "K:V", value_parser = parse_header)]
     pub header: Vec<(String, String)>,
     /// Time allowed for one attempt, e.g. 2s [default: 5s].

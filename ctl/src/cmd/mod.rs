@@ -93,6 +93,8 @@ pub struct Global {
     pub nats: NatsArgs,
     /// `--json`.
     pub json: bool,
+    /// Permission violations seen on the connection.
+    pub denials: crate::denied::Denials,
 }
 
 /// A connection with the buckets open.
@@ -109,7 +111,11 @@ pub struct Ctx {
 impl Global {
     /// Connects to NATS.
     pub async fn connect(&self) -> Result<Connection> {
-        Ok(self.nats.connect("pluribusctl").await?)
+        let denials = self.denials.clone();
+        Ok(self
+            .nats
+            .connect_with("pluribusctl", |o| denials.watch(o))
+            .await?)
     }
 
     /// Connects to NATS and opens the KV buckets (creating missing ones).
@@ -141,23 +147,62 @@ pub async fn run(cli: Cli) -> Result<()> {
     let g = Global {
         nats: cli.nats,
         json: cli.json,
+        denials: Default::default(),
     };
-    match cli.command {
-        Command::Deploy(a) => deploy::run(&g, *a).await,
-        Command::DeployFleet(a) => deploy_fleet::run(&g, *a).await,
-        Command::Status(a) => status::run(&g, a).await,
-        Command::Agents(a) => agents::run(&g, a).await,
-        Command::Scale(a) => scale::run(&g, a).await,
-        Command::SetLoad(a) => set_load::run(&g, a).await,
-        Command::Stop(a) => stop::run(&g, a).await,
-        Command::DeleteFleet(a) => delete_fleet::run(&g, a).await,
-        Command::Watch(a) => watch::run(&g, a).await,
-        Command::Probe(a) => probe::run(&g, a).await,
-        Command::Report(a) => report::run(&g, a).await,
-        Command::Drain(a) => drain::run(&g, a).await,
-        Command::Rebalance => rebalance::run(&g).await,
-        Command::Events(a) => events::run(&g, a).await,
-        Command::Profiles(a) => profiles::run(&g, a),
+    let needs = needs(&cli.command);
+    let denials = g.denials.clone();
+    tokio::select! {
+        r = dispatch(&g, cli.command) => r,
+        said = denials.first() => Err(crate::denied::error(needs, &said)),
+    }
+}
+
+/// What a command does and the role it needs (deploy/nats/roles.conf).
+fn needs(c: &Command) -> crate::denied::Needs {
+    use crate::denied::Needs;
+    let op = |action| Needs {
+        action,
+        role: "operator",
+    };
+    let view = |action| Needs {
+        action,
+        role: "viewer",
+    };
+    match c {
+        Command::Deploy(_) => op("deploy devices"),
+        Command::DeployFleet(_) => op("deploy fleets"),
+        Command::Scale(_) => op("scale fleets"),
+        Command::SetLoad(_) => op("change load shapes"),
+        Command::Stop(_) => op("stop devices"),
+        Command::DeleteFleet(_) => op("delete fleets"),
+        Command::Drain(_) => op("drain agents"),
+        Command::Rebalance => op("rebalance agents"),
+        Command::Status(_) | Command::Agents(_) => view("read status"),
+        Command::Watch(_) => view("watch fleets"),
+        Command::Report(_) => view("read reports"),
+        Command::Events(_) => view("follow events"),
+        Command::Probe(_) => view("probe telemetry"),
+        Command::Profiles(_) => view("list profiles"),
+    }
+}
+
+async fn dispatch(g: &Global, command: Command) -> Result<()> {
+    match command {
+        Command::Deploy(a) => deploy::run(g, *a).await,
+        Command::DeployFleet(a) => deploy_fleet::run(g, *a).await,
+        Command::Status(a) => status::run(g, a).await,
+        Command::Agents(a) => agents::run(g, a).await,
+        Command::Scale(a) => scale::run(g, a).await,
+        Command::SetLoad(a) => set_load::run(g, a).await,
+        Command::Stop(a) => stop::run(g, a).await,
+        Command::DeleteFleet(a) => delete_fleet::run(g, a).await,
+        Command::Watch(a) => watch::run(g, a).await,
+        Command::Probe(a) => probe::run(g, a).await,
+        Command::Report(a) => report::run(g, a).await,
+        Command::Drain(a) => drain::run(g, a).await,
+        Command::Rebalance => rebalance::run(g).await,
+        Command::Events(a) => events::run(g, a).await,
+        Command::Profiles(a) => profiles::run(g, a),
     }
 }
 

@@ -38,11 +38,13 @@ pub struct MqttFlags {
     /// Client id template [default: {device_id}].
     #[arg(long, value_name = "TEMPLATE")]
     pub client_id: Option<String>,
-    /// MQTT user name: a template, or env:VAR / file:/path read on the agent.
+    /// MQTT user name: a template, or env:PLURIBUS_SECRET_X / file:NAME read on the agent
+    /// (within its --secrets-env-prefix and --secrets-dir).
     #[arg(long, alias = "mqtt-username", value_name = "TEMPLATE")]
     pub username: Option<String>,
-    /// MQTT password: prefer env:VAR or file:/path (read on the agent, never stored in
-    /// NATS); a plain value is stored with the fleet. (NATS's is --nats-password.)
+    /// MQTT password: prefer env:PLURIBUS_SECRET_X or file:NAME (read on the agent within
+    /// its --secrets-env-prefix and --secrets-dir, never stored in NATS); a plain value is
+    /// stored with the fleet. (NATS's is --nats-password.)
     #[arg(long, alias = "mqtt-password", value_name = "SECRET")]
     pub password: Option<String>,
     /// CA certificate (PEM) on the agents, for mqtts://.

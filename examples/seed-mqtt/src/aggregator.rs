@@ -156,7 +156,7 @@ impl SinkFactory for AggregatorFactory {
 #[derive(Debug)]
 pub struct AggregatorSink {
     cfg: Config,
-    inbound: mpsc::UnboundedSender<Inbound>,
+    inbound: mpsc::Sender<Inbound>,
     metrics: Arc<FleetMetrics>,
     /// Open devices by index.
     devices: HashMap<u64, Client>,
@@ -286,7 +286,7 @@ struct Driver {
     device_id: String,
     index: u64,
     metrics_topic: String,
-    inbound: mpsc::UnboundedSender<Inbound>,
+    inbound: mpsc::Sender<Inbound>,
     metrics: Arc<FleetMetrics>,
     stop: CancellationToken,
     /// Told once, at the first SUBACK.
@@ -335,7 +335,9 @@ async fn drive(mut d: Driver) {
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == d.metrics_topic => {
-                let _ = d.inbound.send(Inbound {
+                // The shard's queue is bounded: a full queue drops the message (the
+                // agent counts what its own sinks drop; this example just skips it).
+                let _ = d.inbound.try_send(Inbound {
                     index: d.index,
                     payload: p.payload,
                 });
@@ -417,7 +419,7 @@ mod tests {
 
     #[tokio::test]
     async fn client_ids_render_per_device_and_must_be_unique() {
-        let (tx, _rx) = mpsc::unbounded_channel();
+        let (tx, _rx) = mpsc::channel(16);
         let cfg = Config::from_spec(
             &spec(
                 serde_json::json!({"broker": "mqtt://127.0.0.1:1", "clientid": "{fleet}-{index}"}),

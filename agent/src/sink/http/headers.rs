@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use hyper::header::{HeaderName, HeaderValue};
 use pluribus_common::spec::HeaderSource;
 
+use crate::secrets::Secrets;
 use crate::sink::SinkError;
 
 /// The headers of a spec, ready to send. Values read from `env:` or `file:` are marked
 /// sensitive (kept out of debug output).
 pub fn resolve(
     headers: &BTreeMap<String, String>,
+    secrets: &Secrets,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, SinkError> {
     headers
         .iter()
@@ -22,19 +24,12 @@ pub fn resolve(
             let source = HeaderSource::parse(raw);
             let text = match source {
                 HeaderSource::Literal(v) => v.to_string(),
-                HeaderSource::Env(var) => std::env::var(var).map_err(|_| {
-                    bad(format!(
-                        "the environment variable {var} is not set on this agent: set it where pluribus-agent starts"
-                    ))
-                })?,
-                HeaderSource::File(path) => std::fs::read_to_string(path)
-                    .map_err(|e| {
-                        bad(format!(
-                            "cannot read {path} on this agent ({e}): create it, readable by the agent"
-                        ))
-                    })?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_string(),
+                HeaderSource::Env(var) => secrets
+                    .env(&format!("sink.headers.{name}"), var)
+                    .map_err(SinkError)?,
+                HeaderSource::File(path) => secrets
+                    .file(&format!("sink.headers.{name}"), path)
+                    .map_err(SinkError)?,
             };
             let mut v = HeaderValue::try_from(text).map_err(|_| {
                 bad(format!(
@@ -50,10 +45,19 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::SecretPolicy;
+
+    fn secrets() -> Secrets {
+        Secrets::new(SecretPolicy {
+            dir: Some(std::env::temp_dir()),
+            ..Default::default()
+        })
+        .expect("secrets")
+    }
 
     fn one(name: &str, raw: &str) -> Result<HeaderValue, SinkError> {
         let h = BTreeMap::from([(name.to_string(), raw.to_string())]);
-        resolve(&h).map(|mut v| v.remove(0).1)
+        resolve(&h, &secrets()).map(|mut v| v.remove(0).1)
     }
 
     #[test]
@@ -65,35 +69,46 @@ mod tests {
 
     #[test]
     fn env_values_come_from_the_agent() {
-        std::env::set_var("PLURIBUS_TEST_HTTP_HEADER_TOKEN", "s3cret");
-        let v = one("Authorization", "env:PLURIBUS_TEST_HTTP_HEADER_TOKEN").expect("env");
+        std::env::set_var("PLURIBUS_SECRET_TEST_HTTP_HEADER_TOKEN", "s3cret");
+        let v = one(
+            "Authorization",
+            "env:PLURIBUS_SECRET_TEST_HTTP_HEADER_TOKEN",
+        )
+        .expect("env");
         assert_eq!(v, "s3cret");
         assert!(v.is_sensitive());
-        let e = one("Authorization", "env:PLURIBUS_TEST_HTTP_HEADER_UNSET").expect_err("unset");
+        let e = one(
+            "Authorization",
+            "env:PLURIBUS_SECRET_TEST_HTTP_HEADER_UNSET",
+        )
+        .expect_err("unset");
         assert!(
-            e.0.contains("PLURIBUS_TEST_HTTP_HEADER_UNSET is not set"),
+            e.0.contains("PLURIBUS_SECRET_TEST_HTTP_HEADER_UNSET is not set"),
             "{e}"
         );
-        assert!(e.0.contains("Authorization"), "{e}");
+        assert!(e.0.contains("sink.headers.Authorization"), "{e}");
+        let e = one("Authorization", "env:HOME").expect_err("not allowed");
+        assert!(e.0.contains("--secrets-env-prefix"), "{e}");
     }
 
     #[test]
     fn file_values_lose_their_trailing_newline() {
-        let path =
-            std::env::temp_dir().join(format!("pluribus-http-header-{}", std::process::id()));
+        let name = format!("pluribus-http-header-{}", std::process::id());
+        let path = std::env::temp_dir().join(&name);
         std::fs::write(&path, "Bearer t0ken\n").expect("write");
-        let v = one("Authorization", &format!("file:{}", path.display())).expect("file");
+        let v = one("Authorization", &format!("file:{name}"));
         let _ = std::fs::remove_file(&path);
+        let v = v.expect("file");
         assert_eq!(v, "Bearer t0ken");
         assert!(v.is_sensitive());
-        let e = one("X-Key", "file:/nonexistent/pluribus/key").expect_err("missing");
-        assert!(e.0.contains("cannot read /nonexistent/pluribus/key"), "{e}");
+        let e = one("X-Key", "file:/nonexistent/pluribus/key").expect_err("outside");
+        assert!(e.0.contains("outside"), "{e}");
     }
 
     #[test]
     fn a_bad_value_is_refused() {
-        std::env::set_var("PLURIBUS_TEST_HTTP_HEADER_NL", "a\nb");
-        let e = one("X-A", "env:PLURIBUS_TEST_HTTP_HEADER_NL").expect_err("newline");
+        std::env::set_var("PLURIBUS_SECRET_TEST_HTTP_HEADER_NL", "a\nb");
+        let e = one("X-A", "env:PLURIBUS_SECRET_TEST_HTTP_HEADER_NL").expect_err("newline");
         assert!(e.0.contains("control character"), "{e}");
     }
 }

@@ -104,7 +104,7 @@ impl SinkFactory for HttpFactory {
         let url = cfg
             .url_template()
             .map_err(|e| SinkError(format!("bad http sink: {e}")))?;
-        let headers = headers::resolve(&cfg.headers)?;
+        let headers = headers::resolve(&cfg.headers, &ctx.secrets)?;
         let request = Request {
             client: self.client(&cfg)?,
             method: cfg.method,

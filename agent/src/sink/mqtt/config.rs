@@ -12,6 +12,7 @@ use pluribus_common::spec::{
 };
 use tokio_rustls::TlsConnector;
 
+use crate::secrets::Secrets;
 use crate::sink::{tls, SinkError};
 
 /// A text that is either a template or a secret read on the agent (used as is).
@@ -92,20 +93,13 @@ fn spec_err(e: pluribus_common::SpecError) -> SinkError {
     SinkError(e.to_string())
 }
 
-fn secret(field: &str, value: &str) -> Result<Text, SinkError> {
+fn secret(field: &str, value: &str, secrets: &Secrets) -> Result<Text, SinkError> {
     Ok(match SecretSource::of(value) {
-        SecretSource::Literal(t) => Text::Template(Template::parse(field, t, true).map_err(spec_err)?),
-        SecretSource::Env(var) => Text::Fixed(std::env::var(var).map_err(|_| {
-            SinkError(format!(
-                "{field}: environment variable {var} is not set on this agent: export it before starting pluribus-agent"
-            ))
-        })?),
-        SecretSource::File(path) => {
-            let s = std::fs::read_to_string(path).map_err(|e| {
-                SinkError(format!("{field}: cannot read {path} on this agent: {e}"))
-            })?;
-            Text::Fixed(s.trim_end_matches(['\r', '\n']).to_string())
+        SecretSource::Literal(t) => {
+            Text::Template(Template::parse(field, t, true).map_err(spec_err)?)
         }
+        SecretSource::Env(var) => Text::Fixed(secrets.env(field, var).map_err(SinkError)?),
+        SecretSource::File(path) => Text::Fixed(secrets.file(field, path).map_err(SinkError)?),
     })
 }
 
@@ -132,7 +126,10 @@ impl std::fmt::Debug for Resolved {
 
 impl Resolved {
     /// Parses and resolves a sink spec of type `mqtt`.
-    pub fn from_spec(spec: &SinkSpec) -> Result<(MqttSinkConfig, Self), SinkError> {
+    pub fn from_spec(
+        spec: &SinkSpec,
+        secrets: &Secrets,
+    ) -> Result<(MqttSinkConfig, Self), SinkError> {
         let c = spec.mqtt_config().map_err(spec_err)?;
         c.validate().map_err(spec_err)?;
         let brokers = c.broker_urls().map_err(spec_err)?;
@@ -156,12 +153,12 @@ impl Resolved {
             username: c
                 .username
                 .as_deref()
-                .map(|u| secret("sink.username", u))
+                .map(|u| secret("sink.username", u, secrets))
                 .transpose()?,
             password: c
                 .password
                 .as_deref()
-                .map(|p| secret("sink.password", p))
+                .map(|p| secret("sink.password", p, secrets))
                 .transpose()?,
             topic: c.topic_template().map_err(spec_err)?,
             command: c.command_template().map_err(spec_err)?,

@@ -45,7 +45,7 @@ pub struct Shared {
     /// The fleet's metrics.
     pub metrics: Arc<FleetMetrics>,
     /// Where commands go (the shard runner).
-    pub inbound: mpsc::UnboundedSender<Inbound>,
+    pub inbound: mpsc::Sender<Inbound>,
     /// The agent-wide connect pacer.
     pub pacer: Arc<Pacer>,
     /// The agent's events (`device_failed`).
@@ -58,7 +58,7 @@ impl Shared {
     pub fn new(
         cfg: Resolved,
         metrics: Arc<FleetMetrics>,
-        inbound: mpsc::UnboundedSender<Inbound>,
+        inbound: mpsc::Sender<Inbound>,
         pacer: Arc<Pacer>,
         events: Events,
     ) -> Self {
@@ -420,14 +420,18 @@ mod size_tests {
             "type": "mqtt", "brokers": ["mqtt://127.0.0.1:1"]
         }))
         .unwrap();
-        let (_, resolved) = super::super::config::Resolved::from_spec(&spec).unwrap();
+        let (_, resolved) = super::super::config::Resolved::from_spec(
+            &spec,
+            &crate::secrets::Secrets::new(Default::default()).unwrap(),
+        )
+        .unwrap();
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connect("nats://127.0.0.1:1")
             .await
             .unwrap();
         let ns = pluribus_common::subjects::Namespace::new("").unwrap();
-        let (tx, _rx) = mpsc::unbounded_channel();
+        let (tx, _rx) = mpsc::channel(1);
         let sh = Arc::new(Shared::new(
             resolved,
             Arc::default(),

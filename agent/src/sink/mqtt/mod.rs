@@ -61,7 +61,7 @@ impl MqttFactory {
 
 impl SinkFactory for MqttFactory {
     fn create(&self, spec: &SinkSpec, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
-        let (cfg, resolved) = config::Resolved::from_spec(spec)?;
+        let (cfg, resolved) = config::Resolved::from_spec(spec, &ctx.secrets)?;
         let shared = conn::Shared::new(
             resolved,
             ctx.metrics.clone(),

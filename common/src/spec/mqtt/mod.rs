@@ -277,9 +277,9 @@ fn secret(field: &str, value: &str) -> Result<(), SpecError> {
         SecretSource::Env(v) if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
             Err(SpecError::new(field, format!("'env:{v}' is not an environment variable name: write env:MQTT_PASSWORD")))
         }
-        SecretSource::File(p) if !p.starts_with('/') => Err(SpecError::new(
+        SecretSource::File(p) if p.is_empty() || p.split('/').any(|c| c == "..") => Err(SpecError::new(
             field,
-            format!("'file:{p}' must be an absolute path on the agent, e.g. file:/etc/pluribus/mqtt-password"),
+            format!("'file:{p}' must name a file under the agent's --secrets-dir, e.g. file:mqtt-password (no '..')"),
         )),
         _ => Ok(()),
     }

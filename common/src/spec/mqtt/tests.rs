@@ -134,7 +134,7 @@ fn errors_name_the_field() {
         "sink.password"
     );
     assert_eq!(
-        field(serde_json::json!({"password": "file:rel", "username": "u"})),
+        field(serde_json::json!({"password": "file:../rel", "username": "u"})),
         "sink.password"
     );
     assert_eq!(

@@ -169,10 +169,15 @@ fn handle(
                 MqttRole::Subscriber => command_topic.is_some_and(|c| c.as_bytes() == &topic[..]),
             };
             if is_command {
-                let _ = sh.inbound.send(Inbound {
+                let sent = sh.inbound.try_send(Inbound {
                     index: conn.index,
                     payload,
                 });
+                if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = sent {
+                    sh.metrics
+                        .commands_refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             } else {
                 sh.metrics.received(latency_us(&payload));
             }
