@@ -23,6 +23,7 @@ fn roles_config() -> String {
         .replace("pluribus.v1.", &format!("{NS}.pluribus.v1."))
         .replace("KV_pluribus_", &format!("KV_{NS}_pluribus_"))
         .replace("$KV.pluribus_", &format!("$KV.{NS}_pluribus_"))
+        .replace(".pluribus_events", &format!(".{NS}_pluribus_events"))
 }
 
 fn ctl_as(nats: &NatsServer, user: Option<(&str, &str)>, args: &[&str]) -> Output {
@@ -132,6 +133,9 @@ async fn roles_limit_what_each_credential_may_do() {
         &["watch", "--count", "1", "--interval", "200ms"],
     )
     .ok();
+    // ... and the event history the agent's stream kept ...
+    let out = ctl_as(&nats, VIEWER, &["events", "--since", "10m"]);
+    assert!(out.ok().stdout.contains("fleet_created"), "{}", out.stdout);
     // ... and may change nothing: each refusal is quick and names the role.
     for args in [
         &["deploy-fleet", "v", "--count", "1"][..],
