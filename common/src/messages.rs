@@ -130,6 +130,53 @@ pub struct FleetCounters {
     /// End-to-end latency of received messages (now minus the payload's `ts`), in µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receive_latency_us: Option<Hist>,
+    /// Faults the agent injected on purpose (network impairments), when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkCounters>,
+}
+
+/// Faults injected by an agent's network impairments, for one fleet (cumulative).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkCounters {
+    /// Messages dropped (loss, or a full delay queue).
+    #[serde(default)]
+    pub dropped: u64,
+    /// Messages sent twice.
+    #[serde(default)]
+    pub duplicated: u64,
+    /// Messages delayed (latency or the bandwidth cap).
+    #[serde(default)]
+    pub delayed: u64,
+    /// Messages held back behind later ones.
+    #[serde(default)]
+    pub reordered: u64,
+    /// Payloads mangled.
+    #[serde(default)]
+    pub corrupted: u64,
+    /// Messages that waited for the bandwidth cap.
+    #[serde(default)]
+    pub throttled: u64,
+    /// Delay added to delayed messages, in µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_delay_us: Option<Hist>,
+}
+
+impl NetworkCounters {
+    /// Adds another agent's counters.
+    pub fn merge(&mut self, o: &NetworkCounters) {
+        self.dropped += o.dropped;
+        self.duplicated += o.duplicated;
+        self.delayed += o.delayed;
+        self.reordered += o.reordered;
+        self.corrupted += o.corrupted;
+        self.throttled += o.throttled;
+        if let Some(h) = &o.added_delay_us {
+            match &mut self.added_delay_us {
+                Some(mine) => mine.merge(h),
+                None => self.added_delay_us = Some(h.clone()),
+            }
+        }
+    }
 }
 
 /// An agent's heartbeat: published on `hb.<id>` and kept in the agents bucket.

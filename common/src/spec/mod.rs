@@ -5,6 +5,7 @@ mod file;
 mod http;
 mod lenient;
 mod mqtt;
+pub mod network;
 mod sink;
 mod template;
 mod tls;
@@ -186,6 +187,9 @@ pub struct FleetSpec {
     /// Load shape: how devices come online and a fleet-wide message rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<crate::load::LoadSpec>,
+    /// Network impairments: a default, cohort overrides and a timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<network::NetworkSpec>,
 }
 
 fn default_shard_size() -> u32 {
@@ -207,6 +211,7 @@ impl FleetSpec {
             duration: None,
             seed: None,
             load: None,
+            network: None,
         }
     }
 
@@ -282,6 +287,9 @@ impl FleetSpec {
         }
         if let Some(load) = &self.load {
             load.validate(self.device_count())?;
+        }
+        if let Some(n) = &self.network {
+            n.validate("network")?;
         }
         if self.duration == Some(Duration::ZERO) {
             return Err(SpecError::new(
