@@ -475,6 +475,14 @@ pub enum EventKind {
         #[serde(default)]
         suppressed: u64,
     },
+    /// A fleet's runtime network rules changed (`pluribusctl network set` or `clear`).
+    NetworkChanged {
+        fleet: String,
+        /// What changed, e.g. `set cohort 10%: loss 5%` or `cleared 2 rules`.
+        change: String,
+        /// Runtime rules in force after the change.
+        rules: u64,
+    },
 }
 
 /// Most device ids in one devices_started / devices_stopped event.
@@ -496,6 +504,7 @@ impl EventKind {
             Self::DevicesStarted { .. } => "devices_started",
             Self::DevicesStopped { .. } => "devices_stopped",
             Self::DeviceFailed { .. } => "device_failed",
+            Self::NetworkChanged { .. } => "network_changed",
         }
     }
 }

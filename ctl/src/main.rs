@@ -7,6 +7,7 @@ mod cmd;
 mod connections;
 mod feed;
 mod figures;
+mod netfigures;
 mod output;
 mod probe;
 mod spark;

@@ -139,8 +139,7 @@ impl Impaired {
             return self.inner.send(dev, payload).await;
         };
         let now_us = now_us();
-        let (out, held) = net.impair(dev, payload, now_us);
-        for (delay_us, p) in out.into_iter().chain(held) {
+        for (delay_us, p) in net.impair(dev, payload, now_us) {
             if delay_us == 0 {
                 self.inner.send(dev, p).await?;
             } else {
@@ -234,14 +233,9 @@ impl Net {
         c
     }
 
-    /// Runs one message through the device's impairments: what to send with which delay
-    /// (0 = now), and a held-back message released by this one.
-    fn impair(
-        &mut self,
-        dev: &SinkDevice<'_>,
-        payload: Bytes,
-        now_us: u64,
-    ) -> (Vec<(u64, Bytes)>, Option<(u64, Bytes)>) {
+    /// Runs one message through the device's impairments: what to send, in order, each
+    /// with its delay (0 = now); a held-back message this one released comes last.
+    fn impair(&mut self, dev: &SinkDevice<'_>, payload: Bytes, now_us: u64) -> Vec<(u64, Bytes)> {
         let now_ms = now_us / 1000;
         if self.next_change_ms.is_some_and(|t| now_ms >= t) {
             self.gen += 1;
@@ -268,10 +262,10 @@ impl Net {
             }
         }
         let Some(d) = self.devs.get_mut(&dev.index) else {
-            return (vec![(0, payload)], None);
+            return vec![(0, payload)];
         };
         let Some(chain) = d.chain.clone() else {
-            return (vec![(0, payload)], None);
+            return vec![(0, payload)];
         };
         let seq = payload::seq(&payload).unwrap_or(d.counter);
         d.counter += 1;
@@ -293,7 +287,7 @@ impl Net {
         }
         if msg.dropped {
             m.dropped.fetch_add(1, Relaxed);
-            return (Vec::new(), None);
+            return Vec::new();
         }
         if msg.delay_us > 0 {
             m.delayed.fetch_add(1, Relaxed);
@@ -310,18 +304,17 @@ impl Net {
         if msg.hold > 0 && d.held.is_none() {
             m.reordered.fetch_add(1, Relaxed);
             d.held = Some((msg.payload, msg.hold));
-            return (out, None);
+            return out;
         }
         out.push((msg.delay_us, msg.payload));
         // This message passes a held one: the held one goes after it.
-        let mut released = None;
         if let Some((_, left)) = &mut d.held {
             *left -= 1;
             if *left == 0 {
-                released = d.held.take().map(|(p, _)| (msg.delay_us, p));
+                out.extend(d.held.take().map(|(p, _)| (msg.delay_us, p)));
             }
         }
-        (out, released)
+        out
     }
 
     fn enqueue(&mut self, dev: &SinkDevice<'_>, due_us: u64, payload: Bytes) {
@@ -348,5 +341,99 @@ impl Net {
             self.ctx.metrics.net.add_delays(&self.delays);
             self.delays.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use pluribus_common::spec::network::plan::RuntimeRule;
+    use pluribus_common::spec::network::{ChanceSpec, NetRule, ReorderSpec};
+    use std::sync::Mutex;
+
+    /// Records what reaches it.
+    struct Recorder(Arc<Mutex<Vec<u64>>>);
+
+    #[async_trait]
+    impl Sink for Recorder {
+        async fn send(&mut self, _dev: &SinkDevice<'_>, p: Bytes) -> Result<(), SinkError> {
+            let seq = payload::seq(&p).unwrap_or(u64::MAX);
+            self.0.lock().unwrap().push(seq);
+            Ok(())
+        }
+    }
+
+    fn impaired(rule: NetRule) -> (Impaired, Arc<Mutex<Vec<u64>>>, Arc<FleetMetrics>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut s = Impaired::new(Box::new(Recorder(seen.clone())));
+        let metrics = Arc::new(FleetMetrics::default());
+        let ctx = NetContext {
+            fleet: Arc::from("f"),
+            seed: 1,
+            start_ms: 0,
+            metrics: metrics.clone(),
+        };
+        let rules = [RuntimeRule {
+            rule,
+            since_ms: 0,
+            until_ms: None,
+        }];
+        s.set_plan(NetPlan::new(None, &rules, 0, 1), &ctx);
+        (s, seen, metrics)
+    }
+
+    async fn send_seqs(s: &mut Impaired, n: u64) {
+        let dev = SinkDevice {
+            device_id: "d-1",
+            fleet: "f",
+            index: 1,
+        };
+        for k in 0..n {
+            let p = format!(r#"{{"seq":{k},"ts":1}}"#);
+            s.send(&dev, Bytes::from(p)).await.unwrap();
+        }
+        s.close_device(&dev).await;
+    }
+
+    #[tokio::test]
+    async fn reordered_messages_go_out_behind_the_next_ones_and_are_counted() {
+        let (mut s, seen, m) = impaired(NetRule {
+            reorder: Some(ReorderSpec {
+                probability: 1.0,
+                gap: 2,
+            }),
+            ..NetRule::default()
+        });
+        send_seqs(&mut s, 6).await;
+        assert_eq!(*seen.lock().unwrap(), [1, 2, 0, 4, 5, 3]);
+        assert_eq!(m.net.reordered.load(Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn duplicates_arrive_twice_and_are_counted() {
+        let (mut s, seen, m) = impaired(NetRule {
+            duplicate: Some(ChanceSpec { probability: 1.0 }),
+            ..NetRule::default()
+        });
+        send_seqs(&mut s, 3).await;
+        assert_eq!(*seen.lock().unwrap(), [0, 0, 1, 1, 2, 2]);
+        assert_eq!(m.net.duplicated.load(Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn without_rules_the_sink_is_left_alone() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut s = Impaired::new(Box::new(Recorder(seen.clone())));
+        let ctx = NetContext {
+            fleet: Arc::from("f"),
+            seed: 1,
+            start_ms: 0,
+            metrics: Arc::new(FleetMetrics::default()),
+        };
+        s.set_plan(NetPlan::default(), &ctx);
+        assert!(s.net.is_none());
+        send_seqs(&mut s, 3).await;
+        assert_eq!(*seen.lock().unwrap(), [0, 1, 2]);
     }
 }

@@ -66,6 +66,11 @@ fn line(e: &Event) -> String {
             device_ids.len(),
             id_span(device_ids)
         ),
+        EventKind::NetworkChanged {
+            fleet,
+            change,
+            rules,
+        } => format!("fleet={fleet} change={change:?} runtime_rules={rules}"),
         EventKind::DeviceFailed {
             fleet,
             agent_id,

@@ -9,6 +9,7 @@ mod events;
 mod http_flags;
 pub mod load_flags;
 mod mqtt_flags;
+mod network;
 mod probe;
 mod profiles;
 mod rebalance;
@@ -81,6 +82,10 @@ pub enum Command {
     Events(events::Args),
     /// List the built-in device profiles, or print one (`profiles show NAME`).
     Profiles(profiles::Args),
+    /// Impair a running fleet's network (latency, loss, duplicates, reordering, bandwidth,
+    /// corruption, clock skew) for all or a cohort of its devices, for ever or --for a
+    /// while; clear it; show what is in force; list the presets.
+    Network(network::Args),
 }
 
 /// The global flags, given to every command.
@@ -155,6 +160,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Rebalance => rebalance::run(&g).await,
         Command::Events(a) => events::run(&g, a).await,
         Command::Profiles(a) => profiles::run(&g, a),
+        Command::Network(a) => network::run(&g, a).await,
     }
 }
 

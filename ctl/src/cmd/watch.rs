@@ -215,6 +215,15 @@ fn render(f: &Frame, history: &History, utf8: bool) -> String {
     for (fleet, load) in &f.loads {
         out.push_str(&format!("load of {fleet}: {load}\n"));
     }
+    for r in &f.fleets {
+        if let Some(n) = &r.figures.network {
+            out.push_str(&format!(
+                "network of {} injected: {}\n",
+                r.name,
+                n.describe()
+            ));
+        }
+    }
     let conns = crate::connections::table(&f.connections);
     if !conns.is_empty() {
         out.push('\n');
