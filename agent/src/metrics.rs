@@ -154,6 +154,16 @@ pub struct NetMetrics {
     pub corrupted: AtomicU64,
     /// Messages that waited for the bandwidth cap.
     pub throttled: AtomicU64,
+    /// Messages kept by offline devices.
+    pub buffered: AtomicU64,
+    /// Buffered messages sent when their device came back.
+    pub flushed: AtomicU64,
+    /// Messages an offline device lost (full buffer, or stopped while offline).
+    pub buffer_dropped: AtomicU64,
+    /// Devices that went offline.
+    pub partitions_started: AtomicU64,
+    /// Devices that came back.
+    pub partitions_ended: AtomicU64,
     added_delay_us: Mutex<Option<Hist>>,
 }
 
@@ -176,6 +186,11 @@ impl NetMetrics {
             reordered: self.reordered.load(Relaxed),
             corrupted: self.corrupted.load(Relaxed),
             throttled: self.throttled.load(Relaxed),
+            buffered: self.buffered.load(Relaxed),
+            flushed: self.flushed.load(Relaxed),
+            buffer_dropped: self.buffer_dropped.load(Relaxed),
+            partitions_started: self.partitions_started.load(Relaxed),
+            partitions_ended: self.partitions_ended.load(Relaxed),
             added_delay_us: lock(&self.added_delay_us)
                 .as_ref()
                 .filter(|h| h.count() > 0)

@@ -223,6 +223,44 @@ const SERIES: &[(&str, &str, &str, Getter)] = &[
         "Messages that waited for a network bandwidth cap.",
         |c| c.network.as_ref().map_or(0.0, |n| n.throttled as f64),
     ),
+    (
+        "pluribus_network_buffered_total",
+        "counter",
+        "Messages kept by offline (partitioned) devices.",
+        |c| c.network.as_ref().map_or(0.0, |n| n.buffered as f64),
+    ),
+    (
+        "pluribus_network_flushed_total",
+        "counter",
+        "Buffered messages sent when their device came back.",
+        |c| c.network.as_ref().map_or(0.0, |n| n.flushed as f64),
+    ),
+    (
+        "pluribus_network_buffer_dropped_total",
+        "counter",
+        "Messages offline devices lost (full buffer, or stopped while offline).",
+        |c| c.network.as_ref().map_or(0.0, |n| n.buffer_dropped as f64),
+    ),
+    (
+        "pluribus_network_partitions_started_total",
+        "counter",
+        "Devices that went offline.",
+        |c| {
+            c.network
+                .as_ref()
+                .map_or(0.0, |n| n.partitions_started as f64)
+        },
+    ),
+    (
+        "pluribus_network_partitions_ended_total",
+        "counter",
+        "Devices that came back from offline.",
+        |c| {
+            c.network
+                .as_ref()
+                .map_or(0.0, |n| n.partitions_ended as f64)
+        },
+    ),
 ];
 
 /// Summaries: name, help, histogram (in µs).

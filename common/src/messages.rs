@@ -156,6 +156,21 @@ pub struct NetworkCounters {
     /// Messages that waited for the bandwidth cap.
     #[serde(default)]
     pub throttled: u64,
+    /// Messages kept by offline (partitioned) devices.
+    #[serde(default)]
+    pub buffered: u64,
+    /// Buffered messages sent when their device came back.
+    #[serde(default)]
+    pub flushed: u64,
+    /// Messages offline devices lost (full buffer, or stopped while offline).
+    #[serde(default)]
+    pub buffer_dropped: u64,
+    /// Devices that went offline (a partition started for them).
+    #[serde(default)]
+    pub partitions_started: u64,
+    /// Devices that came back.
+    #[serde(default)]
+    pub partitions_ended: u64,
     /// Delay added to delayed messages, in µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub added_delay_us: Option<Hist>,
@@ -170,6 +185,11 @@ impl NetworkCounters {
         self.reordered += o.reordered;
         self.corrupted += o.corrupted;
         self.throttled += o.throttled;
+        self.buffered += o.buffered;
+        self.flushed += o.flushed;
+        self.buffer_dropped += o.buffer_dropped;
+        self.partitions_started += o.partitions_started;
+        self.partitions_ended += o.partitions_ended;
         if let Some(h) = &o.added_delay_us {
             match &mut self.added_delay_us {
                 Some(mine) => mine.merge(h),

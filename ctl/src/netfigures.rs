@@ -23,6 +23,16 @@ pub struct NetFigures {
     pub corrupted: u64,
     /// Messages that waited for a bandwidth cap.
     pub throttled: u64,
+    /// Messages kept by offline devices.
+    pub buffered: u64,
+    /// Buffered messages sent when their device came back.
+    pub flushed: u64,
+    /// Messages offline devices lost.
+    pub buffer_dropped: u64,
+    /// Devices that went offline.
+    pub partitions_started: u64,
+    /// Devices that came back.
+    pub partitions_ended: u64,
     /// Percentiles of the delay added (µs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub added_delay_us: Option<Quantiles>,
@@ -49,6 +59,11 @@ impl NetFigures {
         self.reordered += delta(now.reordered, b.reordered);
         self.corrupted += delta(now.corrupted, b.corrupted);
         self.throttled += delta(now.throttled, b.throttled);
+        self.buffered += delta(now.buffered, b.buffered);
+        self.flushed += delta(now.flushed, b.flushed);
+        self.buffer_dropped += delta(now.buffer_dropped, b.buffer_dropped);
+        self.partitions_started += delta(now.partitions_started, b.partitions_started);
+        self.partitions_ended += delta(now.partitions_ended, b.partitions_ended);
         if let Some(h) = &now.added_delay_us {
             let mut h = h.clone();
             if span {
@@ -70,6 +85,11 @@ impl NetFigures {
             ("reordered", self.reordered),
             ("corrupted", self.corrupted),
             ("throttled", self.throttled),
+            ("devices went offline", self.partitions_started),
+            ("came back", self.partitions_ended),
+            ("buffered", self.buffered),
+            ("flushed", self.flushed),
+            ("lost from offline buffers", self.buffer_dropped),
         ] {
             if v > 0 {
                 parts.push(format!("{n} {v}"));

@@ -465,3 +465,115 @@ async fn bad_network_input_names_the_field() {
     let shown = c.ctl(&["network", "show", "bad", "--json"]).ok().json();
     assert_eq!(shown["rules"].as_array().map(Vec::len), Some(0), "{shown}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_offline_cohort_buffers_and_flushes_with_original_seq_and_ts() {
+    let mut c = Cluster::new("net-off");
+    c.agent("a1", &[]);
+    c.wait_agents(1).await;
+    let client = c.client().await;
+    let mut sub = client.subscribe("netoff.>").await.expect("subscribe");
+    client.flush().await.expect("flush");
+    c.ctl(&[
+        "deploy-fleet",
+        "sf",
+        "--count",
+        "10",
+        "--interval",
+        "100ms",
+        "--sink",
+        "nats",
+        "--subject",
+        "netoff.{device_id}",
+    ])
+    .ok();
+    let all = ids("sf", 10);
+    until_all(
+        &mut sub,
+        &all,
+        "every device sending",
+        Duration::from_secs(30),
+        |_| true,
+    )
+    .await;
+    // A second of normal traffic, so that every device's gap lies inside what is seen.
+    let mut seen = receive(&mut sub, Duration::from_secs(1)).await;
+    // Devices 0..5 offline for 4 s, keeping their 10 newest messages (~40 are produced).
+    c.ctl(&[
+        "network",
+        "set",
+        "sf",
+        "--cohort",
+        "0..5",
+        "--offline",
+        "--for",
+        "4s",
+        "--buffer",
+        "10",
+    ])
+    .ok();
+    seen.extend(receive(&mut sub, Duration::from_secs(8)).await);
+    let mut per: BTreeMap<String, Vec<&Got>> = BTreeMap::new();
+    for g in &seen {
+        per.entry(g.id.clone()).or_default().push(g);
+    }
+    let mut gaps = 0;
+    for (id, msgs) in &per {
+        let index: u64 = id.rsplit('-').next().unwrap().parse().unwrap();
+        // In order, never twice.
+        assert!(
+            msgs.windows(2).all(|w| w[1].seq > w[0].seq),
+            "{id}: out of order"
+        );
+        let missing = msgs
+            .windows(2)
+            .map(|w| w[1].seq - w[0].seq - 1)
+            .sum::<u64>();
+        // Everything keeps its original ts: the true clock at its slot.
+        assert!(
+            msgs.iter()
+                .all(|g| (0..1_000).contains(&(g.ts - g.scheduled))),
+            "{id}"
+        );
+        let late = msgs.iter().filter(|g| g.at - g.ts > 150).count();
+        if index < 5 {
+            // One run of lost messages (the oldest), then the 10 kept ones arrive late.
+            assert!(
+                msgs.windows(2).filter(|w| w[1].seq != w[0].seq + 1).count() == 1,
+                "{id}: {:?} {}",
+                msgs.iter()
+                    .map(|g| (g.seq, g.at - g.ts))
+                    .collect::<Vec<_>>(),
+                c.ctl(&["report", "sf", "--json"]).ok().stdout
+            );
+            assert!(late >= 5, "{id}: {late} late messages");
+            gaps += missing;
+        } else {
+            assert_eq!(missing, 0, "{id}");
+        }
+    }
+    // The agent lost exactly the messages missing at the subscriber, and says so.
+    let net = wait_report(&c, "sf", |n| n["partitions_ended"] == 5).await;
+    assert_eq!(net["partitions_started"], 5, "{net}");
+    assert_eq!(net["buffer_dropped"].as_u64(), Some(gaps), "{net}");
+    // Every message kept was sent on return, except those a full buffer let go.
+    assert_eq!(
+        net["flushed"].as_u64().unwrap() + gaps,
+        net["buffered"].as_u64().unwrap(),
+        "{net}"
+    );
+}
+
+/// Polls `report --json` until the fleet's network figures satisfy `ok`.
+async fn wait_report(c: &Cluster, fleet: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c.ctl(&["report", fleet, "--json"]).ok().json();
+        let net = r["fleets"][0]["network"].clone();
+        if ok(&net) {
+            return net;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "report: {r}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

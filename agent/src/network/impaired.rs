@@ -9,6 +9,7 @@ use bytes::Bytes;
 use pluribus_common::spec::network::plan::NetPlan;
 use pluribus_common::spec::network::Impairments;
 
+use super::offline::{Offline, Stored};
 use super::{payload, rng::Rng, Chain, DevState, Msg};
 use crate::metrics::FleetMetrics;
 use crate::shard::schedule::stable_hash;
@@ -60,6 +61,10 @@ struct Dev {
     state: DevState,
     /// A reordered message and how many later ones must pass it first.
     held: Option<(Bytes, u32)>,
+    /// Offline: the messages it keeps until it is back.
+    offline: Option<Box<Offline>>,
+    /// Back from offline: new messages wait until the buffer is flushed (µs).
+    flushing_until_us: u64,
 }
 
 struct Delayed {
@@ -156,6 +161,12 @@ impl Impaired {
                 if let Some((p, _)) = d.held {
                     let _ = self.inner.send(dev, p).await;
                 }
+                // A device that stops while offline never gets its buffer out.
+                if let Some(o) = d.offline {
+                    let m = &net.ctx.metrics.net;
+                    m.buffer_dropped.fetch_add(o.len() as u64, Relaxed);
+                    m.partitions_ended.fetch_add(1, Relaxed);
+                }
             }
         }
         self.inner.close_device(dev).await
@@ -251,6 +262,8 @@ impl Net {
             counter: 0,
             state: DevState::default(),
             held: None,
+            offline: None,
+            flushing_until_us: 0,
         });
         if d.gen != gen {
             d.gen = gen;
@@ -264,8 +277,41 @@ impl Net {
         let Some(d) = self.devs.get_mut(&dev.index) else {
             return vec![(0, payload)];
         };
-        let Some(chain) = d.chain.clone() else {
-            return vec![(0, payload)];
+        let m = &self.ctx.metrics.net;
+        let chain = d.chain.clone();
+        // Offline: keep the message for later.
+        if let Some(spec) = chain.as_ref().and_then(|c| c.from.offline.as_ref()) {
+            let o = d.offline.get_or_insert_with(|| {
+                m.partitions_started.fetch_add(1, Relaxed);
+                Box::default()
+            });
+            match o.store(spec, payload) {
+                Stored::Kept => {
+                    m.buffered.fetch_add(1, Relaxed);
+                }
+                Stored::KeptDroppedOldest => {
+                    m.buffered.fetch_add(1, Relaxed);
+                    m.buffer_dropped.fetch_add(1, Relaxed);
+                }
+                Stored::Dropped => {
+                    m.buffer_dropped.fetch_add(1, Relaxed);
+                }
+            }
+            return Vec::new();
+        }
+        // Back: the buffer goes first, then this message.
+        let mut out = Vec::new();
+        if let Some(o) = d.offline.take() {
+            m.partitions_ended.fetch_add(1, Relaxed);
+            out.extend(o.flush());
+            m.flushed.fetch_add(out.len() as u64, Relaxed);
+            let last = out.last().map_or(0, |(delay, _)| *delay);
+            d.flushing_until_us = now_us + last;
+        }
+        let not_before = d.flushing_until_us.saturating_sub(now_us);
+        let Some(chain) = chain else {
+            out.push((not_before, payload));
+            return out;
         };
         let seq = payload::seq(&payload).unwrap_or(d.counter);
         d.counter += 1;
@@ -281,13 +327,13 @@ impl Net {
             corrupted: false,
         };
         chain.apply(&mut msg, &mut d.state, &mut rng);
-        let m = &self.ctx.metrics.net;
+        msg.delay_us = msg.delay_us.max(not_before);
         if msg.corrupted {
             m.corrupted.fetch_add(1, Relaxed);
         }
         if msg.dropped {
             m.dropped.fetch_add(1, Relaxed);
-            return Vec::new();
+            return out;
         }
         if msg.delay_us > 0 {
             m.delayed.fetch_add(1, Relaxed);
@@ -296,7 +342,6 @@ impl Net {
         if msg.throttle_us > 0 {
             m.throttled.fetch_add(1, Relaxed);
         }
-        let mut out = Vec::with_capacity(2);
         if msg.duplicated {
             m.duplicated.fetch_add(1, Relaxed);
             out.push((msg.delay_us, msg.payload.clone()));

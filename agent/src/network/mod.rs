@@ -1,5 +1,7 @@
 //! Network impairments at the message layer, between a device and its sink: latency,
-//! loss, duplication, reordering, a bandwidth cap, corruption and a skewed clock.
+//! loss, duplication, reordering, a bandwidth cap, corruption, a skewed clock, and being
+//! offline with store and forward (`offline.rs`, kept by [`Impaired`] itself since it
+//! holds messages rather than transforming one).
 //!
 //! One trait ([`Impairment`]), one file per implementation. A shard runner wraps each of
 //! its sinks in an [`Impaired`]: while the fleet has no network rules the wrapper is a
@@ -16,6 +18,7 @@ mod duplicate;
 mod impaired;
 mod latency;
 mod loss;
+mod offline;
 mod payload;
 mod reorder;
 pub mod rng;

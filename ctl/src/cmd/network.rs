@@ -11,8 +11,8 @@ use pluribus_common::record::FleetRecord;
 use pluribus_common::spec::network::plan::{PlannedRule, RuntimeRule};
 use pluribus_common::spec::network::{
     parse_signed_ms, BandwidthSpec, ChanceSpec, ClockSpec, Cohort, CorruptMode, CorruptSpec,
-    Distribution, GilbertSpec, Impairments, LatencySpec, LossSpec, NetRule, ReorderSpec, MAX_RULES,
-    PRESETS,
+    Distribution, DropPolicy, GilbertSpec, Impairments, LatencySpec, LossSpec, NetRule,
+    OfflineSpec, ReorderSpec, MAX_RULES, PRESETS,
 };
 use pluribus_common::time::now_ms;
 use pluribus_common::wire::encode;
@@ -107,6 +107,28 @@ pub struct SetArgs {
     /// Drift of the devices' clocks, in parts per million.
     #[arg(long, allow_hyphen_values = true)]
     pub clock_drift_ppm: Option<f64>,
+    /// Offline (a partition; use with --for): devices keep producing and buffer their
+    /// messages, then send them with their original ts and seq when the rule ends.
+    #[arg(long)]
+    pub offline: bool,
+    /// Most messages a device buffers while offline (0: it loses them all).
+    #[arg(long, default_value_t = 1000, requires = "offline")]
+    pub buffer: u32,
+    /// Which messages a full buffer loses: oldest, newest.
+    #[arg(long, value_enum, default_value = "oldest", requires = "offline")]
+    pub buffer_drop: DropArg,
+    /// Messages per second per device when the buffer is flushed (0: at once).
+    #[arg(long, default_value_t = 0.0, requires = "offline")]
+    pub flush_rate: f64,
+}
+
+/// Which messages a full offline buffer loses.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DropArg {
+    /// The oldest make room.
+    Oldest,
+    /// The new ones are lost.
+    Newest,
 }
 
 /// `network clear` arguments.
@@ -257,6 +279,14 @@ impl SetArgs {
                 },
             }),
             clock,
+            offline: self.offline.then_some(OfflineSpec {
+                buffer: self.buffer,
+                drop: match self.buffer_drop {
+                    DropArg::Oldest => DropPolicy::Oldest,
+                    DropArg::Newest => DropPolicy::Newest,
+                },
+                flush_rate: self.flush_rate,
+            }),
         };
         rule.validate("--")
             .map_err(|e| anyhow!("bad network rule: {e}"))?;
@@ -411,6 +441,20 @@ pub fn describe(i: &Impairments) -> String {
             "clock {:+}ms, drift {} ppm",
             c.offset_ms, c.drift_ppm
         ));
+    }
+    if let Some(o) = &i.offline {
+        let rate = if o.flush_rate > 0.0 {
+            format!("{}/s", o.flush_rate)
+        } else {
+            "at once".into()
+        };
+        parts.push(
+            format!(
+                "offline (buffer {}, drop {:?}, flush {rate})",
+                o.buffer, o.drop
+            )
+            .to_lowercase(),
+        );
     }
     parts.join(", ")
 }

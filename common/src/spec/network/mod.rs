@@ -24,6 +24,8 @@ use crate::SpecError;
 pub const MAX_DELAY: Duration = Duration::from_secs(600);
 /// Most messages a reordered message may be held back behind.
 pub const MAX_REORDER_GAP: u32 = 1000;
+/// Most messages a device may buffer while offline.
+pub const MAX_OFFLINE_BUFFER: u32 = 100_000;
 /// Most rules a fleet may carry (file and runtime together).
 pub const MAX_RULES: usize = 64;
 
@@ -144,6 +146,10 @@ pub struct NetRule {
     /// The device's clock: offset and drift of the `ts` it reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<ClockSpec>,
+    /// Offline (a partition; `partition: {}` says the same): messages are kept on the
+    /// device and sent when it is back.
+    #[serde(default, alias = "partition", skip_serializing_if = "Option::is_none")]
+    pub offline: Option<OfflineSpec>,
 }
 
 /// The impairments themselves. Absent means "not set here" (a lower rule's setting, or
@@ -172,6 +178,9 @@ pub struct Impairments {
     /// The device's clock: offset and drift of the `ts` it reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<ClockSpec>,
+    /// Offline (a partition): messages are kept on the device and sent when it is back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline: Option<OfflineSpec>,
 }
 
 impl Impairments {
@@ -180,7 +189,7 @@ impl Impairments {
         macro_rules! take {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f.clone(); } )* };
         }
-        take!(latency, loss, duplicate, reorder, bandwidth, corrupt, clock);
+        take!(latency, loss, duplicate, reorder, bandwidth, corrupt, clock, offline);
     }
 
     /// True when nothing is impaired (every setting absent or a no-op).
@@ -192,6 +201,7 @@ impl Impairments {
             && self.bandwidth.is_none()
             && self.corrupt.as_ref().is_none_or(|c| c.probability == 0.0)
             && self.clock.as_ref().is_none_or(ClockSpec::is_off)
+            && self.offline.is_none()
     }
 
     fn validate(&self, prefix: &str) -> Result<(), SpecError> {
@@ -224,6 +234,23 @@ impl Impairments {
         }
         if let Some(c) = &self.corrupt {
             probability(&f("corrupt.probability"), c.probability)?;
+        }
+        if let Some(o) = &self.offline {
+            if o.buffer > MAX_OFFLINE_BUFFER {
+                return Err(SpecError::new(
+                    f("offline.buffer"),
+                    format!(
+                        "{} is above the limit of {MAX_OFFLINE_BUFFER} messages per device",
+                        o.buffer
+                    ),
+                ));
+            }
+            if !(o.flush_rate.is_finite() && o.flush_rate >= 0.0) {
+                return Err(SpecError::new(
+                    f("offline.flush_rate"),
+                    "must be 0 (all at once) or a positive number of messages per second",
+                ));
+            }
         }
         if let Some(c) = &self.clock {
             if !c.drift_ppm.is_finite() || c.drift_ppm.abs() > 1e6 {
@@ -277,6 +304,7 @@ impl NetRule {
             bandwidth: self.bandwidth.clone(),
             corrupt: self.corrupt.clone(),
             clock: self.clock.clone(),
+            offline: self.offline.clone(),
         }
     }
 
@@ -435,6 +463,39 @@ pub struct BandwidthSpec {
     /// Bytes that may go at once (default: one second's worth).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burst_bytes: Option<u64>,
+}
+
+/// Which messages a full offline buffer loses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropPolicy {
+    /// The oldest buffered message makes room.
+    #[default]
+    Oldest,
+    /// The new message is lost.
+    Newest,
+}
+
+/// Offline with store and forward: while the rule is in force the device cannot reach its
+/// sink; it keeps producing and buffers up to `buffer` messages (0: it buffers nothing and
+/// loses them all), and when the rule ends it sends them with their original `ts` and
+/// `seq`, at `flush_rate` messages per second (0: at once), before new ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineSpec {
+    /// Most messages kept.
+    #[serde(default = "default_buffer")]
+    pub buffer: u32,
+    /// Which messages a full buffer loses.
+    #[serde(default)]
+    pub drop: DropPolicy,
+    /// Messages per second when flushing (0: all at once).
+    #[serde(default)]
+    pub flush_rate: f64,
+}
+
+fn default_buffer() -> u32 {
+    1000
 }
 
 /// How a corrupted payload is mangled.

@@ -10,7 +10,7 @@ fn parse(network: &str) -> Result<crate::spec::FleetSpec, crate::SpecError> {
 #[test]
 fn a_full_section_parses() {
     let s = parse(
-        "  default: {preset: 3g}\n  cohorts:\n    - {cohort: 20%, latency: {delay: 200ms, jitter: 50ms, distribution: normal}}\n    - {cohort: 0..10, clock: {offset: +30s, drift_ppm: 50}}\n  timeline:\n    - {at: 2m, for: 30s, cohort: 10%, loss: {probability: 1}}\n",
+        "  default: {preset: 3g}\n  cohorts:\n    - {cohort: 20%, latency: {delay: 200ms, jitter: 50ms, distribution: normal}}\n    - {cohort: 0..10, clock: {offset: +30s, drift_ppm: 50}}\n  timeline:\n    - {at: 2m, for: 30s, cohort: 10%, loss: {probability: 1}}\n    - {at: 5m, for: 10s, cohort: 0..50, partition: {}}\n",
     )
     .expect("valid");
     let n = s.network.expect("network");
