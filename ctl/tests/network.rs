@@ -107,6 +107,18 @@ async fn random_loss_is_what_the_subscriber_misses_exactly() {
         "name: loss\ncount: 20\nseed: 7\ndevice:\n  interval: 50ms\nsink:\n  type: nats\n  subject: netloss.{device_id}\nnetwork:\n  default:\n    loss: {probability: 0.05}\n",
     );
     c.ctl(&["deploy-fleet", "--file", &file]).ok();
+    // The probe reports its losses next to what the agents dropped on purpose.
+    let probe = ctl_bg(
+        &c,
+        &[
+            "probe",
+            "--subject",
+            "netloss.>",
+            "--duration",
+            "4s",
+            "--json",
+        ],
+    );
     // About 2000 slots, then stop the fleet and keep receiving what is still on its way.
     let mut seen: Vec<Got> = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -116,6 +128,17 @@ async fn random_loss_is_what_the_subscriber_misses_exactly() {
             _ => panic!("only {} messages within 60 s", seen.len()),
         }
     }
+    let p = probe.await.expect("join").ok().json();
+    let injected = &p["injected"]["loss"];
+    assert!(injected["dropped"].as_u64() > Some(0), "{p}");
+    assert!(p["lost"].as_u64() > Some(0), "{p}");
+    // The agents' figures come from heartbeats (every 500 ms here) around the probe's
+    // window: close to the probe's count, not exact.
+    let (lost, dropped) = (
+        p["lost"].as_u64().unwrap(),
+        injected["dropped"].as_u64().unwrap(),
+    );
+    assert!(lost.abs_diff(dropped) <= 5 + lost / 5, "{p}");
     let del = ctl_bg(&c, &["delete-fleet", "loss"]);
     let mut more = receive(&mut sub, Duration::from_secs(3)).await;
     del.await.expect("join").ok();
