@@ -495,6 +495,21 @@ pub enum EventKind {
         #[serde(default)]
         suppressed: u64,
     },
+    /// Devices of a shard went offline under a network rule (`offline`/`partition`);
+    /// one event per shard and second at most, counting the devices.
+    PartitionStarted {
+        fleet: String,
+        shard: u32,
+        agent_id: String,
+        devices: u64,
+    },
+    /// Devices of a shard came back from offline and flushed their buffers.
+    PartitionEnded {
+        fleet: String,
+        shard: u32,
+        agent_id: String,
+        devices: u64,
+    },
     /// A fleet's runtime network rules changed (`pluribusctl network set` or `clear`).
     NetworkChanged {
         fleet: String,
@@ -525,6 +540,8 @@ impl EventKind {
             Self::DevicesStopped { .. } => "devices_stopped",
             Self::DeviceFailed { .. } => "device_failed",
             Self::NetworkChanged { .. } => "network_changed",
+            Self::PartitionStarted { .. } => "partition_started",
+            Self::PartitionEnded { .. } => "partition_ended",
         }
     }
 }

@@ -496,6 +496,10 @@ async fn an_offline_cohort_buffers_and_flushes_with_original_seq_and_ts() {
     c.wait_agents(1).await;
     let client = c.client().await;
     let mut sub = client.subscribe("netoff.>").await.expect("subscribe");
+    let mut events = client
+        .subscribe(c.namespace().event_all())
+        .await
+        .expect("events");
     client.flush().await.expect("flush");
     c.ctl(&[
         "deploy-fleet",
@@ -575,6 +579,20 @@ async fn an_offline_cohort_buffers_and_flushes_with_original_seq_and_ts() {
             assert_eq!(missing, 0, "{id}");
         }
     }
+    // Events say which devices went offline and came back (and that the rule was set).
+    let mut count: BTreeMap<String, u64> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while count.get("partition_ended") != Some(&5) {
+        let m = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("partition events: {count:?}"))
+            .expect("event");
+        let e: Value = serde_json::from_slice(&m.payload).expect("event JSON");
+        let kind = e["event"].as_str().unwrap_or_default().to_string();
+        *count.entry(kind).or_default() += e["devices"].as_u64().unwrap_or(1);
+    }
+    assert_eq!(count.get("partition_started"), Some(&5), "{count:?}");
+    assert_eq!(count.get("network_changed"), Some(&1), "{count:?}");
     // The agent lost exactly the messages missing at the subscriber, and says so.
     let net = wait_report(&c, "sf", |n| n["partitions_ended"] == 5).await;
     assert_eq!(net["partitions_started"], 5, "{net}");

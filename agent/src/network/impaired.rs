@@ -50,6 +50,9 @@ struct Net {
     order: u64,
     /// Added delays (µs) since the last merge into the metrics.
     delays: Vec<u64>,
+    /// Devices that went offline, and came back, since the last [`Impaired::take_partitions`].
+    went_offline: u64,
+    came_back: u64,
 }
 
 struct Dev {
@@ -122,6 +125,8 @@ impl Impaired {
                     queue: BinaryHeap::new(),
                     order: 0,
                     delays: Vec::new(),
+                    went_offline: 0,
+                    came_back: 0,
                 }));
             }
             Some(net) => {
@@ -194,6 +199,17 @@ impl Impaired {
     pub async fn close(&mut self) {
         let _ = self.release_due(u64::MAX).await;
         self.inner.close().await
+    }
+
+    /// Devices that went offline and came back since the last call (for events).
+    pub fn take_partitions(&mut self) -> (u64, u64) {
+        match self.net.as_deref_mut() {
+            Some(n) => (
+                std::mem::take(&mut n.went_offline),
+                std::mem::take(&mut n.came_back),
+            ),
+            None => (0, 0),
+        }
     }
 
     /// When the next delayed message is due (µs since the epoch).
@@ -281,10 +297,11 @@ impl Net {
         let chain = d.chain.clone();
         // Offline: keep the message for later.
         if let Some(spec) = chain.as_ref().and_then(|c| c.from.offline.as_ref()) {
-            let o = d.offline.get_or_insert_with(|| {
+            if d.offline.is_none() {
                 m.partitions_started.fetch_add(1, Relaxed);
-                Box::default()
-            });
+                self.went_offline += 1;
+            }
+            let o = d.offline.get_or_insert_with(Box::default);
             match o.store(spec, payload) {
                 Stored::Kept => {
                     m.buffered.fetch_add(1, Relaxed);
@@ -303,6 +320,7 @@ impl Net {
         let mut out = Vec::new();
         if let Some(o) = d.offline.take() {
             m.partitions_ended.fetch_add(1, Relaxed);
+            self.came_back += 1;
             out.extend(o.flush());
             m.flushed.fetch_add(out.len() as u64, Relaxed);
             let last = out.last().map_or(0, |(delay, _)| *delay);

@@ -128,6 +128,9 @@ struct Runner {
     sinks: Vec<(SinkSpec, Impaired)>,
     /// What the network impairments need besides the fleet's rules.
     net: NetContext,
+    /// Devices gone offline / back since the last partition events, and when those went.
+    partitions: (u64, u64),
+    partitions_at: std::time::Instant,
     slots: Vec<Option<Slot>>,
     heap: BinaryHeap<Reverse<(u64, u32, u32)>>,
     gen: u32,
@@ -235,6 +238,8 @@ pub fn prepare(
             kinds,
             sinks,
             net,
+            partitions: (0, 0),
+            partitions_at: std::time::Instant::now(),
             slots: (0..width).map(|_| None).collect(),
             heap: BinaryHeap::new(),
             gen: 0,
@@ -343,6 +348,31 @@ impl Runner {
                 self.metrics.errors.fetch_add(1, Relaxed);
                 tracing::debug!(error = %e, "sink flush failed");
             }
+        }
+    }
+
+    /// Publishes `partition_started`/`partition_ended` for the devices that went offline or
+    /// came back, at most once a second per shard.
+    pub(crate) async fn partition_events(&mut self) {
+        for (_, s) in &mut self.sinks {
+            let (gone, back) = s.take_partitions();
+            self.partitions.0 += gone;
+            self.partitions.1 += back;
+        }
+        if self.partitions == (0, 0) || self.partitions_at.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        let (gone, back) = std::mem::take(&mut self.partitions);
+        self.partitions_at = std::time::Instant::now();
+        if gone > 0 {
+            self.events
+                .partition(&self.fleet, self.shard, false, gone)
+                .await;
+        }
+        if back > 0 {
+            self.events
+                .partition(&self.fleet, self.shard, true, back)
+                .await;
         }
     }
 

@@ -66,6 +66,18 @@ fn line(e: &Event) -> String {
             device_ids.len(),
             id_span(device_ids)
         ),
+        EventKind::PartitionStarted {
+            fleet,
+            shard,
+            agent_id,
+            devices,
+        }
+        | EventKind::PartitionEnded {
+            fleet,
+            shard,
+            agent_id,
+            devices,
+        } => format!("fleet={fleet} shard={shard} agent={agent_id} devices={devices}"),
         EventKind::NetworkChanged {
             fleet,
             change,
