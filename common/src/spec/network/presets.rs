@@ -71,7 +71,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "lossy-wifi",
-        about: "crowded Wi-Fi: 5 ms + pareto jitter (mean 20 ms), bursty loss (Gilbert-Elliott: ~6% in bursts), 0.5% duplicates, 1% reordered",
+        about: "crowded Wi-Fi: 5 ms + pareto jitter (mean 20 ms), bursty loss (Gilbert-Elliott: about 5% overall, mostly in bursts), 0.5% duplicates, 1% reordered",
         make: || Impairments {
             latency: Some(latency(5, 20, Distribution::Pareto, 0.0)),
             loss: Some(LossSpec {
