@@ -116,6 +116,28 @@ impl Events {
         }
     }
 
+    /// `partition_started` (`ended` false) or `partition_ended` for `devices` devices of a
+    /// shard.
+    pub async fn partition(&self, fleet: &str, shard: u32, ended: bool, devices: u64) {
+        let (fleet, agent_id) = (fleet.to_string(), self.agent_id().to_string());
+        self.publish(if ended {
+            EventKind::PartitionEnded {
+                fleet,
+                shard,
+                agent_id,
+                devices,
+            }
+        } else {
+            EventKind::PartitionStarted {
+                fleet,
+                shard,
+                agent_id,
+                devices,
+            }
+        })
+        .await;
+    }
+
     /// `device_failed`, unless this second's budget is spent: then it is counted (and the
     /// count reported with the next one) and `false` is returned, so the caller may try
     /// again at the device's next failure.

@@ -11,6 +11,7 @@ mod control;
 pub mod device;
 pub mod events;
 pub mod metrics;
+pub mod network;
 pub mod prometheus;
 pub mod registry;
 pub mod runtime;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use pluribus_common::hist::Hist;
-use pluribus_common::messages::FleetCounters;
+use pluribus_common::messages::{FleetCounters, NetworkCounters};
 
 use crate::saturation::{RateTracker, Reading};
 
@@ -43,6 +43,8 @@ pub struct FleetMetrics {
     pub commands_refused: AtomicU64,
     /// Messages received by subscriber devices.
     pub received: AtomicU64,
+    /// Faults injected by the network impairments.
+    pub net: NetMetrics,
     connect_failures: Mutex<BTreeMap<String, u64>>,
     responses: Mutex<BTreeMap<String, u64>>,
     // Histograms are made on first use: each costs ~190 KB, and a fleet of one device
@@ -135,7 +137,69 @@ impl FleetMetrics {
             responses: lock(&self.responses).clone(),
             received: self.received.load(Relaxed),
             receive_latency_us: hist(&self.receive_latency_us),
+            network: self.net.snapshot(),
         }
+    }
+}
+
+/// Faults injected by a fleet's network impairments on this agent.
+#[derive(Debug, Default)]
+pub struct NetMetrics {
+    /// Messages dropped.
+    pub dropped: AtomicU64,
+    /// Messages sent twice.
+    pub duplicated: AtomicU64,
+    /// Messages delayed.
+    pub delayed: AtomicU64,
+    /// Messages held back behind later ones.
+    pub reordered: AtomicU64,
+    /// Payloads mangled.
+    pub corrupted: AtomicU64,
+    /// Messages that waited for the bandwidth cap.
+    pub throttled: AtomicU64,
+    /// Messages kept by offline devices.
+    pub buffered: AtomicU64,
+    /// Buffered messages sent when their device came back.
+    pub flushed: AtomicU64,
+    /// Messages an offline device lost (full buffer, or stopped while offline).
+    pub buffer_dropped: AtomicU64,
+    /// Devices that went offline.
+    pub partitions_started: AtomicU64,
+    /// Devices that came back.
+    pub partitions_ended: AtomicU64,
+    added_delay_us: Mutex<Option<Hist>>,
+}
+
+impl NetMetrics {
+    /// Records a batch of added delays (µs).
+    pub fn add_delays(&self, values: &[u64]) {
+        let mut h = lock(&self.added_delay_us);
+        let h = h.get_or_insert_with(Hist::new);
+        for v in values {
+            h.record(*v);
+        }
+    }
+
+    /// The counters, or `None` if nothing was ever injected.
+    fn snapshot(&self) -> Option<NetworkCounters> {
+        let c = NetworkCounters {
+            dropped: self.dropped.load(Relaxed),
+            duplicated: self.duplicated.load(Relaxed),
+            delayed: self.delayed.load(Relaxed),
+            reordered: self.reordered.load(Relaxed),
+            corrupted: self.corrupted.load(Relaxed),
+            throttled: self.throttled.load(Relaxed),
+            buffered: self.buffered.load(Relaxed),
+            flushed: self.flushed.load(Relaxed),
+            buffer_dropped: self.buffer_dropped.load(Relaxed),
+            partitions_started: self.partitions_started.load(Relaxed),
+            partitions_ended: self.partitions_ended.load(Relaxed),
+            added_delay_us: lock(&self.added_delay_us)
+                .as_ref()
+                .filter(|h| h.count() > 0)
+                .cloned(),
+        };
+        (c != NetworkCounters::default()).then_some(c)
     }
 }
 

@@ -199,6 +199,80 @@ const SERIES: &[(&str, &str, &str, Getter)] = &[
         "Messages received by subscriber devices.",
         |c| c.received as f64,
     ),
+    (
+        "pluribus_network_dropped_total",
+        "counter",
+        "Messages the network impairments dropped on purpose.",
+        |c| c.network.as_ref().map_or(0.0, |n| n.dropped as f64),
+    ),
+    (
+        "pluribus_network_duplicated_total",
+        "counter",
+        "Messages the network impairments sent twice on purpose.",
+        |c| c.network.as_ref().map_or(0.0, |n| n.duplicated as f64),
+    ),
+    (
+        "pluribus_network_delayed_total",
+        "counter",
+        "Messages the network impairments delayed on purpose.",
+        |c| c.network.as_ref().map_or(0.0, |n| n.delayed as f64),
+    ),
+    (
+        "pluribus_network_reordered_total",
+        "counter",
+        "Messages the network impairments held back behind later ones.",
+        |c| c.network.as_ref().map_or(0.0, |n| n.reordered as f64),
+    ),
+    (
+        "pluribus_network_corrupted_total",
+        "counter",
+        "Payloads the network impairments mangled on purpose.",
+        |c| c.network.as_ref().map_or(0.0, |n| n.corrupted as f64),
+    ),
+    (
+        "pluribus_network_throttled_total",
+        "counter",
+        "Messages that waited for a network bandwidth cap.",
+        |c| c.network.as_ref().map_or(0.0, |n| n.throttled as f64),
+    ),
+    (
+        "pluribus_network_buffered_total",
+        "counter",
+        "Messages kept by offline (partitioned) devices.",
+        |c| c.network.as_ref().map_or(0.0, |n| n.buffered as f64),
+    ),
+    (
+        "pluribus_network_flushed_total",
+        "counter",
+        "Buffered messages sent when their device came back.",
+        |c| c.network.as_ref().map_or(0.0, |n| n.flushed as f64),
+    ),
+    (
+        "pluribus_network_buffer_dropped_total",
+        "counter",
+        "Messages offline devices lost (full buffer, or stopped while offline).",
+        |c| c.network.as_ref().map_or(0.0, |n| n.buffer_dropped as f64),
+    ),
+    (
+        "pluribus_network_partitions_started_total",
+        "counter",
+        "Devices that went offline.",
+        |c| {
+            c.network
+                .as_ref()
+                .map_or(0.0, |n| n.partitions_started as f64)
+        },
+    ),
+    (
+        "pluribus_network_partitions_ended_total",
+        "counter",
+        "Devices that came back from offline.",
+        |c| {
+            c.network
+                .as_ref()
+                .map_or(0.0, |n| n.partitions_ended as f64)
+        },
+    ),
 ];
 
 /// Summaries: name, help, histogram (in µs).
@@ -218,6 +292,11 @@ const SUMMARIES: &[(&str, &str, HistGetter)] = &[
         "pluribus_receive_latency_seconds",
         "End-to-end latency of messages received by subscriber devices, since the agent started.",
         |c| c.receive_latency_us.as_ref(),
+    ),
+    (
+        "pluribus_network_added_delay_seconds",
+        "Delay added by the network impairments to delayed messages, since the agent started.",
+        |c| c.network.as_ref().and_then(|n| n.added_delay_us.as_ref()),
     ),
 ];
 

@@ -138,6 +138,73 @@ pub struct FleetCounters {
     /// End-to-end latency of received messages (now minus the payload's `ts`), in µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receive_latency_us: Option<Hist>,
+    /// Faults the agent injected on purpose (network impairments), when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkCounters>,
+}
+
+/// Faults injected by an agent's network impairments, for one fleet (cumulative).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkCounters {
+    /// Messages dropped (loss, or a full delay queue).
+    #[serde(default)]
+    pub dropped: u64,
+    /// Messages sent twice.
+    #[serde(default)]
+    pub duplicated: u64,
+    /// Messages delayed (latency or the bandwidth cap).
+    #[serde(default)]
+    pub delayed: u64,
+    /// Messages held back behind later ones.
+    #[serde(default)]
+    pub reordered: u64,
+    /// Payloads mangled.
+    #[serde(default)]
+    pub corrupted: u64,
+    /// Messages that waited for the bandwidth cap.
+    #[serde(default)]
+    pub throttled: u64,
+    /// Messages kept by offline (partitioned) devices.
+    #[serde(default)]
+    pub buffered: u64,
+    /// Buffered messages sent when their device came back.
+    #[serde(default)]
+    pub flushed: u64,
+    /// Messages offline devices lost (full buffer, or stopped while offline).
+    #[serde(default)]
+    pub buffer_dropped: u64,
+    /// Devices that went offline (a partition started for them).
+    #[serde(default)]
+    pub partitions_started: u64,
+    /// Devices that came back.
+    #[serde(default)]
+    pub partitions_ended: u64,
+    /// Delay added to delayed messages, in µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_delay_us: Option<Hist>,
+}
+
+impl NetworkCounters {
+    /// Adds another agent's counters.
+    pub fn merge(&mut self, o: &NetworkCounters) {
+        self.dropped += o.dropped;
+        self.duplicated += o.duplicated;
+        self.delayed += o.delayed;
+        self.reordered += o.reordered;
+        self.corrupted += o.corrupted;
+        self.throttled += o.throttled;
+        self.buffered += o.buffered;
+        self.flushed += o.flushed;
+        self.buffer_dropped += o.buffer_dropped;
+        self.partitions_started += o.partitions_started;
+        self.partitions_ended += o.partitions_ended;
+        if let Some(h) = &o.added_delay_us {
+            match &mut self.added_delay_us {
+                Some(mine) => mine.merge(h),
+                None => self.added_delay_us = Some(h.clone()),
+            }
+        }
+    }
 }
 
 /// An agent's heartbeat: published on `hb.<id>` and kept in the agents bucket.
@@ -501,6 +568,29 @@ pub enum EventKind {
         #[serde(default)]
         suppressed: u64,
     },
+    /// Devices of a shard went offline under a network rule (`offline`/`partition`);
+    /// one event per shard and second at most, counting the devices.
+    PartitionStarted {
+        fleet: String,
+        shard: u32,
+        agent_id: String,
+        devices: u64,
+    },
+    /// Devices of a shard came back from offline and flushed their buffers.
+    PartitionEnded {
+        fleet: String,
+        shard: u32,
+        agent_id: String,
+        devices: u64,
+    },
+    /// A fleet's runtime network rules changed (`pluribusctl network set` or `clear`).
+    NetworkChanged {
+        fleet: String,
+        /// What changed, e.g. `set cohort 10%: loss 5%` or `cleared 2 rules`.
+        change: String,
+        /// Runtime rules in force after the change.
+        rules: u64,
+    },
 }
 
 /// Most device ids in one devices_started / devices_stopped event.
@@ -523,6 +613,9 @@ impl EventKind {
             Self::DevicesStopped { .. } => "devices_stopped",
             Self::DeviceFailed { .. } => "device_failed",
             Self::FleetRefused { .. } => "fleet_refused",
+            Self::NetworkChanged { .. } => "network_changed",
+            Self::PartitionStarted { .. } => "partition_started",
+            Self::PartitionEnded { .. } => "partition_ended",
         }
     }
 }

@@ -63,6 +63,9 @@ pub struct FleetRecord {
     /// Indices stopped one by one with `pluribusctl stop`.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub stopped: BTreeSet<u64>,
+    /// Network rules set at runtime (`pluribusctl network`), over the spec's `network:`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network: Vec<crate::spec::network::plan::RuntimeRule>,
 }
 
 /// Everything needed to run one device, resolved from the fleet and its entry.
@@ -101,6 +104,7 @@ impl FleetRecord {
             }],
             stopped: BTreeSet::new(),
             load_since_ms: None,
+            network: Vec::new(),
         }
     }
 
@@ -135,7 +139,37 @@ impl FleetRecord {
                 "lists more devices than the fleet has: redeploy the fleet with pluribusctl",
             ));
         }
+        // Runtime network rules are checked like the spec's own.
+        if self.network.len() > crate::spec::network::MAX_RULES {
+            return Err(SpecError::new(
+                "network",
+                format!(
+                    "{} runtime rules: at most {}; clear them with pluribusctl network clear",
+                    self.network.len(),
+                    crate::spec::network::MAX_RULES
+                ),
+            ));
+        }
+        for (i, r) in self.network.iter().enumerate() {
+            r.rule.validate(&format!("network[{i}]"))?;
+        }
         Ok(())
+    }
+
+    /// The fleet's network rules (file and runtime), with the timeline counted from the
+    /// first device's schedule start.
+    pub fn network_plan(&self) -> crate::spec::network::plan::NetPlan {
+        let start = self
+            .epochs
+            .first()
+            .map(|e| e.epoch_ms)
+            .unwrap_or(self.created_ms);
+        crate::spec::network::plan::NetPlan::new(
+            self.spec.network.as_ref(),
+            &self.network,
+            start,
+            self.spec.seed.unwrap_or(0),
+        )
     }
 
     /// Seconds since the load shape started, at `now_ms`.

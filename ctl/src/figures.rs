@@ -94,6 +94,9 @@ pub struct Figures {
     pub ack_latency_us: Option<Quantiles>,
     /// Some agent falls behind the schedule: the generator is the bottleneck.
     pub saturated: bool,
+    /// Faults the agents' network impairments injected (fleets with network rules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::netfigures::NetFigures>,
 }
 
 /// One fleet's figures.
@@ -202,6 +205,13 @@ fn add(
     f.bytes_total += now.bytes;
     f.errors_total += now.errors;
     f.saturated |= now.saturated;
+    if let Some(n) = &now.network {
+        f.network.get_or_insert_with(Default::default).add(
+            n,
+            b.network.as_ref(),
+            mode.span_percentiles,
+        );
+    }
     if dt_s > 0.0 {
         f.msgs_per_s += messages as f64 / dt_s;
         f.bytes_per_s += bytes as f64 / dt_s;

@@ -8,6 +8,7 @@ mod connections;
 mod denied;
 mod feed;
 mod figures;
+mod netfigures;
 mod output;
 mod probe;
 mod spark;

@@ -185,7 +185,12 @@ impl Runner {
     pub(super) async fn update(&mut self, record: Arc<FleetRecord>) {
         let load_changed = record.spec.load != self.record.spec.load
             || record.load_since_ms != self.record.load_since_ms;
+        let network_changed = record.spec.network != self.record.spec.network
+            || record.network != self.record.network;
         self.record = record;
+        if network_changed {
+            self.apply_network();
+        }
         let width = self.record.shard_range(self.shard).count();
         if width > self.slots.len() {
             self.slots.resize_with(width, || None);

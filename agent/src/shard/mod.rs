@@ -28,8 +28,9 @@ use tokio_util::task::TaskTracker;
 use crate::device::{DeviceType, VirtualDevice};
 use crate::events::Events;
 use crate::metrics::FleetMetrics;
+use crate::network::{Impaired, NetContext};
 use crate::registry::Registry;
-use crate::sink::{Inbound, Sink, SinkContext};
+use crate::sink::{Inbound, SinkContext};
 use schedule::Schedule;
 use shape::{PaceState, LOAD_TICK};
 
@@ -133,7 +134,14 @@ struct Runner {
     ids: Option<Template>,
     /// Device types in this shard: (registered name, options, name shown, the type).
     kinds: Vec<Kind>,
-    sinks: Vec<(SinkSpec, Box<dyn Sink>)>,
+    /// The shard's sinks, each behind the fleet's network impairments (a pass-through
+    /// while the fleet has none).
+    sinks: Vec<(SinkSpec, Impaired)>,
+    /// What the network impairments need besides the fleet's rules.
+    net: NetContext,
+    /// Devices gone offline / back since the last partition events, and when those went.
+    partitions: (u64, u64),
+    partitions_at: std::time::Instant,
     slots: Vec<Option<Slot>>,
     heap: BinaryHeap<Reverse<(u64, u32, u32)>>,
     gen: u32,
@@ -180,7 +188,7 @@ pub fn prepare(
         None
     };
     let mut kinds: Vec<Kind> = Vec::new();
-    let mut sinks: Vec<(SinkSpec, Box<dyn Sink>)> = Vec::new();
+    let mut sinks: Vec<(SinkSpec, Impaired)> = Vec::new();
     for index in record.shard_range(shard) {
         let d = record.resolve(index, ids.as_ref());
         if !kinds
@@ -213,12 +221,27 @@ pub fn prepare(
             })?;
             sinks.push((
                 d.sink.clone(),
-                f.create(d.sink, sink_ctx).map_err(|e| e.to_string())?,
+                Impaired::new(f.create(d.sink, sink_ctx).map_err(|e| e.to_string())?),
             ));
         }
     }
     let width = record.shard_range(shard).count();
     let record_seed = record.spec.seed.unwrap_or(0);
+    let net = NetContext {
+        fleet: Arc::from(record.name()),
+        seed: record_seed,
+        start_ms: record
+            .epochs
+            .first()
+            .map_or(record.created_ms, |e| e.epoch_ms),
+        metrics: metrics.clone(),
+    };
+    let plan = record.network_plan();
+    if !plan.is_off() {
+        for (_, s) in &mut sinks {
+            s.set_plan(plan.clone(), &net);
+        }
+    }
     Ok(Prepared {
         runner: Runner {
             fleet: Arc::from(record.name()),
@@ -227,6 +250,9 @@ pub fn prepare(
             ids,
             kinds,
             sinks,
+            net,
+            partitions: (0, 0),
+            partitions_at: std::time::Instant::now(),
             slots: (0..width).map(|_| None).collect(),
             heap: BinaryHeap::new(),
             gen: 0,
@@ -305,6 +331,8 @@ impl Runner {
                 continue;
             }
             due_turn_taken = false;
+            let net_due = self.sinks.iter().filter_map(|(_, s)| s.next_due_us()).min();
+            let net_wait = net_due.map(|d| Duration::from_micros(d.saturating_sub(now_us())));
             tokio::select! {
                 biased;
                 _ = token.cancelled() => break,
@@ -318,6 +346,13 @@ impl Runner {
                     None => break,
                 },
                 Some(msg) = self.inbound.recv() => self.inbound_command(msg).await,
+                // Messages the network impairments delayed, due now.
+                _ = tokio::time::sleep(net_wait.unwrap_or_default()), if net_wait.is_some() => {
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = self.release_delayed() => {}
+                    }
+                }
                 _ = tokio::time::sleep(wait) => {
                     // A sink may block (NATS down): stay cancellable while sending.
                     tokio::select! {
@@ -331,6 +366,50 @@ impl Runner {
         let _ = tokio::time::timeout(STOP_TIMEOUT, self.stop_all(why)).await;
         self.metrics.devices.fetch_sub(self.running, Relaxed);
         self.running = 0;
+    }
+
+    /// Sends what the network impairments delayed and is due now.
+    async fn release_delayed(&mut self) {
+        let now = now_us();
+        for (_, s) in &mut self.sinks {
+            if let Err(e) = s.release_due(now).await {
+                self.metrics.errors.fetch_add(1, Relaxed);
+                tracing::debug!(error = %e, "sink flush failed");
+            }
+        }
+    }
+
+    /// Publishes `partition_started`/`partition_ended` for the devices that went offline or
+    /// came back, at most once a second per shard.
+    pub(crate) async fn partition_events(&mut self) {
+        for (_, s) in &mut self.sinks {
+            let (gone, back) = s.take_partitions();
+            self.partitions.0 += gone;
+            self.partitions.1 += back;
+        }
+        if self.partitions == (0, 0) || self.partitions_at.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        let (gone, back) = std::mem::take(&mut self.partitions);
+        self.partitions_at = std::time::Instant::now();
+        if gone > 0 {
+            self.events
+                .partition(&self.fleet, self.shard, false, gone)
+                .await;
+        }
+        if back > 0 {
+            self.events
+                .partition(&self.fleet, self.shard, true, back)
+                .await;
+        }
+    }
+
+    /// Applies the record's network rules (file and runtime) to every sink.
+    fn apply_network(&mut self) {
+        let plan = self.record.network_plan();
+        for (_, s) in &mut self.sinks {
+            s.set_plan(plan.clone(), &self.net);
+        }
     }
 
     fn slot_of(&self, index: u64) -> Option<usize> {

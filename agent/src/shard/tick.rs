@@ -102,6 +102,7 @@ impl Runner {
             }
         }
         self.flush().await;
+        self.partition_events().await;
         self.metrics.messages.fetch_add(sent, Relaxed);
         self.metrics.bytes.fetch_add(bytes, Relaxed);
         self.metrics.errors.fetch_add(errors, Relaxed);

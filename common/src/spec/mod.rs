@@ -6,6 +6,7 @@ mod http;
 mod lenient;
 mod mqtt;
 mod one_of;
+pub mod network;
 mod sink;
 mod template;
 mod tls;
@@ -213,6 +214,9 @@ pub struct FleetSpec {
     /// Load shape: how devices come online and a fleet-wide message rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<crate::load::LoadSpec>,
+    /// Network impairments: a default, cohort overrides and a timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<network::NetworkSpec>,
 }
 
 fn default_shard_size() -> u32 {
@@ -234,6 +238,7 @@ impl FleetSpec {
             duration: None,
             seed: None,
             load: None,
+            network: None,
         }
     }
 
@@ -320,6 +325,9 @@ impl FleetSpec {
         }
         if let Some(load) = &self.load {
             load.validate(self.device_count())?;
+        }
+        if let Some(n) = &self.network {
+            n.validate("network")?;
         }
         if self.duration == Some(Duration::ZERO) {
             return Err(SpecError::new(

@@ -74,6 +74,23 @@ fn line(e: &Event) -> String {
             agent_id,
             reason,
         } => format!("fleet={fleet} agent={agent_id} reason={reason:?}"),
+        EventKind::PartitionStarted {
+            fleet,
+            shard,
+            agent_id,
+            devices,
+        }
+        | EventKind::PartitionEnded {
+            fleet,
+            shard,
+            agent_id,
+            devices,
+        } => format!("fleet={fleet} shard={shard} agent={agent_id} devices={devices}"),
+        EventKind::NetworkChanged {
+            fleet,
+            change,
+            rules,
+        } => format!("fleet={fleet} change={change:?} runtime_rules={rules}"),
         EventKind::DeviceFailed {
             fleet,
             agent_id,

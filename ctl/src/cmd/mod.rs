@@ -11,6 +11,7 @@ mod events;
 mod http_flags;
 pub mod load_flags;
 mod mqtt_flags;
+mod network;
 mod probe;
 mod profiles;
 mod rebalance;
@@ -84,6 +85,10 @@ pub enum Command {
     Events(events::Args),
     /// List the built-in device profiles, or print one (`profiles show NAME`).
     Profiles(profiles::Args),
+    /// Impair a running fleet's network (latency, loss, duplicates, reordering, bandwidth,
+    /// corruption, clock skew) for all or a cohort of its devices, for ever or --for a
+    /// while; clear it; show what is in force; list the presets.
+    Network(network::Args),
 }
 
 /// The global flags, given to every command.
@@ -183,6 +188,10 @@ fn needs(c: &Command) -> crate::denied::Needs {
         Command::Events(_) => view("follow events"),
         Command::Probe(_) => view("probe telemetry"),
         Command::Profiles(_) => view("list profiles"),
+        Command::Network(a) => match a.verb {
+            network::Verb::Set(_) | network::Verb::Clear(_) => op("change network impairments"),
+            network::Verb::Show(_) | network::Verb::Presets => view("read network impairments"),
+        },
     }
 }
 
@@ -203,6 +212,7 @@ async fn dispatch(g: &Global, command: Command) -> Result<()> {
         Command::Rebalance => rebalance::run(g).await,
         Command::Events(a) => events::run(g, a).await,
         Command::Profiles(a) => profiles::run(g, a),
+        Command::Network(a) => network::run(g, a).await,
     }
 }
 

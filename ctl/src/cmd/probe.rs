@@ -1,6 +1,7 @@
 //! `probe`: measure what the system under test delivers (latency, loss, duplicates, order),
 //! and `probe merge`: combine probes saved on several machines.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::Global;
 use crate::output::{print_json, Progress};
 use crate::probe::checks::{self, Check, Limits};
+use crate::probe::injected::{self, Injected};
 use crate::probe::mqtt::{self, MqttProbe};
 use crate::probe::state::{ProbeState, FORMAT};
 use crate::probe::summary::{live_line, Summary};
@@ -200,6 +202,8 @@ async fn probe(g: &Global, args: RunArgs) -> Result<()> {
     let until = args.duration.map_or("until Ctrl-C".to_string(), |d| {
         format!("for {}", crate::output::duration(d))
     });
+    // The agents' counters now, to tell what they injected during the probe.
+    let before = injected::before(g).await;
     eprintln!("probe: listening on {name} {until}");
     let mut state = ProbeState::new(&name, now_ms());
     let deadline = async {
@@ -253,7 +257,9 @@ async fn probe(g: &Global, args: RunArgs) -> Result<()> {
     if let Some(path) = &args.save {
         save(&state, path)?;
     }
-    report(g, &state, args.per_device, &args.limits)
+    let summary = Summary::of(&state, args.per_device);
+    let injected = injected::since(before, &summary).await;
+    report(g, summary, injected, &args.limits)
 }
 
 fn merge(g: &Global, args: MergeArgs) -> Result<()> {
@@ -264,7 +270,8 @@ fn merge(g: &Global, args: MergeArgs) -> Result<()> {
     if let Some(path) = &args.save {
         save(&merged, path)?;
     }
-    report(g, &merged, args.per_device, &args.limits)
+    let summary = Summary::of(&merged, args.per_device);
+    report(g, summary, BTreeMap::new(), &args.limits)
 }
 
 /// The summary with the checks and their verdict, as `--json` prints it.
@@ -274,14 +281,21 @@ struct Report<'a> {
     summary: &'a Summary,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     checks: Vec<Check>,
+    /// Per fleet: what the agents' network impairments injected meanwhile.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    injected: BTreeMap<String, Injected>,
     /// False when a check failed.
     passed: bool,
 }
 
 /// Prints the summary and the checks; fails with [`checks::ChecksFailed`] (exit status 3)
 /// when a check did.
-fn report(g: &Global, state: &ProbeState, per_device: bool, limits: &Limits) -> Result<()> {
-    let summary = Summary::of(state, per_device);
+fn report(
+    g: &Global,
+    summary: Summary,
+    injected: BTreeMap<String, Injected>,
+    limits: &Limits,
+) -> Result<()> {
     let checks = limits.evaluate(&summary);
     let verdict = checks::verdict(&checks);
     if g.json {
@@ -289,9 +303,11 @@ fn report(g: &Global, state: &ProbeState, per_device: bool, limits: &Limits) -> 
             summary: &summary,
             passed: verdict.is_ok(),
             checks,
+            injected,
         })?;
     } else {
         print!("{}", summary.render());
+        print!("{}", injected::render(&injected));
         if !checks.is_empty() {
             print!("\n{}", checks::render(&checks));
         }

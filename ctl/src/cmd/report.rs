@@ -246,6 +246,15 @@ fn text(r: &Report) -> String {
         row("agent", &a.name, &a.figures);
     }
     let mut out = head + &t.render();
+    for f in &r.figures.fleets {
+        if let Some(n) = &f.figures.network {
+            out.push_str(&format!(
+                "network of {} injected: {}\n",
+                f.name,
+                n.describe()
+            ));
+        }
+    }
     if !r.agents_lost.is_empty() {
         out.push_str(&format!(
             "agents gone during the window (not counted): {}\n",

@@ -272,6 +272,15 @@ fn render(f: &Frame, history: &History, utf8: bool, wide: bool) -> String {
             width,
         ));
     }
+    for r in &f.fleets {
+        if let Some(n) = &r.figures.network {
+            out.push_str(&format!(
+                "network of {} injected: {}\n",
+                r.name,
+                n.describe()
+            ));
+        }
+    }
     // Acknowledgement latencies are in the fleets table already.
     let conns = crate::connections::table(&f.connections, width, false);
     if !conns.is_empty() {

@@ -6,6 +6,7 @@
 //! they arrived, to the command over a channel.
 
 pub mod checks;
+pub mod injected;
 pub mod mqtt;
 pub mod nats;
 pub mod seqset;

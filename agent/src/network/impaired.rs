@@ -1,0 +1,502 @@
+//! [`Impaired`]: a sink with the fleet's network impairments in front of it.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pluribus_common::spec::network::plan::NetPlan;
+use pluribus_common::spec::network::Impairments;
+
+use super::offline::{Offline, Stored};
+use super::{payload, rng::Rng, Chain, DevState, Msg};
+use crate::metrics::FleetMetrics;
+use crate::shard::schedule::stable_hash;
+use crate::sink::{Sink, SinkDevice, SinkError};
+
+/// Most messages a sink's delay queue holds; beyond, delayed messages are dropped (and
+/// counted as dropped) rather than growing the agent's memory without bound.
+const MAX_QUEUED: usize = 1_000_000;
+
+/// What the network layer of a shard needs besides the plan.
+#[derive(Debug, Clone)]
+pub struct NetContext {
+    /// The fleet name (delayed messages are sent later, for this fleet).
+    pub fleet: Arc<str>,
+    /// The fleet's seed.
+    pub seed: u64,
+    /// The fleet's start (Unix ms), from which clock drift counts.
+    pub start_ms: u64,
+    /// Where injected faults are counted.
+    pub metrics: Arc<FleetMetrics>,
+}
+
+/// A sink, and the network impairments in front of it (none until a rule exists).
+pub struct Impaired {
+    inner: Box<dyn Sink>,
+    net: Option<Box<Net>>,
+}
+
+struct Net {
+    ctx: NetContext,
+    plan: NetPlan,
+    /// Bumped when the plan changes or a rule starts or ends: devices re-resolve.
+    gen: u64,
+    next_change_ms: Option<u64>,
+    devs: HashMap<u64, Dev>,
+    chains: Vec<Arc<Chain>>,
+    queue: BinaryHeap<Reverse<Delayed>>,
+    order: u64,
+    /// Added delays (µs) since the last merge into the metrics.
+    delays: Vec<u64>,
+    /// Devices that went offline, and came back, since the last [`Impaired::take_partitions`].
+    went_offline: u64,
+    came_back: u64,
+}
+
+struct Dev {
+    id: Arc<str>,
+    salt: u64,
+    gen: u64,
+    chain: Option<Arc<Chain>>,
+    counter: u64,
+    state: DevState,
+    /// A reordered message and how many later ones must pass it first.
+    held: Option<(Bytes, u32)>,
+    /// Offline: the messages it keeps until it is back.
+    offline: Option<Box<Offline>>,
+    /// Back from offline: new messages wait until the buffer is flushed (µs).
+    flushing_until_us: u64,
+}
+
+struct Delayed {
+    due_us: u64,
+    order: u64,
+    index: u64,
+    id: Arc<str>,
+    payload: Bytes,
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, o: &Self) -> bool {
+        (self.due_us, self.order) == (o.due_us, o.order)
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Delayed {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.due_us, self.order).cmp(&(o.due_us, o.order))
+    }
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+impl Impaired {
+    /// `inner` with no impairments.
+    pub fn new(inner: Box<dyn Sink>) -> Self {
+        Self { inner, net: None }
+    }
+
+    /// Follows a fleet's (new) network rules. A plan with no rules leaves a sink that was
+    /// never impaired untouched, so fleets without a `network:` section pay nothing.
+    pub fn set_plan(&mut self, plan: NetPlan, ctx: &NetContext) {
+        match &mut self.net {
+            None if plan.is_off() => {}
+            None => {
+                let next_change_ms = Some(0);
+                self.net = Some(Box::new(Net {
+                    ctx: ctx.clone(),
+                    plan,
+                    gen: 1,
+                    next_change_ms,
+                    devs: HashMap::new(),
+                    chains: Vec::new(),
+                    queue: BinaryHeap::new(),
+                    order: 0,
+                    delays: Vec::new(),
+                    went_offline: 0,
+                    came_back: 0,
+                }));
+            }
+            Some(net) => {
+                net.plan = plan;
+                net.gen += 1;
+                net.next_change_ms = Some(0);
+                net.chains.clear();
+            }
+        }
+    }
+
+    /// Called when a device starts.
+    pub async fn open_device(&mut self, dev: &SinkDevice<'_>) -> Result<(), SinkError> {
+        self.inner.open_device(dev).await
+    }
+
+    /// Sends one payload of one device through the impairments.
+    pub async fn send(&mut self, dev: &SinkDevice<'_>, payload: Bytes) -> Result<(), SinkError> {
+        let Some(net) = self.net.as_deref_mut() else {
+            return self.inner.send(dev, payload).await;
+        };
+        let now_us = now_us();
+        for (delay_us, p) in net.impair(dev, payload, now_us) {
+            if delay_us == 0 {
+                self.inner.send(dev, p).await?;
+            } else {
+                net.enqueue(dev, now_us + delay_us, p);
+            }
+        }
+        Ok(())
+    }
+
+    /// Called when a device stops: a message it held back goes out now.
+    pub async fn close_device(&mut self, dev: &SinkDevice<'_>) {
+        if let Some(net) = self.net.as_deref_mut() {
+            if let Some(d) = net.devs.remove(&dev.index) {
+                if let Some((p, _)) = d.held {
+                    let _ = self.inner.send(dev, p).await;
+                }
+                // A device that stops while offline never gets its buffer out.
+                if let Some(o) = d.offline {
+                    let m = &net.ctx.metrics.net;
+                    m.buffer_dropped.fetch_add(o.len() as u64, Relaxed);
+                    m.partitions_ended.fetch_add(1, Relaxed);
+                }
+            }
+        }
+        self.inner.close_device(dev).await
+    }
+
+    /// A device's reply to a command (not impaired).
+    pub async fn reply(&mut self, dev: &SinkDevice<'_>, payload: Bytes) -> Result<(), SinkError> {
+        self.inner.reply(dev, payload).await
+    }
+
+    /// See [`Sink::publishes`].
+    pub fn publishes(&self) -> bool {
+        self.inner.publishes()
+    }
+
+    /// Called after each batch of sends.
+    pub async fn flush(&mut self) -> Result<(), SinkError> {
+        if let Some(net) = self.net.as_deref_mut() {
+            net.merge_delays();
+        }
+        self.inner.flush().await
+    }
+
+    /// The shard stops: what is still delayed goes out now, then the sink closes.
+    pub async fn close(&mut self) {
+        let _ = self.release_due(u64::MAX).await;
+        self.inner.close().await
+    }
+
+    /// Devices that went offline and came back since the last call (for events).
+    pub fn take_partitions(&mut self) -> (u64, u64) {
+        match self.net.as_deref_mut() {
+            Some(n) => (
+                std::mem::take(&mut n.went_offline),
+                std::mem::take(&mut n.came_back),
+            ),
+            None => (0, 0),
+        }
+    }
+
+    /// When the next delayed message is due (µs since the epoch).
+    pub fn next_due_us(&self) -> Option<u64> {
+        self.net
+            .as_deref()
+            .and_then(|n| n.queue.peek().map(|Reverse(d)| d.due_us))
+    }
+
+    /// Sends the delayed messages due by `now_us` (at most a batch), then flushes.
+    pub async fn release_due(&mut self, now_us: u64) -> Result<(), SinkError> {
+        let Some(net) = self.net.as_deref_mut() else {
+            return Ok(());
+        };
+        let mut sent = 0;
+        while sent < 4096 {
+            match net.queue.peek() {
+                Some(Reverse(d)) if d.due_us <= now_us => {}
+                _ => break,
+            }
+            let Some(Reverse(d)) = net.queue.pop() else {
+                break;
+            };
+            let sd = SinkDevice {
+                device_id: &d.id,
+                fleet: &net.ctx.fleet,
+                index: d.index,
+            };
+            if let Err(e) = self.inner.send(&sd, d.payload).await {
+                net.ctx.metrics.errors.fetch_add(1, Relaxed);
+                tracing::debug!(device = %d.id, error = %e, "delayed send failed");
+            }
+            sent += 1;
+        }
+        net.merge_delays();
+        self.inner.flush().await
+    }
+}
+
+impl Net {
+    /// The chain for `imp`, shared by every device with the same effective profile.
+    fn chain(&mut self, imp: Impairments) -> Arc<Chain> {
+        if let Some(c) = self.chains.iter().find(|c| c.from == imp) {
+            return c.clone();
+        }
+        let c = Chain::new(&imp, self.ctx.start_ms);
+        self.chains.push(c.clone());
+        c
+    }
+
+    /// Runs one message through the device's impairments: what to send, in order, each
+    /// with its delay (0 = now); a held-back message this one released comes last.
+    fn impair(&mut self, dev: &SinkDevice<'_>, payload: Bytes, now_us: u64) -> Vec<(u64, Bytes)> {
+        let now_ms = now_us / 1000;
+        if self.next_change_ms.is_some_and(|t| now_ms >= t) {
+            self.gen += 1;
+            self.next_change_ms = self.plan.next_change(now_ms);
+        }
+        let seed = self.ctx.seed;
+        let gen = self.gen;
+        let d = self.devs.entry(dev.index).or_insert_with(|| Dev {
+            id: Arc::from(dev.device_id),
+            salt: stable_hash(&[&seed.to_le_bytes(), b"net", dev.device_id.as_bytes()]),
+            gen: 0,
+            chain: None,
+            counter: 0,
+            state: DevState::default(),
+            held: None,
+            offline: None,
+            flushing_until_us: 0,
+        });
+        if d.gen != gen {
+            d.gen = gen;
+            let imp = self.plan.effective(dev.index, dev.device_id, now_ms);
+            let d_chain = imp.map(|i| self.chain(i));
+            // Re-borrow: `chain` needed `self`.
+            if let Some(d) = self.devs.get_mut(&dev.index) {
+                d.chain = d_chain;
+            }
+        }
+        let Some(d) = self.devs.get_mut(&dev.index) else {
+            return vec![(0, payload)];
+        };
+        let m = &self.ctx.metrics.net;
+        let chain = d.chain.clone();
+        // Offline: keep the message for later.
+        if let Some(spec) = chain.as_ref().and_then(|c| c.from.offline.as_ref()) {
+            if d.offline.is_none() {
+                m.partitions_started.fetch_add(1, Relaxed);
+                self.went_offline += 1;
+            }
+            let o = d.offline.get_or_insert_with(Box::default);
+            match o.store(spec, payload) {
+                Stored::Kept => {
+                    m.buffered.fetch_add(1, Relaxed);
+                }
+                Stored::KeptDroppedOldest => {
+                    m.buffered.fetch_add(1, Relaxed);
+                    m.buffer_dropped.fetch_add(1, Relaxed);
+                }
+                Stored::Dropped => {
+                    m.buffer_dropped.fetch_add(1, Relaxed);
+                }
+            }
+            return Vec::new();
+        }
+        // Back: the buffer goes first, then this message.
+        let mut out = Vec::new();
+        if let Some(o) = d.offline.take() {
+            m.partitions_ended.fetch_add(1, Relaxed);
+            self.came_back += 1;
+            out.extend(o.flush());
+            m.flushed.fetch_add(out.len() as u64, Relaxed);
+            let last = out.last().map_or(0, |(delay, _)| *delay);
+            d.flushing_until_us = now_us + last;
+        }
+        let not_before = d.flushing_until_us.saturating_sub(now_us);
+        let Some(chain) = chain else {
+            out.push((not_before, payload));
+            return out;
+        };
+        let seq = payload::seq(&payload).unwrap_or(d.counter);
+        d.counter += 1;
+        let mut rng = Rng::for_message(d.salt, seq);
+        let mut msg = Msg {
+            payload,
+            now_us,
+            delay_us: 0,
+            throttle_us: 0,
+            dropped: false,
+            duplicated: false,
+            hold: 0,
+            corrupted: false,
+        };
+        chain.apply(&mut msg, &mut d.state, &mut rng);
+        msg.delay_us = msg.delay_us.max(not_before);
+        if msg.corrupted {
+            m.corrupted.fetch_add(1, Relaxed);
+        }
+        if msg.dropped {
+            m.dropped.fetch_add(1, Relaxed);
+            return out;
+        }
+        if msg.delay_us > 0 {
+            m.delayed.fetch_add(1, Relaxed);
+            self.delays.push(msg.delay_us);
+        }
+        if msg.throttle_us > 0 {
+            m.throttled.fetch_add(1, Relaxed);
+        }
+        if msg.duplicated {
+            m.duplicated.fetch_add(1, Relaxed);
+            out.push((msg.delay_us, msg.payload.clone()));
+        }
+        if msg.hold > 0 && d.held.is_none() {
+            m.reordered.fetch_add(1, Relaxed);
+            d.held = Some((msg.payload, msg.hold));
+            return out;
+        }
+        out.push((msg.delay_us, msg.payload));
+        // This message passes a held one: the held one goes after it.
+        if let Some((_, left)) = &mut d.held {
+            *left -= 1;
+            if *left == 0 {
+                out.extend(d.held.take().map(|(p, _)| (msg.delay_us, p)));
+            }
+        }
+        out
+    }
+
+    fn enqueue(&mut self, dev: &SinkDevice<'_>, due_us: u64, payload: Bytes) {
+        if self.queue.len() >= MAX_QUEUED {
+            self.ctx.metrics.net.dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        let id = match self.devs.get(&dev.index) {
+            Some(d) => d.id.clone(),
+            None => Arc::from(dev.device_id),
+        };
+        self.order += 1;
+        self.queue.push(Reverse(Delayed {
+            due_us,
+            order: self.order,
+            index: dev.index,
+            id,
+            payload,
+        }));
+    }
+
+    fn merge_delays(&mut self) {
+        if !self.delays.is_empty() {
+            self.ctx.metrics.net.add_delays(&self.delays);
+            self.delays.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use pluribus_common::spec::network::plan::RuntimeRule;
+    use pluribus_common::spec::network::{ChanceSpec, NetRule, ReorderSpec};
+    use std::sync::Mutex;
+
+    /// Records what reaches it.
+    struct Recorder(Arc<Mutex<Vec<u64>>>);
+
+    #[async_trait]
+    impl Sink for Recorder {
+        async fn send(&mut self, _dev: &SinkDevice<'_>, p: Bytes) -> Result<(), SinkError> {
+            let seq = payload::seq(&p).unwrap_or(u64::MAX);
+            self.0.lock().unwrap().push(seq);
+            Ok(())
+        }
+    }
+
+    fn impaired(rule: NetRule) -> (Impaired, Arc<Mutex<Vec<u64>>>, Arc<FleetMetrics>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut s = Impaired::new(Box::new(Recorder(seen.clone())));
+        let metrics = Arc::new(FleetMetrics::default());
+        let ctx = NetContext {
+            fleet: Arc::from("f"),
+            seed: 1,
+            start_ms: 0,
+            metrics: metrics.clone(),
+        };
+        let rules = [RuntimeRule {
+            rule,
+            since_ms: 0,
+            until_ms: None,
+        }];
+        s.set_plan(NetPlan::new(None, &rules, 0, 1), &ctx);
+        (s, seen, metrics)
+    }
+
+    async fn send_seqs(s: &mut Impaired, n: u64) {
+        let dev = SinkDevice {
+            device_id: "d-1",
+            fleet: "f",
+            index: 1,
+        };
+        for k in 0..n {
+            let p = format!(r#"{{"seq":{k},"ts":1}}"#);
+            s.send(&dev, Bytes::from(p)).await.unwrap();
+        }
+        s.close_device(&dev).await;
+    }
+
+    #[tokio::test]
+    async fn reordered_messages_go_out_behind_the_next_ones_and_are_counted() {
+        let (mut s, seen, m) = impaired(NetRule {
+            reorder: Some(ReorderSpec {
+                probability: 1.0,
+                gap: 2,
+            }),
+            ..NetRule::default()
+        });
+        send_seqs(&mut s, 6).await;
+        assert_eq!(*seen.lock().unwrap(), [1, 2, 0, 4, 5, 3]);
+        assert_eq!(m.net.reordered.load(Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn duplicates_arrive_twice_and_are_counted() {
+        let (mut s, seen, m) = impaired(NetRule {
+            duplicate: Some(ChanceSpec { probability: 1.0 }),
+            ..NetRule::default()
+        });
+        send_seqs(&mut s, 3).await;
+        assert_eq!(*seen.lock().unwrap(), [0, 0, 1, 1, 2, 2]);
+        assert_eq!(m.net.duplicated.load(Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn without_rules_the_sink_is_left_alone() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut s = Impaired::new(Box::new(Recorder(seen.clone())));
+        let ctx = NetContext {
+            fleet: Arc::from("f"),
+            seed: 1,
+            start_ms: 0,
+            metrics: Arc::new(FleetMetrics::default()),
+        };
+        s.set_plan(NetPlan::default(), &ctx);
+        assert!(s.net.is_none());
+        send_seqs(&mut s, 3).await;
+        assert_eq!(*seen.lock().unwrap(), [0, 1, 2]);
+    }
+}

@@ -1,0 +1,150 @@
+//! Which impairments apply to which device when: the rules of a fleet's `network:`
+//! section and its runtime rules (`pluribusctl network`), in order.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Cohort, Impairments, NetRule, NetworkSpec};
+
+/// A rule set at runtime (`pluribusctl network FLEET set`), kept in the fleet record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeRule {
+    /// The rule (cohort and impairments; no `at`/`for`).
+    pub rule: NetRule,
+    /// When it was set (Unix ms).
+    pub since_ms: u64,
+    /// When it ends (Unix ms), for `--for`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+}
+
+/// Where a rule comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// `network.default`
+    Default,
+    /// `network.cohorts[i]`
+    Cohort,
+    /// `network.timeline[i]`
+    Timeline,
+    /// `pluribusctl network set`
+    Runtime,
+}
+
+/// One rule with its times resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedRule {
+    /// Where it comes from.
+    pub origin: Origin,
+    /// Position in its list.
+    pub position: usize,
+    /// Devices (all when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cohort: Option<Cohort>,
+    /// Preset, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// Starts (Unix ms).
+    pub from_ms: u64,
+    /// Ends (Unix ms), if it ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+    /// What it does (preset expanded).
+    pub impairments: Impairments,
+}
+
+impl PlannedRule {
+    fn live(&self, now_ms: u64) -> bool {
+        now_ms >= self.from_ms && self.until_ms.is_none_or(|u| now_ms < u)
+    }
+}
+
+/// A fleet's rules, ready to ask what applies to a device now.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NetPlan {
+    seed: u64,
+    rules: Vec<PlannedRule>,
+}
+
+impl NetPlan {
+    /// The plan of a fleet whose schedule starts at `start_ms`, with `seed`.
+    pub fn new(
+        spec: Option<&NetworkSpec>,
+        runtime: &[RuntimeRule],
+        start_ms: u64,
+        seed: u64,
+    ) -> Self {
+        let mut rules = Vec::new();
+        let mut add = |origin, position, r: &NetRule, from_ms: u64, until_ms: Option<u64>| {
+            let impairments = r.impairments();
+            if !impairments.is_off() {
+                rules.push(PlannedRule {
+                    origin,
+                    position,
+                    cohort: r.cohort.clone(),
+                    preset: r.preset.clone(),
+                    from_ms,
+                    until_ms,
+                    impairments,
+                });
+            }
+        };
+        if let Some(s) = spec {
+            if let Some(d) = &s.default {
+                add(Origin::Default, 0, d, 0, None);
+            }
+            for (i, r) in s.cohorts.iter().enumerate() {
+                add(Origin::Cohort, i, r, 0, None);
+            }
+            for (i, r) in s.timeline.iter().enumerate() {
+                let from = start_ms + r.at.unwrap_or_default().as_millis() as u64;
+                let until = r.duration.map(|d| from + d.as_millis() as u64);
+                add(Origin::Timeline, i, r, from, until);
+            }
+        }
+        for (i, r) in runtime.iter().enumerate() {
+            add(Origin::Runtime, i, &r.rule, r.since_ms, r.until_ms);
+        }
+        Self { seed, rules }
+    }
+
+    /// True when no rule impairs anything, ever: the agent then leaves its sinks alone.
+    pub fn is_off(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Every rule, times resolved.
+    pub fn rules(&self) -> &[PlannedRule] {
+        &self.rules
+    }
+
+    /// The rules in force at `now_ms`.
+    pub fn live(&self, now_ms: u64) -> impl Iterator<Item = &PlannedRule> {
+        self.rules.iter().filter(move |r| r.live(now_ms))
+    }
+
+    /// What device `index` (`device_id`) gets at `now_ms`, or `None` if nothing.
+    pub fn effective(&self, index: u64, device_id: &str, now_ms: u64) -> Option<Impairments> {
+        let mut out: Option<Impairments> = None;
+        for r in self.live(now_ms) {
+            if r.cohort
+                .as_ref()
+                .is_none_or(|c| c.contains(self.seed, index, device_id))
+            {
+                out.get_or_insert_with(Impairments::default)
+                    .overlay(&r.impairments);
+            }
+        }
+        out.filter(|i| !i.is_off())
+    }
+
+    /// The first time after `now_ms` at which a rule starts or ends.
+    pub fn next_change(&self, now_ms: u64) -> Option<u64> {
+        self.rules
+            .iter()
+            .flat_map(|r| [Some(r.from_ms), r.until_ms])
+            .flatten()
+            .filter(|t| *t > now_ms)
+            .min()
+    }
+}
