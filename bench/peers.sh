@@ -193,9 +193,9 @@ if [[ "$ONLY" == *b* ]]; then
 fi
 
 for k in "${!R[@]}"; do echo "$k ${R[$k]}"; done >"$WORK/results.txt"
-python3 - "$WORK/results.txt" "$N" "$CONNS" "$WINDOW" "$RATE" <<'PY'
+python3 - "$WORK/results.txt" "$N" "$CONNS" "$WINDOW" "$RATE" "$ONLY" <<'PY'
 import json, sys
-path, n, conns, window, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+path, n, conns, window, rate, only = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 R = {}
 for line in open(path):
     k, v = line.split(" ", 1)
@@ -230,6 +230,8 @@ rows = [
 print("| measure | Pluribus | Locust 2.47 | Tsung 1.7 | Pluribus ÷ Locust | Pluribus ÷ Tsung |")
 print("|---|---|---|---|---|---|")
 for label, s, f, unit, better in rows:
+    if s not in only:
+        continue
     v = [get(s, t, f) for t in tools]
     cells = [fmt(x, unit) for x in v]
     if better is None:
