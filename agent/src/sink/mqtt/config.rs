@@ -92,7 +92,8 @@ fn spec_err(e: pluribus_common::SpecError) -> SinkError {
     SinkError(e.to_string())
 }
 
-fn secret(field: &str, value: &str) -> Result<Text, SinkError> {
+/// A credential: a template, or `env:VAR` / `file:/path` read on this agent.
+pub(crate) fn secret(field: &str, value: &str) -> Result<Text, SinkError> {
     Ok(match SecretSource::of(value) {
         SecretSource::Literal(t) => Text::Template(Template::parse(field, t, true).map_err(spec_err)?),
         SecretSource::Env(var) => Text::Fixed(std::env::var(var).map_err(|_| {
