@@ -6,6 +6,7 @@ pub mod deploy;
 mod deploy_fleet;
 mod drain;
 mod events;
+mod fix_flags;
 mod http_flags;
 pub mod load_flags;
 mod mqtt_flags;
