@@ -56,7 +56,8 @@ impl FixAcceptor {
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
         let script = dir.path().join("acceptor.py");
-        std::fs::write(&script, SCRIPT).unwrap_or_else(|e| panic!("cannot write the acceptor: {e}"));
+        std::fs::write(&script, SCRIPT)
+            .unwrap_or_else(|e| panic!("cannot write the acceptor: {e}"));
         let mut a = FixAcceptor {
             dir,
             port: 0,
@@ -129,10 +130,7 @@ impl FixAcceptor {
     }
 
     fn readies(&self) -> usize {
-        self.events()
-            .iter()
-            .filter(|e| e["ev"] == "ready")
-            .count()
+        self.events().iter().filter(|e| e["ev"] == "ready").count()
     }
 
     /// Spawns the acceptor and waits for its `ready` event. `Err(true)` if it exited (port

@@ -77,13 +77,20 @@ impl FixFlags {
                 "hosts",
                 (!self.fix_host.is_empty()).then(|| self.fix_host.clone().into()),
             ),
-            ("--sender-comp-id", "sender_comp_id", text(&self.sender_comp_id)),
-            ("--target-comp-id", "target_comp_id", text(&self.target_comp_id)),
+            (
+                "--sender-comp-id",
+                "sender_comp_id",
+                text(&self.sender_comp_id),
+            ),
+            (
+                "--target-comp-id",
+                "target_comp_id",
+                text(&self.target_comp_id),
+            ),
             (
                 "--fix-version",
                 "fix_version",
-                self.fix_version
-                    .map(|v| Value::from(v.begin_string())),
+                self.fix_version.map(|v| Value::from(v.begin_string())),
             ),
             (
                 "--heartbeat",
@@ -109,7 +116,11 @@ impl FixFlags {
             ("--fix-username", "username", text(&self.fix_username)),
             ("--fix-password", "password", text(&self.fix_password)),
             ("--fix-ca", "ca", text(&self.fix_ca)),
-            ("--logon-rate", "connect_rate", self.logon_rate.map(Value::from)),
+            (
+                "--logon-rate",
+                "connect_rate",
+                self.logon_rate.map(Value::from),
+            ),
         ]
     }
 
@@ -233,11 +244,20 @@ mod tests {
             .expect_err("no port");
         assert_eq!(e.field, "sink.hosts[0]");
         let e = sink(&[
-            "--sink", "fix", "--fix-host", "h:1", "--target-comp-id", "G", "--heartbeat", "0s",
+            "--sink",
+            "fix",
+            "--fix-host",
+            "h:1",
+            "--target-comp-id",
+            "G",
+            "--heartbeat",
+            "0s",
         ])
         .expect_err("heartbeat");
         assert_eq!(e.field, "sink.heartbeat");
         assert!(Cli::try_parse_from(["pluribusctl", "deploy", "--message", "quote"]).is_err());
-        assert!(Cli::try_parse_from(["pluribusctl", "deploy", "--fix-version", "FIX.4.2"]).is_err());
+        assert!(
+            Cli::try_parse_from(["pluribusctl", "deploy", "--fix-version", "FIX.4.2"]).is_err()
+        );
     }
 }

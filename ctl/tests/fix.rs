@@ -1,0 +1,227 @@
+//! The fix sink end to end: a real QuickFIX acceptor (testkit, the quickfix2 binding), real
+//! agents, pluribusctl. QuickFIX validates every message itself (BodyLength, CheckSum,
+//! MsgSeqNum, the FIX 4.4 data dictionary) and would answer a bad one with a Reject or a
+//! ResendRequest, which its event log shows. Readiness is awaited, never slept.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use pluribus_testkit::{wait_until, FixAcceptor};
+use serde_json::Value;
+use support::*;
+
+/// SenderCompIDs of a fleet's devices (`{fleet}-{index:05}`), with room either side.
+fn clients(fleet: &str, count: u64) -> Vec<String> {
+    (0..=count).map(|i| format!("{fleet}-{i:05}")).collect()
+}
+
+fn deploy(c: &Cluster, fleet: &str, count: &str, a: &FixAcceptor, extra: &[&str]) {
+    let host = a.host();
+    let mut args = vec![
+        "deploy-fleet",
+        fleet,
+        "--count",
+        count,
+        "--sink",
+        "fix",
+        "--fix-host",
+        &host,
+        "--heartbeat",
+        "5s",
+    ];
+    args.extend_from_slice(extra);
+    c.ctl(&args).ok();
+}
+
+/// The acceptor's events of one kind (`ev`).
+fn events(a: &FixAcceptor, ev: &str) -> Vec<Value> {
+    a.events().into_iter().filter(|e| e["ev"] == ev).collect()
+}
+
+/// Clients that logged on (or off) with the acceptor so far, with how often.
+fn count_by_client(a: &FixAcceptor, ev: &str) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for e in events(a, ev) {
+        *m.entry(e["client"].as_str().unwrap_or_default().to_string())
+            .or_default() += 1;
+    }
+    m
+}
+
+async fn wait_acceptor(a: &FixAcceptor, what: &str, check: impl Fn(&FixAcceptor) -> bool) {
+    let t = Duration::from_secs(30);
+    wait_until(what, t, || std::future::ready(check(a))).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn devices_trade_with_a_quickfix_acceptor_survive_its_restart_and_log_out() {
+    let mut acceptor = FixAcceptor::start(&clients("fx", 4));
+    let mut c = Cluster::new("fix-e2e");
+    c.agent("a1", &[]);
+    c.wait_agents(1).await;
+    deploy(
+        &c,
+        "fx",
+        "4",
+        &acceptor,
+        &[
+            "--target-comp-id",
+            FixAcceptor::COMP_ID,
+            "--interval",
+            "200ms",
+        ],
+    );
+
+    // Every device logs on with its own SenderCompID, orders flow, ExecutionReports come
+    // back and give the ack latency.
+    let s = wait_status(&c, "4 sessions with acks", Duration::from_secs(30), |s| {
+        let f = &s["connections"]["fx"];
+        f["connected"] == 4
+            && f["responses"]["exec_report"]
+                .as_u64()
+                .is_some_and(|n| n >= 20)
+            && f["ack_latency_us"].is_array()
+    })
+    .await;
+    let f = &s["connections"]["fx"];
+    assert_eq!(f["publish_failed"], 0, "{f}");
+    let logons = count_by_client(&acceptor, "logon");
+    assert_eq!(logons.len(), 4, "{logons:?}");
+    assert!(logons.keys().all(|k| k.starts_with("fx-")), "{logons:?}");
+
+    // Each session's MsgSeqNum is gapless from the Logon's 1 on, every ClOrdID is unique,
+    // and QuickFIX neither rejected anything nor asked for a resend.
+    let received = events(&acceptor, "in");
+    let mut seqs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut ids = HashSet::new();
+    for e in &received {
+        assert_eq!(e["target"], FixAcceptor::COMP_ID);
+        seqs.entry(e["client"].as_str().unwrap().to_string())
+            .or_default()
+            .push(e["seq"].as_u64().unwrap());
+        if let Some(id) = e["clordid"].as_str() {
+            assert!(ids.insert(id.to_string()), "ClOrdID {id} sent twice");
+        }
+    }
+    for (client, s) in &seqs {
+        let expected: Vec<u64> = (1..=s.len() as u64).collect();
+        assert_eq!(s, &expected, "MsgSeqNum of {client}");
+    }
+    assert!(ids.len() >= 20, "{} orders", ids.len());
+    let complaints: Vec<_> = events(&acceptor, "out")
+        .into_iter()
+        .filter(|e| e["type"] == "2" || e["type"] == "3" || e["type"] == "j")
+        .collect();
+    assert!(complaints.is_empty(), "QuickFIX complained: {complaints:?}");
+
+    // The acceptor goes away: devices count refused logons; it comes back: every device
+    // logs on again.
+    acceptor.stop();
+    wait_status(
+        &c,
+        "sessions lost, logons refused",
+        Duration::from_secs(30),
+        |s| {
+            let f = &s["connections"]["fx"];
+            f["connected"] == 0
+                && f["connect_failures"]["refused"]
+                    .as_u64()
+                    .is_some_and(|n| n >= 4)
+        },
+    )
+    .await;
+    acceptor.start_again();
+    wait_status(&c, "4 sessions again", Duration::from_secs(60), |s| {
+        let f = &s["connections"]["fx"];
+        f["connected"] == 4 && f["reconnects"].as_u64().is_some_and(|n| n >= 4)
+    })
+    .await;
+    wait_acceptor(&acceptor, "every device logged on twice", |a| {
+        let l = count_by_client(a, "logon");
+        l.len() == 4 && l.values().all(|n| *n >= 2)
+    })
+    .await;
+
+    // delete-fleet: each device sends Logout and the acceptor answers it.
+    c.ctl(&["delete-fleet", "fx"]).ok();
+    wait_acceptor(&acceptor, "a Logout from every device", |a| {
+        let by: HashSet<String> = events(a, "in")
+            .into_iter()
+            .filter(|e| e["type"] == "5")
+            .map(|e| e["client"].as_str().unwrap_or_default().to_string())
+            .collect();
+        by.len() == 4
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_logon_is_counted_with_the_acceptors_reason() {
+    let acceptor = FixAcceptor::start_with(
+        &clients("pw", 2)
+            .into_iter()
+            .chain(clients("tg", 2))
+            .collect::<Vec<_>>(),
+        Some("sesame"),
+    );
+    let mut c = Cluster::new("fix-refused");
+    c.agent("a1", &[]);
+    c.wait_agents(1).await;
+
+    // A wrong TargetCompID: QuickFIX knows no such session and drops the connection.
+    deploy(
+        &c,
+        "tg",
+        "2",
+        &acceptor,
+        &["--target-comp-id", "NOT-THE-GATEWAY", "--no-wait"],
+    );
+    // A wrong password: QuickFIX answers the Logon with a Logout saying why.
+    deploy(
+        &c,
+        "pw",
+        "2",
+        &acceptor,
+        &[
+            "--target-comp-id",
+            FixAcceptor::COMP_ID,
+            "--fix-password",
+            "guess",
+            "--no-wait",
+        ],
+    );
+    let s = wait_status(
+        &c,
+        "logon failures with reasons",
+        Duration::from_secs(30),
+        |s| {
+            let n = |fleet: &str, reason: &str| {
+                s["connections"][fleet]["connect_failures"][reason]
+                    .as_u64()
+                    .unwrap_or(0)
+            };
+            // QuickFIX's Text for a Logon its application refused.
+            n("tg", "closed by the acceptor") >= 2
+                && n("pw", "logout: Rejected Logon Attempt: wrong password") >= 2
+        },
+    )
+    .await;
+    for fleet in ["tg", "pw"] {
+        assert_eq!(s["connections"][fleet]["connected"], 0, "{s}");
+    }
+    assert!(
+        events(&acceptor, "logon").is_empty(),
+        "{:?}",
+        acceptor.events()
+    );
+    let text = c.ctl(&["status"]);
+    assert!(
+        text.ok().stdout.contains("wrong password"),
+        "{}",
+        text.stdout
+    );
+}
