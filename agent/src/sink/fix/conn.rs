@@ -319,3 +319,45 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
         }
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Every logged-on device is one task whose future is as large as its largest await
+    /// point, plus its `Conn`: together they are most of a session's memory. Large, rare
+    /// futures (the logon, events) are boxed; this keeps them so. (Sizes, not speed.)
+    #[tokio::test]
+    async fn a_session_stays_small() {
+        let spec: pluribus_common::spec::SinkSpec = serde_json::from_value(serde_json::json!({
+            "type": "fix", "host": "127.0.0.1:1", "target_comp_id": "GW"
+        }))
+        .unwrap();
+        let (_, resolved) = Resolved::from_spec(&spec).unwrap();
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect("nats://127.0.0.1:1")
+            .await
+            .unwrap();
+        let ns = pluribus_common::subjects::Namespace::new("").unwrap();
+        let sh = Arc::new(Shared::new(
+            resolved,
+            Arc::default(),
+            Arc::new(Pacer::new(64, None)),
+            Events::new(client, ns, "a"),
+        ));
+        let conn = Arc::new(Conn::new(0, "d", Arc::from("f"), &sh.cfg));
+        let task = run(conn.clone(), sh.clone());
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 1024, "a device's session task is {size} bytes");
+        let conn_size = std::mem::size_of::<Conn>();
+        assert!(conn_size <= 256, "a device's Conn is {conn_size} bytes");
+        let logon = logon::logon(&conn, &sh, 0);
+        let size = std::mem::size_of_val(&logon);
+        assert!(size <= 4096, "a logon attempt is {size} bytes");
+        eprintln!(
+            "task {} B, conn {conn_size} B, logon {size} B",
+            std::mem::size_of_val(&task)
+        );
+    }
+}
