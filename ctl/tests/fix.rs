@@ -225,3 +225,78 @@ async fn a_refused_logon_is_counted_with_the_acceptors_reason() {
         text.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_reset_a_resend_request_is_answered_with_a_gap_fill() {
+    let mut acceptor = FixAcceptor::start(&clients("gf", 2));
+    let mut c = Cluster::new("fix-gapfill");
+    c.agent("a1", &[]);
+    c.wait_agents(1).await;
+    deploy(
+        &c,
+        "gf",
+        "2",
+        &acceptor,
+        &[
+            "--target-comp-id",
+            FixAcceptor::COMP_ID,
+            "--interval",
+            "200ms",
+            "--no-reset-seq-num",
+        ],
+    );
+    wait_status(&c, "2 sessions trading", Duration::from_secs(30), |s| {
+        let f = &s["connections"]["gf"];
+        f["connected"] == 2
+            && f["responses"]["exec_report"]
+                .as_u64()
+                .is_some_and(|n| n >= 4)
+    })
+    .await;
+
+    // A restarted acceptor (its store in memory) expects MsgSeqNum 1, but the devices go
+    // on from where they were: QuickFIX asks for the gap with a ResendRequest, and each
+    // device fills it with a SequenceReset-GapFill instead of resending old orders.
+    acceptor.stop();
+    acceptor.start_again();
+    wait_acceptor(&acceptor, "a GapFill from every device", |a| {
+        let fills: HashSet<String> = events(a, "in")
+            .into_iter()
+            .filter(|e| e["type"] == "4" && e["possdup"] == "Y")
+            .map(|e| e["client"].as_str().unwrap_or_default().to_string())
+            .collect();
+        fills.len() == 2
+    })
+    .await;
+    let asked: HashSet<String> = events(&acceptor, "out")
+        .into_iter()
+        .filter(|e| e["type"] == "2")
+        .map(|e| e["client"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(asked.len(), 2, "QuickFIX asked every device: {asked:?}");
+    // Orders go on after the fill and QuickFIX takes them (an order after the last
+    // ResendRequest of its session).
+    wait_acceptor(&acceptor, "orders after the gap fill", |a| {
+        let ev = a.events();
+        ["gf-00000", "gf-00001", "gf-00002"]
+            .iter()
+            .filter(|client| {
+                let fill = ev
+                    .iter()
+                    .rposition(|e| e["ev"] == "in" && e["type"] == "4" && e["client"] == **client);
+                fill.is_some_and(|at| {
+                    ev[at..]
+                        .iter()
+                        .any(|e| e["ev"] == "in" && e["type"] == "D" && e["client"] == **client)
+                })
+            })
+            .count()
+            == 2
+    })
+    .await;
+    let rejects: Vec<_> = events(&acceptor, "out")
+        .into_iter()
+        .filter(|e| e["type"] == "3")
+        .collect();
+    assert!(rejects.is_empty(), "QuickFIX rejected: {rejects:?}");
+}
