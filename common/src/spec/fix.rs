@@ -381,4 +381,19 @@ mod tests {
             "sink.password"
         );
     }
+
+    #[test]
+    fn a_fleet_file_takes_the_option_names() {
+        let yaml = "name: traders\ncount: 3\nsink:\n  type: fix\n  host: 10.0.0.5:9878, tls://gw:443\n  target_comp_id: GATEWAY\n  heartbeat: 10s\n  message: market_data_incremental_refresh\n  symbols: IBM,ORCL\n  password: env:FIX_PASSWORD\n  ca: /etc/ca.pem\n";
+        let f = crate::spec::parse_fleet_text("t.yaml", yaml, crate::spec::FileFormat::Yaml, None)
+            .expect("valid");
+        let c = f.sink.fix_config().expect("fix");
+        assert_eq!(c.hosts.len(), 2);
+        assert_eq!(c.message, FixMessage::MarketDataIncrementalRefresh);
+        assert_eq!(c.symbols, ["IBM", "ORCL"]);
+        let bad = yaml.replace("target_comp_id: GATEWAY", "target_comp_id: has space");
+        let e = crate::spec::parse_fleet_text("t.yaml", &bad, crate::spec::FileFormat::Yaml, None)
+            .expect_err("invalid");
+        assert!(e.field.ends_with("sink.target_comp_id"), "{e}");
+    }
 }
