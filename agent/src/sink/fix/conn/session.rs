@@ -203,3 +203,106 @@ fn acked(st: &mut State, conn: &Conn, sh: &Shared, f: &Frame) {
         sh.metrics.ack_latency(mono_us().saturating_sub(sent));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::fix::codec::{Header, Writer};
+    use crate::sink::mqtt::pacer::Pacer;
+    use std::sync::Arc;
+
+    async fn shared(metrics: &crate::metrics::Metrics) -> Arc<Shared> {
+        let spec: pluribus_common::spec::SinkSpec = serde_json::from_value(serde_json::json!({
+            "type": "fix", "host": "127.0.0.1:1", "target_comp_id": "GW"
+        }))
+        .unwrap();
+        let (_, cfg) = crate::sink::fix::config::Resolved::from_spec(&spec).unwrap();
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect("nats://127.0.0.1:1")
+            .await
+            .unwrap();
+        let ns = pluribus_common::subjects::Namespace::new("").unwrap();
+        Arc::new(Shared::new(
+            cfg,
+            metrics.fleet("f"),
+            Arc::new(Pacer::new(1, None)),
+            crate::events::Events::new(client, ns, "a"),
+        ))
+    }
+
+    /// A message from the acceptor, `fields` after the header.
+    fn from_gw(msg_type: &str, seq: u64, fields: &[(u32, &str)]) -> Frame {
+        let mut out = BytesMut::new();
+        let h = Header {
+            begin: "FIX.4.4",
+            msg_type,
+            seq,
+            sender: "GW",
+            target: "d",
+            time: "20261207-01:02:03.456",
+        };
+        let mut w = Writer::new(&mut out, &h);
+        for (t, v) in fields {
+            w.str(*t, v);
+        }
+        w.finish();
+        codec::decode(&mut out).unwrap().unwrap()
+    }
+
+    /// The messages the device queued, as (MsgType, MsgSeqNum).
+    fn queued(conn: &Conn) -> Vec<(String, u64, Frame)> {
+        let mut out = std::mem::take(&mut conn.lock().out);
+        let mut v = Vec::new();
+        while let Some(f) = codec::decode(&mut out).unwrap() {
+            v.push((
+                String::from_utf8_lossy(f.msg_type()).into_owned(),
+                f.num(34).unwrap(),
+                f,
+            ));
+        }
+        v
+    }
+
+    #[tokio::test]
+    async fn the_session_layer_answers_and_counts() {
+        let metrics = crate::metrics::Metrics::default();
+        let sh = shared(&metrics).await;
+        let conn = Conn::new(0, "d", Arc::from("f"), &sh.cfg);
+        {
+            let mut st = conn.lock();
+            st.up = true;
+            st.in_seq = 2;
+            st.out_seq = 10;
+        }
+        // TestRequest: a Heartbeat with its TestReqID.
+        assert_eq!(
+            handle(&conn, &sh, &from_gw("1", 2, &[(112, "T1")])),
+            Ok(true)
+        );
+        let q = queued(&conn);
+        assert_eq!((q[0].0.as_str(), q[0].1), ("0", 10));
+        assert_eq!(q[0].2.text(112).as_deref(), Some("T1"));
+        // ResendRequest from 4: one GapFill numbered 4 up to our next number.
+        assert_eq!(
+            handle(&conn, &sh, &from_gw("2", 3, &[(7, "4"), (16, "0")])),
+            Ok(true)
+        );
+        let q = queued(&conn);
+        assert_eq!((q[0].0.as_str(), q[0].1), ("4", 4));
+        assert_eq!(q[0].2.num(36), Some(11));
+        assert_eq!(q[0].2.text(123).as_deref(), Some("Y"));
+        // A gap (5 when 4 is due): counted and asked for.
+        assert_eq!(handle(&conn, &sh, &from_gw("0", 5, &[])), Ok(true));
+        let q = queued(&conn);
+        assert_eq!((q[0].0.as_str(), q[0].2.num(7)), ("2", Some(4)));
+        // A Reject and a duplicate are counted and skipped; a too-low number without
+        // PossDupFlag ends the session with a Logout.
+        assert_eq!(handle(&conn, &sh, &from_gw("3", 6, &[(45, "1")])), Ok(true));
+        assert_eq!(handle(&conn, &sh, &from_gw("0", 3, &[(43, "Y")])), Ok(true));
+        assert!(handle(&conn, &sh, &from_gw("0", 3, &[])).is_err());
+        assert_eq!(queued(&conn)[0].0, "5");
+        let r = metrics.counters()["f"].responses.clone();
+        assert_eq!((r.get("seq_gap"), r.get("reject")), (Some(&1), Some(&1)));
+    }
+}
