@@ -172,6 +172,9 @@ async fn a_refused_logon_is_counted_with_the_acceptors_reason() {
     c.agent("a1", &[]);
     c.wait_agents(1).await;
 
+    let client = c.client().await;
+    let mut sub = client.subscribe(c.namespace().event_all()).await.unwrap();
+    client.flush().await.unwrap();
     // A wrong TargetCompID: QuickFIX knows no such session and drops the connection.
     deploy(
         &c,
@@ -218,6 +221,27 @@ async fn a_refused_logon_is_counted_with_the_acceptors_reason() {
         "{:?}",
         acceptor.events()
     );
+    // Each device's failure is an event that says what to check.
+    let mut told = HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while told.len() < 4 {
+        let msg = tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut sub))
+            .await
+            .unwrap_or_else(|_| panic!("device_failed events: only {told:?}"))
+            .expect("subscription open");
+        let e: Value = serde_json::from_slice(&msg.payload).expect("event JSON");
+        if e["event"] != "device_failed" {
+            continue;
+        }
+        let error = e["error"].as_str().unwrap_or_default();
+        let device = e["device_id"].as_str().unwrap_or_default();
+        if device.starts_with("tg-") {
+            assert!(error.contains("target_comp_id"), "{e}");
+        } else {
+            assert!(error.contains("wrong password"), "{e}");
+        }
+        told.insert(device.to_string());
+    }
     let text = c.ctl(&["status"]);
     assert!(
         text.ok().stdout.contains("wrong password"),

@@ -268,7 +268,12 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
                 sh.metrics.connect_failed(&reason);
                 failures += 1;
                 if !failing {
-                    let error = format!("fix logon failed: {reason}");
+                    let hint = if reason == logon::CLOSED {
+                        " (an acceptor drops a Logon it has no session for: check sender_comp_id and target_comp_id)"
+                    } else {
+                        ""
+                    };
+                    let error = format!("fix logon failed: {reason}{hint}");
                     failing = Box::pin(sh.events.device_failed(
                         &conn.fleet,
                         &conn.device_id,

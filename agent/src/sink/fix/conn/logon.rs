@@ -8,6 +8,9 @@ use super::{admin, clean, Conn, Gauge, Shared};
 use crate::sink::fix::codec;
 use crate::sink::mqtt::stream::{self, Stream};
 
+/// The reason of a connection the acceptor closed before answering the Logon.
+pub(super) const CLOSED: &str = "closed by the acceptor";
+
 /// Logs on; the reason of a failure is what `connect_failures` counts: `refused`,
 /// `timeout`, `tls`, `closed by the acceptor`, `logout: <the acceptor's text>`...
 pub(super) async fn logon(
@@ -69,7 +72,7 @@ pub(super) async fn logon(
         buf.clear();
         loop {
             match s.read_some(&mut buf).await {
-                Ok(0) => return Err("closed by the acceptor".into()),
+                Ok(0) => return Err(CLOSED.into()),
                 Ok(_) => {}
                 Err(e) => return Err(stream::io_reason(&e).into()),
             }
