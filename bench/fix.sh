@@ -14,8 +14,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N="${1:-1000}"
 THR_N="${2:-200}"
 THR_IV="${3:-20ms}"
-cargo build --release -p pluribus-agent -p pluribusctl --quiet
-BIN=target/release
+# PLURIBUS_BIN=target/debug: a quick check of the script itself, no release build.
+BIN="${PLURIBUS_BIN:-target/release}"
+[[ -n "${PLURIBUS_BIN:-}" ]] || cargo build --release -p pluribus-agent -p pluribusctl --quiet
 WORK=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }

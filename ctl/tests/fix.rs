@@ -324,3 +324,91 @@ async fn without_reset_a_resend_request_is_answered_with_a_gap_fill() {
         .collect();
     assert!(rejects.is_empty(), "QuickFIX rejected: {rejects:?}");
 }
+
+/// A TLS front for the acceptor (the quickfix2 build has no SSL acceptor): terminates TLS
+/// with `cert`/`key` on a free port and pipes each connection to `backend`. Returns the port.
+async fn tls_front(cert: &str, key: &str, backend: u16) -> (u16, tokio::task::JoinHandle<()>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificate PEM");
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key PEM");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("certificate and key");
+    let tls = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let Ok(mut front) = tls.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut back) = tokio::net::TcpStream::connect(("127.0.0.1", backend)).await
+                else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut front, &mut back).await;
+            });
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_over_tls_with_a_test_ca() {
+    let acceptor = FixAcceptor::start(&clients("tl", 2));
+    let Pki {
+        ca,
+        server: (cert, key),
+        ..
+    } = Pki::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_path = write_file(&dir, "ca.pem", &ca);
+    let (port, front) = tls_front(&cert, &key, acceptor.port()).await;
+    let mut c = Cluster::new("fix-tls");
+    c.agent("a1", &[]);
+    c.wait_agents(1).await;
+    let host = format!("tls://127.0.0.1:{port}");
+    c.ctl(&[
+        "deploy-fleet",
+        "tl",
+        "--count",
+        "2",
+        "--sink",
+        "fix",
+        "--fix-host",
+        &host,
+        "--target-comp-id",
+        FixAcceptor::COMP_ID,
+        "--fix-ca",
+        &ca_path,
+        "--interval",
+        "200ms",
+    ])
+    .ok();
+    wait_status(
+        &c,
+        "2 TLS sessions with acks",
+        Duration::from_secs(30),
+        |s| {
+            let f = &s["connections"]["tl"];
+            f["connected"] == 2
+                && f["responses"]["exec_report"]
+                    .as_u64()
+                    .is_some_and(|n| n >= 4)
+        },
+    )
+    .await;
+    assert_eq!(count_by_client(&acceptor, "logon").len(), 2);
+    front.abort();
+}
