@@ -145,8 +145,10 @@ fn handle(conn: &Conn, sh: &Shared, f: &Frame) -> Result<bool, String> {
             });
         }
         b"2" => gap_fill(&mut st, conn, sh, f),
-        b"3" => sh.metrics.response("reject"),
-        b"j" => sh.metrics.response("business_reject"),
+        b"3" => sh.metrics.response(&reason_class("reject", f.num(373))),
+        b"j" => sh
+            .metrics
+            .response(&reason_class("business_reject", f.num(380))),
         b"8" => {
             sh.metrics.response("exec_report");
             acked(&mut st, conn, sh, f);
@@ -162,6 +164,15 @@ fn handle(conn: &Conn, sh: &Shared, f: &Frame) -> Result<bool, String> {
         _ => {}
     }
     Ok(true)
+}
+
+/// `reject:5` for a Reject with SessionRejectReason 5 (`reject` without one); codes are
+/// small numbers in FIX 4.4, and a larger one is not kept (so the classes stay few).
+fn reason_class(kind: &str, code: Option<u64>) -> String {
+    match code {
+        Some(c) if c < 100 => format!("{kind}:{c}"),
+        _ => kind.to_string(),
+    }
 }
 
 /// ResendRequest: a device does not resend old orders; it fills the whole range with one
@@ -298,11 +309,14 @@ mod tests {
         assert_eq!((q[0].0.as_str(), q[0].2.num(7)), ("2", Some(4)));
         // A Reject and a duplicate are counted and skipped; a too-low number without
         // PossDupFlag ends the session with a Logout.
-        assert_eq!(handle(&conn, &sh, &from_gw("3", 6, &[(45, "1")])), Ok(true));
+        assert_eq!(
+            handle(&conn, &sh, &from_gw("3", 6, &[(45, "1"), (373, "5")])),
+            Ok(true)
+        );
         assert_eq!(handle(&conn, &sh, &from_gw("0", 3, &[(43, "Y")])), Ok(true));
         assert!(handle(&conn, &sh, &from_gw("0", 3, &[])).is_err());
         assert_eq!(queued(&conn)[0].0, "5");
         let r = metrics.counters()["f"].responses.clone();
-        assert_eq!((r.get("seq_gap"), r.get("reject")), (Some(&1), Some(&1)));
+        assert_eq!((r.get("seq_gap"), r.get("reject:5")), (Some(&1), Some(&1)));
     }
 }
