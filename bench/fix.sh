@@ -19,7 +19,7 @@ BIN="${PLURIBUS_BIN:-target/release}"
 [[ -n "${PLURIBUS_BIN:-}" ]] || cargo build --release -p pluribus-agent -p pluribusctl --quiet
 WORK=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; [[ -n "${KEEP:-}" ]] && echo "kept $WORK" || rm -rf "$WORK"; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -47,7 +47,7 @@ base=$(rss_kb "$AGENT")
 t0=$(date +%s%3N)
 "$BIN/pluribusctl" deploy-fleet fx --count "$N" --sink fix --fix-host "127.0.0.1:$FPORT" \
   --target-comp-id GATEWAY --heartbeat 30s --interval 10s --no-wait >/dev/null
-read -r t1 fails < <(hb wait fx "$N" 180)
+read -r t1 fails < <(hb wait fx "$N" 60)
 sleep 12
 after=$(rss_kb "$AGENT")
 ms=$((t1 - t0))

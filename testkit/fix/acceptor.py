@@ -147,10 +147,18 @@ def main():
     with open(cfg, "w") as f:
         f.write("\n".join(lines))
 
+    # Each session's file log holds two files open, and every client a socket.
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     log = open(a.log, "a")
     app = Acceptor(log, a.password)
     settings = fix.SessionSettings(cfg)
-    acceptor = fix.SocketAcceptor(app, fix.MemoryStoreFactory(), settings, fix.FileLogFactory(settings))
+    if len(clients) <= 100:
+        acceptor = fix.SocketAcceptor(app, fix.MemoryStoreFactory(), settings, fix.FileLogFactory(settings))
+    else:
+        # Many sessions (benches): QuickFIX's own file logs would cost two files each.
+        acceptor = fix.SocketAcceptor(app, fix.MemoryStoreFactory(), settings)
     acceptor.start()
     app.write(ev="ready", port=a.port)
     print("ready", flush=True)
