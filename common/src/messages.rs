@@ -129,7 +129,8 @@ pub struct FleetCounters {
     /// QoS 1/2 acknowledgement (or HTTP response) latency, in µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack_latency_us: Option<Hist>,
-    /// Responses by status class (HTTP sink: "2xx", "4xx", ...).
+    /// Responses by class (HTTP sink: "2xx", "4xx", ...; FIX sink: "exec_report", "reject",
+    /// "business_reject", "seq_gap").
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub responses: BTreeMap<String, u64>,
     /// Messages received by subscriber devices (MQTT `role: subscriber`).

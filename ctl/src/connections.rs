@@ -29,7 +29,7 @@ pub struct Connections {
     pub publish_failed: u64,
     /// Commands received.
     pub commands: u64,
-    /// Responses by status class (HTTP).
+    /// Responses by class (HTTP status classes; FIX: exec_report, reject, business_reject, seq_gap).
     pub responses: BTreeMap<String, u64>,
     /// Acknowledgement (or response) latency in µs: p50, p90, p99, max.
     pub ack_latency_us: Option<[u64; 4]>,

@@ -4,12 +4,14 @@
 //! message (log tails, captured output), which is what a test wants.
 //!
 //! External tools: `nats-server` >= 2.11 (`$PLURIBUS_NATS_SERVER` or `PATH`) and `mosquitto`
-//! (`$PLURIBUS_MOSQUITTO`, `PATH` or /usr/sbin); `deploy/install-deps.sh` installs both.
+//! (`$PLURIBUS_MOSQUITTO`, `PATH` or /usr/sbin), and for the FIX acceptor `python3` with the
+//! `quickfix2` package; `deploy/install-deps.sh` installs them.
 #![warn(missing_docs)]
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 mod agent;
 pub mod docs;
+mod fix;
 mod mosquitto;
 mod nats;
 mod ports;
@@ -19,6 +21,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use agent::{spawn_agent, spawn_agent_at};
+pub use fix::FixAcceptor;
 pub use mosquitto::Mosquitto;
 pub use nats::{NatsCluster, NatsServer};
 pub use ports::{bin_path, free_port};

@@ -6,6 +6,7 @@
 //! from one task only.
 
 pub mod console;
+pub mod fix;
 pub mod http;
 pub mod mqtt;
 pub mod nats;

@@ -2,6 +2,7 @@
 //! NATS, and every error names the field.
 
 mod file;
+mod fix;
 mod http;
 mod lenient;
 mod mqtt;
@@ -17,6 +18,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use file::{load_fleet_file, parse_fleet_text, FileFormat};
+pub use fix::{
+    fix_host, FixMessage, FixSinkConfig, FixVersion, DEFAULT_FIX_HEARTBEAT, DEFAULT_FIX_SYMBOLS,
+};
 pub use http::{HeaderSource, HttpMethod, HttpSinkConfig, HTTP_BACKOFF_BASE};
 pub use lenient::per_second;
 pub use mqtt::{
@@ -44,7 +48,7 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest interval a device may have (a cap of 1000 msg/s per device).
 pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 /// The built-in sink types that hold one connection per device.
-pub const CONNECTION_SINKS: &[&str] = &["mqtt"];
+pub const CONNECTION_SINKS: &[&str] = &["mqtt", "fix"];
 /// The built-in device types.
 pub const BUILTIN_DEVICES: &[&str] = &["generic", "profile"];
 

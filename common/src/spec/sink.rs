@@ -32,7 +32,7 @@ impl Default for SinkSpec {
 }
 
 /// The built-in sink types.
-pub const BUILTIN_SINKS: &[&str] = &["console", "nats", "http", "mqtt"];
+pub const BUILTIN_SINKS: &[&str] = &["console", "nats", "http", "mqtt", "fix"];
 
 /// Options of the `nats` sink.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +109,11 @@ impl SinkSpec {
         Template::parse("sink.subject", &cfg.subject, true).map(Some)
     }
 
+    /// Parses the options of a `fix` sink.
+    pub fn fix_config(&self) -> Result<super::fix::FixSinkConfig, SpecError> {
+        self.options_as()
+    }
+
     /// Validates a built-in sink's options; custom types are left to the agents that know them.
     pub fn validate(&self) -> Result<(), SpecError> {
         match self.kind.as_str() {
@@ -150,9 +155,10 @@ impl SinkSpec {
             }
             "http" => super::http::HttpSinkConfig::from_options(&self.options).map(|_| ()),
             "mqtt" => self.mqtt_config()?.validate(),
+            "fix" => self.fix_config()?.validate(),
             "" => Err(SpecError::new(
                 "sink.type",
-                "must not be empty: use console, nats or mqtt",
+                "must not be empty: use console, nats, http, mqtt or fix",
             )),
             other => crate::names::validate_name("sink.type", other),
         }

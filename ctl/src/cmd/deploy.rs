@@ -25,7 +25,8 @@ pub struct DeployFlags {
     #[arg(long, value_name = "FILE|NAME", conflicts_with = "device_type")]
     pub profile: Option<String>,
     /// Where telemetry goes: `console` (JSON lines on the agent's stdout), `nats`, `mqtt` (one
-    /// connection per device), `http`, or a custom sink registered in the agents.
+    /// connection per device), `http`, `fix` (FIX 4.4 sessions), or a custom sink registered
+    /// in the agents.
     #[arg(long, value_name = "SINK", default_value = "console")]
     pub sink: String,
     /// Subject template for the nats sink, with {fleet}, {device_id}, {index}
@@ -64,6 +65,9 @@ pub struct DeployFlags {
     /// Options of the mqtt sink (`--broker`, `--topic`, `--qos`, ...).
     #[command(flatten)]
     pub mqtt: super::mqtt_flags::MqttFlags,
+    /// Options of the fix sink (`--fix-host`, `--target-comp-id`, ...).
+    #[command(flatten)]
+    pub fix: super::fix_flags::FixFlags,
 }
 
 /// `k=v`.
@@ -83,10 +87,12 @@ impl DeployFlags {
     fn sink_spec(&self) -> Result<SinkSpec, SpecError> {
         self.http.check_sink(&self.sink)?;
         self.mqtt.check_sink(&self.sink)?;
+        self.fix.check_sink(&self.sink)?;
         match (self.sink.as_str(), &self.subject) {
             ("nats", subject) => Ok(SinkSpec::nats(subject.as_deref())),
             ("http", subject) => self.http.sink_spec(subject.as_deref()),
             ("mqtt", subject) => self.mqtt.sink_spec(subject.as_deref()),
+            ("fix", subject) => self.fix.sink_spec(subject.as_deref()),
             ("console", Some(_)) => Err(SpecError::new(
                 "sink.subject",
                 "--subject goes with --sink nats (or a custom sink): add --sink nats or drop --subject",

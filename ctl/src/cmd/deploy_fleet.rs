@@ -37,7 +37,9 @@ pub struct Args {
             "client_id", "username", "password", "ca", "cert", "key", "connect_rate",
             "max_connecting", "source_ips", "command_topic", "response_topic", "will", "birth",
             "role", "subscribe", "rate", "ramp", "stairs", "wave", "bursts", "stages", "arrival",
-            "max_device_rate",
+            "max_device_rate", "fix_host", "sender_comp_id", "target_comp_id", "fix_version",
+            "heartbeat", "message", "symbols", "no_reset_seq_num", "fix_username",
+            "fix_password", "fix_ca", "logon_rate",
         ]
     )]
     pub file: Option<PathBuf>,

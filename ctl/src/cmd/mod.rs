@@ -8,6 +8,7 @@ mod deploy_fleet;
 mod docs_tests;
 mod drain;
 mod events;
+mod fix_flags;
 mod http_flags;
 pub mod load_flags;
 mod mqtt_flags;

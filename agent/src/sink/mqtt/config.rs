@@ -93,7 +93,9 @@ fn spec_err(e: pluribus_common::SpecError) -> SinkError {
     SinkError(e.to_string())
 }
 
-fn secret(field: &str, value: &str, secrets: &Secrets) -> Result<Text, SinkError> {
+/// A credential: a template, or `env:VAR` / `file:NAME` read on this agent within what
+/// it allows (`secrets`).
+pub(crate) fn secret(field: &str, value: &str, secrets: &Secrets) -> Result<Text, SinkError> {
     Ok(match SecretSource::of(value) {
         SecretSource::Literal(t) => {
             Text::Template(Template::parse(field, t, true).map_err(spec_err)?)

@@ -21,11 +21,11 @@
 //! with the http sink.
 
 mod codec;
-mod config;
+pub(crate) mod config;
 mod conn;
-mod pacer;
+pub(crate) mod pacer;
 mod sink;
-mod stream;
+pub(crate) mod stream;
 mod ws;
 
 use std::collections::HashMap;

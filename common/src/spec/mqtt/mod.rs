@@ -271,7 +271,8 @@ fn qos(field: &str, q: u8) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn secret(field: &str, value: &str) -> Result<(), SpecError> {
+/// Checks a credential given as a template, `env:VAR` or `file:/path`.
+pub(crate) fn check_secret(field: &str, value: &str) -> Result<(), SpecError> {
     match SecretSource::of(value) {
         SecretSource::Literal(t) => Template::parse(field, t, true).map(|_| ()),
         SecretSource::Env(v) if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
@@ -372,7 +373,7 @@ impl MqttSinkConfig {
             ("sink.password", &self.password),
         ] {
             if let Some(v) = v {
-                secret(field, v)?;
+                check_secret(field, v)?;
             }
         }
         if self.password.is_some() && self.username.is_none() && self.protocol == MqttProtocol::V311

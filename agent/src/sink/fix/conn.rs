@@ -1,0 +1,370 @@
+//! One device's FIX session: a small shared state ([`Conn`]) that the sink writes
+//! business messages into, and one task ([`run`]) that logs on (paced), writes, reads,
+//! answers the session layer and logs on again with backoff.
+//!
+//! The sink never waits for the network: `send` encodes into the session's output buffer
+//! and wakes the task; a device that is not logged on fails the send at once. Idle, a
+//! device is this struct, a parked task and a socket: no buffers.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::BytesMut;
+use pluribus_common::spec::TemplateVars;
+use tokio::sync::Notify;
+
+use super::codec::{self, Header, Writer};
+use super::config::Resolved;
+use super::order::{self, Order, Telemetry};
+use crate::events::Events;
+use crate::metrics::FleetMetrics;
+use crate::sink::mqtt::pacer::{Jitter, Pacer};
+
+mod logon;
+mod session;
+
+/// Most bytes waiting to be written per device; past it a send fails.
+const MAX_PENDING: usize = 64 * 1024;
+/// Most orders awaiting their first ExecutionReport per device; the oldest is forgotten.
+const MAX_AWAITING: usize = 64;
+
+/// Microseconds on a monotonic clock (for ack latency).
+fn mono_us() -> u64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
+}
+
+/// What the devices of one sink share.
+#[derive(Debug)]
+pub struct Shared {
+    /// Resolved options.
+    pub cfg: Resolved,
+    /// The fleet's metrics.
+    pub metrics: Arc<FleetMetrics>,
+    /// The agent-wide logon pacer.
+    pub pacer: Arc<Pacer>,
+    /// The agent's events (`device_failed`).
+    pub events: Events,
+    warned: AtomicBool,
+}
+
+impl Shared {
+    /// Shared state of one sink.
+    pub fn new(
+        cfg: Resolved,
+        metrics: Arc<FleetMetrics>,
+        pacer: Arc<Pacer>,
+        events: Events,
+    ) -> Self {
+        Self {
+            cfg,
+            metrics,
+            pacer,
+            events,
+            warned: AtomicBool::new(false),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    up: bool,
+    closing: bool,
+    out: BytesMut,
+    /// MsgSeqNum of our next message.
+    out_seq: u64,
+    /// MsgSeqNum expected next from the acceptor.
+    in_seq: u64,
+    /// Orders sent and not yet acknowledged: (number in the ClOrdID, sent at µs).
+    awaiting: Vec<(u64, u64)>,
+    /// The device's own count, for telemetry without `seq`.
+    count: u64,
+    /// The number of the last order (for a cancel's OrigClOrdID).
+    last: Option<u64>,
+}
+
+/// A device's session state, shared by the sink and the session task.
+pub struct Conn {
+    /// Index in the fleet.
+    pub index: u64,
+    /// Device id.
+    pub device_id: Box<str>,
+    /// Fleet name.
+    pub fleet: Arc<str>,
+    /// SenderCompID.
+    pub sender: Box<str>,
+    st: Mutex<State>,
+    wake: Notify,
+}
+
+impl Conn {
+    /// A device that is not logged on yet.
+    pub fn new(index: u64, device_id: &str, fleet: Arc<str>, cfg: &Resolved) -> Self {
+        let sender = cfg.sender.render(&TemplateVars {
+            fleet: &fleet,
+            device_id: Some(device_id),
+            index,
+        });
+        Self {
+            index,
+            device_id: device_id.into(),
+            fleet,
+            sender: sender.into(),
+            st: Mutex::new(State {
+                out_seq: 1,
+                in_seq: 1,
+                ..State::default()
+            }),
+            wake: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.st.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends one telemetry message as a business message; fails at once if the device is
+    /// not logged on.
+    pub fn send(&self, cfg: &Resolved, payload: &[u8], time: &str) -> Result<(), &'static str> {
+        let t = Telemetry::of(payload);
+        {
+            let mut st = self.lock();
+            if !st.up || st.closing {
+                return Err("not logged on");
+            }
+            if st.out.len() > MAX_PENDING {
+                return Err("backlog: the acceptor does not keep up");
+            }
+            st.count += 1;
+            let n = t.seq.unwrap_or(st.count);
+            let msg_type = match cfg.message {
+                pluribus_common::spec::FixMessage::NewOrderSingle => "D",
+                pluribus_common::spec::FixMessage::OrderCancelRequest => "F",
+                pluribus_common::spec::FixMessage::MarketDataIncrementalRefresh => "X",
+            };
+            let seq = st.out_seq;
+            st.out_seq += 1;
+            let previous = st.last.replace(n);
+            let h = Header {
+                begin: cfg.begin,
+                msg_type,
+                seq,
+                sender: &self.sender,
+                target: &cfg.target,
+                time,
+            };
+            let o = Order {
+                device_id: &self.device_id,
+                n,
+                previous,
+                symbols: &cfg.symbols,
+                time,
+            };
+            let mut w = Writer::new(&mut st.out, &h);
+            order::body(&mut w, cfg.message, &t, &o);
+            w.finish();
+            if msg_type != "X" {
+                if st.awaiting.len() >= MAX_AWAITING {
+                    st.awaiting.remove(0);
+                }
+                st.awaiting.push((n, mono_us()));
+            }
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Starts a clean stop: Logout. Returns false if the device was not logged on (the
+    /// caller just ends the task).
+    pub fn close(&self, cfg: &Resolved) -> bool {
+        let mut st = self.lock();
+        st.closing = true;
+        if !st.up {
+            return false;
+        }
+        admin(&mut st, cfg, &self.sender, "5", |_| {});
+        drop(st);
+        self.wake.notify_one();
+        true
+    }
+
+    fn closing(&self) -> bool {
+        self.lock().closing
+    }
+}
+
+/// Queues a session-level message of `msg_type` with the next MsgSeqNum.
+fn admin(
+    st: &mut State,
+    cfg: &Resolved,
+    sender: &str,
+    msg_type: &str,
+    body: impl FnOnce(&mut Writer<'_>),
+) {
+    let seq = st.out_seq;
+    st.out_seq += 1;
+    let time = codec::now_utc();
+    let h = Header {
+        begin: cfg.begin,
+        msg_type,
+        seq,
+        sender,
+        target: &cfg.target,
+        time: &time,
+    };
+    let mut w = Writer::new(&mut st.out, &h);
+    body(&mut w);
+    w.finish();
+}
+
+/// An up/down gauge held while a guard lives (so an aborted task leaves it right).
+struct Gauge<'a>(&'a AtomicU64);
+
+impl<'a> Gauge<'a> {
+    fn up(g: &'a AtomicU64) -> Self {
+        g.fetch_add(1, Relaxed);
+        Self(g)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// How a session ended.
+enum End {
+    /// close_device: the task ends.
+    Closed,
+    /// The session was lost (reason).
+    Lost(String),
+}
+
+/// Text from the acceptor made safe to count and show: printable, at most 80 characters.
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(80)
+        .collect()
+}
+
+/// The session task of one device: log on, run the session, log on again with backoff,
+/// until the device is closed (or the task aborted).
+pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
+    let mut jitter = Jitter::new(conn.index);
+    let (mut failures, mut attempt, mut was_up, mut failing) = (0u32, 0u64, false, false);
+    loop {
+        if conn.closing() {
+            return;
+        }
+        // Boxed: the logon future (TLS included) is large and short-lived.
+        let r = Box::pin(logon::logon(&conn, &sh, attempt)).await;
+        attempt += 1;
+        match r {
+            Err(reason) => {
+                sh.metrics.connect_failed(&reason);
+                failures += 1;
+                if !failing {
+                    let hint = if reason == logon::CLOSED {
+                        " (an acceptor drops a Logon it has no session for: check sender_comp_id and target_comp_id)"
+                    } else {
+                        ""
+                    };
+                    let error = format!("fix logon failed: {reason}{hint}");
+                    failing = Box::pin(sh.events.device_failed(
+                        &conn.fleet,
+                        &conn.device_id,
+                        &error,
+                    ))
+                    .await;
+                }
+                if !sh.warned.swap(true, Relaxed) {
+                    tracing::warn!(device = %conn.device_id, reason, "fix logon failed; retrying with backoff (further failures are counted in the heartbeat)");
+                } else {
+                    tracing::debug!(device = %conn.device_id, reason, "fix logon failed");
+                }
+            }
+            Ok((mut stream, mut rbuf)) => {
+                if was_up {
+                    sh.metrics.reconnects.fetch_add(1, Relaxed);
+                }
+                was_up = true;
+                let end = {
+                    let _g = Gauge::up(&sh.metrics.connected);
+                    session::session(&conn, &sh, &mut stream, &mut rbuf).await
+                };
+                conn.lock().up = false;
+                match end {
+                    End::Closed => return,
+                    End::Lost(reason) => {
+                        sh.metrics.disconnects.fetch_add(1, Relaxed);
+                        tracing::debug!(device = %conn.device_id, reason, "fix session lost");
+                        let error = format!("fix session lost: {reason}");
+                        failing = Box::pin(sh.events.device_failed(
+                            &conn.fleet,
+                            &conn.device_id,
+                            &error,
+                        ))
+                        .await;
+                        let mut st = conn.lock();
+                        st.out = BytesMut::new();
+                        st.awaiting = Vec::new();
+                        drop(st);
+                        failures = 1;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(jitter.backoff(failures)) => {}
+            _ = conn.wake.notified() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Every logged-on device is one task whose future is as large as its largest await
+    /// point, plus its `Conn`: together they are most of a session's memory. Large, rare
+    /// futures (the logon, events) are boxed; this keeps them so. (Sizes, not speed.)
+    #[tokio::test]
+    async fn a_session_stays_small() {
+        let spec: pluribus_common::spec::SinkSpec = serde_json::from_value(serde_json::json!({
+            "type": "fix", "host": "127.0.0.1:1", "target_comp_id": "GW"
+        }))
+        .unwrap();
+        let secrets =
+            crate::secrets::Secrets::new(crate::secrets::SecretPolicy::default()).unwrap();
+        let (_, resolved) = Resolved::from_spec(&spec, &secrets).unwrap();
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect("nats://127.0.0.1:1")
+            .await
+            .unwrap();
+        let ns = pluribus_common::subjects::Namespace::new("").unwrap();
+        let sh = Arc::new(Shared::new(
+            resolved,
+            Arc::default(),
+            Arc::new(Pacer::new(64, None)),
+            Events::new(client, ns, "a"),
+        ));
+        let conn = Arc::new(Conn::new(0, "d", Arc::from("f"), &sh.cfg));
+        let task = run(conn.clone(), sh.clone());
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 1024, "a device's session task is {size} bytes");
+        let conn_size = std::mem::size_of::<Conn>();
+        assert!(conn_size <= 256, "a device's Conn is {conn_size} bytes");
+        let logon = logon::logon(&conn, &sh, 0);
+        let size = std::mem::size_of_val(&logon);
+        assert!(size <= 4096, "a logon attempt is {size} bytes");
+        eprintln!(
+            "task {} B, conn {conn_size} B, logon {size} B",
+            std::mem::size_of_val(&task)
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! [`FixSink`]: the devices of one shard, each with its own FIX session.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+use super::codec;
+use super::conn::{self, Conn, Shared};
+use crate::sink::{Sink, SinkDevice, SinkError};
+
+/// How long a flush waits for stopping devices to log out.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
+
+struct Device {
+    conn: Arc<Conn>,
+    task: JoinHandle<()>,
+}
+
+/// One shard's FIX devices.
+pub struct FixSink {
+    shared: Arc<Shared>,
+    devices: HashMap<u64, Device>,
+    /// Tasks of stopped devices still logging out.
+    closing: Vec<JoinHandle<()>>,
+    fleet: Option<Arc<str>>,
+    /// SendingTime of the current batch (one clock read per batch, not per message).
+    time: Option<String>,
+}
+
+impl FixSink {
+    /// A sink whose devices share `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            devices: HashMap::new(),
+            closing: Vec::new(),
+            fleet: None,
+            time: None,
+        }
+    }
+
+    fn fleet(&mut self, name: &str) -> Arc<str> {
+        match &self.fleet {
+            Some(f) if &**f == name => f.clone(),
+            _ => {
+                let f: Arc<str> = Arc::from(name);
+                self.fleet = Some(f.clone());
+                f
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for FixSink {
+    async fn open_device(&mut self, dev: &SinkDevice<'_>) -> Result<(), SinkError> {
+        if self.devices.contains_key(&dev.index) {
+            return Ok(());
+        }
+        let fleet = self.fleet(dev.fleet);
+        let conn = Arc::new(Conn::new(dev.index, dev.device_id, fleet, &self.shared.cfg));
+        let task = tokio::spawn(conn::run(conn.clone(), self.shared.clone()));
+        self.devices.insert(dev.index, Device { conn, task });
+        Ok(())
+    }
+
+    async fn send(&mut self, dev: &SinkDevice<'_>, payload: Bytes) -> Result<(), SinkError> {
+        let failed = |why: &str| {
+            self.shared.metrics.publish_failed.fetch_add(1, Relaxed);
+            SinkError(format!("fix send of {}: {why}", dev.device_id))
+        };
+        let Some(d) = self.devices.get(&dev.index) else {
+            return Err(failed("device not open"));
+        };
+        let time = self.time.get_or_insert_with(codec::now_utc);
+        d.conn
+            .send(&self.shared.cfg, &payload, time)
+            .map_err(failed)
+    }
+
+    async fn close_device(&mut self, dev: &SinkDevice<'_>) {
+        let Some(d) = self.devices.remove(&dev.index) else {
+            return;
+        };
+        if d.conn.close(&self.shared.cfg) {
+            self.closing.push(d.task);
+        } else {
+            d.task.abort();
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        self.time = None;
+        if self.closing.is_empty() {
+            return Ok(());
+        }
+        let tasks = std::mem::take(&mut self.closing);
+        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+        if tokio::time::timeout(CLOSE_WAIT, futures::future::join_all(tasks))
+            .await
+            .is_err()
+        {
+            aborts.iter().for_each(|a| a.abort());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FixSink {
+    fn drop(&mut self) {
+        for d in self.devices.values() {
+            d.task.abort();
+        }
+        for t in &self.closing {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The flags of the `fix` sink (`--sink fix --fix-host ...`), flattened into the deploy
+//! flags. Each flag sets the sink option named next to it (a fleet file uses those names).
+
+use std::time::Duration;
+
+use pluribus_common::spec::{FixMessage, FixVersion, SinkSpec};
+use pluribus_common::SpecError;
+use serde_json::Value;
+
+/// Options of the fix sink; they go with `--sink fix` only.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "FIX sink (--sink fix)")]
+pub struct FixFlags {
+    /// FIX acceptors, host:port or tls://host:port (comma-separated or repeated); devices
+    /// are spread over them.
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub fix_host: Vec<String>,
+    /// SenderCompID template [default: {device_id}].
+    #[arg(long, value_name = "TEMPLATE")]
+    pub sender_comp_id: Option<String>,
+    /// TargetCompID: the acceptor's CompID.
+    #[arg(long, value_name = "ID")]
+    pub target_comp_id: Option<String>,
+    /// BeginString [default: FIX.4.4].
+    #[arg(long, value_name = "FIX.4.4", value_parser = parse_version)]
+    pub fix_version: Option<FixVersion>,
+    /// HeartBtInt, whole seconds, e.g. 30s [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub heartbeat: Option<Duration>,
+    /// What each telemetry message becomes: new_order_single, order_cancel_request or
+    /// market_data_incremental_refresh [default: new_order_single].
+    #[arg(long, value_name = "MESSAGE", value_parser = parse_message)]
+    pub message: Option<FixMessage>,
+    /// Symbols of the orders, by turn (comma-separated) [default: AAPL,MSFT,GOOG,AMZN].
+    #[arg(long, value_name = "SYM,...", value_delimiter = ',')]
+    pub symbols: Vec<String>,
+    /// Do not send ResetSeqNumFlag=Y at logon (sequence numbers go on across reconnects).
+    #[arg(long)]
+    pub no_reset_seq_num: bool,
+    /// Username (553): a template, or env:VAR / file:/path read on the agent.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub fix_username: Option<String>,
+    /// Password (554): prefer env:VAR or file:/path (read on the agent, never stored in NATS).
+    #[arg(long, value_name = "SECRET")]
+    pub fix_password: Option<String>,
+    /// CA certificate (PEM) on the agents, for tls:// acceptors.
+    #[arg(long, value_name = "FILE")]
+    pub fix_ca: Option<String>,
+    /// Most logons started per second by one agent, e.g. 500 or 500/s [default: unlimited].
+    #[arg(long, value_name = "R/s", value_parser = pluribus_common::spec::per_second)]
+    pub logon_rate: Option<f64>,
+}
+
+fn parse_version(s: &str) -> Result<FixVersion, String> {
+    match s {
+        "FIX.4.4" | "4.4" | "fix44" => Ok(FixVersion::Fix44),
+        _ => Err(format!("'{s}' is not a supported FIX version: use FIX.4.4")),
+    }
+}
+
+fn parse_message(s: &str) -> Result<FixMessage, String> {
+    serde_json::from_value(Value::from(s)).map_err(|_| {
+        format!("'{s}' is not a message template: use new_order_single, order_cancel_request or market_data_incremental_refresh")
+    })
+}
+
+fn text(v: &Option<String>) -> Option<Value> {
+    v.as_ref().map(|s| Value::from(s.clone()))
+}
+
+impl FixFlags {
+    /// Every option the flags set: (flag, option name, value).
+    fn options(&self) -> Vec<(&'static str, &'static str, Option<Value>)> {
+        vec![
+            (
+                "--fix-host",
+                "hosts",
+                (!self.fix_host.is_empty()).then(|| self.fix_host.clone().into()),
+            ),
+            (
+                "--sender-comp-id",
+                "sender_comp_id",
+                text(&self.sender_comp_id),
+            ),
+            (
+                "--target-comp-id",
+                "target_comp_id",
+                text(&self.target_comp_id),
+            ),
+            (
+                "--fix-version",
+                "fix_version",
+                self.fix_version.map(|v| Value::from(v.begin_string())),
+            ),
+            (
+                "--heartbeat",
+                "heartbeat",
+                self.heartbeat
+                    .map(|d| humantime::format_duration(d).to_string().into()),
+            ),
+            (
+                "--message",
+                "message",
+                self.message.and_then(|m| serde_json::to_value(m).ok()),
+            ),
+            (
+                "--symbols",
+                "symbols",
+                (!self.symbols.is_empty()).then(|| self.symbols.clone().into()),
+            ),
+            (
+                "--no-reset-seq-num",
+                "reset_seq_num",
+                self.no_reset_seq_num.then_some(Value::Bool(false)),
+            ),
+            ("--fix-username", "username", text(&self.fix_username)),
+            ("--fix-password", "password", text(&self.fix_password)),
+            ("--fix-ca", "ca", text(&self.fix_ca)),
+            (
+                "--logon-rate",
+                "connect_rate",
+                self.logon_rate.map(Value::from),
+            ),
+        ]
+    }
+
+    /// Fails, naming the flag, when a fix flag is given with another sink.
+    pub fn check_sink(&self, sink: &str) -> Result<(), SpecError> {
+        if sink == "fix" {
+            return Ok(());
+        }
+        match self.options().into_iter().find(|(_, _, v)| v.is_some()) {
+            Some((flag, _, _)) => Err(SpecError::new(
+                flag,
+                format!("goes with --sink fix, not --sink {sink}: add --sink fix or drop {flag}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The fix sink the flags describe; `subject` is the --subject flag, which does not apply.
+    pub fn sink_spec(&self, subject: Option<&str>) -> Result<SinkSpec, SpecError> {
+        if subject.is_some() {
+            return Err(SpecError::new(
+                "--subject",
+                "goes with --sink nats; the fix sink sends FIX messages: drop --subject",
+            ));
+        }
+        if self.fix_host.is_empty() {
+            return Err(SpecError::new(
+                "--fix-host",
+                "--sink fix needs an acceptor: add e.g. --fix-host 127.0.0.1:9878",
+            ));
+        }
+        if self.target_comp_id.is_none() {
+            return Err(SpecError::new(
+                "--target-comp-id",
+                "--sink fix needs the acceptor's CompID: add e.g. --target-comp-id GATEWAY",
+            ));
+        }
+        let options = self
+            .options()
+            .into_iter()
+            .filter_map(|(_, name, v)| v.map(|v| (name.to_string(), v)))
+            .collect();
+        let spec = SinkSpec {
+            kind: "fix".into(),
+            options,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cmd::{Cli, Command};
+    use clap::Parser;
+    use pluribus_common::spec::SinkSpec;
+
+    fn sink(args: &[&str]) -> Result<SinkSpec, pluribus_common::SpecError> {
+        let mut argv = vec!["pluribusctl", "deploy", "--device-id", "d"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        let Command::Deploy(a) = cli.command else {
+            unreachable!("parsed as another command")
+        };
+        crate::cmd::deploy::device_spec("d", &a.flags).map(|s| s.sink)
+    }
+
+    #[test]
+    fn flags_become_the_sink_options() {
+        let s = sink(&[
+            "--sink",
+            "fix",
+            "--fix-host",
+            "127.0.0.1:9878,tls://gw:443",
+            "--target-comp-id",
+            "GATEWAY",
+            "--sender-comp-id",
+            "C-{index}",
+            "--heartbeat",
+            "10s",
+            "--message",
+            "order_cancel_request",
+            "--symbols",
+            "IBM,ORCL",
+            "--fix-password",
+            "env:FIX_PW",
+            "--no-reset-seq-num",
+        ])
+        .expect("valid");
+        assert_eq!(s.kind, "fix");
+        let o = serde_json::Value::Object(s.options);
+        assert_eq!(o["hosts"][1], "tls://gw:443");
+        assert_eq!(o["target_comp_id"], "GATEWAY");
+        assert_eq!(o["sender_comp_id"], "C-{index}");
+        assert_eq!(o["heartbeat"], "10s");
+        assert_eq!(o["message"], "order_cancel_request");
+        assert_eq!(o["symbols"][1], "ORCL");
+        assert_eq!(o["password"], "env:FIX_PW");
+        assert_eq!(o["reset_seq_num"], false);
+    }
+
+    #[test]
+    fn mistakes_name_the_flag_or_field() {
+        assert_eq!(
+            sink(&["--target-comp-id", "G"]).expect_err("console").field,
+            "--target-comp-id"
+        );
+        assert_eq!(
+            sink(&["--sink", "fix", "--target-comp-id", "G"])
+                .expect_err("no host")
+                .field,
+            "--fix-host"
+        );
+        assert_eq!(
+            sink(&["--sink", "fix", "--fix-host", "h:1"])
+                .expect_err("no target")
+                .field,
+            "--target-comp-id"
+        );
+        let e = sink(&["--sink", "fix", "--fix-host", "h", "--target-comp-id", "G"])
+            .expect_err("no port");
+        assert_eq!(e.field, "sink.hosts[0]");
+        let e = sink(&[
+            "--sink",
+            "fix",
+            "--fix-host",
+            "h:1",
+            "--target-comp-id",
+            "G",
+            "--heartbeat",
+            "0s",
+        ])
+        .expect_err("heartbeat");
+        assert_eq!(e.field, "sink.heartbeat");
+        assert!(Cli::try_parse_from(["pluribusctl", "deploy", "--message", "quote"]).is_err());
+        assert!(
+            Cli::try_parse_from(["pluribusctl", "deploy", "--fix-version", "FIX.4.2"]).is_err()
+        );
+    }
+}
