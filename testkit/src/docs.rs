@@ -84,8 +84,22 @@ pub fn code_blocks(file: &str, text: &str) -> Vec<Block> {
 pub fn commands(blocks: &[Block], program: &str) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
     for b in blocks.iter().filter(|b| b.lang == "sh") {
+        // Lines ending in `\` go on on the next line, as in a shell.
+        let mut lines: Vec<(usize, String)> = Vec::new();
+        let mut open = false;
         for (i, l) in b.text.lines().enumerate() {
-            let l = l.trim();
+            let (text, more) = match l.trim_end().strip_suffix('\\') {
+                Some(t) => (t, true),
+                None => (l, false),
+            };
+            match lines.last_mut() {
+                Some((_, prev)) if open => prev.push_str(text),
+                _ => lines.push((i, text.to_string())),
+            }
+            open = more;
+        }
+        for (i, l) in &lines {
+            let (i, l) = (*i, l.trim());
             if !l.starts_with(&format!("{program} ")) && l != program {
                 continue;
             }
@@ -108,6 +122,14 @@ mod tests {
     #[test]
     fn blocks_and_commands_are_found() {
         let md = "x\n```sh\npluribusctl status f1 --json   # all\nls\npluribusctl report --csv > r.csv\n```\n```yaml\nname: a\n```\n";
+        let cont = code_blocks(
+            "C.md",
+            "```sh\npluribusctl deploy-fleet f \\\n  --count 3\n```\n",
+        );
+        assert_eq!(
+            commands(&cont, "pluribusctl")[0].1,
+            ["pluribusctl", "deploy-fleet", "f", "--count", "3"]
+        );
         let blocks = code_blocks("R.md", md);
         assert_eq!(blocks.len(), 2);
         assert_eq!((blocks[1].lang.as_str(), blocks[1].line), ("yaml", 7));

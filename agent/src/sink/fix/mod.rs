@@ -15,6 +15,8 @@
 //! | `sink.rs` | the [`Sink`] of one shard |
 
 mod codec;
+#[cfg(test)]
+mod codec_fuzz;
 mod config;
 mod conn;
 mod order;

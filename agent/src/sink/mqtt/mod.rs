@@ -21,6 +21,8 @@
 //! with the http sink.
 
 mod codec;
+#[cfg(test)]
+mod codec_fuzz;
 pub(crate) mod config;
 mod conn;
 pub(crate) mod pacer;
