@@ -242,7 +242,8 @@ async fn a_refused_logon_is_counted_with_the_acceptors_reason() {
         }
         told.insert(device.to_string());
     }
-    let text = c.ctl(&["status"]);
+    // The table fits reasons to the terminal (`+1 more`); --wide shows them whole.
+    let text = c.ctl(&["status", "--wide"]);
     assert!(
         text.ok().stdout.contains("wrong password"),
         "{}",

@@ -79,13 +79,25 @@ pub fn code_blocks(file: &str, text: &str) -> Vec<Block> {
     out
 }
 
-/// The command lines of shell blocks that run `program`, split into words as the shell
-/// would, without the trailing comment or redirection; each with its `file:line`.
+/// The command lines of shell blocks that run `program` (a line ending in `\\` goes on on the
+/// next), split into words as the shell would, without the trailing comment or
+/// redirection; each with its `file:line`.
 pub fn commands(blocks: &[Block], program: &str) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
     for b in blocks.iter().filter(|b| b.lang == "sh") {
-        for (i, l) in b.text.lines().enumerate() {
-            let l = l.trim();
+        let lines: Vec<&str> = b.text.lines().collect();
+        let mut next = 0;
+        while next < lines.len() {
+            let i = next;
+            let mut l = lines[i].trim().to_string();
+            next += 1;
+            while l.ends_with('\\') && next < lines.len() {
+                l.pop();
+                l.push(' ');
+                l.push_str(lines[next].trim());
+                next += 1;
+            }
+            let l = l.as_str();
             if !l.starts_with(&format!("{program} ")) && l != program {
                 continue;
             }
@@ -104,6 +116,15 @@ pub fn commands(blocks: &[Block], program: &str) -> Vec<(String, Vec<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backslash_continues_a_command() {
+        let md = "```sh\npluribusctl deploy-fleet f --count 1 \\\n  --sink nats   # x\n```\n";
+        let c = commands(&code_blocks("R.md", md), "pluribusctl");
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].0, "R.md:2");
+        assert_eq!(c[0].1.last().map(String::as_str), Some("nats"));
+    }
 
     #[test]
     fn blocks_and_commands_are_found() {

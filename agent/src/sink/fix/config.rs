@@ -7,8 +7,8 @@ use std::time::Duration;
 use pluribus_common::spec::{BrokerUrl, FixMessage, FixSinkConfig, SinkSpec, Template};
 use tokio_rustls::TlsConnector;
 
-use crate::sink::mqtt::config::{secret, Text};
 use crate::secrets::Secrets;
+use crate::sink::mqtt::config::{secret, Text};
 use crate::sink::{tls, SinkError};
 
 /// Everything a device's session needs, shared by the shard's devices.
