@@ -2,8 +2,9 @@
 # Network impairments (issue 11): the cost of impairments on vs off for one agent running
 # 100k generic devices on the nats sink at 10k msg/s (interval 10s).
 #   bench/network.sh         # prints a Markdown table; nothing is left running
-# Off: the fleet has no network rules. On: `pluribusctl network set` adds latency
-# 50ms ± 10ms (normal) and 1% loss on every device, to the same running fleet.
+# Off: the fleet has no network rules. On: `pluribusctl network set net $ON_FLAGS` on the
+# same running fleet (default: latency 50ms ± 10ms normal and 1% loss, every device).
+#   ON_FLAGS='--loss 1%' bench/network.sh    # other impairments
 # CPU is the agent's user+system time over a 20 s window, in % of one core.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,6 +21,7 @@ pids+=($!)
 for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 
 N=${N:-100000}
+ON_FLAGS=${ON_FLAGS:---latency 50ms --jitter 10ms --distribution normal --loss 1%}
 WINDOW=${WINDOW:-20}
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -51,15 +53,19 @@ sleep 15
 off_rss=$(rss_kb "$A1")
 off_cpu=$(cpu_pct "$A1" "$WINDOW")
 
-"$BIN/pluribusctl" network set net --latency 50ms --jitter 10ms --distribution normal --loss 1% >/dev/null
+# shellcheck disable=SC2086
+"$BIN/pluribusctl" network set net $ON_FLAGS >/dev/null
 # Every device sends at least once (interval 10s) with the rules, so each has its state.
 sleep 15
 on_rss=$(rss_kb "$A1")
 on_cpu=$(cpu_pct "$A1" "$WINDOW")
-injected=$("$BIN/pluribusctl" report net --json | python3 -c 'import sys,json; n=json.load(sys.stdin)["fleets"][0].get("network",{}); print(f"dropped {n.get(\"dropped\",0)}, delayed {n.get(\"delayed\",0)}, added p50 {n.get(\"added_delay_us\",{}).get(\"p50\",0)} µs")')
+injected=$("$BIN/pluribusctl" report net --json | python3 -c '
+import sys, json
+n = json.load(sys.stdin)["fleets"][0].get("network", {})
+print("dropped %d, delayed %d, added delay p50 %d us" % (n.get("dropped", 0), n.get("delayed", 0), n.get("added_delay_us", {}).get("p50", 0)))')
 
 per() { python3 -c "print(round(($1 - $base) * 1024 / $N))"; }
-echo "| measure ($N devices, 1 agent, 10k msg/s, nats sink) | impairments off | on (latency 50ms ± 10ms normal, 1% loss, every device) |"
+echo "| measure ($N devices, 1 agent, $((N / 10)) msg/s, nats sink) | impairments off | on (\`$ON_FLAGS\`, every device) |"
 echo "|---|---|---|"
 echo "| agent CPU, % of one core over ${WINDOW} s | $off_cpu % | $on_cpu % |"
 echo "| RSS per device | $(per "$off_rss") B | $(per "$on_rss") B |"

@@ -153,7 +153,9 @@ impl Impaired {
             if delay_us == 0 {
                 self.inner.send(dev, p).await?;
             } else {
-                net.enqueue(dev, now_us + delay_us, p);
+                // On a millisecond boundary, like the shard's slots: the runner then sends
+                // delayed messages in the same wake-ups as its due slots.
+                net.enqueue(dev, (now_us + delay_us).div_ceil(1000) * 1000, p);
             }
         }
         Ok(())

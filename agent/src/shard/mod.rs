@@ -350,14 +350,15 @@ impl Runner {
                 _ = tokio::time::sleep(net_wait.unwrap_or_default()), if net_wait.is_some() => {
                     tokio::select! {
                         _ = token.cancelled() => break,
-                        _ = self.release_delayed() => {}
+                        _ = async { self.release_delayed().await; self.run_due().await } => {}
                     }
                 }
                 _ = tokio::time::sleep(wait) => {
                     // A sink may block (NATS down): stay cancellable while sending.
                     tokio::select! {
                         _ = token.cancelled() => break,
-                        _ = self.run_due() => {}
+                        // Delayed messages due by now go in the same wake-up.
+                        _ = async { self.run_due().await; self.release_delayed().await } => {}
                     }
                 }
             }
@@ -371,6 +372,13 @@ impl Runner {
     /// Sends what the network impairments delayed and is due now.
     async fn release_delayed(&mut self) {
         let now = now_us();
+        if !self
+            .sinks
+            .iter()
+            .any(|(_, s)| s.next_due_us().is_some_and(|d| d <= now))
+        {
+            return;
+        }
         for (_, s) in &mut self.sinks {
             if let Err(e) = s.release_due(now).await {
                 self.metrics.errors.fetch_add(1, Relaxed);

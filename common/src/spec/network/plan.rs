@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Cohort, Impairments, NetRule, NetworkSpec};
+use super::{Cohort, Impairments, NetRule, NetworkSpec, MAX_RULES};
 
 /// A rule set at runtime (`pluribusctl network FLEET set`), kept in the fleet record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,7 +75,17 @@ impl NetPlan {
         seed: u64,
     ) -> Self {
         let mut rules = Vec::new();
+        // Rules come from KV, which anyone with access may write: a rule that does not
+        // validate is left out (and said so), and there are at most MAX_RULES.
         let mut add = |origin, position, r: &NetRule, from_ms: u64, until_ms: Option<u64>| {
+            if let Err(e) = r.validate("rule") {
+                tracing::warn!(?origin, position, error = %e, "network rule left out");
+                return;
+            }
+            if rules.len() >= MAX_RULES {
+                tracing::warn!(?origin, position, "network rule left out: too many rules");
+                return;
+            }
             let impairments = r.impairments();
             if !impairments.is_off() {
                 rules.push(PlannedRule {

@@ -144,3 +144,19 @@ fn every_preset_is_valid() {
     assert!(parse_signed_ms("soon").is_err());
     assert_eq!(parse_signed_ms("1500ms"), Ok(1500));
 }
+
+#[test]
+fn rules_that_do_not_validate_are_left_out_of_a_plan() {
+    let bad = RuntimeRule {
+        rule: NetRule {
+            loss: Some(LossSpec {
+                probability: f64::NAN,
+                gilbert: None,
+            }),
+            ..NetRule::default()
+        },
+        since_ms: 0,
+        until_ms: None,
+    };
+    assert!(NetPlan::new(None, &[bad], 0, 0).is_off());
+}

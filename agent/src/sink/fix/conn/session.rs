@@ -227,7 +227,8 @@ mod tests {
             "type": "fix", "host": "127.0.0.1:1", "target_comp_id": "GW"
         }))
         .unwrap();
-        let secrets = crate::secrets::Secrets::new(Default::default()).unwrap();
+        let secrets =
+            crate::secrets::Secrets::new(crate::secrets::SecretPolicy::default()).unwrap();
         let (_, cfg) = crate::sink::fix::config::Resolved::from_spec(&spec, &secrets).unwrap();
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
