@@ -1,11 +1,11 @@
 //! The command line: global flags, the subcommands, and the connection they share.
 
 mod agents;
-mod delete_fleet;
+pub mod delete_fleet;
 pub mod deploy;
 mod deploy_fleet;
-mod drain;
-mod events;
+pub mod drain;
+pub mod events;
 mod http_flags;
 pub mod load_flags;
 mod mqtt_flags;
@@ -13,10 +13,10 @@ mod probe;
 mod profiles;
 mod rebalance;
 mod report;
-mod scale;
-mod set_load;
+pub mod scale;
+pub mod set_load;
 mod status;
-mod stop;
+pub mod stop;
 mod watch;
 
 use anyhow::{anyhow, Result};
@@ -81,6 +81,9 @@ pub enum Command {
     Events(events::Args),
     /// List the built-in device profiles, or print one (`profiles show NAME`).
     Profiles(profiles::Args),
+    /// Serve a live web dashboard: agents, fleets, charts, events, a device drill-down,
+    /// controls (with an operator NATS credential) and an HTML report.
+    Dashboard(crate::dashboard::Args),
 }
 
 /// The global flags, given to every command.
@@ -111,7 +114,16 @@ impl Global {
 
     /// Connects to NATS and opens the KV buckets (creating missing ones).
     pub async fn open(&self) -> Result<Ctx> {
-        let conn = self.connect().await?;
+        self.open_with("pluribusctl", |o| o).await
+    }
+
+    /// Like [`Global::open`], with a connection name and options adjusted by `tune`.
+    pub async fn open_with(
+        &self,
+        name: &str,
+        tune: impl FnOnce(async_nats::ConnectOptions) -> async_nats::ConnectOptions,
+    ) -> Result<Ctx> {
+        let conn = self.nats.connect_with(name, tune).await?;
         let buckets = Buckets::open(&conn.js, &conn.ns, conn.kv_replicas)
             .await
             .map_err(anyhow::Error::msg)?;
@@ -155,6 +167,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Rebalance => rebalance::run(&g).await,
         Command::Events(a) => events::run(&g, a).await,
         Command::Profiles(a) => profiles::run(&g, a),
+        Command::Dashboard(a) => crate::dashboard::run(&g, a).await,
     }
 }
 

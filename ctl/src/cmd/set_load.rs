@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use async_nats::jetstream::kv::UpdateErrorKind;
+use pluribus_common::load::LoadSpec;
 use pluribus_common::time::now_ms;
 use pluribus_common::wire::encode;
 use serde::Serialize;
 
 use super::load_flags::LoadFlags;
-use super::{no_fleet, Global};
+use super::{no_fleet, Ctx, Global};
 use crate::apply::read_record;
 use crate::output::print_json;
 
@@ -34,17 +35,10 @@ struct Output<'a> {
     load: Option<String>,
 }
 
-/// Runs `set-load`.
-pub async fn run(g: &Global, args: Args) -> Result<()> {
-    let name = args.fleet.as_str();
-    let load = args
-        .load
-        .spec()
-        .map_err(|e| anyhow::anyhow!("bad load: {e}"))?;
-    if load.is_none() && !args.clear {
-        bail!("give a load (e.g. --rate 5000/s, --ramp 1000/60s) or --clear");
-    }
-    let ctx = g.open().await?;
+/// Records `load` (None: clear it) as fleet `name`'s load shape, the schedule restarting
+/// now; returns the new load's description at this moment (shared by `set-load` and the
+/// dashboard).
+pub async fn set_load(ctx: &Ctx, name: &str, load: Option<LoadSpec>) -> Result<Option<String>> {
     for _ in 0..5 {
         let (record, revision) = read_record(&ctx.buckets.fleets, name)
             .await?
@@ -65,24 +59,13 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         {
             Ok(_) => {
                 let now = now_ms();
-                let describe = next.spec.load.as_ref().map(|l| {
+                return Ok(next.spec.load.as_ref().map(|l| {
                     l.describe(
                         next.load_elapsed(now),
                         next.count(),
                         next.spec.seed.unwrap_or(0),
                     )
-                });
-                if g.json {
-                    return print_json(&Output {
-                        fleet: name,
-                        load: describe,
-                    });
-                }
-                match describe {
-                    Some(d) => println!("load of {name} set: {d} now"),
-                    None => println!("load of {name} cleared: every device at its own interval"),
-                }
-                return Ok(());
+                }));
             }
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
             Err(e) => {
@@ -92,4 +75,32 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         }
     }
     bail!("fleet {name} keeps changing under us (someone else is writing it): try again")
+}
+
+/// The load `args` ask for (None: `--clear`).
+pub fn requested(load: &LoadFlags, clear: bool) -> Result<Option<LoadSpec>> {
+    let spec = load.spec().map_err(|e| anyhow::anyhow!("bad load: {e}"))?;
+    if spec.is_none() && !clear {
+        bail!("give a load (e.g. --rate 5000/s, --ramp 1000/60s) or --clear");
+    }
+    Ok(spec)
+}
+
+/// Runs `set-load`.
+pub async fn run(g: &Global, args: Args) -> Result<()> {
+    let name = args.fleet.as_str();
+    let load = requested(&args.load, args.clear)?;
+    let ctx = g.open().await?;
+    let describe = set_load(&ctx, name, load).await?;
+    if g.json {
+        return print_json(&Output {
+            fleet: name,
+            load: describe,
+        });
+    }
+    match describe {
+        Some(d) => println!("load of {name} set: {d} now"),
+        None => println!("load of {name} cleared: every device at its own interval"),
+    }
+    Ok(())
 }

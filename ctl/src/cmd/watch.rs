@@ -12,14 +12,12 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use pluribus_common::messages::Heartbeat;
 use pluribus_common::time::now_ms;
-use pluribus_common::wire::decode;
 use serde::Serialize;
 
 use super::Global;
+use crate::beats::AgentBeats;
 use crate::feed::KvFeed;
-use crate::figures::{
-    micros, tabulate, AgentFigures, Figures, FleetFigures, Mode, Quantiles, Span,
-};
+use crate::figures::{micros, tabulate, AgentFigures, Figures, FleetFigures, Quantiles, WATCH};
 use crate::output::{print_json_line, rate, Table};
 use crate::spark::{push, sparkline, utf8_locale};
 use pluribus_common::record::FleetRecord;
@@ -42,13 +40,6 @@ pub struct Args {
     /// Stop after this many refreshes.
     #[arg(long, value_name = "K")]
     pub count: Option<u64>,
-}
-
-/// The last two heartbeats of one agent.
-#[derive(Debug, Clone)]
-struct Beats {
-    latest: Heartbeat,
-    previous: Option<Heartbeat>,
 }
 
 /// One refresh.
@@ -98,20 +89,9 @@ impl History {
 }
 
 /// The view at `now_ms` of the live agents' heartbeats, optionally of one fleet.
-fn frame(agents: &BTreeMap<String, Beats>, now_ms: u64, only: Option<&str>) -> Frame {
-    let spans: Vec<Span<'_>> = agents
-        .values()
-        .filter(|b| b.latest.is_alive(now_ms))
-        .map(|b| Span {
-            latest: &b.latest,
-            earlier: b.previous.as_ref(),
-        })
-        .collect();
-    let mode = Mode {
-        reported_rates: true,
-        span_percentiles: false,
-    };
-    let t = tabulate(&spans, only, mode);
+fn frame(agents: &AgentBeats, now_ms: u64, only: Option<&str>) -> Frame {
+    let spans = agents.live_spans(now_ms);
+    let t = tabulate(&spans, only, WATCH);
     let live: Vec<&Heartbeat> = spans.iter().map(|s| s.latest).collect();
     Frame {
         connections: crate::connections::merge(&live, only),
@@ -270,7 +250,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
     }
     let ctx = g.open().await?;
     let mut feed = KvFeed::open(&ctx.conn.client, &ctx.buckets.agents, ">").await?;
-    let mut agents: BTreeMap<String, Beats> = BTreeMap::new();
+    let mut agents = AgentBeats::default();
     let mut history = History::default();
     let mut records: BTreeMap<String, FleetRecord> = BTreeMap::new();
     let tty = std::io::stdout().is_terminal();
@@ -290,22 +270,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
                 let Some(c) = c? else {
                     bail!("lost the connection to NATS");
                 };
-                if !c.live {
-                    agents.remove(&c.key);
-                    continue;
-                }
-                match decode::<Heartbeat>(&c.value) {
-                    Ok(h) => match agents.get_mut(&c.key) {
-                        Some(b) if h.ts_ms > b.latest.ts_ms => {
-                            b.previous = Some(std::mem::replace(&mut b.latest, h));
-                        }
-                        Some(_) => {}
-                        None => {
-                            agents.insert(c.key, Beats { latest: h, previous: None });
-                        }
-                    },
-                    Err(e) => tracing::warn!("ignoring agent {}: {e}", c.key),
-                }
+                agents.apply(c);
                 if shown > 0 || !feed.caught_up() {
                     continue;
                 }
@@ -341,6 +306,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::beats::Beats;
     use crate::state::tests::hb;
     use pluribus_common::messages::FleetCounters;
 
@@ -356,6 +322,12 @@ mod tests {
 
     fn beats(latest: Heartbeat, previous: Option<Heartbeat>) -> Beats {
         Beats { latest, previous }
+    }
+
+    fn all(list: Vec<(String, Beats)>) -> AgentBeats {
+        AgentBeats {
+            agents: list.into_iter().collect(),
+        }
     }
 
     #[test]
@@ -374,13 +346,11 @@ mod tests {
         let mut dead = hb("c", 3, None);
         dead.ts_ms = 1_000;
         dead.fleets.insert("f".into(), counters(3, 50, 500, 0));
-        let agents: BTreeMap<String, Beats> = [
+        let agents = all(vec![
             ("a".to_string(), beats(latest, Some(prev))),
             ("b".to_string(), beats(other, None)),
             ("c".to_string(), beats(dead, None)),
-        ]
-        .into_iter()
-        .collect();
+        ]);
         let f = frame(&agents, 100_500, None);
         assert_eq!(f.agents.len(), 2);
         let ff = &f.fleets[0];
@@ -416,7 +386,7 @@ mod tests {
         c.scheduled_per_s = 1_000.0;
         c.achieved_per_s = 100.0;
         a.fleets.insert("f".into(), c);
-        let agents: BTreeMap<String, Beats> = [("a".to_string(), beats(a, None))].into();
+        let agents = all(vec![("a".to_string(), beats(a, None))]);
         let f = frame(&agents, 100_500, None);
         let mut history = History::default();
         history.record(&f);
@@ -449,7 +419,7 @@ mod tests {
             ..Default::default()
         };
         a.fleets.insert("mq".into(), c);
-        let agents: BTreeMap<String, Beats> = [("a".to_string(), beats(a, None))].into();
+        let agents = all(vec![("a".to_string(), beats(a, None))]);
         let text = render(&frame(&agents, 100_500, None), &History::default(), true);
         assert!(text.contains("ACK P50  ACK P99"), "{text}");
         assert!(text.contains("2.5ms"), "{text}");
