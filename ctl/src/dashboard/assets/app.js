@@ -93,10 +93,10 @@ function readOnly() { return !access || JSON.parse(access).read_only; }
 // ---- charts ------------------------------------------------------------------------------
 
 const CHARTS = [
-  ['rate', 'msg/s: scheduled vs achieved', num, [['scheduled', '#90a4ae', (p) => p.scheduled], ['achieved', '#1565c0', (p) => p.achieved]]],
-  ['lag', 'tick lag p50 / p99', us, [['p50', '#2e7d32', (p) => p.lag_p50], ['p99', '#c62828', (p) => p.lag_p99]]],
-  ['ack', 'ack latency p50 / p99', us, [['p50', '#2e7d32', (p) => p.ack_p50], ['p99', '#c62828', (p) => p.ack_p99]]],
-  ['conn', 'connected · connect failures/s · errors/s', num, [['connected', '#1565c0', (p) => p.connected], ['failures/s', '#c62828', (p) => p.connect_failures], ['errors/s', '#ef6c00', (p) => p.errors]]],
+  ['rate', 'msg/s', num, [['scheduled', '#90a4ae', (p) => p.scheduled], ['achieved', '#1565c0', (p) => p.achieved]]],
+  ['lag', 'tick lag', us, [['p50', '#2e7d32', (p) => p.lag_p50], ['p99', '#c62828', (p) => p.lag_p99]]],
+  ['ack', 'ack latency', us, [['p50', '#2e7d32', (p) => p.ack_p50], ['p99', '#c62828', (p) => p.ack_p99]]],
+  ['conn', 'connections', num, [['connected', '#1565c0', (p) => p.connected], ['failures/s', '#c62828', (p) => p.connect_failures], ['errors/s', '#ef6c00', (p) => p.errors]]],
 ];
 
 function draw(canvas, title, fmt, lines, points) {
@@ -120,7 +120,9 @@ function draw(canvas, title, fmt, lines, points) {
   }
   g.fillText(new Date(t0).toLocaleTimeString(), L, H - 4);
   g.fillText(new Date(t1).toLocaleTimeString(), W - R - 60, H - 4);
-  let lx = L + 120;
+  let lx = W - R;
+  for (const [label] of lines) lx -= g.measureText(label).width + 10;
+  lx = Math.max(lx, g.measureText(title).width + 14);
   for (const [label, colour, get] of lines) {
     g.strokeStyle = colour; g.lineWidth = 1.5; g.beginPath();
     let started = false;
@@ -245,8 +247,9 @@ async function inspect(id) {
   $('device-out').textContent = 'looking for ' + id + '…';
   const r = await fetch('api/device?id=' + encodeURIComponent(id));
   const d = await r.json();
-  if (!r.ok) { device = null; $('device-out').textContent = d.error; return; }
+  if (!r.ok) { device = null; $('device-out').className = 'dim'; $('device-out').textContent = d.error; return; }
   device = d;
+  $('device-out').className = '';
   const row = (k, v, idAttr) => `<tr><th class="l">${k}</th><td class="l"${idAttr ? ` id="${idAttr}"` : ''}>${v}</td></tr>`;
   $('device-out').innerHTML = '<table>' +
     row('device', esc(d.device_id)) + row('fleet', esc(d.fleet) + ` (index ${d.index}, shard ${d.shard})`) +
