@@ -1,6 +1,7 @@
 //! deploy/grafana/pluribus.json queries only metrics a running agent exports: every
 //! `pluribus_*` name in its queries is a metric family of a real agent's /metrics (a
 //! summary's `_sum` and `_count` included), and the per-fleet series have samples.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -60,7 +60,7 @@ pub enum Stopped {
     /// A device of a fleet: marked stopped in the fleet's record.
     Marked {
         /// The fleet's record after.
-        record: FleetRecord,
+        record: Box<FleetRecord>,
         /// The device's index in it.
         index: u64,
         /// It was stopped already.
@@ -110,7 +110,7 @@ pub async fn stop_device(
     };
     let (record, already) = mark_stopped(ctx, &fleet, index).await?;
     Ok(Stopped::Marked {
-        record,
+        record: Box::new(record),
         index,
         already,
     })

@@ -40,8 +40,8 @@ pub struct DeviceView {
     pub agent_id: Option<String>,
     /// That agent's name.
     pub agent_name: Option<String>,
-    /// `running`, `stopped` (by `stop`), `inactive` (beyond the load shape's active count is
-    /// not told here), `pending` (no agent holds its shard).
+    /// `running` (an agent holds its shard; a load shape may still have it offline),
+    /// `stopped` (by `stop`) or `pending` (no agent holds its shard).
     pub state: &'static str,
     /// The fleet's sink type.
     pub sink: String,
@@ -59,8 +59,16 @@ pub struct DeviceView {
     pub events: Vec<String>,
 }
 
+/// Where a device is: its fleet's record, its index, and the agent (id, name) holding its
+/// shard.
+struct Located {
+    record: FleetRecord,
+    index: u64,
+    holder: Option<(String, String)>,
+}
+
 /// The fleet holding device `id` and its index.
-fn locate(shared: &Shared, id: &str) -> Result<(FleetRecord, u64, Option<(String, String)>)> {
+fn locate(shared: &Shared, id: &str) -> Result<Located> {
     let d = shared
         .desired
         .read()
@@ -90,12 +98,20 @@ fn locate(shared: &Shared, id: &str) -> Result<(FleetRecord, u64, Option<(String
         .and_then(|m| m.get(&shard))
         .filter(|l| l.generation == record.generation)
         .map(|l| (l.agent_id.clone(), l.agent_name.clone()));
-    Ok((record.clone(), index, holder))
+    Ok(Located {
+        record: record.clone(),
+        index,
+        holder,
+    })
 }
 
 /// The drill-down of device `id`.
 pub async fn inspect(shared: &Shared, id: &str) -> Result<DeviceView> {
-    let (record, index, holder) = locate(shared, id)?;
+    let Located {
+        record,
+        index,
+        holder,
+    } = locate(shared, id)?;
     let shard = u32::try_from(index / u64::from(record.spec.shard_size.max(1))).unwrap_or(u32::MAX);
     let stopped = record.stopped.contains(&index);
     let state = match (&holder, stopped) {
@@ -199,7 +215,7 @@ pub async fn command(
     id: &str,
     payload: &serde_json::Value,
 ) -> Result<serde_json::Value> {
-    let (record, _, _) = locate(shared, id)?;
+    let record = locate(shared, id)?.record;
     let subject = shared.ctx.conn.ns.device_cmd(record.name(), id);
     let body = serde_json::to_vec(payload).context("cannot encode the command")?;
     let request = async_nats::Request::new()

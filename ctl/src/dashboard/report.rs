@@ -73,12 +73,11 @@ fn when(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-/// One line chart as SVG: `series` are (label, colour, value of a point).
-fn chart(
-    title: &str,
-    points: &[Point],
-    series: &[(&str, &str, fn(&Point) -> Option<f32>)],
-) -> String {
+/// One line of a chart: label, colour, the value of a point.
+type Line<'a> = (&'a str, &'a str, fn(&Point) -> Option<f32>);
+
+/// One line chart as SVG.
+fn chart(title: &str, points: &[Point], series: &[Line<'_>]) -> String {
     let (w, h, pad) = (560.0f32, 160.0f32, 30.0f32);
     let max = points
         .iter()
