@@ -3,25 +3,29 @@
 # 20 fleets while one headless Chromium has the page open, and the bytes per second it
 # streams to that one page.
 #   bench/dashboard.sh [WINDOW_S]      # default 60
+#   AGENTS=10 FLEETS=1000 DEVICES=1 bench/dashboard.sh   # many fleets (the page shows 25 a page)
 # Needs what the browser test needs (deploy/install-deps.sh: chromium, playwright).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 WINDOW=${1:-60}
+AGENTS=${AGENTS:-10}
+FLEETS=${FLEETS:-20}
+DEVICES=${DEVICES:-50}
 bench_nats benchdash
 
-for i in $(seq 1 10); do
+for i in $(seq 1 "$AGENTS"); do
   "$BIN/pluribus-agent" --name "a$i" </dev/null >/dev/null 2>"$WORK/agent$i.log" &
   pids+=($!)
 done
 for _ in $(seq 1 100); do
   n=$("$BIN/pluribusctl" agents --json 2>/dev/null | python3 -c 'import json,sys; print(sum(1 for a in json.load(sys.stdin)["agents"] if a["alive"]))' 2>/dev/null || echo 0)
-  [[ "$n" == 10 ]] && break
+  [[ "$n" == "$AGENTS" ]] && break
   sleep 0.5
 done
-for f in $(seq -w 1 20); do
-  "$BIN/pluribusctl" deploy-fleet "f$f" --count 50 --sink nats --interval 1s >/dev/null
+for f in $(seq -f '%04g' 1 "$FLEETS"); do
+  "$BIN/pluribusctl" deploy-fleet "f$f" --count "$DEVICES" --sink nats --interval 1s --no-wait >/dev/null
 done
-echo "10 agents, 20 fleets x 50 devices at 1 msg/s (1000 msg/s)"
+echo "$AGENTS agents, $FLEETS fleets x $DEVICES devices at 1 msg/s ($((FLEETS * DEVICES)) msg/s)"
 
 "$BIN/pluribusctl" dashboard --listen 127.0.0.1:0 --json >"$WORK/dash.out" 2>"$WORK/dash.err" &
 DASH=$!
@@ -38,7 +42,7 @@ with sync_playwright() as p:
     b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--headless", "--no-sandbox", "--disable-gpu"])
     page = b.new_page()
     page.goto(url)
-    page.wait_for_selector('#fleets tr[data-fleet="f01"]', timeout=60000)
+    page.wait_for_selector('#fleets tr[data-fleet="f0001"]', timeout=60000)
     time.sleep(secs)
     b.close()
 PY

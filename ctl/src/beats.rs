@@ -40,10 +40,31 @@ impl AgentBeats {
     }
 
     /// Records a heartbeat of agent `key`; an older one than the latest is ignored.
-    pub fn insert(&mut self, key: String, h: Heartbeat) {
+    ///
+    /// Histograms take room (~190 KB each at full range): the latest heartbeat's are
+    /// compacted, and the previous one keeps none (rates need only its counters; percentiles
+    /// are cumulative, from the latest).
+    pub fn insert(&mut self, key: String, mut h: Heartbeat) {
+        for c in h.fleets.values_mut() {
+            for hist in [
+                &mut c.tick_lag_us,
+                &mut c.ack_latency_us,
+                &mut c.receive_latency_us,
+            ] {
+                if let Some(x) = hist.as_mut() {
+                    *x = x.compacted();
+                }
+            }
+        }
         match self.agents.get_mut(&key) {
             Some(b) if h.ts_ms > b.latest.ts_ms => {
-                b.previous = Some(std::mem::replace(&mut b.latest, h));
+                let mut previous = std::mem::replace(&mut b.latest, h);
+                for c in previous.fleets.values_mut() {
+                    c.tick_lag_us = None;
+                    c.ack_latency_us = None;
+                    c.receive_latency_us = None;
+                }
+                b.previous = Some(previous);
             }
             Some(_) => {}
             None => {
