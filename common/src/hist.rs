@@ -80,6 +80,22 @@ impl Hist {
         self.0.reset();
     }
 
+    /// The same values in a histogram only as large as they need (it grows when more is
+    /// added): ~40-60 KB for latencies of milliseconds instead of ~190 KB for the full range, for
+    /// readers that keep many (the dashboard keeps one per agent and fleet).
+    pub fn compacted(&self) -> Self {
+        let mut small = Histogram::new(3).unwrap_or_else(|_| unreachable_hist());
+        for v in self.0.iter_recorded() {
+            if small
+                .record_n(v.value_iterated_to(), v.count_at_value())
+                .is_err()
+            {
+                return self.clone();
+            }
+        }
+        Self(small)
+    }
+
     /// The inner HDR histogram.
     pub fn inner(&self) -> &Histogram<u64> {
         &self.0
@@ -172,6 +188,22 @@ impl<'de> Deserialize<'de> for Hist {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compacted_histograms_are_smaller_and_merge_the_same() {
+        let mut a = Hist::new();
+        (1..=5_000u64).for_each(|v| a.record(v * 7));
+        let small = a.compacted();
+        assert!(small.inner().distinct_values() < a.inner().distinct_values() / 3);
+        assert_eq!(small.quantile(0.99), a.quantile(0.99));
+        let (mut m1, mut m2) = (Hist::new(), Hist::new());
+        m1.merge(&a);
+        m2.merge(&small);
+        assert_eq!(
+            (m1.quantile(0.5), m1.count()),
+            (m2.quantile(0.5), m2.count())
+        );
+    }
 
     #[test]
     fn merged_percentiles_equal_those_of_the_combined_samples() {

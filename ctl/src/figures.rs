@@ -28,6 +28,13 @@ pub struct Mode {
     pub span_percentiles: bool,
 }
 
+/// How `watch` and the dashboard read spans: rates of the last two heartbeats (or the
+/// agent's own without an earlier one), percentiles since each agent started.
+pub const WATCH: Mode = Mode {
+    reported_rates: true,
+    span_percentiles: false,
+};
+
 /// Latency percentiles, in µs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Quantiles {
@@ -130,6 +137,10 @@ pub struct Table {
     pub fleets: Vec<FleetFigures>,
     /// Per agent, by name.
     pub agents: Vec<AgentFigures>,
+    /// Every fleet of every agent together (the dashboard's cluster-wide charts), with
+    /// percentiles from all their histograms merged.
+    #[serde(skip)]
+    pub total: Figures,
 }
 
 /// Growth of a counter; a counter that went back restarted, so all of it is new.
@@ -228,6 +239,8 @@ pub fn tabulate(spans: &[Span<'_>], only: Option<&str>, mode: Mode) -> Table {
         fleets.insert(name.to_string(), (fleet_row(name, mode), Hists::default()));
     }
     let mut agents = Vec::new();
+    let mut total = Figures::default();
+    let mut total_hists = Hists::default();
     for s in spans {
         let h = s.latest;
         let dt_s = match s.earlier {
@@ -250,6 +263,8 @@ pub fn tabulate(spans: &[Span<'_>], only: Option<&str>, mode: Mode) -> Table {
             hists.add(c, before, mode.span_percentiles);
             add(&mut agent, c, before, dt_s, mode);
             agent_hists.add(c, before, mode.span_percentiles);
+            add(&mut total, c, before, dt_s, mode);
+            total_hists.add(c, before, mode.span_percentiles);
         }
         if only.is_none() {
             // An agent's own figures, even with no fleet.
@@ -273,7 +288,13 @@ pub fn tabulate(spans: &[Span<'_>], only: Option<&str>, mode: Mode) -> Table {
             row
         })
         .collect();
-    Table { fleets, agents }
+    total_hists.finish(&mut total);
+    round(&mut total);
+    Table {
+        fleets,
+        agents,
+        total,
+    }
 }
 
 fn fleet_row(name: &str, mode: Mode) -> FleetFigures {
@@ -333,11 +354,6 @@ mod tests {
         }
     }
 
-    const WATCH: Mode = Mode {
-        reported_rates: true,
-        span_percentiles: false,
-    };
-
     #[test]
     fn merged_percentiles_of_two_agents_equal_those_of_the_combined_samples() {
         let a_lag: Vec<u64> = (0..5_000u64).map(|i| (i * 7919) % 4_000 + 1).collect();
@@ -369,6 +385,8 @@ mod tests {
         a_lag.iter().chain(&b_lag).for_each(|&v| all.record(v));
         let merged = t.fleets[0].figures.tick_lag_us.expect("lag");
         assert_eq!(merged, Quantiles::of(&all).expect("all"));
+        assert_eq!(t.total.tick_lag_us, Some(merged), "the cluster-wide row");
+        assert_eq!(t.total.devices, 20);
         assert_eq!(merged.count, 8_000);
         assert_eq!(
             t.agents[0].figures.tick_lag_us,

@@ -2,9 +2,11 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod apply;
+mod beats;
 mod bus;
 mod cmd;
 mod connections;
+mod dashboard;
 mod denied;
 mod feed;
 mod figures;

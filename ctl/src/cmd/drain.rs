@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use pluribus_common::messages::{AgentOp, Heartbeat, LeaseRecord};
+use pluribus_common::messages::{AgentAnswer, AgentOp, Heartbeat, LeaseRecord};
 use pluribus_common::time::now_ms;
 use serde::Serialize;
 
-use super::Global;
+use super::{Ctx, Global};
 use crate::bus::request_agent;
 use crate::output::{duration, plural, print_json};
 use crate::state::load_agents;
@@ -100,21 +100,30 @@ fn held_by<'a>(w: &'a LeaseWatch, agent_id: &str) -> Vec<&'a LeaseRecord> {
         .collect()
 }
 
-/// Runs `drain`.
-pub async fn run(g: &Global, args: Args) -> Result<()> {
-    let ctx = g.open().await?;
-    let agents = load_agents(&ctx).await?;
-    let agent = resolve(&agents, &args.agent, now_ms())?;
-    let (id, name) = (agent.id.as_str(), agent.name.as_str());
-    let who = format!("{name} ({id})");
+/// Asks agent `want` (an id or a name) to drain, or with `undo` to take work again; returns
+/// the agent's entry and its answer, without waiting for the hand-off (shared by `drain`
+/// and the dashboard).
+pub async fn drain(ctx: &Ctx, want: &str, undo: bool) -> Result<(Heartbeat, AgentAnswer)> {
+    let agents = load_agents(ctx).await?;
+    let agent = resolve(&agents, want, now_ms())?.clone();
+    let who = format!("{} ({})", agent.name, agent.id);
     let answer = request_agent(
         &ctx.conn,
-        id,
+        &agent.id,
         &who,
-        AgentOp::Drain { undo: args.undo },
+        AgentOp::Drain { undo },
         ANSWER_TIMEOUT,
     )
     .await?;
+    Ok((agent, answer))
+}
+
+/// Runs `drain`.
+pub async fn run(g: &Global, args: Args) -> Result<()> {
+    let ctx = g.open().await?;
+    let (agent, answer) = drain(&ctx, &args.agent, args.undo).await?;
+    let (id, name) = (agent.id.as_str(), agent.name.as_str());
+    let who = format!("{name} ({id})");
     let mut left = None;
     if !args.undo && !args.no_wait {
         let watch = wait::leases_until(

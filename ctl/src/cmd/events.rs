@@ -14,7 +14,7 @@ use super::Global;
 use crate::output::print_json_line;
 
 /// One line for an event.
-fn line(e: &Event) -> String {
+pub fn line(e: &Event) -> String {
     let when = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(e.ts_ms));
     let what = match &e.kind {
         EventKind::FleetCreated { fleet, devices } => format!("fleet={fleet} devices={devices}"),

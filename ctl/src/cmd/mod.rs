@@ -1,13 +1,13 @@
 //! The command line: global flags, the subcommands, and the connection they share.
 
 mod agents;
-mod delete_fleet;
+pub mod delete_fleet;
 pub mod deploy;
 mod deploy_fleet;
 #[cfg(test)]
 mod docs_tests;
-mod drain;
-mod events;
+pub mod drain;
+pub mod events;
 mod fix_flags;
 mod http_flags;
 pub mod load_flags;
@@ -17,10 +17,10 @@ mod probe;
 mod profiles;
 mod rebalance;
 mod report;
-mod scale;
-mod set_load;
+pub mod scale;
+pub mod set_load;
 mod status;
-mod stop;
+pub mod stop;
 mod watch;
 
 use anyhow::{anyhow, Result};
@@ -90,6 +90,9 @@ pub enum Command {
     /// corruption, clock skew) for all or a cohort of its devices, for ever or --for a
     /// while; clear it; show what is in force; list the presets.
     Network(network::Args),
+    /// Serve a live web dashboard: agents, fleets, charts, events, a device drill-down,
+    /// controls (with an operator NATS credential) and an HTML report.
+    Dashboard(crate::dashboard::Args),
 }
 
 /// The global flags, given to every command.
@@ -126,7 +129,16 @@ impl Global {
 
     /// Connects to NATS and opens the KV buckets (creating missing ones).
     pub async fn open(&self) -> Result<Ctx> {
-        let conn = self.connect().await?;
+        self.open_with("pluribusctl", |o| o).await
+    }
+
+    /// Like [`Global::open`], with a connection name and options adjusted by `tune`.
+    pub async fn open_with(
+        &self,
+        name: &str,
+        tune: impl FnOnce(async_nats::ConnectOptions) -> async_nats::ConnectOptions,
+    ) -> Result<Ctx> {
+        let conn = self.nats.connect_with(name, tune).await?;
         let buckets = Buckets::open(&conn.js, &conn.ns, conn.kv_replicas)
             .await
             .map_err(anyhow::Error::msg)?;
@@ -155,6 +167,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         json: cli.json,
         denials: Default::default(),
     };
+    // The dashboard meets permission refusals on purpose (it probes whether its credential
+    // may change anything, and shows a read-only page if not): it handles them itself.
+    if matches!(cli.command, Command::Dashboard(_)) {
+        return dispatch(&g, cli.command).await;
+    }
     let needs = needs(&cli.command);
     let denials = g.denials.clone();
     tokio::select! {
@@ -189,6 +206,7 @@ fn needs(c: &Command) -> crate::denied::Needs {
         Command::Events(_) => view("follow events"),
         Command::Probe(_) => view("probe telemetry"),
         Command::Profiles(_) => view("list profiles"),
+        Command::Dashboard(_) => view("serve the dashboard"),
         Command::Network(a) => match a.verb {
             network::Verb::Set(_) | network::Verb::Clear(_) => op("change network impairments"),
             network::Verb::Show(_) | network::Verb::Presets => view("read network impairments"),
@@ -214,6 +232,7 @@ async fn dispatch(g: &Global, command: Command) -> Result<()> {
         Command::Events(a) => events::run(g, a).await,
         Command::Profiles(a) => profiles::run(g, a),
         Command::Network(a) => network::run(g, a).await,
+        Command::Dashboard(a) => crate::dashboard::run(g, a).await,
     }
 }
 

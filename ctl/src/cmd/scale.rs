@@ -94,17 +94,33 @@ async fn write(ctx: &Ctx, name: &str, count: u64) -> Result<(FleetRecord, FleetR
     bail!("fleet {name} keeps changing under us (someone else is writing it): try again")
 }
 
-/// Runs `scale`.
-pub async fn run(g: &Global, args: Args) -> Result<()> {
-    let name = args.fleet.as_str();
-    if args.count > MAX_FLEET_SIZE {
-        bail!("bad spec: count: {} is above the limit of {MAX_FLEET_SIZE} devices per fleet: split it into several fleets", args.count);
+/// What [`scale`] did.
+#[derive(Debug, Clone)]
+pub struct Scaled {
+    /// The record before.
+    pub before: FleetRecord,
+    /// The record after (equal to `before` when the size did not change).
+    pub record: FleetRecord,
+    /// Why no agent can take the new devices (then no shard was offered), when growing.
+    pub problem: Option<String>,
+}
+
+impl Scaled {
+    /// The size before and after.
+    pub fn sizes(&self) -> (u64, u64) {
+        (self.before.count(), self.record.count())
     }
-    let ctx = g.open().await?;
-    let (before, record) = write(&ctx, name, args.count).await?;
+}
+
+/// Records the new size of fleet `name`, announces it and offers the new shards; does not
+/// wait for the agents (shared by `scale` and the dashboard).
+pub async fn scale(ctx: &Ctx, name: &str, count: u64) -> Result<Scaled> {
+    if count > MAX_FLEET_SIZE {
+        bail!("bad spec: count: {count} is above the limit of {MAX_FLEET_SIZE} devices per fleet: split it into several fleets");
+    }
+    let (before, record) = write(ctx, name, count).await?;
     let (from, to) = (before.count(), record.count());
-    let unchanged = from == to;
-    if !unchanged {
+    if from != to {
         bus::publish_event(
             &ctx.conn,
             EventKind::FleetScaled {
@@ -115,23 +131,44 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         )
         .await?;
     }
-    let size = before.spec.shard_size.max(1);
+    let mut problem = None;
+    if to > from {
+        problem = agents_problem(ctx, &record, &format!("the new size of fleet {name}")).await?;
+        if problem.is_none() {
+            let size = before.spec.shard_size.max(1);
+            let first = u32::try_from(from / u64::from(size)).unwrap_or(u32::MAX);
+            bus::offer_shards(&ctx.conn, name, first..record.shard_count()).await?;
+        }
+    }
+    Ok(Scaled {
+        before,
+        record,
+        problem,
+    })
+}
+
+/// Runs `scale`.
+pub async fn run(g: &Global, args: Args) -> Result<()> {
+    let name = args.fleet.as_str();
+    if args.count > MAX_FLEET_SIZE {
+        bail!("bad spec: count: {} is above the limit of {MAX_FLEET_SIZE} devices per fleet: split it into several fleets", args.count);
+    }
+    let ctx = g.open().await?;
+    let scaled = scale(&ctx, name, args.count).await?;
+    let (from, to) = scaled.sizes();
+    let unchanged = from == to;
+    let Scaled {
+        record, problem, ..
+    } = scaled;
     let leases = if to > from {
-        match agents_problem(&ctx, &record, &format!("the new size of fleet {name}")).await? {
+        match problem {
             Some(p) if args.no_wait => {
                 eprintln!("warning: {p}");
                 snapshot(&ctx, name).await?
             }
             Some(p) => bail!(p),
-            None => {
-                let first = u32::try_from(from / u64::from(size)).unwrap_or(u32::MAX);
-                bus::offer_shards(&ctx.conn, name, first..record.shard_count()).await?;
-                if args.no_wait {
-                    snapshot(&ctx, name).await?
-                } else {
-                    wait::until_running(&ctx, &record, args.timeout).await?
-                }
-            }
+            None if args.no_wait => snapshot(&ctx, name).await?,
+            None => wait::until_running(&ctx, &record, args.timeout).await?,
         }
     } else if to < from && !args.no_wait {
         shrink_wait(&ctx, &record, args.timeout).await?

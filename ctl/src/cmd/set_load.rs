@@ -1,5 +1,6 @@
 //! `set-load`: change a running fleet's load shape. Devices keep running; their schedules
-//! follow the new shape from now, `seq` carrying on.
+//! follow the new shape from now, `seq` carrying on. Only what the flags name changes: the
+//! rest of the old load is kept, and the command says what it kept or replaced.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use pluribus_common::wire::encode;
 use serde::Serialize;
 
 use super::load_flags::{LoadFlags, Merged};
-use super::{no_fleet, Global};
+use super::{no_fleet, Ctx, Global};
 use crate::apply::read_record;
 use crate::output::print_json;
 
@@ -36,31 +37,56 @@ struct Output<'a> {
     notes: Vec<String>,
 }
 
-/// Runs `set-load`.
-pub async fn run(g: &Global, args: Args) -> Result<()> {
-    let name = args.fleet.as_str();
-    let given = args
-        .load
-        .spec()
-        .map_err(|e| anyhow::anyhow!("bad load: {e}"))?;
-    if given.is_none() && !args.clear {
+/// What `set_load` recorded.
+#[derive(Debug)]
+pub struct LoadSet {
+    /// The new load at this moment, in words (None: cleared).
+    pub describe: Option<String>,
+    /// What of the old load was kept or replaced.
+    pub notes: Vec<String>,
+}
+
+impl LoadSet {
+    /// One sentence (and the notes) for fleet `name`.
+    pub fn sentence(&self, name: &str) -> String {
+        let mut s = match &self.describe {
+            Some(d) => format!("load of {name} set: {d} now"),
+            None => format!("load of {name} cleared: every device at its own interval"),
+        };
+        for n in &self.notes {
+            s.push_str("; ");
+            s.push_str(n);
+        }
+        s
+    }
+}
+
+/// Checks the flags before any I/O: a load, or `--clear`.
+pub fn check(load: &LoadFlags, clear: bool) -> Result<()> {
+    let spec = load.spec().map_err(|e| anyhow::anyhow!("bad load: {e}"))?;
+    if spec.is_none() && !clear {
         bail!("give a load (e.g. --rate 5000/s, --ramp 1000/60s) or --clear");
     }
-    let ctx = g.open().await?;
+    Ok(())
+}
+
+/// Changes fleet `name`'s load as the flags say (or clears it), the schedule restarting
+/// now (shared by `set-load` and the dashboard).
+pub async fn set_load(ctx: &Ctx, name: &str, flags: &LoadFlags, clear: bool) -> Result<LoadSet> {
+    check(flags, clear)?;
     for _ in 0..5 {
         let (record, revision) = read_record(&ctx.buckets.fleets, name)
             .await?
             .ok_or_else(|| no_fleet(name))?;
         let mut next = record.clone();
-        // Only what the flags name changes; the rest of the old load is kept.
         let now = now_ms();
-        let merged = if args.clear {
+        let merged = if clear {
             Merged {
                 load: None,
                 notes: Vec::new(),
             }
         } else {
-            args.load
+            flags
                 .merge(
                     record.spec.load.as_ref(),
                     record.load_elapsed(now),
@@ -91,21 +117,10 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
                         next.spec.seed.unwrap_or(0),
                     )
                 });
-                if g.json {
-                    return print_json(&Output {
-                        fleet: name,
-                        load: describe,
-                        notes: merged.notes,
-                    });
-                }
-                match describe {
-                    Some(d) => println!("load of {name} set: {d} now"),
-                    None => println!("load of {name} cleared: every device at its own interval"),
-                }
-                for note in &merged.notes {
-                    println!("  {note}");
-                }
-                return Ok(());
+                return Ok(LoadSet {
+                    describe,
+                    notes: merged.notes,
+                });
             }
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
             Err(e) => {
@@ -115,4 +130,27 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         }
     }
     bail!("fleet {name} keeps changing under us (someone else is writing it): try again")
+}
+
+/// Runs `set-load`.
+pub async fn run(g: &Global, args: Args) -> Result<()> {
+    let name = args.fleet.as_str();
+    check(&args.load, args.clear)?;
+    let ctx = g.open().await?;
+    let set = set_load(&ctx, name, &args.load, args.clear).await?;
+    if g.json {
+        return print_json(&Output {
+            fleet: name,
+            load: set.describe,
+            notes: set.notes,
+        });
+    }
+    match &set.describe {
+        Some(d) => println!("load of {name} set: {d} now"),
+        None => println!("load of {name} cleared: every device at its own interval"),
+    }
+    for note in &set.notes {
+        println!("  {note}");
+    }
+    Ok(())
 }

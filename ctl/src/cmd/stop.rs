@@ -52,39 +52,50 @@ fn find<'a>(records: impl IntoIterator<Item = &'a FleetRecord>, id: &str) -> Vec
         .collect()
 }
 
-/// Runs `stop`.
-pub async fn run(g: &Global, args: Args) -> Result<()> {
-    let ctx = g.open().await?;
-    let id = args.device_id.as_str();
-    if args.fleet.as_deref().is_none_or(|f| f == id) {
+/// What [`stop_device`] did.
+#[derive(Debug, Clone)]
+pub enum Stopped {
+    /// A device deployed alone: its record was deleted.
+    Deleted(super::delete_fleet::Deleted),
+    /// A device of a fleet: marked stopped in the fleet's record.
+    Marked {
+        /// The fleet's record after.
+        record: Box<FleetRecord>,
+        /// The device's index in it.
+        index: u64,
+        /// It was stopped already.
+        already: bool,
+    },
+}
+
+/// Stops device `id` (looked for in `fleet`, or in every fleet): deletes a device deployed
+/// alone, or marks a fleet's device stopped. Waits only for a single device's deletion,
+/// and only unless `no_wait` (shared by `stop` and the dashboard).
+pub async fn stop_device(
+    ctx: &Ctx,
+    id: &str,
+    fleet: Option<&str>,
+    no_wait: bool,
+    timeout: Duration,
+) -> Result<Stopped> {
+    if fleet.is_none_or(|f| f == id) {
         if let Some((r, _)) = read_record(&ctx.buckets.fleets, id).await? {
             if r.kind == RecordKind::Device {
-                let done = delete(&ctx, id, args.no_wait, args.timeout).await?;
-                if g.json {
-                    return print_json(&Output {
-                        device_id: id,
-                        fleet: id,
-                        index: None,
-                        deleted: true,
-                        already_stopped: false,
-                    });
-                }
-                println!("{}", done.sentence());
-                return Ok(());
+                return Ok(Stopped::Deleted(delete(ctx, id, no_wait, timeout).await?));
             }
         }
     }
-    let found = match &args.fleet {
+    let found = match fleet {
         Some(f) => {
             let (r, _) = read_record(&ctx.buckets.fleets, f)
                 .await?
                 .ok_or_else(|| no_fleet(f))?;
             find([&r], id)
         }
-        None => find(load_fleets(&ctx).await?.values(), id),
+        None => find(load_fleets(ctx).await?.values(), id),
     };
     let (fleet, index) = match found.as_slice() {
-        [] => match &args.fleet {
+        [] => match fleet {
             Some(f) => bail!("no device {id} in fleet {f}: see `pluribusctl status {f}`"),
             None => bail!("no device {id} in any fleet: see `pluribusctl status`"),
         },
@@ -97,7 +108,40 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
                 .join(", ")
         ),
     };
-    let (record, already) = mark_stopped(&ctx, &fleet, index).await?;
+    let (record, already) = mark_stopped(ctx, &fleet, index).await?;
+    Ok(Stopped::Marked {
+        record: Box::new(record),
+        index,
+        already,
+    })
+}
+
+/// Runs `stop`.
+pub async fn run(g: &Global, args: Args) -> Result<()> {
+    let ctx = g.open().await?;
+    let id = args.device_id.as_str();
+    let (record, index, already) =
+        match stop_device(&ctx, id, args.fleet.as_deref(), args.no_wait, args.timeout).await? {
+            Stopped::Deleted(done) => {
+                if g.json {
+                    return print_json(&Output {
+                        device_id: id,
+                        fleet: id,
+                        index: None,
+                        deleted: true,
+                        already_stopped: false,
+                    });
+                }
+                println!("{}", done.sentence());
+                return Ok(());
+            }
+            Stopped::Marked {
+                record,
+                index,
+                already,
+            } => (record, index, already),
+        };
+    let fleet = record.name().to_string();
     if !already && !args.no_wait {
         wait_stopped(&ctx, &record, index, args.timeout).await?;
     }

@@ -12,14 +12,12 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use pluribus_common::messages::Heartbeat;
 use pluribus_common::time::now_ms;
-use pluribus_common::wire::decode;
 use serde::Serialize;
 
 use super::Global;
+use crate::beats::AgentBeats;
 use crate::feed::KvFeed;
-use crate::figures::{
-    micros, tabulate, AgentFigures, Figures, FleetFigures, Mode, Quantiles, Span,
-};
+use crate::figures::{micros, tabulate, AgentFigures, Figures, FleetFigures, Quantiles, WATCH};
 use crate::output::{print_json_line, rate, short_id, Table, WIDTH};
 use crate::spark::{push, sparkline, utf8_locale};
 use pluribus_common::record::FleetRecord;
@@ -46,13 +44,6 @@ pub struct Args {
     /// 100 columns, the trend as long as fits).
     #[arg(long, short = 'w')]
     pub wide: bool,
-}
-
-/// The last two heartbeats of one agent.
-#[derive(Debug, Clone)]
-struct Beats {
-    latest: Heartbeat,
-    previous: Option<Heartbeat>,
 }
 
 /// One refresh.
@@ -102,20 +93,9 @@ impl History {
 }
 
 /// The view at `now_ms` of the live agents' heartbeats, optionally of one fleet.
-fn frame(agents: &BTreeMap<String, Beats>, now_ms: u64, only: Option<&str>) -> Frame {
-    let spans: Vec<Span<'_>> = agents
-        .values()
-        .filter(|b| b.latest.is_alive(now_ms))
-        .map(|b| Span {
-            latest: &b.latest,
-            earlier: b.previous.as_ref(),
-        })
-        .collect();
-    let mode = Mode {
-        reported_rates: true,
-        span_percentiles: false,
-    };
-    let t = tabulate(&spans, only, mode);
+fn frame(agents: &AgentBeats, now_ms: u64, only: Option<&str>) -> Frame {
+    let spans = agents.live_spans(now_ms);
+    let t = tabulate(&spans, only, WATCH);
     let live: Vec<&Heartbeat> = spans.iter().map(|s| s.latest).collect();
     Frame {
         connections: crate::connections::merge(&live, only),
@@ -337,7 +317,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
     }
     let ctx = g.open().await?;
     let mut feed = KvFeed::open(&ctx.conn.client, &ctx.buckets.agents, ">").await?;
-    let mut agents: BTreeMap<String, Beats> = BTreeMap::new();
+    let mut agents = AgentBeats::default();
     let mut history = History::default();
     let mut records: BTreeMap<String, FleetRecord> = BTreeMap::new();
     let tty = std::io::stdout().is_terminal();
@@ -357,22 +337,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
                 let Some(c) = c? else {
                     bail!("lost the connection to NATS");
                 };
-                if !c.live {
-                    agents.remove(&c.key);
-                    continue;
-                }
-                match decode::<Heartbeat>(&c.value) {
-                    Ok(h) => match agents.get_mut(&c.key) {
-                        Some(b) if h.ts_ms > b.latest.ts_ms => {
-                            b.previous = Some(std::mem::replace(&mut b.latest, h));
-                        }
-                        Some(_) => {}
-                        None => {
-                            agents.insert(c.key, Beats { latest: h, previous: None });
-                        }
-                    },
-                    Err(e) => tracing::warn!("ignoring agent {}: {e}", c.key),
-                }
+                agents.apply(c);
                 if shown > 0 || !feed.caught_up() {
                     continue;
                 }
@@ -408,6 +373,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::beats::Beats;
     use crate::state::tests::hb;
     use pluribus_common::messages::FleetCounters;
 
@@ -423,6 +389,12 @@ mod tests {
 
     fn beats(latest: Heartbeat, previous: Option<Heartbeat>) -> Beats {
         Beats { latest, previous }
+    }
+
+    fn all(list: Vec<(String, Beats)>) -> AgentBeats {
+        AgentBeats {
+            agents: list.into_iter().collect(),
+        }
     }
 
     #[test]
@@ -441,13 +413,11 @@ mod tests {
         let mut dead = hb("c", 3, None);
         dead.ts_ms = 1_000;
         dead.fleets.insert("f".into(), counters(3, 50, 500, 0));
-        let agents: BTreeMap<String, Beats> = [
+        let agents = all(vec![
             ("a".to_string(), beats(latest, Some(prev))),
             ("b".to_string(), beats(other, None)),
             ("c".to_string(), beats(dead, None)),
-        ]
-        .into_iter()
-        .collect();
+        ]);
         let f = frame(&agents, 100_500, None);
         assert_eq!(f.agents.len(), 2);
         let ff = &f.fleets[0];
@@ -483,7 +453,7 @@ mod tests {
         c.scheduled_per_s = 1_000.0;
         c.achieved_per_s = 100.0;
         a.fleets.insert("f".into(), c);
-        let agents: BTreeMap<String, Beats> = [("a".to_string(), beats(a, None))].into();
+        let agents = all(vec![("a".to_string(), beats(a, None))]);
         let f = frame(&agents, 100_500, None);
         let mut history = History::default();
         history.record(&f);
@@ -524,7 +494,7 @@ mod tests {
             ..Default::default()
         };
         a.fleets.insert("thermostats-eu-west".into(), c);
-        let agents: BTreeMap<String, Beats> = [("a".to_string(), beats(a, None))].into();
+        let agents = all(vec![("a".to_string(), beats(a, None))]);
         let f = frame(&agents, 100_500, None);
         let mut history = History::default();
         for _ in 0..HISTORY {
@@ -554,7 +524,7 @@ mod tests {
             ..Default::default()
         };
         a.fleets.insert("mq".into(), c);
-        let agents: BTreeMap<String, Beats> = [("a".to_string(), beats(a, None))].into();
+        let agents = all(vec![("a".to_string(), beats(a, None))]);
         let text = render(
             &frame(&agents, 100_500, None),
             &History::default(),

@@ -1,0 +1,204 @@
+//! What the dashboard shows at one moment, built once a second from the three buckets and
+//! the heartbeats with the same code as `status` and `watch`.
+
+use std::collections::BTreeMap;
+
+use pluribus_common::messages::Heartbeat;
+use pluribus_common::record::FleetRecord;
+use serde::Serialize;
+
+use crate::beats::AgentBeats;
+use crate::connections::{self, Connections};
+use crate::figures::{tabulate, Figures, WATCH};
+use crate::state::{fleet_status, AgentRow, FleetStatus, LeaseMap};
+
+/// One agent: its `status` row and its `watch` rates.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentView {
+    /// As `status --json` shows it.
+    #[serde(flatten)]
+    pub row: AgentRow,
+    /// Messages per second it sends.
+    pub msgs_per_s: f64,
+    /// Messages per second its schedules ask for.
+    pub scheduled_per_s: f64,
+}
+
+/// One fleet: its `status` entry, its sink, and its `watch` figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetView {
+    /// As `status --json` shows it.
+    #[serde(flatten)]
+    pub status: FleetStatus,
+    /// The sink type.
+    pub sink: String,
+    /// Rates, errors and latency percentiles (none while no agent runs it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub figures: Option<Figures>,
+    /// Connection figures, for fleets whose devices hold connections or get responses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<Connections>,
+}
+
+/// Everything at one moment.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Model {
+    /// When (Unix ms).
+    pub ts_ms: u64,
+    /// Every known agent, live first, by name.
+    pub agents: Vec<AgentView>,
+    /// Every fleet, by name.
+    pub fleets: Vec<FleetView>,
+    /// Every fleet together.
+    pub total: Figures,
+    /// Every fleet's connections together.
+    pub connections: Connections,
+}
+
+/// The desired state the dashboard follows.
+#[derive(Debug, Default)]
+pub struct Desired {
+    /// Fleet records by name.
+    pub fleets: BTreeMap<String, FleetRecord>,
+    /// Live leases by fleet and shard.
+    pub leases: BTreeMap<String, LeaseMap>,
+}
+
+/// The model at `now_ms`.
+pub fn build(beats: &AgentBeats, desired: &Desired, now_ms: u64) -> Model {
+    let spans = beats.live_spans(now_ms);
+    let live: Vec<&Heartbeat> = spans.iter().map(|s| s.latest).collect();
+    let table = tabulate(&spans, None, WATCH);
+    let mut conns = connections::merge(&live, None);
+    let total_connections = sum(conns.values().cloned());
+    let mut figures: BTreeMap<String, Figures> = table
+        .fleets
+        .into_iter()
+        .map(|f| (f.name, f.figures))
+        .collect();
+    let empty = LeaseMap::new();
+    let fleets: Vec<FleetView> = desired
+        .fleets
+        .values()
+        .map(|r| FleetView {
+            status: fleet_status(r, desired.leases.get(r.name()).unwrap_or(&empty), &live),
+            sink: r.spec.sink.kind.clone(),
+            figures: figures.remove(r.name()),
+            connections: conns.remove(r.name()),
+        })
+        .collect();
+    let rates: BTreeMap<&str, &Figures> = table
+        .agents
+        .iter()
+        .map(|a| (a.id.as_str(), &a.figures))
+        .collect();
+    let mut agents: Vec<AgentView> = beats
+        .agents
+        .values()
+        .map(|b| {
+            let mut row = AgentRow::new(&b.latest, now_ms);
+            // Devices from the leases, which change at once (as `status` does).
+            if row.alive {
+                row.devices = fleets
+                    .iter()
+                    .flat_map(|f| f.status.agents.iter())
+                    .filter(|s| s.agent_id == row.id)
+                    .map(|s| s.devices)
+                    .sum();
+            }
+            let f = rates.get(row.id.as_str());
+            AgentView {
+                msgs_per_s: f.map_or(0.0, |f| f.msgs_per_s),
+                scheduled_per_s: f.map_or(0.0, |f| f.scheduled_per_s),
+                row,
+            }
+        })
+        .collect();
+    agents.sort_by(|a, b| {
+        (!a.row.alive, &a.row.name, &a.row.id).cmp(&(!b.row.alive, &b.row.name, &b.row.id))
+    });
+    Model {
+        ts_ms: now_ms,
+        agents,
+        fleets,
+        total: table.total,
+        connections: total_connections,
+    }
+}
+
+/// The connection figures of several fleets together (latency percentiles left out: they
+/// do not add up).
+fn sum(all: impl Iterator<Item = Connections>) -> Connections {
+    let mut t = Connections::default();
+    for c in all {
+        t.connected += c.connected;
+        t.connecting += c.connecting;
+        t.disconnects += c.disconnects;
+        t.reconnects += c.reconnects;
+        t.published += c.published;
+        t.publish_failed += c.publish_failed;
+        t.commands += c.commands;
+        for (k, v) in c.connect_failures {
+            *t.connect_failures.entry(k).or_default() += v;
+        }
+        for (k, v) in c.responses {
+            *t.responses.entry(k).or_default() += v;
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::tests::hb;
+    use pluribus_common::messages::{FleetCounters, LeaseRecord};
+    use pluribus_common::record::RecordKind;
+    use pluribus_common::spec::FleetSpec;
+    use std::time::Duration;
+
+    #[test]
+    fn fleets_and_agents_come_with_their_figures() {
+        let mut beats = AgentBeats::default();
+        let mut a = hb("a", 3, None);
+        let c = FleetCounters {
+            devices: 3,
+            messages: 30,
+            achieved_per_s: 3.0,
+            scheduled_per_s: 3.0,
+            connect_failures: [("refused".to_string(), 2)].into(),
+            ..Default::default()
+        };
+        a.fleets.insert("f".into(), c);
+        beats.insert("a".into(), a);
+        let mut desired = Desired::default();
+        let record = FleetRecord::new(
+            RecordKind::Fleet,
+            FleetSpec::counted("f", 3),
+            0,
+            Duration::ZERO,
+        );
+        desired.fleets.insert("f".into(), record);
+        let lease = LeaseRecord {
+            v: 1,
+            agent_id: "a".into(),
+            agent_name: "n-a".into(),
+            devices: 3,
+            generation: 1,
+            since_ms: 1,
+        };
+        desired
+            .leases
+            .insert("f".into(), [(0u32, lease)].into_iter().collect());
+        let m = build(&beats, &desired, 100_500);
+        assert_eq!(m.fleets[0].status.running, 3);
+        assert_eq!(
+            m.fleets[0].figures.as_ref().map(|f| f.msgs_per_s),
+            Some(3.0)
+        );
+        assert_eq!(m.agents[0].row.devices, 3);
+        assert_eq!(m.agents[0].msgs_per_s, 3.0);
+        assert_eq!(m.total.msgs_per_s, 3.0);
+        assert_eq!(m.connections.connect_failures["refused"], 2);
+    }
+}

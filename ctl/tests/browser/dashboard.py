@@ -1,0 +1,114 @@
+"""Drives the Pluribus dashboard in a real headless Chromium (Debian's `chromium`, through
+pip `playwright`), the way a person uses it. Run by ctl/tests/dashboard.rs:
+
+    python3 dashboard.py URL READ_ONLY_URL FLEET DEVICE NEW_COUNT SCREENSHOT_DIR
+
+Prints one JSON object with what it saw on stdout; exits non-zero (with the reason on
+stderr) when the page does not do what it should.
+"""
+
+import json
+import os
+import re
+import sys
+
+from playwright.sync_api import expect, sync_playwright
+
+CHROMIUM = os.environ.get("PLURIBUS_CHROMIUM", "/usr/bin/chromium")
+# Generous: the machine running the tests may be busy.
+TIMEOUT_MS = 30_000
+
+
+def main():
+    url, ro_url, fleet, device, new_count, shots = sys.argv[1:7]
+    seen = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--headless", "--no-sandbox", "--disable-gpu"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        page.set_default_timeout(TIMEOUT_MS)
+        expect.set_options(timeout=TIMEOUT_MS)
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+
+        # The fleet and both agents show.
+        row = page.locator(f'#fleets tr[data-fleet="{fleet}"]')
+        expect(row).to_be_visible()
+        expect(page.locator("#agents tbody tr[data-agent-id]")).to_have_count(2)
+        seen["agents"] = page.locator("#agents .agent-name").all_inner_texts()
+
+        # The achieved rate goes above zero.
+        page.wait_for_function(
+            "() => parseFloat(document.getElementById('achieved-rate')?.textContent || '0') > 0"
+        )
+        seen["achieved"] = page.locator("#achieved-rate").inner_text()
+
+        # The fleet's own charts open from its name.
+        row.locator("a.fleet").click()
+        expect(page.locator("#fleet-charts-box")).to_be_visible()
+
+        # Scale from the page, through the confirmation.
+        row.locator('button[data-act="scale"]').click()
+        expect(page.locator("#confirm")).to_be_visible()
+        page.fill("#confirm-input", new_count)
+        page.click("#confirm-ok")
+        expect(page.locator("#notice")).to_contain_text(f"scaled from")
+        seen["notice"] = page.locator("#notice").inner_text()
+        expect(row.locator("td.desired")).to_have_text(new_count)
+
+        # A new event appears in the live list.
+        expect(page.locator('#events li[data-kind="fleet_scaled"]').first).to_contain_text(
+            f"fleet={fleet}"
+        )
+        # The event filter keeps only what matches.
+        page.select_option("#event-kind", "fleet_scaled")
+        expect(page.locator("#events li:not([data-kind=fleet_scaled])")).to_have_count(0)
+        page.select_option("#event-kind", "")
+
+        # The device drill-down shows its agent and last seq.
+        page.fill("#device-id", device)
+        page.click('#device-form button[type="submit"]')
+        expect(page.locator("#device-seq")).to_have_text(re.compile(r"^\d+$"))
+        seen["device_seq"] = int(page.locator("#device-seq").inner_text())
+        seen["device_agent"] = page.locator("#device-agent").inner_text()
+
+        # A command to the device, and its reply.
+        page.click("#command-send")
+        expect(page.locator("#command-out")).to_contain_text("applied")
+        seen["command_reply"] = page.locator("#command-out").inner_text()
+
+        seen["controls"] = page.locator("button.control").count()
+        page.wait_for_timeout(1500)  # one more frame, so the charts have points to show
+        page.screenshot(path=os.path.join(shots, "dashboard.png"), full_page=True)
+
+        # The report downloads as one HTML file.
+        with page.expect_download() as d:
+            page.click("#report-link")
+        report = os.path.join(shots, "report.html")
+        d.value.save_as(report)
+        with open(report, encoding="utf-8") as f:
+            html = f.read()
+        seen["report_has_svg"] = "<svg" in html and fleet in html
+
+        # A read-only dashboard shows the same page without any control.
+        ro = browser.new_page(viewport={"width": 1400, "height": 1000})
+        ro.set_default_timeout(TIMEOUT_MS)
+        ro.goto(ro_url)
+        expect(ro.locator(f'#fleets tr[data-fleet="{fleet}"]')).to_be_visible()
+        expect(ro.locator("#access")).to_contain_text("read-only")
+        seen["read_only_banner"] = ro.locator("#access").inner_text()
+        seen["read_only_controls"] = ro.locator("button.control").count()
+        seen["read_only_command_form"] = ro.locator("#command-form").is_visible()
+        ro.screenshot(path=os.path.join(shots, "dashboard-read-only.png"), full_page=True)
+
+        seen["page_errors"] = errors
+        browser.close()
+    print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main()
