@@ -26,7 +26,8 @@ async fn a_fleet_keeps_running_when_a_nats_node_dies() {
     ctl_on(&cluster, 2, &["status"]).ok();
     // Each agent knows one node only; the cluster tells it about the others.
     let a1 = spawn_agent_at(&cluster.nodes[0].url(), NS, "a1", &["--kv-replicas", "3"]);
-    let _a2 = spawn_agent_at(&cluster.nodes[1].url(), NS, "a2", &["--kv-replicas", "3"]);
+    let a2 = spawn_agent_at(&cluster.nodes[1].url(), NS, "a2", &["--kv-replicas", "3"]);
+    let _logs = LogsOnPanic(vec![("a1", &a1), ("a2", &a2)]);
     let agents_up = |s: &serde_json::Value| {
         s["agents"]
             .as_array()

@@ -60,13 +60,43 @@ pub struct Reopen {
 }
 
 impl Reopen {
+    /// The namespace's buckets that JetStream says do not exist (a bucket that cannot be
+    /// read for another reason, a timeout or no leader, is not counted as missing).
+    async fn missing(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in [
+            self.ns.fleets_bucket(),
+            self.ns.leases_bucket(),
+            self.ns.agents_bucket(),
+        ] {
+            let get = self.js.get_key_value(name.clone());
+            if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), get).await {
+                if is_not_found(&e) {
+                    out.push(name);
+                }
+            }
+        }
+        out
+    }
+
     /// Creates the namespace's buckets that are gone (only those: one that cannot be read
     /// for another reason is left alone), then makes every watcher start over.
     pub async fn recreate(&self) {
+        // Only a bucket that is really gone makes the watchers start over: a watch that broke
+        // because a NATS node died (the stream is still there, electing a leader) must not
+        // restart every watch, whose new snapshot could come back empty mid-election and
+        // stop every shard as if its fleet were deleted.
+        let missing = self.missing().await;
+        if missing.is_empty() {
+            return;
+        }
         let open = pluribus_common::kv::Buckets::open(&self.js, &self.ns, self.replicas);
         match tokio::time::timeout(Duration::from_secs(10), open).await {
             Ok(Ok(_)) => {
-                tracing::warn!("KV buckets were gone (JetStream lost its state?): created them again; desired state starts empty");
+                tracing::warn!(
+                    buckets = %missing.join(","),
+                    "KV buckets were gone (JetStream lost its state?): created them again; desired state starts empty"
+                );
                 self.rewatch.notify_waiters();
             }
             Ok(Err(e)) => tracing::debug!(error = %e, "buckets not reopened"),
@@ -155,4 +185,16 @@ async fn watch_once(
         }
     }
     Err("watch ended".into())
+}
+
+/// True when a KV open failed because the stream does not exist.
+fn is_not_found(e: &dyn std::error::Error) -> bool {
+    let mut next: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = next {
+        if err.to_string().contains("not found") {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }

@@ -95,6 +95,24 @@ impl Drop for Cluster {
     }
 }
 
+/// Prints the last log lines of `agents` if the test panics while it lives (for tests that
+/// start agents without a [`Cluster`]).
+pub struct LogsOnPanic<'a>(pub Vec<(&'a str, &'a Proc)>);
+
+impl Drop for LogsOnPanic<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (name, a) in &self.0 {
+            let log = a.stderr();
+            let lines: Vec<&str> = log.lines().collect();
+            let from = lines.len().saturating_sub(80);
+            eprintln!("--- agent {name}, last {} log lines:\n{}", lines.len() - from, lines[from..].join("\n"));
+        }
+    }
+}
+
 pub use pluribus_testkit::spawn_agent;
 
 pub fn ctl_at(url: &str, ns: &str, args: &[&str]) -> Output {
