@@ -13,7 +13,7 @@ run() { # label cargo-test-args...
   local label=$1 out start end props failed
   shift
   start=$(date +%s.%N)
-  out=$(cargo test --release --quiet "$@" 2>&1) && failed=0 || failed=1
+  out=$(cargo test --release "$@" 2>&1) && failed=0 || failed=1
   end=$(date +%s.%N)
   props=$(grep -cE '^test .*(never_panic|read_or_refused) \.\.\. ' <<<"$out" || true)
   printf '%-34s properties %2d  inputs %9d  %6.1f s  panics %s\n' "$label" "$props" \

@@ -99,7 +99,7 @@ fn shares(status: &serde_json::Value, name: &str) -> Vec<(String, u64)> {
                 .map(|s| {
                     (
                         s["agent_name"].as_str().unwrap_or_default().to_string(),
-                        s["devices"].as_u64().unwrap_or_default(),
+                        s["assigned"].as_u64().unwrap_or_default(),
                     )
                 })
                 .collect()
