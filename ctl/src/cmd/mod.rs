@@ -127,9 +127,12 @@ impl Global {
             .await?)
     }
 
-    /// Connects to NATS and opens the KV buckets (creating missing ones).
+    /// Connects to NATS and opens the KV buckets (creating missing ones). A permissions
+    /// violation on this connection ends the command with the role it needs.
     pub async fn open(&self) -> Result<Ctx> {
-        self.open_with("pluribusctl", |o| o).await
+        let denials = self.denials.clone();
+        self.open_with("pluribusctl", move |o| denials.watch(o))
+            .await
     }
 
     /// Like [`Global::open`], with a connection name and options adjusted by `tune`.

@@ -108,7 +108,11 @@ impl Drop for LogsOnPanic<'_> {
             let log = a.stderr();
             let lines: Vec<&str> = log.lines().collect();
             let from = lines.len().saturating_sub(80);
-            eprintln!("--- agent {name}, last {} log lines:\n{}", lines.len() - from, lines[from..].join("\n"));
+            eprintln!(
+                "--- agent {name}, last {} log lines:\n{}",
+                lines.len() - from,
+                lines[from..].join("\n")
+            );
         }
     }
 }
