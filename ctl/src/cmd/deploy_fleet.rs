@@ -24,8 +24,9 @@ pub struct Args {
     #[arg(long, value_name = "N", required_unless_present = "file")]
     pub count: Option<u64>,
     /// Fleet file (.yaml, .yml, .toml or .json). --count, --shard-size, --interval,
-    /// --jitter, --placement, --duration and --seed given with it win over the file; the
-    /// type, profile, sink and load are the file's (edit it to change them).
+    /// --jitter, --placement, --duration, --seed and the load flags given with it win over
+    /// the file (a load flag changes only its part of the file's load); the type, profile
+    /// and sink are the file's (edit it to change them).
     #[arg(
         long,
         value_name = "PATH",
@@ -36,8 +37,7 @@ pub struct Args {
             "broker", "protocol", "topic", "qos", "retain", "keepalive", "persistent_session",
             "client_id", "username", "password", "ca", "cert", "key", "connect_rate",
             "max_connecting", "source_ips", "command_topic", "response_topic", "will", "birth",
-            "role", "subscribe", "rate", "ramp", "stairs", "wave", "bursts", "stages", "arrival",
-            "max_device_rate", "fix_host", "sender_comp_id", "target_comp_id", "fix_version",
+            "role", "subscribe", "fix_host", "sender_comp_id", "target_comp_id", "fix_version",
             "heartbeat", "message", "symbols", "no_reset_seq_num", "fix_username",
             "fix_password", "fix_ca", "logon_rate",
         ]
@@ -76,6 +76,11 @@ impl Args {
                     spec.shard_size = s;
                 }
                 self.flags.override_file(&mut spec);
+                let count = spec.count.unwrap_or(spec.devices.len() as u64);
+                spec.load = self
+                    .load
+                    .merge(spec.load.as_ref(), 0.0, count, spec.seed.unwrap_or(0))?
+                    .load;
                 spec
             }
             (None, count) => {
@@ -297,6 +302,16 @@ mod tests {
         ]);
         assert_eq!(interval(&over), (Duration::from_secs(2), Some("2s".into())));
         assert_eq!((over.count, over.seed), (Some(7), Some(9)));
+        // A load flag changes its part of the file's load only.
+        std::fs::write(
+            &path,
+            "name: m\ncount: 20\nload:\n  arrival: {ramp: {over: 60s}}\n",
+        )
+        .expect("write");
+        let rate = p(&["--file", &f, "--rate", "50/s"]);
+        let load = rate.load.expect("a load");
+        assert!(load.arrival.is_some(), "the file's arrival is kept");
+        assert_eq!(load.rate.map(|r| r.target), Some(50.0));
     }
 
     #[test]
