@@ -17,6 +17,10 @@ use pluribus_common::time::now_ms;
 use super::{backoff, Control, Held, IO_TIMEOUT};
 use crate::shard;
 
+/// Passes a shard must stay unheld before an agent that is not the reconcile leader
+/// offers it (the leader offers after one).
+const FOLLOWER_PATIENCE: u32 = 5;
+
 impl Control {
     pub(super) async fn reconcile(&mut self) {
         if !self.synced.iter().all(|s| *s) {
@@ -135,12 +139,17 @@ impl Control {
         let fleets = &self.fleets;
         self.prepare_backoff
             .retain(|k| parse_lease_key(k).is_some_and(|(f, _)| fleets.contains_key(f)));
-        if !self.is_reconcile_leader() {
-            self.unheld_since.clear();
-            return;
-        }
+        // The leader re-offers a shard unheld for a whole pass. The others wait longer
+        // before they do: if the leader's own view is wrong (its fleets watch stalled on a
+        // NATS cluster losing a node, say), a shard still comes back, and the create-only
+        // lease keeps a duplicate offer harmless.
+        let patience = if self.is_reconcile_leader() {
+            1
+        } else {
+            FOLLOWER_PATIENCE
+        };
         let now = Instant::now();
-        let period = self.cfg.reconcile;
+        let period = self.cfg.reconcile * patience;
         let mut offers = Vec::new();
         let mut retries = Vec::new();
         let mut still_unheld = std::collections::HashSet::new();
