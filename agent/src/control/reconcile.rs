@@ -124,9 +124,10 @@ impl Control {
         }
     }
 
-    /// True for the live agent with the lowest id: it alone re-offers unheld shards, so
-    /// that N agents do not send N copies of every offer. (Expired leases are offered by
-    /// every agent at once, from the lease watch, so failover does not wait for it.)
+    /// True for the live agent with the lowest id: it re-offers shards unheld for one
+    /// pass, the others only after [`FOLLOWER_PATIENCE`] passes, so that N agents do not
+    /// send N copies of every offer. (Expired leases are offered by every agent at once,
+    /// from the lease watch, so failover does not wait for it.)
     fn is_reconcile_leader(&self) -> bool {
         let now = pluribus_common::time::now_ms();
         !self
