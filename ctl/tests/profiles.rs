@@ -197,8 +197,15 @@ async fn profile_devices_are_deterministic_and_run_their_lifecycle_everywhere() 
     .await;
     assert_eq!(lifecycle(&seen, "offline"), 10, "on_stop on scale-down");
 
-    // Drain p1: its shards are released, their devices stop there and start on p2.
-    let on_p1 = fleet(&c.status(), "pf")["agents"]
+    // Drain p1: its shards are released, their devices stop there and start on p2. The
+    // split is read once every shard is held at the fleet's current generation (right after
+    // the scale-down a shard restarting at the new generation is not counted yet).
+    let settled = wait_status(&c, "all 30 devices assigned", T, |s| {
+        let f = fleet(s, "pf");
+        f["assigned"] == 30 && f["pending"] == 0
+    })
+    .await;
+    let on_p1 = fleet(&settled, "pf")["agents"]
         .as_array()
         .expect("split")
         .iter()
