@@ -22,8 +22,21 @@ fn ctl_on(cluster: &NatsCluster, node: usize, args: &[&str]) -> pluribus_testkit
 async fn a_fleet_keeps_running_when_a_nats_node_dies() {
     let mut cluster = NatsCluster::start(3);
     // The first process to open the namespace creates its buckets: here pluribusctl, with
-    // 3 replicas (as deploy/README.md says to).
-    ctl_on(&cluster, 2, &["status"]).ok();
+    // 3 replicas (as deploy/README.md says to). A cluster that just started may still be
+    // electing its JetStream leader: status is retried until it answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = ctl_on(&cluster, 2, &["status"]);
+        if out.code == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the buckets were not created within 30 s: {}",
+            out.stderr
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     // Each agent knows one node only; the cluster tells it about the others.
     let a1 = spawn_agent_at(&cluster.nodes[0].url(), NS, "a1", &["--kv-replicas", "3"]);
     let a2 = spawn_agent_at(&cluster.nodes[1].url(), NS, "a2", &["--kv-replicas", "3"]);
