@@ -48,7 +48,7 @@ async fn open(js: &jetstream::Context, cfg: kv::Config) -> Result<kv::Store, Str
     match js.get_key_value(name.clone()).await {
         Ok(s) => return Ok(s),
         // Anything but "no such bucket" (a timeout, no leader) must not lead to a create.
-        Err(e) if !chain(&e).contains("not found") => {
+        Err(e) if !is_not_found(&e) => {
             return Err(format!(
                 "cannot read KV bucket {name}: {}: JetStream may be electing a leader after \
                  losing a server (try again in a few seconds)",
@@ -108,7 +108,7 @@ pub async fn open_events(
     let name = ns.events_stream();
     match js.get_stream(&name).await {
         Ok(s) => return Ok(s),
-        Err(e) if !chain(&e).contains("not found") => {
+        Err(e) if !is_not_found(&e) => {
             return Err(format!("cannot read stream {name}: {}", chain(&e)))
         }
         Err(_) => {}
@@ -129,6 +129,12 @@ pub async fn open_events(
     .map_err(|e| {
         format!("cannot create stream {name}: {e}: check that this NATS user may create JetStream streams")
     })
+}
+
+/// True when a JetStream look-up failed because the stream or bucket does not exist (not
+/// for a timeout or a cluster without a leader, which must never lead to a create).
+pub fn is_not_found(e: &dyn std::error::Error) -> bool {
+    chain(e).contains("not found")
 }
 
 /// An error and its sources, `: `-separated.

@@ -130,7 +130,7 @@ async fn a_closed_stdout_ends_quietly() {
     let quiet = |child: std::process::Child, what: &str| {
         let out = child.wait_with_output().expect("wait");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let by_sigpipe = out.status.signal() == Some(libc_sigpipe());
+        let by_sigpipe = out.status.signal() == Some(libc::SIGPIPE);
         assert!(
             out.status.success() || by_sigpipe,
             "{what}: exit {:?}: {stderr}",
@@ -156,10 +156,6 @@ async fn a_closed_stdout_ends_quietly() {
     }
     drop(lines);
     quiet(watch, "watch | head -2");
-}
-
-fn libc_sigpipe() -> i32 {
-    13
 }
 
 /// The agent's log, written to a file, holds no colour codes and no Rust debug forms.

@@ -71,7 +71,7 @@ impl Reopen {
         ] {
             let get = self.js.get_key_value(name.clone());
             if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), get).await {
-                if is_not_found(&e) {
+                if pluribus_common::kv::is_not_found(&e) {
                     out.push(name);
                 }
             }
@@ -185,16 +185,4 @@ async fn watch_once(
         }
     }
     Err("watch ended".into())
-}
-
-/// True when a KV open failed because the stream does not exist.
-fn is_not_found(e: &dyn std::error::Error) -> bool {
-    let mut next: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = next {
-        if err.to_string().contains("not found") {
-            return true;
-        }
-        next = err.source();
-    }
-    false
 }
