@@ -1,21 +1,14 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-mod apply;
-mod beats;
-mod bus;
 mod cmd;
-mod connections;
 mod dashboard;
-mod denied;
-mod feed;
-mod figures;
-mod netfigures;
-mod output;
-mod probe;
 mod spark;
-mod state;
-mod wait;
+
+// The client library's modules, named as the commands use them (`crate::state`, ...).
+use pluribus_client::{
+    apply, beats, bus, connections, denied, feed, figures, output, probe, state, wait,
+};
 
 use std::process::ExitCode;
 

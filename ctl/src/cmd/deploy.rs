@@ -262,7 +262,11 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let spec = device_spec(&id, &args.flags).map_err(bad_spec)?;
-    let done = apply::deploy(g, args.flags.request(RecordKind::Device, spec)).await?;
+    let done = apply::deploy(
+        &g.open().await?,
+        args.flags.request(RecordKind::Device, spec),
+    )
+    .await?;
     let holder = done
         .leases
         .get(&0)

@@ -117,7 +117,11 @@ struct Output<'a> {
 /// Runs `deploy-fleet`.
 pub async fn run(g: &Global, args: Args) -> Result<()> {
     let spec = args.spec().map_err(bad_spec)?;
-    let done = apply::deploy(g, args.flags.request(RecordKind::Fleet, spec)).await?;
+    let done = apply::deploy(
+        &g.open().await?,
+        args.flags.request(RecordKind::Fleet, spec),
+    )
+    .await?;
     let run = running(&done.record, &done.leases);
     let out = Output {
         fleet: done.record.name(),

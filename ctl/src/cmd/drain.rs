@@ -174,7 +174,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::tests::hb;
+    use crate::state::fixtures::hb;
 
     #[test]
     fn agents_resolve_by_id_or_name() {

@@ -23,10 +23,9 @@ mod status;
 pub mod stop;
 mod watch;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use pluribus_common::connect::{Connection, NatsArgs};
-use pluribus_common::kv::Buckets;
 
 /// Deploy, scale, stop and watch Pluribus device fleets over NATS.
 ///
@@ -106,16 +105,7 @@ pub struct Global {
     pub denials: crate::denied::Denials,
 }
 
-/// A connection with the buckets open.
-#[derive(Debug, Clone)]
-pub struct Ctx {
-    /// The connection (client, JetStream, namespace).
-    pub conn: Connection,
-    /// The KV buckets.
-    pub buckets: Buckets,
-    /// The NATS URL, for messages.
-    pub url: String,
-}
+pub use pluribus_client::{no_fleet, Ctx};
 
 impl Global {
     /// Connects to NATS.
@@ -141,25 +131,7 @@ impl Global {
         name: &str,
         tune: impl FnOnce(async_nats::ConnectOptions) -> async_nats::ConnectOptions,
     ) -> Result<Ctx> {
-        let conn = self.nats.connect_with(name, tune).await?;
-        let buckets = Buckets::open(&conn.js, &conn.ns, conn.kv_replicas)
-            .await
-            .map_err(anyhow::Error::msg)?;
-        Ok(Ctx {
-            conn,
-            buckets,
-            url: self.nats.nats_url.clone(),
-        })
-    }
-}
-
-impl Ctx {
-    /// The command that starts an agent on this NATS and namespace, for messages.
-    pub fn agent_command(&self) -> String {
-        match self.conn.ns.name() {
-            "" => format!("pluribus-agent --nats-url {}", self.url),
-            ns => format!("pluribus-agent --nats-url {} --namespace {ns}", self.url),
-        }
+        Ctx::open(&self.nats, name, tune).await
     }
 }
 
@@ -237,11 +209,6 @@ async fn dispatch(g: &Global, command: Command) -> Result<()> {
         Command::Network(a) => network::run(g, a).await,
         Command::Dashboard(a) => crate::dashboard::run(g, a).await,
     }
-}
-
-/// The error for a fleet name that is not in the fleets bucket.
-pub fn no_fleet(name: &str) -> anyhow::Error {
-    anyhow!("no fleet named {name}: see `pluribusctl status`")
 }
 
 #[cfg(test)]

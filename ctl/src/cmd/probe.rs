@@ -203,7 +203,7 @@ async fn probe(g: &Global, args: RunArgs) -> Result<()> {
         format!("for {}", crate::output::duration(d))
     });
     // The agents' counters now, to tell what they injected during the probe.
-    let before = injected::before(g).await;
+    let before = injected::before(g.open()).await;
     eprintln!("probe: listening on {name} {until}");
     let mut state = ProbeState::new(&name, now_ms());
     let deadline = async {

@@ -267,7 +267,7 @@ fn text(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::tests::hb;
+    use crate::state::fixtures::hb;
     use pluribus_common::messages::FleetCounters;
 
     fn with(h: &Heartbeat, ts_ms: u64, messages: u64) -> Heartbeat {

@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn saturated_agents_get_a_note() {
-        let mut h = crate::state::tests::hb("a", 1, None);
+        let mut h = crate::state::fixtures::hb("a", 1, None);
         h.saturated = true;
         let c = pluribus_common::messages::FleetCounters {
             saturated: true,
@@ -147,7 +147,7 @@ mod tests {
         );
         assert_eq!(rows[0].saturated_fleets, ["heavy"]);
         let calm = [AgentRow::new(
-            &crate::state::tests::hb("b", 1, None),
+            &crate::state::fixtures::hb("b", 1, None),
             100_000,
         )];
         assert_eq!(saturation_notes(&calm, WIDTH), "");

@@ -374,7 +374,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
 mod tests {
     use super::*;
     use crate::beats::Beats;
-    use crate::state::tests::hb;
+    use crate::state::fixtures::hb;
     use pluribus_common::messages::FleetCounters;
 
     fn counters(devices: u64, messages: u64, bytes: u64, errors: u64) -> FleetCounters {

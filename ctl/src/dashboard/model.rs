@@ -151,7 +151,7 @@ fn sum(all: impl Iterator<Item = Connections>) -> Connections {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::tests::hb;
+    use crate::state::fixtures::hb;
     use pluribus_common::messages::{FleetCounters, LeaseRecord};
     use pluribus_common::record::RecordKind;
     use pluribus_common::spec::FleetSpec;

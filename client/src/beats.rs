@@ -95,7 +95,7 @@ impl AgentBeats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::tests::hb;
+    use crate::state::fixtures::hb;
 
     #[test]
     fn older_heartbeats_are_ignored_and_deletes_remove() {

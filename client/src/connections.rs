@@ -197,7 +197,7 @@ pub fn table(all: &BTreeMap<String, Connections>, width: usize, ack: bool) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::tests::hb;
+    use crate::state::fixtures::hb;
     use pluribus_common::messages::FleetCounters;
 
     #[test]

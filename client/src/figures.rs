@@ -340,7 +340,7 @@ pub fn micros(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::tests::hb;
+    use crate::state::fixtures::hb;
 
     fn counters(devices: u64, messages: u64, lag: &[u64]) -> FleetCounters {
         let mut h = Hist::new();

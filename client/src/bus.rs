@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn answers_decode_from_replies() {
-        let hb = crate::state::tests::hb("a", 1, None);
+        let hb = crate::state::fixtures::hb("a", 1, None);
         let ok = Reply::ok(AgentAnswer {
             heartbeat: hb.clone(),
             released: 2,

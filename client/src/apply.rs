@@ -12,9 +12,9 @@ use pluribus_common::time::now_ms;
 use pluribus_common::wire::{decode, encode};
 
 use crate::bus;
-use crate::cmd::{Ctx, Global};
 use crate::state::{self, LeaseMap};
 use crate::wait;
+use crate::Ctx;
 
 /// Devices start their schedules this long after they are recorded, so that agents have
 /// time to claim them and every device sends seq 0.
@@ -140,8 +140,7 @@ async fn write_record(fleets: &kv::Store, req: &DeployRequest) -> Result<(FleetR
 }
 
 /// Deploys: a–f of the deploy logic (record, announce, check agents, offer, wait).
-pub async fn deploy(g: &Global, req: DeployRequest) -> Result<Deployed> {
-    let ctx = g.open().await?;
+pub async fn deploy(ctx: &Ctx, req: DeployRequest) -> Result<Deployed> {
     let (record, unchanged) = write_record(&ctx.buckets.fleets, &req).await?;
     let name = record.name().to_string();
     let what = what(record.kind, &name);
@@ -155,18 +154,18 @@ pub async fn deploy(g: &Global, req: DeployRequest) -> Result<Deployed> {
         )
         .await?;
     }
-    if let Some(problem) = agents_problem(&ctx, &record, &what).await? {
+    if let Some(problem) = agents_problem(ctx, &record, &what).await? {
         if req.no_wait {
             eprintln!("warning: {problem}");
-            return finish_no_wait(&ctx, record, unchanged).await;
+            return finish_no_wait(ctx, record, unchanged).await;
         }
         bail!(problem);
     }
     bus::offer_shards(&ctx.conn, &name, 0..record.shard_count()).await?;
     if req.no_wait {
-        return finish_no_wait(&ctx, record, unchanged).await;
+        return finish_no_wait(ctx, record, unchanged).await;
     }
-    let leases = wait::until_running(&ctx, &record, req.timeout).await?;
+    let leases = wait::until_running(ctx, &record, req.timeout).await?;
     Ok(Deployed {
         record,
         unchanged,

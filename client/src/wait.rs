@@ -13,10 +13,10 @@ use pluribus_common::time::now_ms;
 use pluribus_common::wire::decode;
 use tokio::time::Instant;
 
-use crate::cmd::Ctx;
 use crate::feed::KvFeed;
 use crate::output::{duration, Progress};
 use crate::state::{self, running, Blocker, LeaseMap};
+use crate::Ctx;
 
 /// Progress is refreshed at this pace.
 const TICK: Duration = Duration::from_millis(500);

@@ -9,11 +9,11 @@ use std::time::Duration;
 use pluribus_common::messages::Heartbeat;
 use serde::Serialize;
 
-use crate::cmd::{Ctx, Global};
 use crate::figures::{tabulate, Mode, Span};
 use crate::netfigures::NetFigures;
 use crate::probe::summary::Summary;
 use crate::state::load_agents;
+use crate::Ctx;
 
 /// How long the probe waits for NATS before it reports without injected figures.
 const NATS_WAIT: Duration = Duration::from_secs(3);
@@ -36,9 +36,11 @@ pub struct Injected {
     pub lost_beyond_injected: u64,
 }
 
-/// Reads the heartbeats now, if NATS answers soon.
-pub async fn before(g: &Global) -> Option<Before> {
-    let ctx = tokio::time::timeout(NATS_WAIT, g.open()).await.ok()?.ok()?;
+/// Reads the heartbeats now, if NATS answers soon (`open` connects).
+pub async fn before(
+    open: impl std::future::Future<Output = anyhow::Result<Ctx>>,
+) -> Option<Before> {
+    let ctx = tokio::time::timeout(NATS_WAIT, open).await.ok()?.ok()?;
     let agents = tokio::time::timeout(NATS_WAIT, load_agents(&ctx))
         .await
         .ok()?

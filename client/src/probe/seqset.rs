@@ -67,6 +67,11 @@ impl SeqSet {
         self.len
     }
 
+    /// Whether no seq is in the set.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Lowest seq.
     pub fn first(&self) -> Option<u64> {
         self.ranges.first().map(|r| r[0])

@@ -22,12 +22,14 @@ use pluribus_common::time::now_ms;
 use pluribus_common::wire::decode;
 use serde::Serialize;
 
-use crate::cmd::Ctx;
 use crate::feed::KvFeed;
+use crate::Ctx;
 
 mod blocker;
+#[doc(hidden)]
+pub mod fixtures;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
 
 use blocker::refusal;
 pub use blocker::{blocker, fit_problem, labels_text, Blocker};

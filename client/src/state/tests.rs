@@ -1,32 +1,11 @@
 //! Running counts, blockers and agent rows, from hand-made KV contents.
 
+use super::fixtures::hb;
 use super::*;
 use pluribus_common::record::RecordKind;
 use pluribus_common::spec::FleetSpec;
 use std::time::Duration;
 
-pub(crate) fn hb(id: &str, devices: u64, capacity: Option<u64>) -> Heartbeat {
-    Heartbeat {
-        v: 1,
-        id: id.into(),
-        name: format!("n-{id}"),
-        labels: BTreeMap::new(),
-        version: "0.1.0".into(),
-        uptime_s: 10,
-        devices,
-        capacity,
-        draining: false,
-        connection_capacity: None,
-        connection_devices: 0,
-        refusals: BTreeMap::new(),
-        device_types: vec!["generic".into()],
-        sink_types: vec!["console".into(), "nats".into()],
-        fleets: BTreeMap::new(),
-        saturated: false,
-        interval_ms: 2_000,
-        ts_ms: 100_000,
-    }
-}
 
 fn lease(agent: &str, devices: u64, generation: u64) -> LeaseRecord {
     LeaseRecord {
