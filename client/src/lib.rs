@@ -9,7 +9,8 @@
 //! - [`probe`]: measure what the system under test delivers (latency, loss, order);
 //! - [`bus`], [`denied`]: publish commands and events, turn permission refusals into the
 //!   role a credential needs;
-//! - [`output`]: tables, JSON and progress lines, as the commands print them.
+//! - [`output`]: tables, JSON and progress lines, as the commands print them;
+//! - [`scenario`]: scenarios (steps with checks, a verdict, JUnit and JSON reports).
 //!
 //! Layers: `pluribus-common` (the protocol) below, the binaries above; the agent may use
 //! this crate, and nothing here knows about the command line.
@@ -26,6 +27,7 @@ pub mod figures;
 pub mod netfigures;
 pub mod output;
 pub mod probe;
+pub mod scenario;
 pub mod state;
 pub mod wait;
 
