@@ -4,6 +4,7 @@
 #   - mosquitto + mosquitto-clients   (apt)
 #   - quickfix2 1.0.1 (PyPI; QuickFIX for Python, imports as `quickfix`): the FIX tests' acceptor
 #   - chromium + chromium-driver (apt) and playwright (pip): the dashboard's browser test
+#   - junitparser (PyPI): a third-party JUnit reader, for the scenario test's --junit file
 #   - docker-compose (apt): validates deploy/compose/docker-compose.yml (no engine needed)
 #   - checks that cargo exists (Rust itself is not installed here).
 # Prints one "ok: ..." line per tool; exits non-zero if something could not be provided.
@@ -190,6 +191,18 @@ ensure_browser() {
   echo "ok: playwright $(python3 -c 'from importlib.metadata import version; print(version("playwright"))')"
 }
 
+# --- junitparser (the scenario test reads `scenario run --junit` with a third-party parser) ---
+
+ensure_junitparser() {
+  if ! python3 -c 'import junitparser' >/dev/null 2>&1; then
+    echo "installing junitparser (pip)"
+    export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+    python3 -m pip install -q 'junitparser>=3' ||
+      python3 -m pip install -q --break-system-packages 'junitparser>=3'
+  fi
+  echo "ok: junitparser $(python3 -c 'from importlib.metadata import version; print(version("junitparser"))')"
+}
+
 # --- docker-compose (validates deploy/compose; there is no Docker engine here) --------------
 
 ensure_compose() {
@@ -219,5 +232,6 @@ ensure_nats
 ensure_mosquitto
 ensure_quickfix
 ensure_browser
+ensure_junitparser
 ensure_compose
 ensure_cargo

@@ -33,6 +33,13 @@ fn main() -> ExitCode {
     match runtime.block_on(cmd::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // `scenario`: its own exit statuses (its summary is printed already).
+            if let Some(x) = e.downcast_ref::<pluribus_client::scenario::Exit>() {
+                if !x.message.is_empty() {
+                    eprintln!("error: {}", x.message);
+                }
+                return ExitCode::from(x.code);
+            }
             eprintln!("error: {e:#}");
             if e.downcast_ref::<probe::checks::ChecksFailed>().is_some() {
                 ExitCode::from(probe::checks::CHECKS_FAILED_EXIT)

@@ -96,10 +96,18 @@ impl Figure {
         if let Some(p) = Pct::parse(j) {
             return Ok(Self::ProbeLatency(p));
         }
-        if let Some(p) = j.strip_prefix("ack.").or(j.strip_prefix("ack_")).and_then(Pct::parse) {
+        if let Some(p) = j
+            .strip_prefix("ack.")
+            .or(j.strip_prefix("ack_"))
+            .and_then(Pct::parse)
+        {
             return Ok(Self::Ack(p));
         }
-        if let Some(p) = j.strip_prefix("lag.").or(j.strip_prefix("lag_")).and_then(Pct::parse) {
+        if let Some(p) = j
+            .strip_prefix("lag.")
+            .or(j.strip_prefix("lag_"))
+            .and_then(Pct::parse)
+        {
             return Ok(Self::Lag(p));
         }
         if let Some(kind) = j.strip_prefix("events.") {
@@ -122,7 +130,12 @@ impl Figure {
             "out_of_order" => Self::ProbeOutOfOrder,
             "received" => Self::ProbeReceived,
             "replies" | "replied" => Self::Replies,
-            _ => return Err(format!("unknown figure '{}': use one of {FIGURES}", words.join(" "))),
+            _ => {
+                return Err(format!(
+                    "unknown figure '{}': use one of {FIGURES}",
+                    words.join(" ")
+                ))
+            }
         })
     }
 
@@ -284,7 +297,11 @@ impl Check {
         match words.as_slice() {
             ["no", kind] => {
                 let kind = kind.strip_prefix("events.").unwrap_or(kind);
-                return sugar(Figure::Events(event_kind(kind)?), Op::Eq, Threshold::Number(0.0));
+                return sugar(
+                    Figure::Events(event_kind(kind)?),
+                    Op::Eq,
+                    Threshold::Number(0.0),
+                );
             }
             ["all", "devices", w] | ["all", w] => {
                 let figure = match *w {
@@ -334,17 +351,42 @@ impl Check {
             Threshold::Percent(p) => match m.base {
                 Some(b) if self.figure == Figure::ProbeLoss => {
                     let pct = if b > 0.0 { value / b * 100.0 } else { 0.0 };
-                    (pct, *p, format!("{pct:.4}% ({} of {})", number(value), number(b)))
+                    (
+                        pct,
+                        *p,
+                        format!("{pct:.4}% ({} of {})", number(value), number(b)),
+                    )
                 }
                 Some(b) if b > 0.0 => {
                     let pct = value / b * 100.0;
-                    (pct, *p, format!("{pct:.2}% ({} of {})", number(value), number(b)))
+                    (
+                        pct,
+                        *p,
+                        format!("{pct:.2}% ({} of {})", number(value), number(b)),
+                    )
                 }
-                _ => (value, f64::NAN, format!("{} (nothing to take a percentage of)", number(value))),
+                _ => (
+                    value,
+                    f64::NAN,
+                    format!("{} (nothing to take a percentage of)", number(value)),
+                ),
             },
             Threshold::PercentOf(p, _) => match m.other {
-                Some(o) => (value, o * p / 100.0, format!("{} ({} of {})", number(value), pct_text(value, o), number(o))),
-                None => (value, f64::NAN, format!("{} (the other figure was not measured)", number(value))),
+                Some(o) => (
+                    value,
+                    o * p / 100.0,
+                    format!(
+                        "{} ({} of {})",
+                        number(value),
+                        pct_text(value, o),
+                        number(o)
+                    ),
+                ),
+                None => (
+                    value,
+                    f64::NAN,
+                    format!("{} (the other figure was not measured)", number(value)),
+                ),
             },
         };
         Judged {
@@ -406,9 +448,9 @@ fn parse_threshold(figure: &Figure, right: &str) -> Result<Threshold, String> {
     if right.ends_with('%') {
         let p = percent(right)?;
         if !figure.has_percent() {
-            return Err(format!(
+            return Err(
                 "this figure has no percentage of its own: give a number, or write N% of FIGURE (percentages: rate of scheduled, active and connected of desired, loss of expected, replies of sent)"
-            ));
+                .into());
         }
         return Ok(Threshold::Percent(p));
     }
@@ -477,7 +519,14 @@ mod tests {
     #[test]
     fn checks_read_as_written() {
         let c = Check::parse("p99 < 200ms").expect("ok");
-        assert_eq!((c.figure.clone(), c.op, c.threshold.clone()), (Figure::ProbeLatency(Pct::P99), Op::Lt, Threshold::Millis(200.0)));
+        assert_eq!(
+            (c.figure.clone(), c.op, c.threshold.clone()),
+            (
+                Figure::ProbeLatency(Pct::P99),
+                Op::Lt,
+                Threshold::Millis(200.0)
+            )
+        );
         assert!(c.judge(&m(150.0, None, None)).passed);
         assert!(!c.judge(&m(250.0, None, None)).passed);
         let c = Check::parse("loss <= 0.1%").expect("ok");
@@ -490,13 +539,31 @@ mod tests {
         let c = Check::parse("connected >= 99%").expect("ok");
         assert!(c.judge(&m(100.0, Some(100.0), None)).passed);
         assert!(!c.judge(&m(98.0, Some(100.0), None)).passed);
-        assert_eq!(Check::parse("no shard_fenced").expect("ok").figure, Figure::Events("shard_fenced".into()));
-        assert_eq!(Check::parse("ack p99 < 1s").expect("ok").threshold, Threshold::Millis(1000.0));
-        assert_eq!(Check::parse("probe p50 <= 5ms").expect("ok").figure, Figure::ProbeLatency(Pct::P50));
-        assert_eq!(Check::parse("connect_failures == 0").expect("ok").op, Op::Eq);
-        assert_eq!(Check::parse("all devices active").expect("ok").figure, Figure::Active);
+        assert_eq!(
+            Check::parse("no shard_fenced").expect("ok").figure,
+            Figure::Events("shard_fenced".into())
+        );
+        assert_eq!(
+            Check::parse("ack p99 < 1s").expect("ok").threshold,
+            Threshold::Millis(1000.0)
+        );
+        assert_eq!(
+            Check::parse("probe p50 <= 5ms").expect("ok").figure,
+            Figure::ProbeLatency(Pct::P50)
+        );
+        assert_eq!(
+            Check::parse("connect_failures == 0").expect("ok").op,
+            Op::Eq
+        );
+        assert_eq!(
+            Check::parse("all devices active").expect("ok").figure,
+            Figure::Active
+        );
         // Not measured fails, and says why.
-        let j = Check::parse("p99 < 1s").expect("ok").judge(&Measured { missing: Some("no message".into()), ..Default::default() });
+        let j = Check::parse("p99 < 1s").expect("ok").judge(&Measured {
+            missing: Some("no message".into()),
+            ..Default::default()
+        });
         assert!(!j.passed && j.shown == "no message");
     }
 

@@ -155,7 +155,10 @@ struct Replay<A> {
 
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for Replay<A> {
     type Error = A::Error;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
         match self.first.take() {
             Some(k) => seed.deserialize(k.into_deserializer()).map(Some),
             None => self.inner.next_key_seed(seed),
@@ -167,14 +170,23 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Replay<A> {
 }
 
 /// Parses `text` as `format`; errors carry `origin` and the line.
-fn parse_as<T: for<'de> Deserialize<'de>>(origin: &str, text: &str, format: FileFormat) -> Result<T, SpecError> {
+fn parse_as<T: for<'de> Deserialize<'de>>(
+    origin: &str,
+    text: &str,
+    format: FileFormat,
+) -> Result<T, SpecError> {
     match format {
         FileFormat::Yaml => serde_yaml_ng::from_str(text).map_err(|e| {
-            let at = e.location().map(|l| format!(":{}", l.line())).unwrap_or_default();
+            let at = e
+                .location()
+                .map(|l| format!(":{}", l.line()))
+                .unwrap_or_default();
             SpecError::new(format!("{origin}{at}"), strip_location(&e.to_string()))
         }),
         FileFormat::Toml => toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
             let at = line.map(|l| format!(":{l}")).unwrap_or_default();
             SpecError::new(format!("{origin}{at}"), e.message().to_string())
         }),
@@ -198,7 +210,10 @@ impl Scenario {
         let text = std::fs::read_to_string(path)
             .map_err(|e| SpecError::new("file", format!("cannot read {}: {e}", path.display())))?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("scenario");
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("scenario");
         Self::parse(&path.display().to_string(), &text, format, vars, &dir, stem)
     }
 
@@ -215,7 +230,12 @@ impl Scenario {
         // The variables section first (if the raw text parses; the full parse below reports
         // any error in it).
         let defaults: BTreeMap<String, String> = parse_as::<VarsOnly>(origin, text, format)
-            .map(|v| v.variables.iter().map(|(k, s)| (k.clone(), s.text())).collect())
+            .map(|v| {
+                v.variables
+                    .iter()
+                    .map(|(k, s)| (k.clone(), s.text()))
+                    .collect()
+            })
             .unwrap_or_default();
         let (text, mut used) = substitute(origin, text, vars, &defaults)?;
         for (k, v) in &defaults {
@@ -243,7 +263,10 @@ impl Scenario {
                 FleetEntry::File(p) => {
                     let path: PathBuf = dir.join(&p);
                     load_fleet_file(&path, Some(&key)).map_err(|e| {
-                        SpecError::new(format!("{origin}: fleets.{key}.file ({})", e.field), e.message)
+                        SpecError::new(
+                            format!("{origin}: fleets.{key}.file ({})", e.field),
+                            e.message,
+                        )
                     })?
                 }
             };
@@ -339,18 +362,23 @@ mod tests {
 
     #[test]
     fn errors_name_the_line_and_the_field() {
-        let e = parse("fleets:\n  m:\n    count: 5\n    bogus: 1\nsteps: []\n").expect_err("unknown field");
+        let e = parse("fleets:\n  m:\n    count: 5\n    bogus: 1\nsteps: []\n")
+            .expect_err("unknown field");
         assert!(e.field.starts_with("s.yaml:4"), "{e}");
         assert!(e.message.contains("bogus"), "{e}");
-        let e = parse("fleets: {}\nsteps:\n  - expect:\n      checks:\n        - p99 < fast\n").expect_err("bad check");
+        let e = parse("fleets: {}\nsteps:\n  - expect:\n      checks:\n        - p99 < fast\n")
+            .expect_err("bad check");
         assert!(e.field.starts_with("s.yaml:5"), "{e}");
         assert!(e.message.contains("not a duration"), "{e}");
-        let e = parse("fleets: {}\nsteps:\n  - wait_for: {condition: active >= 1, timeout: soon}\n").expect_err("bad timeout");
+        let e =
+            parse("fleets: {}\nsteps:\n  - wait_for: {condition: active >= 1, timeout: soon}\n")
+                .expect_err("bad timeout");
         assert!(e.field.starts_with("s.yaml:3"), "{e}");
         assert!(e.message.contains("timeout"), "{e}");
         let e = parse("fleets: {}\nsteps:\n  - jump: 3\n").expect_err("unknown step");
         assert!(e.message.contains("jump"), "{e}");
-        let e = parse("fleets:\n  m: {count: 5, shard_size: 0}\nsteps: []\n").expect_err("bad spec");
+        let e =
+            parse("fleets:\n  m: {count: 5, shard_size: 0}\nsteps: []\n").expect_err("bad spec");
         assert_eq!(e.field, "s.yaml: fleets.m.shard_size", "{e}");
     }
 
@@ -359,19 +387,55 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("m.yaml"), "count: 7\n").expect("write");
         let text = "fleets:\n  m: {file: m.yaml}\nsteps:\n  - deploy: m\n";
-        let s = Scenario::parse("s.yaml", text, FileFormat::Yaml, &Vars::default(), dir.path(), "s").expect("valid");
-        assert_eq!((s.fleets["m"].name.as_str(), s.fleets["m"].count), ("m", Some(7)));
+        let s = Scenario::parse(
+            "s.yaml",
+            text,
+            FileFormat::Yaml,
+            &Vars::default(),
+            dir.path(),
+            "s",
+        )
+        .expect("valid");
+        assert_eq!(
+            (s.fleets["m"].name.as_str(), s.fleets["m"].count),
+            ("m", Some(7))
+        );
         let bad = "fleets:\n  m: {file: m.yaml, count: 3}\nsteps: []\n";
-        let e = Scenario::parse("s.yaml", bad, FileFormat::Yaml, &Vars::default(), dir.path(), "s").expect_err("extra key");
+        let e = Scenario::parse(
+            "s.yaml",
+            bad,
+            FileFormat::Yaml,
+            &Vars::default(),
+            dir.path(),
+            "s",
+        )
+        .expect_err("extra key");
         assert!(e.message.contains("only `file`"), "{e}");
     }
 
     #[test]
     fn toml_and_json_read_the_same() {
-        let toml = "[fleets.m]\ncount = 5\n\n[[steps]]\ndeploy = \"m\"\n\n[[steps]]\nwait = \"1s\"\n";
+        let toml =
+            "[fleets.m]\ncount = 5\n\n[[steps]]\ndeploy = \"m\"\n\n[[steps]]\nwait = \"1s\"\n";
         let json = r#"{"fleets":{"m":{"count":5}},"steps":[{"deploy":"m"},{"wait":"1s"}]}"#;
-        let a = Scenario::parse("s.toml", toml, FileFormat::Toml, &Vars::default(), Path::new("."), "s").expect("toml");
-        let b = Scenario::parse("s.json", json, FileFormat::Json, &Vars::default(), Path::new("."), "s").expect("json");
+        let a = Scenario::parse(
+            "s.toml",
+            toml,
+            FileFormat::Toml,
+            &Vars::default(),
+            Path::new("."),
+            "s",
+        )
+        .expect("toml");
+        let b = Scenario::parse(
+            "s.json",
+            json,
+            FileFormat::Json,
+            &Vars::default(),
+            Path::new("."),
+            "s",
+        )
+        .expect("json");
         assert_eq!((a.fleets.clone(), a.steps.clone()), (b.fleets, b.steps));
     }
 }

@@ -57,7 +57,11 @@ impl EventLog {
     pub fn count(&self, kind: &str, since_ms: u64) -> u64 {
         self.0
             .lock()
-            .map(|v| v.iter().filter(|(t, k)| *t >= since_ms && k == kind).count() as u64)
+            .map(|v| {
+                v.iter()
+                    .filter(|(t, k)| *t >= since_ms && k == kind)
+                    .count() as u64
+            })
             .unwrap_or(0)
     }
 
@@ -103,7 +107,10 @@ impl ProbeWindow {
                 let name = format!("{} {t}", mqtt::url(&p.broker));
                 (mqtt::subscribe(&p, token.clone()).await?, name)
             }
-            _ => anyhow::bail!("probe {}: give a subject, or a broker and a topic", step.name),
+            _ => anyhow::bail!(
+                "probe {}: give a subject, or a broker and a topic",
+                step.name
+            ),
         };
         let state = Arc::new(Mutex::new(ProbeState::new(&name, now_ms())));
         let s = state.clone();
@@ -192,7 +199,26 @@ fn counter_delta(now: u64, before: Option<u64>) -> u64 {
 }
 
 /// Takes a snapshot of `fleets` against `start` (the heartbeats at the window's start).
-pub async fn snapshot(ctx: &Ctx, fleets: &[String], start: &Beats, percentiles: bool) -> Result<Snapshot> {
+/// The achieved rate is the agents' own gauge (their last heartbeat interval), or with
+/// `window_rate` the messages between each agent's heartbeat at the start and its latest,
+/// over the time between them (steadier: an `expect` with a `window`).
+pub async fn snapshot(
+    ctx: &Ctx,
+    fleets: &[String],
+    start: &Beats,
+    percentiles: bool,
+) -> Result<Snapshot> {
+    snapshot_with(ctx, fleets, start, percentiles, false).await
+}
+
+/// [`snapshot`], with the rate over the window if `window_rate`.
+pub async fn snapshot_with(
+    ctx: &Ctx,
+    fleets: &[String],
+    start: &Beats,
+    percentiles: bool,
+    window_rate: bool,
+) -> Result<Snapshot> {
     let agents = load_agents(ctx).await?;
     let now = now_ms();
     let alive = live(&agents, now);
@@ -213,7 +239,13 @@ pub async fn snapshot(ctx: &Ctx, fleets: &[String], start: &Beats, percentiles: 
             let b = earlier.and_then(|e| e.fleets.get(f));
             s.active += c.devices;
             s.connected += c.connected;
-            s.rate += c.achieved_per_s;
+            let dt_s = earlier.map_or(0.0, |e| h.ts_ms.saturating_sub(e.ts_ms) as f64 / 1000.0);
+            s.rate += match b {
+                Some(b) if window_rate && dt_s > 0.0 => {
+                    counter_delta(c.messages, Some(b.messages)) as f64 / dt_s
+                }
+                _ => c.achieved_per_s,
+            };
             s.scheduled += c.scheduled_per_s;
             s.connect_failures += counter_delta(
                 c.connect_failures.values().sum(),
@@ -234,7 +266,8 @@ pub async fn snapshot(ctx: &Ctx, fleets: &[String], start: &Beats, percentiles: 
             h
         };
         let latest: Vec<Heartbeat> = alive.iter().map(|h| keep(h)).collect();
-        let earlier: BTreeMap<&str, Heartbeat> = start.iter().map(|(k, h)| (k.as_str(), keep(h))).collect();
+        let earlier: BTreeMap<&str, Heartbeat> =
+            start.iter().map(|(k, h)| (k.as_str(), keep(h))).collect();
         let spans: Vec<Span<'_>> = latest
             .iter()
             .map(|h| Span {
@@ -287,7 +320,13 @@ pub fn needs_percentiles<'a>(checks: impl IntoIterator<Item = &'a Check>) -> boo
 }
 
 /// What `figure` measured.
-pub fn figure(f: &Figure, s: &Snapshot, events: &EventLog, since_ms: u64, probe: Option<&Summary>) -> Measured {
+pub fn figure(
+    f: &Figure,
+    s: &Snapshot,
+    events: &EventLog,
+    since_ms: u64,
+    probe: Option<&Summary>,
+) -> Measured {
     let v = |value: f64| Measured {
         value: Some(value),
         ..Default::default()
@@ -313,29 +352,51 @@ pub fn figure(f: &Figure, s: &Snapshot, events: &EventLog, since_ms: u64, probe:
         Figure::PublishFailed => v(s.publish_failed as f64),
         Figure::Messages => v(s.messages as f64),
         Figure::AgentsAlive => v(s.agents_alive as f64),
-        Figure::Ack(p) => pct_ms(s.ack_latency_us, *p).map_or_else(|| missing("no acknowledgement measured (the sink has none, or nothing was sent)"), v),
+        Figure::Ack(p) => pct_ms(s.ack_latency_us, *p).map_or_else(
+            || missing("no acknowledgement measured (the sink has none, or nothing was sent)"),
+            v,
+        ),
         Figure::Lag(p) => pct_ms(s.tick_lag_us, *p).map_or_else(|| missing("no message sent"), v),
         Figure::Events(kind) => v(events.count(kind, since_ms) as f64),
         Figure::Replies => missing("replies are judged in a command step"),
         Figure::ProbeLatency(p) => match probe {
-            Some(sum) => probe_pct(sum, *p).map_or_else(|| missing("the probe measured no latency (no message, or no ts in them)"), v),
+            Some(sum) => probe_pct(sum, *p).map_or_else(
+                || missing("the probe measured no latency (no message, or no ts in them)"),
+                v,
+            ),
             None => missing("no probe window"),
         },
         Figure::ProbeLoss => match probe {
             Some(sum) => {
-                let due = sum.counts.received.saturating_sub(sum.counts.duplicates) + sum.counts.lost;
+                let due =
+                    sum.counts.received.saturating_sub(sum.counts.duplicates) + sum.counts.lost;
                 with_base(sum.counts.lost as f64, due as f64)
             }
             None => missing("no probe window"),
         },
-        Figure::ProbeDuplicates => probe.map_or_else(|| missing("no probe window"), |p| v(p.counts.duplicates as f64)),
-        Figure::ProbeOutOfOrder => probe.map_or_else(|| missing("no probe window"), |p| v(p.counts.out_of_order as f64)),
-        Figure::ProbeReceived => probe.map_or_else(|| missing("no probe window"), |p| v(p.counts.received as f64)),
+        Figure::ProbeDuplicates => probe.map_or_else(
+            || missing("no probe window"),
+            |p| v(p.counts.duplicates as f64),
+        ),
+        Figure::ProbeOutOfOrder => probe.map_or_else(
+            || missing("no probe window"),
+            |p| v(p.counts.out_of_order as f64),
+        ),
+        Figure::ProbeReceived => probe.map_or_else(
+            || missing("no probe window"),
+            |p| v(p.counts.received as f64),
+        ),
     }
 }
 
 /// What `check` measured, with the other figure of `N% of FIGURE`.
-pub fn measure(c: &Check, s: &Snapshot, events: &EventLog, since_ms: u64, probe: Option<&Summary>) -> Measured {
+pub fn measure(
+    c: &Check,
+    s: &Snapshot,
+    events: &EventLog,
+    since_ms: u64,
+    probe: Option<&Summary>,
+) -> Measured {
     let mut m = figure(&c.figure, s, events, since_ms, probe);
     if let super::check::Threshold::PercentOf(_, other) = &c.threshold {
         m.other = figure(other, s, events, since_ms, probe).value;

@@ -31,7 +31,9 @@ pub mod vars;
 
 pub use check::Check;
 pub use file::{Cleanup, Scenario};
-pub use runner::{resume, run, CheckResult, Note, Observer, Outcome, Progress, RunOptions, Verdict};
+pub use runner::{
+    resume, run, CheckResult, Note, Observer, Outcome, Progress, RunOptions, Verdict,
+};
 pub use steps::Step;
 pub use vars::Vars;
 
@@ -42,3 +44,13 @@ pub const CHECKS_FAILED_EXIT: u8 = crate::probe::checks::CHECKS_FAILED_EXIT;
 pub const COULD_NOT_RUN_EXIT: u8 = 2;
 /// Exit status when the run was cancelled (Ctrl-C), after its cleanup.
 pub const CANCELLED_EXIT: u8 = 130;
+
+/// An error that ends `pluribusctl scenario` with a given exit status.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    /// The exit status.
+    pub code: u8,
+    /// What to print (empty: nothing more).
+    pub message: String,
+}

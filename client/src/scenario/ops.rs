@@ -17,7 +17,7 @@ use pluribus_common::time::now_ms;
 use pluribus_common::wire::encode;
 
 use crate::apply::{agents_problem, read_record, START_DELAY};
-use crate::state::{load_agents, live, load_leases};
+use crate::state::{live, load_agents, load_leases};
 use crate::{bus, no_fleet, wait, Ctx};
 
 /// How long an agent has to answer a drain.
@@ -35,7 +35,12 @@ pub async fn update(
             .ok_or_else(|| no_fleet(name))?;
         let mut next = record.clone();
         f(&mut next)?;
-        match ctx.buckets.fleets.update(name, encode(&next), revision).await {
+        match ctx
+            .buckets
+            .fleets
+            .update(name, encode(&next), revision)
+            .await
+        {
             Ok(_) => return Ok(next),
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
             Err(e) => {
@@ -74,7 +79,9 @@ pub async fn scale(ctx: &Ctx, name: &str, count: u64) -> Result<()> {
     )
     .await?;
     if count > from {
-        if let Some(p) = agents_problem(ctx, &record, &format!("the new size of fleet {name}")).await? {
+        if let Some(p) =
+            agents_problem(ctx, &record, &format!("the new size of fleet {name}")).await?
+        {
             bail!(p);
         }
         let size = u64::from(record.spec.shard_size.max(1));
@@ -132,7 +139,12 @@ pub async fn delete(ctx: &Ctx, name: &str, timeout: Duration) -> Result<bool> {
 
 /// Adds a runtime network rule (its `for` becomes its end), or clears the rules (of a
 /// cohort), as `pluribusctl network set|clear`.
-pub async fn network(ctx: &Ctx, fleet: &str, set: Option<&NetRule>, clear_cohort: Option<&Cohort>) -> Result<()> {
+pub async fn network(
+    ctx: &Ctx,
+    fleet: &str,
+    set: Option<&NetRule>,
+    clear_cohort: Option<&Cohort>,
+) -> Result<()> {
     let now = now_ms();
     let record = update(ctx, fleet, |r| {
         r.network.retain(|x| x.until_ms.is_none_or(|u| u > now));
@@ -160,7 +172,11 @@ pub async fn network(ctx: &Ctx, fleet: &str, set: Option<&NetRule>, clear_cohort
         &ctx.conn,
         EventKind::NetworkChanged {
             fleet: fleet.to_string(),
-            change: if set.is_some() { "set by a scenario".into() } else { "cleared by a scenario".into() },
+            change: if set.is_some() {
+                "set by a scenario".into()
+            } else {
+                "cleared by a scenario".into()
+            },
             rules: record.network.len() as u64,
         },
     )
@@ -190,7 +206,10 @@ pub async fn resolve_agent(ctx: &Ctx, want: &str) -> Result<Heartbeat> {
             .map(|h| (*h).clone())
             .ok_or_else(|| anyhow!("the agent holding fleet {fleet} ({best}) is not alive"));
     }
-    let found: Vec<&&Heartbeat> = alive.iter().filter(|h| h.id == want || h.name == want).collect();
+    let found: Vec<&&Heartbeat> = alive
+        .iter()
+        .filter(|h| h.id == want || h.name == want)
+        .collect();
     match found.as_slice() {
         [one] => Ok((**one).clone()),
         [] => bail!("no live agent named {want}: see `pluribusctl agents`"),
@@ -202,15 +221,28 @@ pub async fn resolve_agent(ctx: &Ctx, want: &str) -> Result<Heartbeat> {
 pub async fn drain(ctx: &Ctx, want: &str, undo: bool) -> Result<String> {
     let agent = resolve_agent(ctx, want).await?;
     let who = format!("{} ({})", agent.name, agent.id);
-    bus::request_agent(&ctx.conn, &agent.id, &who, AgentOp::Drain { undo }, ANSWER_TIMEOUT).await?;
+    bus::request_agent(
+        &ctx.conn,
+        &agent.id,
+        &who,
+        AgentOp::Drain { undo },
+        ANSWER_TIMEOUT,
+    )
+    .await?;
     Ok(agent.id)
 }
 
 /// Asks an agent by id to take work again (cleanup of a drain).
 pub async fn undrain_id(ctx: &Ctx, id: &str) -> Result<()> {
-    bus::request_agent(&ctx.conn, id, id, AgentOp::Drain { undo: true }, ANSWER_TIMEOUT)
-        .await
-        .map(drop)
+    bus::request_agent(
+        &ctx.conn,
+        id,
+        id,
+        AgentOp::Drain { undo: true },
+        ANSWER_TIMEOUT,
+    )
+    .await
+    .map(drop)
 }
 
 /// How many commands were sent, and how many were answered (without an error) in time.
@@ -267,11 +299,18 @@ pub async fn command(
     let body = bytes::Bytes::from(serde_json::to_vec(payload)?);
     for (n, id) in ids.iter().enumerate() {
         conn.client
-            .publish_with_reply(conn.ns.device_cmd(fleet, id), format!("{inbox}.{n}"), body.clone())
+            .publish_with_reply(
+                conn.ns.device_cmd(fleet, id),
+                format!("{inbox}.{n}"),
+                body.clone(),
+            )
             .await
             .with_context(|| format!("cannot send the command to {id}"))?;
     }
-    conn.client.flush().await.context("cannot flush the commands to NATS")?;
+    conn.client
+        .flush()
+        .await
+        .context("cannot flush the commands to NATS")?;
     let mut r = Replies {
         sent: ids.len() as u64,
         ..Default::default()

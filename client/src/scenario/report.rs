@@ -20,7 +20,11 @@ pub fn table(o: &Outcome) -> String {
             c.name.clone(),
             c.shown.clone(),
             c.threshold.clone(),
-            if c.passed { "pass".into() } else { "FAIL".into() },
+            if c.passed {
+                "pass".into()
+            } else {
+                "FAIL".into()
+            },
         ]);
     }
     let failed = o.failed().count();
@@ -30,8 +34,16 @@ pub fn table(o: &Outcome) -> String {
         t.render()
     };
     let verdict = match o.verdict {
-        Verdict::Passed => format!("scenario {}: passed ({} checks)", o.scenario, o.checks.len()),
-        Verdict::Failed => format!("scenario {}: FAILED ({failed} of {} checks failed)", o.scenario, o.checks.len()),
+        Verdict::Passed => format!(
+            "scenario {}: passed ({} checks)",
+            o.scenario,
+            o.checks.len()
+        ),
+        Verdict::Failed => format!(
+            "scenario {}: FAILED ({failed} of {} checks failed)",
+            o.scenario,
+            o.checks.len()
+        ),
         Verdict::Error => format!("scenario {}: could not run", o.scenario),
         Verdict::Cancelled => format!("scenario {}: cancelled", o.scenario),
     };
@@ -46,7 +58,8 @@ pub fn table(o: &Outcome) -> String {
 /// Writes the JSON report.
 pub fn write_json(o: &Outcome, path: &Path) -> Result<()> {
     let text = serde_json::to_string_pretty(o)?;
-    std::fs::write(path, text + "\n").with_context(|| format!("cannot write the report to {}", path.display()))
+    std::fs::write(path, text + "\n")
+        .with_context(|| format!("cannot write the report to {}", path.display()))
 }
 
 /// The JUnit XML of a run: one test suite (the scenario), one test case per check; a step
@@ -59,7 +72,10 @@ pub fn junit(o: &Outcome) -> Result<String> {
             TestCaseStatus::success()
         } else {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            s.set_message(format!("{}: {} (threshold {})", c.check, c.shown, c.threshold));
+            s.set_message(format!(
+                "{}: {} (threshold {})",
+                c.check, c.shown, c.threshold
+            ));
             s.set_type("threshold");
             s
         };
@@ -70,19 +86,26 @@ pub fn junit(o: &Outcome) -> Result<String> {
     }
     if o.verdict == Verdict::Error || o.verdict == Verdict::Cancelled {
         let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
-        s.set_message(o.reason.clone().unwrap_or_else(|| "the scenario did not finish".into()));
+        s.set_message(
+            o.reason
+                .clone()
+                .unwrap_or_else(|| "the scenario did not finish".into()),
+        );
         let mut tc = TestCase::new("scenario ran to the end", s);
         tc.set_classname(o.scenario.clone());
         suite.add_test_case(tc);
     }
-    suite.set_time(Duration::from_millis(o.ended_ms.saturating_sub(o.started_ms)));
+    suite.set_time(Duration::from_millis(
+        o.ended_ms.saturating_sub(o.started_ms),
+    ));
     report.add_test_suite(suite);
     report.to_string().context("cannot write the JUnit XML")
 }
 
 /// Writes the JUnit XML.
 pub fn write_junit(o: &Outcome, path: &Path) -> Result<()> {
-    std::fs::write(path, junit(o)?).with_context(|| format!("cannot write the JUnit file {}", path.display()))
+    std::fs::write(path, junit(o)?)
+        .with_context(|| format!("cannot write the JUnit file {}", path.display()))
 }
 
 /// The checks of an earlier report (`--report`), as much as a comparison needs.
@@ -110,7 +133,8 @@ pub struct BaselineCheck {
 
 /// Reads an earlier report.
 pub fn read_baseline(path: &Path) -> Result<Baseline> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the baseline {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the baseline {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| {
         format!("{} is not a scenario report: give a file written by `pluribusctl scenario run --report`", path.display())
     })
@@ -119,7 +143,8 @@ pub fn read_baseline(path: &Path) -> Result<Baseline> {
 /// What got better or worse since `old`, one line per check; checks with the same value,
 /// or in one report only, are said too.
 pub fn compare(old: &Baseline, new: &Outcome) -> String {
-    let before: BTreeMap<&str, &BaselineCheck> = old.checks.iter().map(|c| (c.name.as_str(), c)).collect();
+    let before: BTreeMap<&str, &BaselineCheck> =
+        old.checks.iter().map(|c| (c.name.as_str(), c)).collect();
     let mut out = String::new();
     for c in &new.checks {
         let Some(b) = before.get(c.name.as_str()) else {
@@ -144,7 +169,8 @@ pub fn compare(old: &Baseline, new: &Outcome) -> String {
             pass(c.passed)
         ));
     }
-    let now: std::collections::BTreeSet<&str> = new.checks.iter().map(|c| c.name.as_str()).collect();
+    let now: std::collections::BTreeSet<&str> =
+        new.checks.iter().map(|c| c.name.as_str()).collect();
     for b in &old.checks {
         if !now.contains(b.name.as_str()) {
             out.push_str(&format!("gone      {}: was {}\n", b.name, b.shown));

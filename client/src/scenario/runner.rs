@@ -192,7 +192,9 @@ pub struct RunOptions {
 
 impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunOptions").field("keep", &self.keep).finish()
+        f.debug_struct("RunOptions")
+            .field("keep", &self.keep)
+            .finish()
     }
 }
 
@@ -221,7 +223,12 @@ pub async fn run(ctx: &Ctx, scenario: &Scenario, opts: RunOptions) -> Result<Out
 }
 
 /// Runs `scenario` from `progress` (a fresh one starts at the first step).
-pub async fn resume(ctx: &Ctx, scenario: &Scenario, opts: RunOptions, mut progress: Progress) -> Result<Outcome> {
+pub async fn resume(
+    ctx: &Ctx,
+    scenario: &Scenario,
+    opts: RunOptions,
+    mut progress: Progress,
+) -> Result<Outcome> {
     let token = CancellationToken::new();
     let events = EventLog::follow(ctx, token.clone()).await?;
     if progress.started_ms == 0 {
@@ -297,7 +304,9 @@ impl Run<'_> {
         let total = self.sc.steps.len();
         loop {
             let Some(i) = self.with_progress(|p| p.step) else {
-                return Ok(Some(Stop::Error(anyhow!("the run's progress is unreadable"))));
+                return Ok(Some(Stop::Error(anyhow!(
+                    "the run's progress is unreadable"
+                ))));
             };
             let Some(step) = self.sc.steps.get(i) else {
                 return Ok(None);
@@ -331,7 +340,11 @@ impl Run<'_> {
                     return Ok(Some(Stop::Abort(why)));
                 }
                 Err(e) => {
-                    let e = e.context(format!("{}: steps[{i}] ({})", self.sc.at(i), step.describe()));
+                    let e = e.context(format!(
+                        "{}: steps[{i}] ({})",
+                        self.sc.at(i),
+                        step.describe()
+                    ));
                     return Ok(Some(Stop::Error(e)));
                 }
             }
@@ -344,7 +357,12 @@ impl Run<'_> {
             match step {
                 Step::Deploy(d) => {
                     let o = d.options();
-                    let spec = self.sc.fleets.get(&o.fleet).cloned().ok_or_else(|| anyhow!("no fleet {} in the scenario", o.fleet))?;
+                    let spec = self
+                        .sc
+                        .fleets
+                        .get(&o.fleet)
+                        .cloned()
+                        .ok_or_else(|| anyhow!("no fleet {} in the scenario", o.fleet))?;
                     self.with_progress(|p| {
                         if !p.deployed.contains(&o.fleet) {
                             p.deployed.push(o.fleet.clone());
@@ -373,15 +391,30 @@ impl Run<'_> {
                     ops::network(self.ctx, &n.fleet, n.set.as_ref(), n.cohort.as_ref()).await?
                 }
                 Step::Command(c) => {
-                    let r = ops::command(self.ctx, &c.fleet, c.device.as_deref(), c.cohort.as_ref(), &c.payload, c.within).await?;
-                    self.note(Note::Line(format!("{} commands sent, {} answered, {} refused", r.sent, r.ok, r.errors)));
+                    let r = ops::command(
+                        self.ctx,
+                        &c.fleet,
+                        c.device.as_deref(),
+                        c.cohort.as_ref(),
+                        &c.payload,
+                        c.within,
+                    )
+                    .await?;
+                    self.note(Note::Line(format!(
+                        "{} commands sent, {} answered, {} refused",
+                        r.sent, r.ok, r.errors
+                    )));
                     if let Some(check) = &c.expect {
                         let m = Measured {
                             value: Some(r.ok as f64),
                             base: Some(r.sent as f64),
                             ..Default::default()
                         };
-                        let name = format!("{} within {}: {check}", step.describe(), humantime::format_duration(c.within));
+                        let name = format!(
+                            "{} within {}: {check}",
+                            step.describe(),
+                            humantime::format_duration(c.within)
+                        );
                         self.record(i, name, check, check.judge(&m));
                     }
                 }
@@ -413,7 +446,8 @@ impl Run<'_> {
                 }
                 Step::Expect(e) => return self.expect(e, i).await,
                 Step::Parallel(steps) => {
-                    let all = futures::future::join_all(steps.iter().map(|s| self.exec(s, i))).await;
+                    let all =
+                        futures::future::join_all(steps.iter().map(|s| self.exec(s, i))).await;
                     let mut abort = None;
                     for r in all {
                         if let Some(why) = r? {
@@ -425,7 +459,12 @@ impl Run<'_> {
                 Step::Repeat(r) => {
                     for round in 0..r.times {
                         for s in &r.steps {
-                            self.note(Note::Line(format!("  round {}/{}: {}", round + 1, r.times, s.describe())));
+                            self.note(Note::Line(format!(
+                                "  round {}/{}: {}",
+                                round + 1,
+                                r.times,
+                                s.describe()
+                            )));
                             if let Some(why) = self.exec(s, i).await? {
                                 return Ok(Some(why));
                             }
@@ -479,11 +518,16 @@ impl Run<'_> {
                 tokio::time::sleep(w).await;
                 (start, since)
             }
-            None => (self.start.clone(), self.with_progress(|p| p.started_ms).unwrap_or(0)),
+            None => (
+                self.start.clone(),
+                self.with_progress(|p| p.started_ms).unwrap_or(0),
+            ),
         };
         let checks: Vec<(&Check, String, bool)> = e.checks.iter().map(CheckItem::parts).collect();
         let fleets = self.fleets(e.fleet.as_deref());
-        let snap = measure::snapshot(self.ctx, &fleets, &start, measure::needs_percentiles(checks.iter().map(|c| c.0))).await?;
+        let pct = measure::needs_percentiles(checks.iter().map(|c| c.0));
+        let snap =
+            measure::snapshot_with(self.ctx, &fleets, &start, pct, e.window.is_some()).await?;
         let probe = self.probe_summary(e.probe.as_deref());
         let mut abort = None;
         for (check, name, aborts) in checks {
@@ -496,7 +540,12 @@ impl Run<'_> {
         Ok(abort)
     }
 
-    async fn wait_for(&self, w: &super::steps::WaitFor, i: usize, step: &Step) -> Result<Option<String>> {
+    async fn wait_for(
+        &self,
+        w: &super::steps::WaitFor,
+        i: usize,
+        step: &Step,
+    ) -> Result<Option<String>> {
         let o = w.options();
         let fleets = self.fleets(o.fleet.as_deref());
         let began = Instant::now();
@@ -506,7 +555,13 @@ impl Run<'_> {
         loop {
             let snap = measure::snapshot(self.ctx, &fleets, &self.start, pct).await?;
             let probe = self.probe_summary(None);
-            let j = o.condition.judge(&measure::measure(&o.condition, &snap, &self.events, since_ms, probe.as_ref()));
+            let j = o.condition.judge(&measure::measure(
+                &o.condition,
+                &snap,
+                &self.events,
+                since_ms,
+                probe.as_ref(),
+            ));
             let took = began.elapsed();
             let threshold = format!("within {}", humantime::format_duration(o.timeout));
             if j.passed || took >= o.timeout {
@@ -527,7 +582,8 @@ impl Run<'_> {
                 };
                 self.note(Note::Check(r.clone()));
                 self.with_progress(|p| p.checks.push(r));
-                return Ok((!j.passed && o.abort_on_fail).then(|| format!("'{name}' timed out (abort_on_fail)")));
+                return Ok((!j.passed && o.abort_on_fail)
+                    .then(|| format!("'{name}' timed out (abort_on_fail)")));
             }
             tokio::time::sleep(POLL).await;
         }
@@ -538,12 +594,21 @@ impl Run<'_> {
     async fn cleanup(&self) -> Vec<String> {
         let mut done = Vec::new();
         if self.opts.keep || !self.sc.cleanup.delete {
-            let why = if self.opts.keep { "--keep" } else { "cleanup.delete: false" };
+            let why = if self.opts.keep {
+                "--keep"
+            } else {
+                "cleanup.delete: false"
+            };
             done.push(format!("kept what the run deployed ({why})"));
             return done;
         }
         let (deployed, drained) = self
-            .with_progress(|p| (std::mem::take(&mut p.deployed), std::mem::take(&mut p.drained)))
+            .with_progress(|p| {
+                (
+                    std::mem::take(&mut p.deployed),
+                    std::mem::take(&mut p.drained),
+                )
+            })
             .unwrap_or_default();
         for id in drained {
             let line = match ops::undrain_id(self.ctx, &id).await {

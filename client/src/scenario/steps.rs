@@ -384,10 +384,10 @@ impl Step {
             Self::Network(n) => format!("impair the network of {}", n.fleet),
             Self::Command(c) => format!(
                 "command {}",
-                c.device.clone().unwrap_or_else(|| c
-                    .cohort
-                    .as_ref()
-                    .map_or(format!("every device of {}", c.fleet), |k| format!("cohort {k} of {}", c.fleet)))
+                c.device.clone().unwrap_or_else(|| c.cohort.as_ref().map_or(
+                    format!("every device of {}", c.fleet),
+                    |k| format!("cohort {k} of {}", c.fleet)
+                ))
             ),
             Self::Drain(d) if d.undo => format!("undrain {}", d.agent),
             Self::Drain(d) => format!("drain {}", d.agent),
@@ -418,7 +418,10 @@ macro_rules! string_or_map {
                         let f: fn(&str) -> Result<$ty, String> = $from_str;
                         f(s).map_err(E::custom)
                     }
-                    fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<$ty, A::Error> {
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        m: A,
+                    ) -> Result<$ty, A::Error> {
                         <$inner>::deserialize(serde::de::value::MapAccessDeserializer::new(m))
                             .map($variant)
                     }

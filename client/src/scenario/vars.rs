@@ -103,7 +103,9 @@ pub fn substitute(
                     ))
                 })?;
             if value.contains('\n') {
-                return Err(at(format!("variable {name}: its value spans several lines: give one line")));
+                return Err(at(format!(
+                    "variable {name}: its value spans several lines: give one line"
+                )));
             }
             out.push_str(&value);
             used.insert(name.to_string(), value);

@@ -18,6 +18,7 @@ mod profiles;
 mod rebalance;
 mod report;
 pub mod scale;
+mod scenario;
 pub mod set_load;
 mod status;
 pub mod stop;
@@ -89,6 +90,9 @@ pub enum Command {
     /// corruption, clock skew) for all or a cohort of its devices, for ever or --for a
     /// while; clear it; show what is in force; list the presets.
     Network(network::Args),
+    /// Check or run a scenario: steps (deploy, scale, network trouble, commands, drains,
+    /// probes) with checks (`p99 < 200ms`, `loss <= 0.1%`), a verdict, JUnit and JSON reports.
+    Scenario(scenario::Args),
     /// Serve a live web dashboard: agents, fleets, charts, events, a device drill-down,
     /// controls (with an operator NATS credential) and an HTML report.
     Dashboard(crate::dashboard::Args),
@@ -182,6 +186,10 @@ fn needs(c: &Command) -> crate::denied::Needs {
         Command::Probe(_) => view("probe telemetry"),
         Command::Profiles(_) => view("list profiles"),
         Command::Dashboard(_) => view("serve the dashboard"),
+        Command::Scenario(a) => match a.verb {
+            scenario::Verb::Check(_) => view("check scenarios"),
+            scenario::Verb::Run(_) => op("run scenarios"),
+        },
         Command::Network(a) => match a.verb {
             network::Verb::Set(_) | network::Verb::Clear(_) => op("change network impairments"),
             network::Verb::Show(_) | network::Verb::Presets => view("read network impairments"),
@@ -208,6 +216,7 @@ async fn dispatch(g: &Global, command: Command) -> Result<()> {
         Command::Profiles(a) => profiles::run(g, a),
         Command::Network(a) => network::run(g, a).await,
         Command::Dashboard(a) => crate::dashboard::run(g, a).await,
+        Command::Scenario(a) => scenario::run(g, a).await,
     }
 }
 
