@@ -456,7 +456,7 @@ fn parse_threshold(figure: &Figure, right: &str) -> Result<Threshold, String> {
     }
     if figure.is_latency() {
         let d = humantime::parse_duration(right)
-            .map_err(|_| format!("'{right}' is not a duration: write e.g. 200ms or 1.5s"))?;
+            .map_err(|_| format!("'{right}' is not a duration: write e.g. 200ms or 2s"))?;
         return Ok(Threshold::Millis(d.as_secs_f64() * 1000.0));
     }
     let n = right

@@ -40,3 +40,26 @@ fn every_documented_fleet_file_is_valid() {
         }
     }
 }
+
+#[test]
+fn every_documented_scenario_is_valid() {
+    use pluribus_client::scenario::{Scenario, Vars};
+    let scenarios: Vec<_> = doc_blocks()
+        .into_iter()
+        .filter(|b| b.lang == "yaml" && b.text.lines().any(|l| l.starts_with("steps:")))
+        .collect();
+    assert!(!scenarios.is_empty(), "no scenario in the docs");
+    for b in scenarios {
+        let dir = std::path::Path::new(".");
+        if let Err(e) = Scenario::parse(
+            &b.at(),
+            &b.text,
+            FileFormat::Yaml,
+            &Vars::default(),
+            dir,
+            "doc",
+        ) {
+            panic!("{}: the documented scenario is rejected: {e}", b.at());
+        }
+    }
+}
