@@ -142,6 +142,17 @@ impl Agent {
             );
         }
         secrets.spawn_refresh(token.clone(), &tracker);
+        // Detached scenario runs: this agent takes those no other agent holds.
+        tracker.spawn(pluribus_client::scenario::detached::serve(
+            pluribus_client::Ctx {
+                conn: conn.clone(),
+                buckets: buckets.clone(),
+                url: String::new(),
+            },
+            id.clone(),
+            cfg.name.clone(),
+            token.clone(),
+        ));
         let control = Control::new(
             id.clone(),
             cfg,

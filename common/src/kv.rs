@@ -137,6 +137,56 @@ pub fn is_not_found(e: &dyn std::error::Error) -> bool {
     chain(e).contains("not found")
 }
 
+/// Writes `key` of KV bucket `bucket` only if its last revision is `expected` (0: the key
+/// must not exist), with a per-key TTL (the bucket must allow them: `limit_markers`).
+/// Returns the new revision.
+pub async fn ttl_put(
+    js: &jetstream::Context,
+    bucket: &str,
+    key: &str,
+    value: Bytes,
+    expected: u64,
+    ttl: Duration,
+) -> Result<u64, KvError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "Nats-Expected-Last-Subject-Sequence",
+        expected.to_string().as_str(),
+    );
+    headers.insert("Nats-TTL", format!("{}s", ttl.as_secs().max(1)).as_str());
+    let subject = format!("$KV.{bucket}.{key}");
+    let ack = js
+        .publish_with_headers(subject, headers, value)
+        .await
+        .map_err(|e| KvError::Other(e.to_string()))?;
+    match ack.await {
+        Ok(a) => Ok(a.sequence),
+        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(KvError::Conflict),
+        Err(e) => Err(KvError::Other(e.to_string())),
+    }
+}
+
+/// Opens (or creates) the bucket of detached scenario runs. Only the processes that run
+/// scenarios open it (a credential whose role does not cover it cannot).
+pub async fn open_scenarios(
+    js: &jetstream::Context,
+    ns: &Namespace,
+    replicas: usize,
+) -> Result<kv::Store, String> {
+    open(
+        js,
+        kv::Config {
+            bucket: ns.scenarios_bucket(),
+            description: "Pluribus detached scenario runs and their leases (per-key TTL)".into(),
+            history: 1,
+            limit_markers: Some(MARKER_TTL),
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 /// An error and its sources, `: `-separated.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -210,23 +260,7 @@ impl Buckets {
         expected: u64,
         ttl: Duration,
     ) -> Result<u64, KvError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "Nats-Expected-Last-Subject-Sequence",
-            expected.to_string().as_str(),
-        );
-        headers.insert("Nats-TTL", format!("{}s", ttl.as_secs().max(1)).as_str());
-        let subject = format!("$KV.{}.{key}", self.leases_name);
-        let ack = self
-            .js
-            .publish_with_headers(subject, headers, value)
-            .await
-            .map_err(|e| KvError::Other(e.to_string()))?;
-        match ack.await {
-            Ok(a) => Ok(a.sequence),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(KvError::Conflict),
-            Err(e) => Err(KvError::Other(e.to_string())),
-        }
+        ttl_put(&self.js, &self.leases_name, key, value, expected, ttl).await
     }
 
     /// Creates lease `key` with a TTL, also over a delete marker. Fails with

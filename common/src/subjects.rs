@@ -125,6 +125,12 @@ impl Namespace {
     pub fn agents_bucket(&self) -> String {
         self.bucket("agents")
     }
+
+    /// KV bucket of detached scenario runs: `run.<id>` (the scenario, its progress and, at
+    /// the end, its outcome) and `lease.<id>` (the agent executing it: create-only, TTL).
+    pub fn scenarios_bucket(&self) -> String {
+        self.bucket("scenarios")
+    }
 }
 
 /// In a subject pattern (see [`reserved_subject`]), stands for "one or more digits": what

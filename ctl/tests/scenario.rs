@@ -537,3 +537,96 @@ async fn a_scenario_built_in_code_runs_from_rust() {
     assert!(outcome.probes["p"].counts.received >= 8);
     assert_eq!(outcome.cleanup, ["fleet coded deleted"]);
 }
+
+/// `scenario status RUN --json`, parsed.
+fn run_record(c: &Cluster, id: &str) -> serde_json::Value {
+    scenario(c, &["status", id, "--json"]).ok().json()
+}
+
+/// A detached run survives SIGKILL of the agent executing it: another agent takes its
+/// lease once it expires, resumes at the current step and finishes with a verdict; the
+/// fleet it deployed is cleaned up. Then a second run is cancelled, and cleaned up too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_detached_run_survives_sigkill_of_its_agent_and_can_be_cancelled() {
+    let mut c = Cluster::new("scen-detach");
+    for n in ["d1", "d2", "d3"] {
+        c.agent(n, &[]);
+    }
+    c.wait_agents(3).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        &dir,
+        "long.yaml",
+        "fleets:\n  held: {count: 9, shard_size: 3, sink: {type: nats}}\nsteps:\n  - deploy: held\n  - wait: 8s\n  - wait_for: {condition: all devices active, timeout: 40s}\n  - expect: {checks: [active >= 100%]}\n",
+    );
+    let doc = scenario(
+        &c,
+        &["run", &file.display().to_string(), "--detach", "--json"],
+    )
+    .ok()
+    .json();
+    let id = doc["run"].as_str().expect("a run id").to_string();
+
+    // Wait until an agent runs it and is in the 8 s wait, then SIGKILL that agent.
+    let mut holder = String::new();
+    wait_until(
+        "the run to reach its wait step",
+        Duration::from_secs(30),
+        || {
+            let r = run_record(&c, &id);
+            let at_wait = r["state"] == "running" && r["progress"]["step"] == 1;
+            holder = r["holder"].as_str().unwrap_or_default().to_string();
+            async move { at_wait }
+        },
+    )
+    .await;
+    let name = holder.split(' ').next().unwrap_or_default().to_string();
+    let idx = ["d1", "d2", "d3"]
+        .iter()
+        .position(|n| *n == name)
+        .unwrap_or_else(|| panic!("holder {holder}"));
+    c.agents[idx].kill();
+
+    // Another agent resumes it and it ends with a verdict (logs --follow exits with it).
+    let out = c.ctl(&["scenario", "logs", &id, "--follow"]);
+    assert_eq!(out.code, 0, "{}", show(&out));
+    assert!(
+        out.stdout.contains("resumes the run at step 2"),
+        "{}",
+        show(&out)
+    );
+    let r = run_record(&c, &id);
+    assert_eq!(r["state"], "done", "{r}");
+    assert_eq!(r["outcome"]["verdict"], "passed", "{r}");
+    assert_eq!(r["takeovers"], 2, "{r}");
+    assert!(
+        !r["holder"].as_str().unwrap_or_default().starts_with(&name),
+        "{r}"
+    );
+    assert!(fleets(&c).is_empty(), "the resumed run cleaned up");
+    let list = scenario(&c, &["list", "--json"]).ok().json();
+    assert_eq!(list[0]["verdict"], "passed", "{list}");
+
+    // Cancel: the executing agent stops the run and deletes its fleet.
+    let file = write(&dir, "forever.yaml", "fleets:\n  spin: {count: 2, sink: {type: nats}}\nsteps:\n  - deploy: spin\n  - wait: 10m\n");
+    let doc = scenario(
+        &c,
+        &["run", &file.display().to_string(), "--detach", "--json"],
+    )
+    .ok()
+    .json();
+    let id = doc["run"].as_str().expect("a run id").to_string();
+    wait_until(
+        "the second run to reach its wait",
+        Duration::from_secs(30),
+        || {
+            let at_wait = run_record(&c, &id)["progress"]["step"] == 1;
+            async move { at_wait }
+        },
+    )
+    .await;
+    scenario(&c, &["cancel", &id]).ok();
+    let r = run_record(&c, &id);
+    assert_eq!(r["outcome"]["verdict"], "cancelled", "{r}");
+    assert!(fleets(&c).is_empty(), "the cancelled run cleaned up");
+}

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod check;
+pub mod detached;
 pub mod file;
 pub mod measure;
 pub mod ops;

@@ -179,6 +179,9 @@ pub enum Note {
 /// Receives [`Note`]s.
 pub type Observer = Arc<dyn Fn(&Note) + Send + Sync>;
 
+/// Receives the run's [`Progress`] after each top-level step.
+pub type ProgressHook = Arc<dyn Fn(&Progress) + Send + Sync>;
+
 /// How to run.
 #[derive(Clone, Default)]
 pub struct RunOptions {
@@ -188,6 +191,8 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// The live view.
     pub observer: Option<Observer>,
+    /// Called with the progress after each top-level step (a detached run stores it).
+    pub on_progress: Option<ProgressHook>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -244,6 +249,21 @@ pub async fn resume(
         last_probe: Mutex::new(None),
         progress: Mutex::new(progress),
     };
+    // A resumed run opens its probe windows again (what they counted before is lost).
+    for step in scenario
+        .steps
+        .iter()
+        .take(r.with_progress(|p| p.step).unwrap_or(0))
+    {
+        if let Step::Probe(p) = step {
+            if let Err(e) = r.exec(step, 0).await {
+                r.note(Note::Line(format!(
+                    "probe {} not opened again: {e:#}",
+                    p.name
+                )));
+            }
+        }
+    }
     let stopped = r.steps().await;
     let (verdict, reason) = match stopped {
         Ok(None) => (None, None),
@@ -333,6 +353,10 @@ impl Run<'_> {
                 });
                 p.step = i + 1;
             });
+            if let (Some(f), Some(p)) = (&self.opts.on_progress, self.with_progress(|p| p.clone()))
+            {
+                f(&p);
+            }
             match result {
                 Ok(None) => {}
                 Ok(Some(why)) => {

@@ -19,6 +19,7 @@ mod rebalance;
 mod report;
 pub mod scale;
 mod scenario;
+mod scenario_detached;
 pub mod set_load;
 mod status;
 pub mod stop;
@@ -188,7 +189,10 @@ fn needs(c: &Command) -> crate::denied::Needs {
         Command::Dashboard(_) => view("serve the dashboard"),
         Command::Scenario(a) => match a.verb {
             scenario::Verb::Check(_) => view("check scenarios"),
-            scenario::Verb::Run(_) => op("run scenarios"),
+            scenario::Verb::Run(_) | scenario::Verb::Cancel(_) => op("run scenarios"),
+            scenario::Verb::List | scenario::Verb::Status(_) | scenario::Verb::Logs(_) => {
+                view("read scenario runs")
+            }
         },
         Command::Network(a) => match a.verb {
             network::Verb::Set(_) | network::Verb::Clear(_) => op("change network impairments"),

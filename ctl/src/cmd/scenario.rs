@@ -34,8 +34,35 @@ pub enum Verb {
     /// Validate a scenario file without touching the cluster.
     Check(FileArgs),
     /// Run a scenario: its steps, a live view on stderr, a summary table of its checks,
-    /// and the cleanup (at the end, on failure and on Ctrl-C).
+    /// and the cleanup (at the end, on failure and on Ctrl-C). --detach: an agent runs it.
     Run(RunArgs),
+    /// List detached runs.
+    List,
+    /// A detached run's progress and checks so far; its verdict and report once done.
+    Status(RunId),
+    /// A detached run's log (steps, checks, cleanup); --follow until it ends.
+    Logs(LogsArgs),
+    /// Cancel a detached run: its agent stops it and runs the cleanup.
+    Cancel(RunId),
+}
+
+/// A detached run.
+#[derive(Debug, clap::Args)]
+pub struct RunId {
+    /// The run's id (`scenario list`).
+    #[arg(value_name = "RUN")]
+    pub run: String,
+}
+
+/// `scenario logs` flags.
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// The run.
+    #[command(flatten)]
+    pub id: RunId,
+    /// Keep printing new lines until the run ends (then exit with its verdict's status).
+    #[arg(long)]
+    pub follow: bool,
 }
 
 /// The file and its variables.
@@ -50,7 +77,7 @@ pub struct FileArgs {
 }
 
 impl FileArgs {
-    fn load(&self) -> Result<Scenario> {
+    pub(super) fn load(&self) -> Result<Scenario> {
         let vars = Vars::with_env(self.set.iter().cloned().collect::<BTreeMap<_, _>>());
         Scenario::from_file(&self.file, &vars).map_err(|e| {
             Exit {
@@ -80,6 +107,10 @@ pub struct RunArgs {
     /// Compare with an earlier report (--report) and print what got better or worse.
     #[arg(long, value_name = "OLD.json")]
     pub baseline: Option<PathBuf>,
+    /// Store the run in NATS for an agent to execute (it survives this command and the
+    /// agent: another agent resumes it at its current step); prints the run's id.
+    #[arg(long, conflicts_with_all = ["junit", "report", "baseline"])]
+    pub detach: bool,
 }
 
 #[derive(Serialize)]
@@ -95,7 +126,12 @@ struct Checked<'a> {
 pub async fn run(g: &Global, args: Args) -> Result<()> {
     match args.verb {
         Verb::Check(f) => check(g, &f),
+        Verb::Run(r) if r.detach => super::scenario_detached::submit(g, r).await,
         Verb::Run(r) => run_file(g, r).await,
+        Verb::List => super::scenario_detached::list(g).await,
+        Verb::Status(r) => super::scenario_detached::status(g, &r.run).await,
+        Verb::Logs(l) => super::scenario_detached::logs(g, &l.id.run, l.follow).await,
+        Verb::Cancel(r) => super::scenario_detached::cancel(g, &r.run).await,
     }
 }
 
@@ -182,6 +218,7 @@ async fn run_file(g: &Global, args: RunArgs) -> Result<()> {
         keep: args.keep,
         cancel: cancel.clone(),
         observer: Some(live_view(progress.clone(), counts.clone())),
+        on_progress: None,
     };
     eprintln!(
         "scenario {}: {} from {}",
