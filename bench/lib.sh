@@ -2,11 +2,16 @@
 # nats-server with JetStream on a free loopback port, and kills everything started (pids
 # added to `pids`) on exit.
 #   bench_nats NAMESPACE     # sets BIN, WORK, PORT, PLURIBUS_NATS_URL, PLURIBUS_NAMESPACE
+#   BENCH_BIN=target/debug   # use these binaries instead of building release ones
 
 bench_nats() {
   cd "$(dirname "${BASH_SOURCE[0]}")/.."
-  cargo build --release --workspace --quiet
-  BIN=target/release
+  if [[ -n "${BENCH_BIN:-}" ]]; then
+    BIN=$BENCH_BIN   # e.g. target/debug: skip the release build (figures are then pessimistic)
+  else
+    cargo build --release --workspace --quiet
+    BIN=target/release
+  fi
   WORK=$(mktemp -d)
   PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   export PLURIBUS_NATS_URL="nats://127.0.0.1:$PORT"
