@@ -21,6 +21,23 @@ struct Walk<'a> {
 impl Scenario {
     /// Checks the steps against the fleets and each other.
     pub fn validate(&self) -> Result<(), SpecError> {
+        for (key, spec) in &self.fleets {
+            if spec.name != *key {
+                return Err(SpecError::new(
+                    format!("{}: fleets.{key}.name", self.origin),
+                    format!(
+                        "the fleet is listed as '{key}' but named '{}': make them the same",
+                        spec.name
+                    ),
+                ));
+            }
+            spec.validate().map_err(|e| {
+                SpecError::new(
+                    format!("{}: fleets.{key}.{}", self.origin, e.field),
+                    e.message,
+                )
+            })?;
+        }
         let mut w = Walk {
             s: self,
             probes: Vec::new(),
