@@ -633,3 +633,74 @@ async fn a_detached_run_survives_sigkill_of_its_agent_and_can_be_cancelled() {
     assert_eq!(r["outcome"]["verdict"], "cancelled", "{r}");
     assert!(fleets(&c).is_empty(), "the cancelled run cleaned up");
 }
+
+/// The other steps against a real cluster: commands to a cohort with their replies judged,
+/// scale, set_load, stop, a network rule set and cleared, drain and undrain, repeat and
+/// parallel; every check passes and nothing is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kind_of_step_runs() {
+    let mut c = Cluster::new("scen-steps");
+    c.agent("s1", &[]);
+    c.agent("s2", &[]);
+    c.wait_agents(2).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        &dir,
+        "steps.yaml",
+        r#"fleets:
+  m: {count: 10, shard_size: 5, device: {interval: 500ms}, sink: {type: nats, subject: "steps.{device_id}"}}
+steps:
+  - deploy: m
+  - wait_for: all devices active
+  - command: {fleet: m, cohort: 50%, payload: {set: {temperature: 30}}, within: 10s, expect: replies >= 100%}
+  - command: {fleet: m, device: m-00003, payload: {set: {temperature: 31}}, expect: "replies == 1"}
+  - parallel:
+      - scale: {fleet: m, count: 14}
+      - network: {fleet: m, set: {cohort: 10%, loss: {probability: 0.5}}}
+  - wait_for: {condition: active >= 14, timeout: 30s}
+  - repeat:
+      times: 2
+      steps:
+        - network: {fleet: m, clear: true}
+        - wait: 500ms
+  - set_load: {fleet: m, load: {rate: {target: 7}}}
+  - stop: {fleet: m, device: m-00001}
+  - wait_for: {condition: active <= 13, timeout: 30s}
+  - drain: {agent: s1}
+  - wait_for: {condition: all devices active, timeout: 30s}
+  - expect:
+      window: 2s
+      checks: [scheduled <= 7, agents_alive == 2, errors == 0]
+"#,
+    );
+    let out = scenario(&c, &["run", &file.display().to_string(), "--json"]);
+    assert_eq!(out.code, 0, "{}", show(&out));
+    let doc = out.json();
+    let names: Vec<&str> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["name"].as_str())
+        .collect();
+    assert!(names.iter().any(|n| n.contains("replies >= 100%")), "{doc}");
+    assert_eq!(doc["events"]["fleet_scaled"], 1, "{doc}");
+    assert_eq!(doc["events"]["network_changed"], 3, "{doc}");
+    assert!(
+        doc["cleanup"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap_or_default().contains("takes work again")),
+        "{doc}"
+    );
+    assert!(fleets(&c).is_empty());
+    let agents = c.ctl(&["agents", "--json"]).ok().json();
+    assert!(
+        agents["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["draining"] == false),
+        "{agents}"
+    );
+}

@@ -91,6 +91,9 @@ impl FileArgs {
 
 /// `scenario run` flags.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 every check passed; 3 a check failed; 2 the scenario could not run (bad file or --set, NATS unreachable, a step that could not be carried out); 130 cancelled with Ctrl-C or SIGTERM, after the cleanup. With --detach: 0 once the run is stored (`scenario logs RUN --follow` exits with the verdict's status)."
+)]
 pub struct RunArgs {
     /// The file and its variables.
     #[command(flatten)]
