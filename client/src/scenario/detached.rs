@@ -294,14 +294,26 @@ enum Write {
 }
 
 /// Agent side: looks for runs no agent holds, takes them (one lease each) and executes
-/// them, until `token` is cancelled. Agents whose credential does not cover the scenarios
-/// bucket log it once and serve none.
+/// them, until `token` is cancelled. An agent whose credential does not cover the scenarios
+/// bucket says so once (and tries again every 30 s).
 pub async fn serve(ctx: Ctx, agent_id: String, agent_name: String, token: CancellationToken) {
-    let runs = match Runs::open(&ctx).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "not executing detached scenario runs");
-            return;
+    // The bucket may not be there yet (a cluster electing its JetStream leader), or this
+    // credential may not reach it: try again now and then, saying so once.
+    let mut said = false;
+    let runs = loop {
+        match Runs::open(&ctx).await {
+            Ok(r) => break r,
+            Err(e) if !said => {
+                said = true;
+                tracing::warn!(error = %format!("{e:#}"), "not executing detached scenario runs for now (trying again every 30 s)");
+            }
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "scenarios bucket still out of reach")
+            }
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
         }
     };
     let lease = RunLease {
