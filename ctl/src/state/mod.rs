@@ -165,7 +165,10 @@ pub async fn load_leases_expiring(
     for (key, entry) in raw {
         let value = entry.value;
         let Some((fleet, shard)) = parse_lease_key(&key) else {
-            tracing::warn!("skipping lease with a malformed key: {key}");
+            // Agents' liveness entries (`_live.<id>`) share the bucket.
+            if pluribus_common::subjects::parse_liveness_key(&key).is_none() {
+                tracing::warn!("skipping lease with a malformed key: {key}");
+            }
             continue;
         };
         match decode::<LeaseRecord>(&value) {
