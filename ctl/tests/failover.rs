@@ -134,3 +134,119 @@ async fn a_frozen_agent_never_sends_for_a_device_another_agent_took() {
         "a1 says it fenced itself: {log}"
     );
 }
+
+/// A TCP listener that accepts connections and never answers (a hung HTTP server).
+async fn hanging_server() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_stop_holds_up_no_other_shard_of_the_agent() {
+    let mut c = Cluster::new("slow");
+    let a1 = c.agent("a1", &[]);
+    c.wait_agents(1).await;
+    let client = c.client().await;
+    let sub = client.subscribe("slow-tel.>").await.expect("subscribe");
+    let mut fenced = client
+        .subscribe(c.namespace().event("shard_fenced"))
+        .await
+        .expect("subscribe");
+    c.ctl(&[
+        "deploy-fleet",
+        "n",
+        "--count",
+        "200",
+        "--shard-size",
+        "25",
+        "--sink",
+        "nats",
+        "--subject",
+        "slow-tel.{fleet}.{device_id}",
+        "--interval",
+        "200ms",
+    ])
+    .ok();
+    let (port, _server) = hanging_server().await;
+    let url = format!("http://127.0.0.1:{port}/t/{{device_id}}");
+    let http = |count: &'static str, interval: &'static str| {
+        vec![
+            "deploy-fleet".to_string(),
+            "h".into(),
+            "--count".into(),
+            count.into(),
+            "--shard-size".into(),
+            "10".into(),
+            "--sink".into(),
+            "http".into(),
+            "--url".into(),
+            url.clone(),
+            "--http-timeout".into(),
+            "30s".into(),
+            "--interval".into(),
+            interval.into(),
+        ]
+    };
+    let first = http("40", "200ms");
+    c.ctl(&first.iter().map(String::as_str).collect::<Vec<_>>())
+        .ok();
+    wait_status(&c, "both fleets running", Duration::from_secs(30), |s| {
+        fleet(s, "n")["running"] == 200 && fleet(s, "h")["running"] == 40
+    })
+    .await;
+    // Let requests pile up on the hung server, then follow the nats fleet's telemetry.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let tally = Tally::follow(sub);
+    let mut tel = client.subscribe("slow-tel.>").await.expect("subscribe");
+
+    // Replace h with fewer devices at another interval: two shards restart and two are
+    // released, each stop waiting on requests the server never answers.
+    let mut replace = http("20", "300ms");
+    replace.push("--replace".into());
+    replace.push("--no-wait".into());
+    c.ctl(&replace.iter().map(String::as_str).collect::<Vec<_>>())
+        .ok();
+    let seen = collect(&mut tel, Duration::from_secs(12)).await;
+
+    assert_eq!(seen.seqs.len(), 200, "every device of n kept sending");
+    let gaps = seen.gaps();
+    assert!(
+        gaps.is_empty(),
+        "devices of n skipped slots while h was replaced: {:?}",
+        &gaps[..gaps.len().min(3)]
+    );
+    let twice = tally.twice();
+    assert!(
+        twice.is_empty(),
+        "sent twice: {:?}",
+        &twice[..twice.len().min(5)]
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), fenced.next())
+            .await
+            .is_err(),
+        "no shard was fenced"
+    );
+    let log = c.agents[a1].stderr();
+    assert!(!log.contains("fenced"), "{log}");
+    assert!(
+        !log.contains("took back our lease"),
+        "a lease released while its stop ran was taken back: {log}"
+    );
+    wait_status(
+        &c,
+        "h replaced with 20 devices",
+        Duration::from_secs(60),
+        |s| fleet(s, "h")["assigned"] == 20 && fleet(s, "n")["running"] == 200,
+    )
+    .await;
+}

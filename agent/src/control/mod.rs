@@ -105,6 +105,9 @@ pub(crate) struct Control {
     conn: Connection,
     /// Publishes events (shared with the shard runners and sinks).
     events: Events,
+    /// The control loop's events, published in order by a task of their own.
+    event_tx: mpsc::UnboundedSender<EventKind>,
+    event_task: Option<tokio::task::JoinHandle<()>>,
     buckets: Buckets,
     registry: Registry,
     /// What specs may reference as secrets (read by the sinks a shard makes).
@@ -224,6 +227,14 @@ impl Control {
         let now = Instant::now();
         let events = Events::new(conn.client.clone(), conn.ns.clone(), &id);
         let fence = crate::fence::Fence::closed();
+        let (event_tx, mut event_rx) = mpsc::unbounded_channel::<EventKind>();
+        let publisher = events.clone();
+        let event_task = tracker.spawn(async move {
+            // Ends once the control loop (the only sender) is gone, after its last event.
+            while let Some(kind) = event_rx.recv().await {
+                publisher.publish(kind).await;
+            }
+        });
         let liveness = liveness::Keeper {
             buckets: buckets.clone(),
             agent_id: id.clone(),
@@ -237,6 +248,8 @@ impl Control {
         .spawn(&tracker);
         Ok(Self {
             events,
+            event_tx,
+            event_task: Some(event_task),
             id,
             cfg,
             conn,
@@ -380,8 +393,19 @@ impl Control {
         }
     }
 
+    /// Publishes the events still queued (at shutdown, before the flush).
+    async fn drain_events(&mut self) {
+        let (closed, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.event_tx, closed));
+        if let Some(t) = self.event_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+
+    /// Queues an event: a task of its own publishes them in order, so a slow publish never
+    /// holds up the loop.
     async fn event(&self, kind: EventKind) {
-        self.events.publish(kind).await;
+        let _ = self.event_tx.send(kind);
     }
 
     async fn offer(&self, offer: ShardOffer) {
