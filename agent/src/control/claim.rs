@@ -115,7 +115,14 @@ impl Control {
         devices: u64,
         hops: u32,
     ) -> Result<(), Refusal> {
-        if self.draining || self.token.is_cancelled() {
+        // Not before this agent's liveness entry (and with it the server's clock) is known,
+        // nor while it is fenced: pass the offer on.
+        if self.draining
+            || self.token.is_cancelled()
+            || self.epoch == 0
+            || !self.clock_known
+            || !self.fence.is_open()
+        {
             return Err(Refusal::Draining);
         }
         self.fits(record).map_err(Refusal::Unfit)?;
@@ -249,7 +256,11 @@ impl Control {
     /// Claims the lease of a shard and starts it.
     pub(super) async fn claim(&mut self, key: &str, record: Arc<FleetRecord>, shard: u32) {
         // Without a liveness entry (not made yet, or lost) a lease would not stand.
-        if self.epoch == 0 || !self.fence.is_open() || self.stopping.contains_key(key) {
+        if self.epoch == 0
+            || !self.clock_known
+            || !self.fence.is_open()
+            || self.stopping.contains_key(key)
+        {
             return;
         }
         let metrics = self.metrics.fleet(record.name());

@@ -126,6 +126,10 @@ pub(crate) struct Control {
     lease_pos: u64,
     /// This agent's liveness epoch (0: none yet, or lost).
     epoch: u64,
+    /// Recent offsets of the server's clock from ours (ms), from our liveness entry.
+    clock_samples: std::collections::VecDeque<i64>,
+    /// The server's clock is known: no shard starts before (its schedule follows it).
+    clock_known: bool,
     /// Until when this agent may send (moved by the liveness task).
     fence: crate::fence::Fence,
     liveness: Option<liveness::Handle>,
@@ -264,6 +268,8 @@ impl Control {
             live: HashMap::new(),
             lease_pos: 0,
             epoch: 0,
+            clock_samples: Default::default(),
+            clock_known: false,
             fence,
             liveness: Some(liveness),
             bad_leases: HashMap::new(),

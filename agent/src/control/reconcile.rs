@@ -235,7 +235,7 @@ impl Control {
     /// a revision check under our current epoch, or deleted and offered when we cannot run
     /// them. A lease whose stop is still running here is left alone until it has stopped.
     pub(super) async fn adopt_orphans(&mut self) {
-        if self.epoch == 0 || !self.fence.is_open() {
+        if self.epoch == 0 || !self.clock_known || !self.fence.is_open() {
             return;
         }
         let orphans: Vec<(String, u64)> = self

@@ -192,6 +192,9 @@ impl Control {
             Some(epoch) => self.live.insert(agent_id.clone(), epoch),
             None => self.live.remove(&agent_id),
         };
+        if agent_id == self.id && epoch.is_some() {
+            self.clock_sample(&e);
+        }
         if agent_id == self.id {
             // Our own entry gone or replaced under us: stop sending now; the liveness task
             // finds out on its next renewal and starts a new epoch.
@@ -221,6 +224,27 @@ impl Control {
             {
                 self.offer(ShardOffer::new(&fleet, shard)).await;
             }
+        }
+    }
+
+    /// Learns the NATS server's clock from our own liveness entry: the server stamped it
+    /// when it stored it, a little before we see it here. The largest of the recent
+    /// differences (the one with the least delivery delay) is the offset every schedule,
+    /// duration and heartbeat of this agent then follows.
+    fn clock_sample(&mut self, e: &Entry) {
+        let stored_ms = (e.created.unix_timestamp_nanos() / 1_000_000) as i64;
+        let local_ms = (pluribus_common::time::local_now_us() / 1000) as i64;
+        if self.clock_samples.len() >= 8 {
+            self.clock_samples.pop_front();
+        }
+        self.clock_samples.push_back(stored_ms - local_ms);
+        if let Some(&offset) = self.clock_samples.iter().max() {
+            let before = pluribus_common::time::clock_offset_ms();
+            if !self.clock_known || (offset - before).abs() > 1_000 {
+                tracing::info!(offset_ms = offset, "following the NATS server's clock");
+            }
+            pluribus_common::time::set_clock_offset_ms(offset);
+            self.clock_known = true;
         }
     }
 

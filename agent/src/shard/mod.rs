@@ -47,10 +47,7 @@ fn milli_rate(interval_ms: u64) -> u64 {
 
 /// Microseconds since the Unix epoch.
 fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    pluribus_common::time::now_us()
 }
 
 /// The answer to a device command.
