@@ -52,6 +52,8 @@ impl Control {
                     Bucket::Leases => {
                         self.leases.clear();
                         self.live.clear();
+                        // A bucket made again (JetStream lost its state) numbers from 1.
+                        self.lease_pos = 0;
                         let keys: std::collections::HashSet<String> =
                             entries.iter().map(|e| e.key.clone()).collect();
                         self.bad_leases.retain(|k, _| keys.contains(k));
