@@ -5,6 +5,7 @@
 #   - quickfix2 1.0.1 (PyPI; QuickFIX for Python, imports as `quickfix`): the FIX tests' acceptor
 #   - chromium + chromium-driver (apt) and playwright (pip): the dashboard's browser test
 #   - docker-compose (apt): validates deploy/compose/docker-compose.yml (no engine needed)
+#   - faketime (apt; libfaketime): the skewed-clock test runs agents 90 s ahead and behind
 #   - checks that cargo exists (Rust itself is not installed here).
 # Prints one "ok: ..." line per tool; exits non-zero if something could not be provided.
 set -euo pipefail
@@ -202,6 +203,30 @@ ensure_compose() {
 
 # --- cargo ---------------------------------------------------------------------------------
 
+# --- faketime ------------------------------------------------------------------------------
+
+find_libfaketime() {
+  for d in /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib /usr/local/lib; do
+    [[ -f "$d/faketime/libfaketimeMT.so.1" ]] && echo "$d/faketime/libfaketimeMT.so.1" && return
+  done
+  true
+}
+
+ensure_faketime() {
+  local lib
+  lib="$(find_libfaketime)"
+  if [[ -z "$lib" ]]; then
+    echo "installing faketime (apt)"
+    apt_install faketime
+    lib="$(find_libfaketime)"
+  fi
+  if [[ -z "$lib" ]]; then
+    echo "error: libfaketimeMT.so.1 still missing after apt-get install faketime" >&2
+    exit 1
+  fi
+  echo "ok: faketime ($lib)"
+}
+
 ensure_cargo() {
   local bin
   if ! bin="$(command -v cargo 2>/dev/null)"; then
@@ -220,4 +245,5 @@ ensure_mosquitto
 ensure_quickfix
 ensure_browser
 ensure_compose
+ensure_faketime
 ensure_cargo

@@ -96,10 +96,7 @@ impl Ord for Delayed {
 }
 
 fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    pluribus_common::time::now_us()
 }
 
 impl Impaired {

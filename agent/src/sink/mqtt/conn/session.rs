@@ -201,10 +201,8 @@ fn latency_us(payload: &[u8]) -> Option<u64> {
         ts: Option<u64>,
     }
     let ts = serde_json::from_slice::<Ts>(payload).ok()?.ts?;
-    let now_us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_micros() as u64;
+    // The payload's ts is on the agent's (server-corrected) clock.
+    let now_us = pluribus_common::time::now_us();
     Some(now_us.saturating_sub(ts.saturating_mul(1000)))
 }
 
