@@ -43,7 +43,37 @@ pub fn next_us(spec: &FlapSpec, salt: u64, cycle: u64, up: bool) -> u64 {
 }
 
 fn draw(d: &DurationDist, rng: &mut Rng) -> f64 {
-    d.mean as f64 + d.deviation as f64 * rng.normal()
+    (d.mean as f64 + d.deviation as f64 * rng.normal()).max(MIN_CYCLE_MS as f64)
+}
+
+/// Where a device starts in its cycle: a random point of a cycle in equilibrium (down
+/// with probability mean downtime / mean cycle; the time left is a uniform share of a
+/// length-biased draw), so a fleet does not flap in step. Returns (down, µs left).
+pub fn start(spec: &FlapSpec, salt: u64) -> (bool, u64) {
+    let mut rng = Rng::for_message(salt ^ FLAP_SALT, u64::MAX);
+    let (up_ms, down_ms) = (spec.mean_uptime_ms(), spec.downtime.mean as f64);
+    let down = up_ms.is_finite() && rng.unit() * (up_ms + down_ms) >= up_ms;
+    let left_ms = match (&spec.uptime, down) {
+        // Exponential uptimes have no memory: the time left is a fresh draw.
+        (None, false) => return (false, next_us(spec, salt, u64::MAX - 1, true)),
+        (Some(u), false) => biased(u, &mut rng),
+        (_, true) => biased(&spec.downtime, &mut rng),
+    };
+    (down, (left_ms * rng.unit() * 1000.0) as u64)
+}
+
+/// A draw of `d` biased by its length (by rejection): the length of the period a random
+/// instant falls in.
+fn biased(d: &DurationDist, rng: &mut Rng) -> f64 {
+    let cap = d.mean as f64 + 5.0 * d.deviation as f64;
+    let mut x = d.mean as f64;
+    for _ in 0..64 {
+        x = draw(d, rng).min(cap);
+        if rng.unit() * cap <= x {
+            break;
+        }
+    }
+    x
 }
 
 #[cfg(test)]
@@ -70,11 +100,16 @@ mod tests {
         let per = FlapSpec {
             uptime: None,
             per_minute: Some(0.5),
-            ..spec
+            ..spec.clone()
         };
         let within = (0..4000)
             .filter(|c| next_us(&per, 3, *c, true) < 60_000_000)
             .count();
         assert!((1800..2200).contains(&within), "{within}");
+        // A third of the devices start down, none for longer than a downtime.
+        let starts: Vec<(bool, u64)> = (0..3000).map(|s| start(&spec, s)).collect();
+        let down = starts.iter().filter(|s| s.0).count();
+        assert!((900..1100).contains(&down), "{down}");
+        assert!(starts.iter().all(|s| !s.0 || s.1 <= 1_000_000));
     }
 }

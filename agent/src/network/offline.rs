@@ -95,10 +95,7 @@ mod tests {
         let mut o = Offline::new(spec.clone());
         assert_eq!(o.store(Bytes::from_static(b"1")), Stored::Kept);
         assert_eq!(o.store(Bytes::from_static(b"2")), Stored::Kept);
-        assert_eq!(
-            o.store(Bytes::from_static(b"3")),
-            Stored::KeptDroppedOldest
-        );
+        assert_eq!(o.store(Bytes::from_static(b"3")), Stored::KeptDroppedOldest);
         let out: Vec<(u64, Bytes)> = o.flush().collect();
         assert_eq!(
             out,

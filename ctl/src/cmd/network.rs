@@ -330,10 +330,7 @@ impl SetArgs {
                 FlapSpec {
                     uptime: self.flap_uptime.clone(),
                     per_minute: self.flap_per_minute,
-                    downtime: self
-                        .flap_downtime
-                        .clone()
-                        .unwrap_or(DurationDist::ms(0, 0)),
+                    downtime: self.flap_downtime.clone().unwrap_or(DurationDist::ms(0, 0)),
                     offline: Some(offline.clone()),
                 }
             }),

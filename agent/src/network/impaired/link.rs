@@ -59,14 +59,14 @@ impl Net {
         match (flap_spec, d.flap) {
             (Some(f), None) => {
                 self.flap_ids += 1;
+                let (down, left_us) = flap::start(f, d.salt);
                 let st = FlapState {
-                    down: false,
+                    down,
                     cycle: 0,
                     id: self.flap_ids,
                 };
                 d.flap = Some(st);
-                let due = now_us + flap::next_us(f, d.salt, 0, true);
-                self.flaps.push(Reverse((due, index, st.id)));
+                self.flaps.push(Reverse((now_us + left_us, index, st.id)));
             }
             (None, Some(_)) => d.flap = None,
             _ => {}

@@ -127,7 +127,10 @@ mod tests {
         };
         let draws: Vec<Duration> = (0..200).map(|_| a.backoff(&full, 3)).collect();
         assert!(draws.iter().all(|d| *d <= Duration::from_secs(2)));
-        assert!(draws.iter().any(|d| *d < Duration::from_millis(500)), "{draws:?}");
+        assert!(
+            draws.iter().any(|d| *d < Duration::from_millis(500)),
+            "{draws:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

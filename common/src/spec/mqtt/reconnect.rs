@@ -71,7 +71,10 @@ impl ReconnectSpec {
         if self.max < self.min {
             return Err(SpecError::new(
                 "sink.reconnect.max",
-                format!("{:?} is below min ({:?}): use a max at least as long", self.max, self.min),
+                format!(
+                    "{:?} is below min ({:?}): use a max at least as long",
+                    self.max, self.min
+                ),
             ));
         }
         if self.max > Duration::from_secs(3600) {
