@@ -242,10 +242,11 @@ async fn flapping_devices_connect_as_often_as_their_distributions_say() {
     );
     c.ctl(&["deploy-fleet", "--file", &file]).ok();
     wait_net(&c, "flap", Duration::from_secs(30), |n| {
-        n["disconnects"].as_u64() > Some(50)
+        n["partitions_ended"].as_u64() > Some(150)
     })
     .await;
-    // Devices start at random points of their cycles. Count the broker's connects over
+    // Devices start at random points of their cycles; past the first cycle or so (when
+    // the devices that started down are back), count the broker's connects over
     // 15 s, stamping each log line when it appears (polled every 20 ms).
     let window = Duration::from_secs(15);
     let is_connect = |l: &&&str| l.contains("New client connected") && l.contains(" as flap-");

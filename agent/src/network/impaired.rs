@@ -433,6 +433,7 @@ impl Net {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::LinkMode;
     use async_trait::async_trait;
     use pluribus_common::spec::network::plan::RuntimeRule;
     use pluribus_common::spec::network::{ChanceSpec, NetRule, ReorderSpec};
@@ -505,6 +506,78 @@ mod tests {
         send_seqs(&mut s, 3).await;
         assert_eq!(*seen.lock().unwrap(), [0, 0, 1, 1, 2, 2]);
         assert_eq!(m.net.duplicated.load(Relaxed), 3);
+    }
+
+    /// Counts the link changes the network layer asks for.
+    struct Links(Arc<Mutex<(u64, u64)>>);
+
+    #[async_trait]
+    impl Sink for Links {
+        async fn send(&mut self, _dev: &SinkDevice<'_>, _p: Bytes) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn set_link(&mut self, _dev: &SinkDevice<'_>, down: Option<LinkMode>) {
+            let mut l = self.0.lock().unwrap();
+            match down {
+                Some(_) => l.0 += 1,
+                None => l.1 += 1,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn flapping_cuts_and_restores_links_as_often_as_the_distributions_say() {
+        use pluribus_common::spec::network::{DurationDist, FlapSpec};
+        let links = Arc::new(Mutex::new((0, 0)));
+        let mut s = Impaired::new(Box::new(Links(links.clone())));
+        let ctx = NetContext {
+            fleet: Arc::from("f"),
+            seed: 1,
+            start_ms: 0,
+            metrics: Arc::new(FleetMetrics::default()),
+        };
+        let rule = NetRule {
+            flap: Some(FlapSpec {
+                uptime: Some(DurationDist::ms(2_000, 500)),
+                per_minute: None,
+                downtime: DurationDist::ms(1_000, 250),
+                offline: None,
+            }),
+            ..NetRule::default()
+        };
+        let rules = [RuntimeRule {
+            rule,
+            since_ms: 0,
+            until_ms: None,
+        }];
+        s.set_plan(NetPlan::new(None, &rules, 0, 1), &ctx);
+        let t0 = now_us();
+        for i in 0..100u64 {
+            let id = format!("d-{i}");
+            let dev = SinkDevice {
+                device_id: &id,
+                fleet: "f",
+                index: i,
+            };
+            s.send(&dev, Bytes::from_static(br#"{"seq":0}"#))
+                .await
+                .unwrap();
+        }
+        // 300 simulated seconds after a 10 s warm-up, in 1 ms steps.
+        let mut at_warm = (0, 0);
+        for ms in 0..310_000u64 {
+            s.release_due(t0 + ms * 1000).await.unwrap();
+            if ms == 10_000 {
+                at_warm = *links.lock().unwrap();
+            }
+        }
+        let (downs, ups) = *links.lock().unwrap();
+        let ups = ups - at_warm.1;
+        // 100 devices × 300 s / 3 s = 10,000 cycles, sd about 100 × sqrt(300 × 0.3125 / 27).
+        assert!(
+            (9_800..10_200).contains(&ups),
+            "{ups} link-ups, {downs} cuts"
+        );
     }
 
     #[tokio::test]
