@@ -53,7 +53,8 @@ pub struct SetArgs {
     /// The fleet.
     #[arg(value_name = "FLEET")]
     pub fleet: String,
-    /// Which devices: a share (`10%`, chosen by the fleet's seed) or indices (`0..100`).
+    /// Which devices: a share (`10%`, chosen by the fleet's seed), indices (`0..100`) or
+    /// a label the fleet file defines under `network.labels` (`zone=eu`).
     #[arg(long, value_parser = parse_cohort)]
     pub cohort: Option<Cohort>,
     /// The rule ends after this long (e.g. 30s).
@@ -367,6 +368,11 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
                 describe(&rule.impairments())
             );
             let record = update(&ctx, &a.fleet, |r| {
+                if let Some(l) = rule.cohort.as_ref().and_then(Cohort::label) {
+                    if !r.network_plan().defines_label(l) {
+                        bail!("fleet {} defines no label {l}: define it in the fleet file under network.labels (e.g. {l}: 10%, {l}: 0..100 or a list of device ids)", a.fleet);
+                    }
+                }
                 if r.network.len() >= MAX_RULES {
                     bail!("fleet {} has {MAX_RULES} runtime rules already: clear some with `pluribusctl network clear`", a.fleet);
                 }

@@ -9,6 +9,7 @@
 
 mod cohort;
 mod flap;
+pub mod labels;
 pub mod plan;
 mod presets;
 
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cohort::Cohort;
 pub use flap::{DurationDist, FlapSpec, LinkMode, MIN_CYCLE_MS};
+pub use labels::{LabelDef, LabelSets};
 pub use presets::{preset, PRESETS};
 
 use crate::SpecError;
@@ -45,11 +47,30 @@ pub struct NetworkSpec {
     /// duration.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<NetRule>,
+    /// Labels cohorts may refer to (`cohort: zone=eu`), each a share, an index range or a
+    /// list of device ids.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, LabelDef>,
 }
 
 impl NetworkSpec {
     /// Checks every rule; errors name the field under `prefix` (e.g. `network`).
     pub fn validate(&self, prefix: &str) -> Result<(), SpecError> {
+        labels::validate(prefix, &self.labels)?;
+        let rules = self.cohorts.iter().map(|r| ("cohorts", r));
+        for (i, (list, r)) in rules
+            .enumerate()
+            .chain(self.timeline.iter().map(|r| ("timeline", r)).enumerate())
+        {
+            if let Some(l) = r.cohort.as_ref().and_then(Cohort::label) {
+                if !self.labels.contains_key(l) {
+                    return Err(SpecError::new(
+                        format!("{prefix}.{list}[{i}].cohort"),
+                        format!("label {l} is not defined: add it under {prefix}.labels (e.g. {l}: 10% or {l}: 0..100)"),
+                    ));
+                }
+            }
+        }
         if let Some(d) = &self.default {
             if d.cohort.is_some() || d.at.is_some() || d.duration.is_some() {
                 return Err(SpecError::new(
