@@ -133,6 +133,12 @@ async fn a_partitioned_cohort_disconnects_at_the_broker_reconnects_and_flushes_i
     c.agent("a1", &[]);
     c.wait_agents(1).await;
     let mut sub = subscribe(broker.port(), "netpart/#").await;
+    let client = c.client().await;
+    let mut events = client
+        .subscribe(c.namespace().event_all())
+        .await
+        .expect("events");
+    client.flush().await.expect("flush");
     let dir = tempfile::tempdir().expect("tempdir");
     // 60 devices every 200 ms; 0..25 have their connections closed for 10 s, 25..50 stalled
     // (keepalive 2 s: mosquitto expires them after 3 s); each keeps its 30 newest messages
@@ -221,6 +227,41 @@ async fn a_partitioned_cohort_disconnects_at_the_broker_reconnects_and_flushes_i
     );
     assert_eq!(net["disconnects"], 50, "{net}");
     assert_eq!(net["partitions_started"], 50, "{net}");
+    // Events: the timeline's rules started and ended (network_changed, from one agent),
+    // and the 50 devices went offline and came back (partition_started/ended).
+    let mut changes: Vec<String> = Vec::new();
+    let mut devices: BTreeMap<String, u64> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while changes.len() < 4 || devices.get("partition_ended") != Some(&50) {
+        let m = tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut events))
+            .await
+            .unwrap_or_else(|_| panic!("events so far: {changes:?} {devices:?}"))
+            .expect("event");
+        let e: Value = serde_json::from_slice(&m.payload).expect("event JSON");
+        match e["event"].as_str().unwrap_or_default() {
+            "network_changed" => changes.push(e["change"].as_str().unwrap_or_default().to_string()),
+            k @ ("partition_started" | "partition_ended") => {
+                *devices.entry(k.to_string()).or_default() += e["devices"].as_u64().unwrap_or(0)
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(devices.get("partition_started"), Some(&50), "{devices:?}");
+    for (rule, verb) in [
+        ("timeline[0]", "started"),
+        ("timeline[1]", "started"),
+        ("timeline[0]", "ended"),
+        ("timeline[1]", "ended"),
+    ] {
+        assert_eq!(
+            changes
+                .iter()
+                .filter(|c| c.starts_with(&format!("{rule} {verb}")))
+                .count(),
+            1,
+            "{rule} {verb}: {changes:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

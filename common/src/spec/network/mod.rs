@@ -221,6 +221,16 @@ impl Impairments {
         take!(latency, loss, duplicate, reorder, bandwidth, corrupt, clock, offline, flap);
     }
 
+    /// The names of the impairments set (`latency`, `loss`, ..., `offline`, `flap`).
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        macro_rules! name {
+            ($($f:ident),*) => { $( if self.$f.is_some() { out.push(stringify!($f)); } )* };
+        }
+        name!(latency, loss, duplicate, reorder, bandwidth, corrupt, clock, offline, flap);
+        out
+    }
+
     /// True when nothing is impaired (every setting absent or a no-op).
     pub fn is_off(&self) -> bool {
         self.latency.as_ref().is_none_or(LatencySpec::is_off)
