@@ -19,7 +19,7 @@ impl Net {
     /// impairments now (not at its next message), so partitions start and end on time.
     pub(super) fn advance(&mut self, inner: &mut dyn Sink, now_us: u64) {
         let now_ms = now_us / 1000;
-        if !self.next_change_ms.is_some_and(|t| now_ms >= t) {
+        if self.next_change_ms.is_none_or(|t| now_ms < t) {
             return;
         }
         self.gen += 1;
