@@ -194,8 +194,15 @@ async fn a_partitioned_cohort_disconnects_at_the_broker_reconnects_and_flushes_i
         // In order, never twice, each with the ts of its own slot.
         assert!(
             msgs.windows(2).all(|w| w[1].seq > w[0].seq),
-            "{id}: out of order: {:?}",
-            msgs.iter().map(|g| g.seq).collect::<Vec<_>>()
+            "{id}: out of order (seq, arrival ms after the first, ts - scheduled): {:?}\n{}",
+            msgs.iter()
+                .map(|g| (g.seq, g.at - msgs[0].at, g.ts - g.scheduled))
+                .collect::<Vec<_>>(),
+            log.lines()
+                .filter(|l| l.contains(&format!(" {id} ")) || l.contains(&format!(" {id}.")))
+                .filter(|l| !l.contains("PUBLISH"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         assert!(
             msgs.iter()

@@ -349,7 +349,14 @@ impl Net {
                 d.flushing_until_us = now_us + last;
             }
         }
-        let not_before = d.flushing_until_us.saturating_sub(now_us);
+        // Just back: new messages go behind the flushed ones, through the delay queue, for a
+        // second after the flush's last one is due (the queue keeps them in order even when
+        // the shard runs late).
+        let not_before = if d.flushing_until_us > 0 && now_us < d.flushing_until_us + 1_000_000 {
+            d.flushing_until_us.saturating_sub(now_us).max(1)
+        } else {
+            0
+        };
         let Some(chain) = chain else {
             out.push((not_before, payload));
             return out;
