@@ -202,6 +202,10 @@ pub struct NetworkCounters {
     /// Devices that came back.
     #[serde(default)]
     pub partitions_ended: u64,
+    /// Device connections the network layer cut (closed or stalled: partitions and
+    /// flapping on sinks with a connection per device).
+    #[serde(default)]
+    pub disconnects: u64,
     /// Delay added to delayed messages, in µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub added_delay_us: Option<Hist>,
@@ -221,6 +225,7 @@ impl NetworkCounters {
         self.buffer_dropped += o.buffer_dropped;
         self.partitions_started += o.partitions_started;
         self.partitions_ended += o.partitions_ended;
+        self.disconnects += o.disconnects;
         if let Some(h) = &o.added_delay_us {
             match &mut self.added_delay_us {
                 Some(mine) => mine.merge(h),

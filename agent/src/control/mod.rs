@@ -18,6 +18,7 @@ mod liveness;
 mod reconcile;
 mod release;
 mod state;
+mod timeline;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -157,6 +158,8 @@ pub(crate) struct Control {
     /// The last heartbeat said saturated (a `saturated` event goes out when it turns so).
     saturated: bool,
     last_release: Instant,
+    /// Up to when timeline transitions were announced (Unix ms; 0: not yet).
+    timeline_seen_ms: u64,
     started: Instant,
     cmd_subs: HashMap<String, CancellationToken>,
     token: CancellationToken,
@@ -285,6 +288,7 @@ impl Control {
             expire_tried: HashMap::new(),
             saturated: false,
             last_release: now,
+            timeline_seen_ms: 0,
             started: now,
             cmd_subs: HashMap::new(),
             token,

@@ -31,6 +31,7 @@ impl Control {
         self.remove_void_leases().await;
         self.offer_unheld().await;
         self.adopt_orphans().await;
+        self.announce_timeline().await;
         if self.draining {
             self.release_all("drain").await;
         } else if self.cfg.auto_rebalance
@@ -129,7 +130,7 @@ impl Control {
     /// pass, the others only after [`FOLLOWER_PATIENCE`] passes, so that N agents do not
     /// send N copies of every offer. (Expired leases are offered by every agent at once,
     /// from the lease watch, so failover does not wait for it.)
-    fn is_reconcile_leader(&self) -> bool {
+    pub(super) fn is_reconcile_leader(&self) -> bool {
         !self
             .agents
             .values()

@@ -353,7 +353,9 @@ impl Runner {
                 due_turn_taken = true;
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    _ = self.run_due() => {}
+                    // Delayed messages that are due go first: a device's buffer being
+                    // flushed stays ahead of its new messages even when the shard runs late.
+                    _ = async { self.release_delayed().await; self.run_due().await } => {}
                 }
                 continue;
             }
@@ -384,8 +386,9 @@ impl Runner {
                     // A sink may block (NATS down): stay cancellable while sending.
                     tokio::select! {
                         _ = token.cancelled() => break,
-                        // Delayed messages due by now go in the same wake-up.
-                        _ = async { self.run_due().await; self.release_delayed().await } => {}
+                        // Delayed messages due by now go in the same wake-up, first (see
+                        // above).
+                        _ = async { self.release_delayed().await; self.run_due().await } => {}
                     }
                 }
             }
