@@ -237,6 +237,7 @@ def main():
             rate["leases"][1] + rate["agents"][1] + rate["fleets"][1], 1
         ),
         "js_api_per_s": round((s1["api"] - s0["api"]) / w, 2),
+        "js_api_msgs_per_s": round(rate["api"][0], 2),
         "work_offers_per_s": round(rate["work"][0], 2),
         "events_per_s": round(rate["evt"][0], 2),
         "telemetry_msgs_per_s": round(rate["telemetry"][0], 1),
@@ -261,7 +262,7 @@ def main():
             ("heartbeats", f"{hb_msgs:.1f}/s, {hb_bytes / 1024:.1f} KB/s ({out['heartbeat_bytes']} B each)"),
             ("lease writes", f"{rate['leases'][0]:.1f}/s {out['lease_ops']}"),
             ("KV writes (stream sequences)", f"fleets {kv['fleets']:.2f}/s, leases {kv['leases']:.2f}/s, agents {kv['agents']:.2f}/s"),
-            ("JetStream API requests", f"{out['js_api_per_s']:.2f}/s"),
+            ("JetStream API requests", f"{out['js_api_per_s']:.2f}/s (/jsz), {rate['api'][0]:.2f}/s on $JS.API.>"),
             ("offers / events", f"{rate['work'][0]:.2f}/s / {rate['evt'][0]:.2f}/s"),
             ("telemetry", f"{rate['telemetry'][0]:.1f} msgs/s, {rate['telemetry'][1] / 1024:.1f} KB/s"),
             ("server in / out (less this probe)", f"{out['server_in_msgs_per_s']:.0f} msgs/s / {out_msgs:.0f} msgs/s, {out_bytes / 1024:.1f} KB/s"),
