@@ -12,6 +12,7 @@
 #   bench/agents.sh 5 25 50 100          # any list of N
 #   bench/agents.sh --json 5             # only the JSON lines (one per N) on stdout
 #   WINDOW=60 SETTLE=30 DEVICES_PER_AGENT=20 INTERVAL=10s bench/agents.sh
+#   DEVICES_PER_AGENT=10000 SHARD_SIZE=500 bench/agents.sh 2   # a realistic agent: 20 shards
 #   NO_BUILD=1 bench/agents.sh           # use target/release as it is
 #   AGENT_FLAGS='--lease-ttl 30s' bench/agents.sh   # extra flags for every agent
 set -euo pipefail
@@ -30,6 +31,7 @@ done
 WINDOW=${WINDOW:-60}
 SETTLE=${SETTLE:-30}
 DEVICES_PER_AGENT=${DEVICES_PER_AGENT:-20}
+SHARD_SIZE=${SHARD_SIZE:-$DEVICES_PER_AGENT}
 INTERVAL=${INTERVAL:-10s}
 AGENT_FLAGS=${AGENT_FLAGS:-}
 
@@ -83,9 +85,9 @@ run_one() {
   [[ "$alive" == "$n" ]] || { say "only $alive of $n agents alive after 120 s (logs in $WORK)"; return 1; }
 
   local devices=$((n * DEVICES_PER_AGENT))
-  "$BIN/pluribusctl" deploy-fleet bench --count "$devices" --shard-size "$DEVICES_PER_AGENT" \
+  "$BIN/pluribusctl" deploy-fleet bench --count "$devices" --shard-size "$SHARD_SIZE" \
     --sink nats --subject 'bench.{fleet}.{device_id}' --interval "$INTERVAL" --timeout 120s >/dev/null
-  say "N=$n: fleet of $devices devices leased ($DEVICES_PER_AGENT per shard); settling ${SETTLE}s, then measuring ${WINDOW}s"
+  say "N=$n: fleet of $devices devices leased ($SHARD_SIZE per shard); settling ${SETTLE}s, then measuring ${WINDOW}s"
   sleep "$SETTLE"
   local csv
   csv=$(IFS=,; echo "${agent_pids[*]}")
