@@ -14,6 +14,7 @@
 #   WINDOW=60 SETTLE=30 DEVICES_PER_AGENT=20 INTERVAL=10s bench/agents.sh
 #   DEVICES_PER_AGENT=10000 SHARD_SIZE=500 bench/agents.sh 2   # a realistic agent: 20 shards
 #   NO_BUILD=1 bench/agents.sh           # use target/release as it is
+#   BIN=/other/target/release bench/agents.sh   # binaries of another build (no build)
 #   AGENT_FLAGS='--lease-ttl 30s' bench/agents.sh   # extra flags for every agent
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,10 +37,12 @@ INTERVAL=${INTERVAL:-10s}
 AGENT_FLAGS=${AGENT_FLAGS:-}
 
 command -v nats-server >/dev/null || { echo "nats-server not found: run deploy/install-deps.sh" >&2; exit 1; }
-if [[ -z "${NO_BUILD:-}" ]]; then
+if [[ -n "${BIN:-}" ]]; then
+  [[ -x "$BIN/pluribus-agent" && -x "$BIN/pluribusctl" ]] || { echo "BIN=$BIN holds no pluribus-agent and pluribusctl" >&2; exit 1; }
+elif [[ -z "${NO_BUILD:-}" ]]; then
   cargo build --release -p pluribus-agent -p pluribusctl --quiet
 fi
-BIN=target/release
+BIN=${BIN:-target/release}
 say() { echo "$@" >&2; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
