@@ -123,15 +123,18 @@ class Subscriber:
                 name = self.names[int(parts[2])]
                 self.count[name][0] += 1
                 self.count[name][1] += size
-                if parts[0] == b"HMSG" and name.endswith("leases.>"):
-                    hdr = body[: int(parts[-2])]
+                if name.endswith("leases.>"):
                     op = "PUT"
-                    for h in hdr.split(b"\r\n"):
-                        if h.lower().startswith(b"kv-operation:"):
-                            op = h.split(b":", 1)[1].strip().decode()
+                    if parts[0] == b"HMSG":
+                        for h in body[: int(parts[-2])].split(b"\r\n"):
+                            if h.lower().startswith(b"kv-operation:"):
+                                op = h.split(b":", 1)[1].strip().decode()
+                    # `$KV.<bucket>.<key>`: keys starting with `_` (e.g. `_live.<agent>`,
+                    # one liveness entry per agent) are counted apart from shard leases.
+                    key = parts[1].split(b".", 2)[-1]
+                    if key.startswith(b"_"):
+                        op = key.split(b".")[0].decode() + " " + op
                     self.ops[op] = self.ops.get(op, 0) + 1
-                elif name.endswith("leases.>"):
-                    self.ops["PUT"] = self.ops.get("PUT", 0) + 1
             else:
                 self.buf = self.buf[nl + 2 :]
                 if line == b"PING":
@@ -231,6 +234,9 @@ def main():
         "heartbeat_bytes_per_s": round(hb_bytes, 1),
         "heartbeat_bytes": round(hb_bytes / hb_msgs) if hb_msgs else 0,
         "lease_writes_per_s": round(rate["leases"][0], 2),
+        "shard_lease_writes_per_s": round(
+            sum(v for k, v in sub.ops.items() if not k.startswith("_")) / w, 2
+        ),
         "lease_ops": {k: round(v / w, 2) for k, v in sorted(sub.ops.items())},
         "kv_writes_per_s": {k: round(v, 2) for k, v in kv.items()},
         "kv_write_bytes_per_s": round(
@@ -260,7 +266,7 @@ def main():
             ("agent RSS (mean / min / max)", f"{r['mean']:.1f} / {r['min']:.1f} / {r['max']:.1f} MB"),
             ("agent CPU (mean / min / max)", f"{c['mean']:.3f} / {c['min']:.3f} / {c['max']:.3f} % of a core (utime+stime mean {cpu_ticks:.3f} %)"),
             ("heartbeats", f"{hb_msgs:.1f}/s, {hb_bytes / 1024:.1f} KB/s ({out['heartbeat_bytes']} B each)"),
-            ("lease writes", f"{rate['leases'][0]:.1f}/s {out['lease_ops']}"),
+            ("leases bucket writes", f"{rate['leases'][0]:.1f}/s, shard leases {out['shard_lease_writes_per_s']:.1f}/s, by operation {out['lease_ops']}"),
             ("KV writes (stream sequences)", f"fleets {kv['fleets']:.2f}/s, leases {kv['leases']:.2f}/s, agents {kv['agents']:.2f}/s"),
             ("JetStream API requests", f"{out['js_api_per_s']:.2f}/s (/jsz), {rate['api'][0]:.2f}/s on $JS.API.>"),
             ("offers / events", f"{rate['work'][0]:.2f}/s / {rate['evt'][0]:.2f}/s"),
