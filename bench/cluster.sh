@@ -5,7 +5,7 @@
 #      every second: messages lost as a probe on another node counts them
 #   3. an agent SIGKILLed: failover time with R3 leases
 #   bench/cluster.sh                          # prints a Markdown table; nothing is left running
-#   PLURIBUS_LEASE_TTL=30s bench/cluster.sh   # the agents' lease TTL (default 10s)
+#   PLURIBUS_LEASE_TTL=30s bench/cluster.sh   # the agents' lease TTL (default 3s)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release -p pluribus-agent -p pluribusctl --quiet
@@ -37,7 +37,7 @@ for i in 0 1 2; do
 done
 url() { echo "nats://127.0.0.1:${CPORT[$1]}"; }
 export PLURIBUS_NAMESPACE=clbench PLURIBUS_KV_REPLICAS=3
-TTL=${PLURIBUS_LEASE_TTL:-10s}
+TTL=${PLURIBUS_LEASE_TTL:-3s}
 ctl() { "$BIN/pluribusctl" --nats-url "$(url 2)" "$@"; }
 # JetStream is ready once a meta leader is elected: until then status fails.
 for _ in $(seq 1 150); do ctl status >/dev/null 2>&1 && break; sleep 0.2; done

@@ -6,6 +6,7 @@
 #   - chromium + chromium-driver (apt) and playwright (pip): the dashboard's browser test
 #   - junitparser (PyPI): a third-party JUnit reader, for the scenario test's --junit file
 #   - docker-compose (apt): validates deploy/compose/docker-compose.yml (no engine needed)
+#   - faketime (apt; libfaketime): the skewed-clock test runs agents 90 s ahead and behind
 #   - checks that cargo exists (Rust itself is not installed here).
 # Prints one "ok: ..." line per tool; exits non-zero if something could not be provided.
 set -euo pipefail
@@ -215,6 +216,30 @@ ensure_compose() {
 
 # --- cargo ---------------------------------------------------------------------------------
 
+# --- faketime ------------------------------------------------------------------------------
+
+find_libfaketime() {
+  for d in /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib /usr/local/lib; do
+    [[ -f "$d/faketime/libfaketimeMT.so.1" ]] && echo "$d/faketime/libfaketimeMT.so.1" && return
+  done
+  true
+}
+
+ensure_faketime() {
+  local lib
+  lib="$(find_libfaketime)"
+  if [[ -z "$lib" ]]; then
+    echo "installing faketime (apt)"
+    apt_install faketime
+    lib="$(find_libfaketime)"
+  fi
+  if [[ -z "$lib" ]]; then
+    echo "error: libfaketimeMT.so.1 still missing after apt-get install faketime" >&2
+    exit 1
+  fi
+  echo "ok: faketime ($lib)"
+}
+
 ensure_cargo() {
   local bin
   if ! bin="$(command -v cargo 2>/dev/null)"; then
@@ -234,4 +259,5 @@ ensure_quickfix
 ensure_browser
 ensure_junitparser
 ensure_compose
+ensure_faketime
 ensure_cargo

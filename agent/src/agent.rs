@@ -14,9 +14,9 @@ use crate::control::{Control, Shared};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
-/// Default lease TTL: an agent's devices run again elsewhere within about this long after
-/// it dies.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+/// Default TTL of an agent's liveness entry, on which its shard leases stand: its devices
+/// run again elsewhere within about this long after it dies.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(3);
 /// Default heartbeat interval.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
 
@@ -32,8 +32,9 @@ pub struct AgentConfig {
     /// Most devices on connection-holding sinks (None: no limit). `main` derives it from
     /// the open-files limit unless `--max-connections` is given.
     pub max_connections: Option<u64>,
-    /// Lease time-to-live. Renewed every fifth of it; the agent fences itself (stops the
-    /// shard) when it could not renew for 75% of it.
+    /// Time-to-live of the agent's liveness entry (its shard leases stand while it does).
+    /// Renewed every third of it; the agent fences itself (stops every shard) when it could
+    /// not renew for 75% of it.
     pub lease_ttl: Duration,
     /// Heartbeat interval.
     pub heartbeat: Duration,
@@ -65,18 +66,17 @@ impl Default for AgentConfig {
 }
 
 impl AgentConfig {
-    /// The time after the last successful renewal at which the agent stops a shard. It is
-    /// counted from when the renewal was sent, so the lease (counted from when the server
-    /// stored it) still has a quarter of its TTL left: time enough to stop the devices.
+    /// The time after the last successful liveness renewal at which the agent stops sending
+    /// (every shard). It is counted from when the renewal was sent, so the entry (counted
+    /// from when the server stored it) still has a quarter of its TTL left.
     pub fn fence_after(&self) -> Duration {
         self.lease_ttl.mul_f64(FENCE_FRACTION)
     }
 
-    /// How often leases are renewed, and how long one attempt may take: a fifth of the TTL,
-    /// so that three attempts fit before the fence (a blip, or a JetStream leader election
-    /// on a NATS cluster, costs an attempt, not the shard).
+    /// How often the liveness entry is renewed, and how long one attempt may take: a third
+    /// of the TTL (1 s by default), so that a blip costs an attempt, not the shards.
     pub fn renew_every(&self) -> Duration {
-        self.lease_ttl / 5
+        self.lease_ttl / 3
     }
 }
 

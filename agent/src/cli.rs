@@ -30,8 +30,9 @@ pub struct AgentArgs {
     /// open-files limit less 256, so failover never overloads a survivor).
     #[arg(long, env = "PLURIBUS_MAX_CONNECTIONS")]
     pub max_connections: Option<u64>,
-    /// Lease time-to-live: a dead agent's devices run elsewhere about this long after it
-    /// dies [default: 10s].
+    /// Time-to-live of the agent's liveness entry, on which its shard leases stand: a dead
+    /// agent's devices run elsewhere about this long after it dies, and an agent cut off
+    /// from NATS stops its devices after 75% of it [default: 3s].
     #[arg(long, env = "PLURIBUS_LEASE_TTL", value_parser = humantime::parse_duration)]
     pub lease_ttl: Option<Duration>,
     /// Heartbeat interval [default: 2s].

@@ -10,6 +10,7 @@ pub mod cli;
 mod control;
 pub mod device;
 pub mod events;
+pub mod fence;
 pub mod metrics;
 pub mod network;
 pub mod prometheus;

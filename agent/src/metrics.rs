@@ -167,6 +167,8 @@ pub struct NetMetrics {
     pub partitions_started: AtomicU64,
     /// Devices that came back.
     pub partitions_ended: AtomicU64,
+    /// Device connections closed or stalled by the network layer.
+    pub disconnects: AtomicU64,
     added_delay_us: Mutex<Option<Hist>>,
 }
 
@@ -194,6 +196,7 @@ impl NetMetrics {
             buffer_dropped: self.buffer_dropped.load(Relaxed),
             partitions_started: self.partitions_started.load(Relaxed),
             partitions_ended: self.partitions_ended.load(Relaxed),
+            disconnects: self.disconnects.load(Relaxed),
             added_delay_us: lock(&self.added_delay_us)
                 .as_ref()
                 .filter(|h| h.count() > 0)

@@ -273,6 +273,12 @@ const SERIES: &[(&str, &str, &str, Getter)] = &[
                 .map_or(0.0, |n| n.partitions_ended as f64)
         },
     ),
+    (
+        "pluribus_network_disconnects_total",
+        "counter",
+        "Device connections the network impairments closed or stalled (partitions, flapping).",
+        |c| c.network.as_ref().map_or(0.0, |n| n.disconnects as f64),
+    ),
 ];
 
 /// Summaries: name, help, histogram (in µs).

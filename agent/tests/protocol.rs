@@ -156,6 +156,10 @@ async fn agents_claim_offered_shards_and_send_gapless_telemetry() {
     let mut holders: HashMap<String, u64> = HashMap::new();
     let mut keys = buckets.leases.keys().await.expect("keys");
     while let Some(Ok(k)) = keys.next().await {
+        // The agents' liveness entries share the bucket.
+        if pluribus_common::subjects::parse_lease_key(&k).is_none() {
+            continue;
+        }
         let v = buckets.leases.get(&k).await.expect("get").expect("val");
         let l: pluribus_common::messages::LeaseRecord = wire::decode(&v).expect("lease");
         *holders.entry(l.agent_name).or_default() += l.devices;

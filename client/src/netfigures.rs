@@ -33,6 +33,8 @@ pub struct NetFigures {
     pub partitions_started: u64,
     /// Devices that came back.
     pub partitions_ended: u64,
+    /// Device connections closed or stalled on purpose (partitions, flapping).
+    pub disconnects: u64,
     /// Percentiles of the delay added (µs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub added_delay_us: Option<Quantiles>,
@@ -64,6 +66,7 @@ impl NetFigures {
         self.buffer_dropped += delta(now.buffer_dropped, b.buffer_dropped);
         self.partitions_started += delta(now.partitions_started, b.partitions_started);
         self.partitions_ended += delta(now.partitions_ended, b.partitions_ended);
+        self.disconnects += delta(now.disconnects, b.disconnects);
         if let Some(h) = &now.added_delay_us {
             let mut h = h.clone();
             if span {
@@ -87,6 +90,7 @@ impl NetFigures {
             ("throttled", self.throttled),
             ("devices went offline", self.partitions_started),
             ("came back", self.partitions_ended),
+            ("connections cut", self.disconnects),
             ("buffered", self.buffered),
             ("flushed", self.flushed),
             ("lost from offline buffers", self.buffer_dropped),

@@ -284,6 +284,7 @@ mod tests {
             devices,
             generation: 1,
             since_ms: 0,
+            epoch: 0,
         }
     }
 

@@ -38,6 +38,14 @@ pub enum KvError {
     /// The key exists already.
     #[error("the key exists already")]
     Exists,
+    /// The key holds a value (at this revision).
+    #[error("the key is held (revision {revision})")]
+    Held {
+        /// The revision of the value.
+        revision: u64,
+        /// The value.
+        value: Bytes,
+    },
     /// Anything else: NATS down, timeouts, permissions.
     #[error("{0}")]
     Other(String),
@@ -138,22 +146,24 @@ pub fn is_not_found(e: &dyn std::error::Error) -> bool {
 }
 
 /// Writes `key` of KV bucket `bucket` only if its last revision is `expected` (0: the key
-/// must not exist), with a per-key TTL (the bucket must allow them: `limit_markers`).
-/// Returns the new revision.
+/// must not exist), with a per-key TTL if `ttl` is given (the bucket must allow them:
+/// `limit_markers`). Returns the new revision.
 pub async fn ttl_put(
     js: &jetstream::Context,
     bucket: &str,
     key: &str,
     value: Bytes,
     expected: u64,
-    ttl: Duration,
+    ttl: Option<Duration>,
 ) -> Result<u64, KvError> {
     let mut headers = HeaderMap::new();
     headers.insert(
         "Nats-Expected-Last-Subject-Sequence",
         expected.to_string().as_str(),
     );
-    headers.insert("Nats-TTL", format!("{}s", ttl.as_secs().max(1)).as_str());
+    if let Some(ttl) = ttl {
+        headers.insert("Nats-TTL", format!("{}s", ttl.as_secs().max(1)).as_str());
+    }
     let subject = format!("$KV.{bucket}.{key}");
     let ack = js
         .publish_with_headers(subject, headers, value)
@@ -252,24 +262,27 @@ impl Buckets {
     }
 
     /// Writes lease `key` only if its last revision is `expected` (0: the key must not
-    /// exist), with a TTL. Returns the new revision.
+    /// exist), with a per-key TTL if `ttl` is given (none: it stays until deleted or taken
+    /// over). Returns the new revision.
     pub async fn lease_put(
         &self,
         key: &str,
         value: Bytes,
         expected: u64,
-        ttl: Duration,
+        ttl: Option<Duration>,
     ) -> Result<u64, KvError> {
         ttl_put(&self.js, &self.leases_name, key, value, expected, ttl).await
     }
 
-    /// Creates lease `key` with a TTL, also over a delete marker. Fails with
-    /// [`KvError::Exists`] while someone holds it.
+    /// Creates lease `key` (with a TTL if given), also over a delete marker. While the key
+    /// holds a value it fails with [`KvError::Held`], which carries that value and its
+    /// revision: the caller decides whether the holder is gone and takes it over with
+    /// [`Buckets::lease_put`] at that revision.
     pub async fn lease_create(
         &self,
         key: &str,
         value: Bytes,
-        ttl: Duration,
+        ttl: Option<Duration>,
     ) -> Result<u64, KvError> {
         match self.lease_put(key, value.clone(), 0, ttl).await {
             Err(KvError::Conflict) => {}
@@ -280,23 +293,22 @@ impl Buckets {
             .entry(key)
             .await
             .map_err(|e| KvError::Other(e.to_string()))?;
-        match entry {
-            Some(e) if e.operation != kv::Operation::Put => self
-                .lease_put(key, value, e.revision, ttl)
-                .await
-                .map_err(|err| match err {
-                    KvError::Conflict => KvError::Exists,
-                    other => other,
-                }),
-            Some(_) => Err(KvError::Exists),
-            None => self
-                .lease_put(key, value, 0, ttl)
-                .await
-                .map_err(|err| match err {
-                    KvError::Conflict => KvError::Exists,
-                    other => other,
-                }),
-        }
+        let expected = match entry {
+            Some(e) if e.operation == kv::Operation::Put => {
+                return Err(KvError::Held {
+                    revision: e.revision,
+                    value: e.value,
+                })
+            }
+            Some(e) => e.revision,
+            None => 0,
+        };
+        self.lease_put(key, value, expected, ttl)
+            .await
+            .map_err(|err| match err {
+                KvError::Conflict => KvError::Exists,
+                other => other,
+            })
     }
 
     /// Deletes lease `key` if its revision is still `revision` (ours).

@@ -74,6 +74,28 @@ pub struct LeaseRecord {
     pub generation: u64,
     /// When the holder claimed it.
     pub since_ms: u64,
+    /// The epoch of the holder's liveness entry (`_live.<agent id>`) when it wrote this
+    /// lease. The lease stands while that entry does, at that epoch; once it is gone (the
+    /// holder died or was cut off longer than its TTL) any agent may take the shard over.
+    /// 0 (a lease of an older agent) never matches a live entry.
+    #[serde(default)]
+    pub epoch: u64,
+}
+
+/// The value of an agent's liveness key (`_live.<agent id>` in the leases bucket), written
+/// with a short per-key TTL and renewed about every second. A new entry (after the old one
+/// expired) has a new `epoch`, so the leases written under the old one are void.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Liveness {
+    /// Protocol version.
+    #[serde(default = "v1")]
+    pub v: u32,
+    /// The agent's id.
+    pub agent_id: String,
+    /// The agent's name.
+    pub agent_name: String,
+    /// Chosen at random when the entry is created; never 0.
+    pub epoch: u64,
 }
 
 /// Counters of one fleet on one agent, since the agent started. Counters only grow;
@@ -180,6 +202,10 @@ pub struct NetworkCounters {
     /// Devices that came back.
     #[serde(default)]
     pub partitions_ended: u64,
+    /// Device connections the network layer cut (closed or stalled: partitions and
+    /// flapping on sinks with a connection per device).
+    #[serde(default)]
+    pub disconnects: u64,
     /// Delay added to delayed messages, in µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub added_delay_us: Option<Hist>,
@@ -199,6 +225,7 @@ impl NetworkCounters {
         self.buffer_dropped += o.buffer_dropped;
         self.partitions_started += o.partitions_started;
         self.partitions_ended += o.partitions_ended;
+        self.disconnects += o.disconnects;
         if let Some(h) = &o.added_delay_us {
             match &mut self.added_delay_us {
                 Some(mine) => mine.merge(h),

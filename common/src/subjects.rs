@@ -184,10 +184,29 @@ pub fn lease_key(fleet: &str, shard: u32) -> String {
     format!("{fleet}.{shard}")
 }
 
-/// Splits a lease key back into fleet and shard.
+/// Splits a lease key back into fleet and shard (`None` for a liveness key).
 pub fn parse_lease_key(key: &str) -> Option<(&str, u32)> {
+    if key.starts_with(LIVENESS_PREFIX) {
+        return None;
+    }
     let (fleet, shard) = key.rsplit_once('.')?;
     Some((fleet, shard.parse().ok()?))
+}
+
+/// What begins an agent's liveness key in the leases bucket. Fleet names cannot begin
+/// with `_`, so it never meets a lease key.
+const LIVENESS_PREFIX: &str = "_live.";
+
+/// The key of an agent's liveness entry in the leases bucket: a short per-key TTL, renewed
+/// about every second; the agent's shard leases are valid while it stands.
+pub fn liveness_key(agent_id: &str) -> String {
+    format!("{LIVENESS_PREFIX}{agent_id}")
+}
+
+/// The agent id of a liveness key (`None` for any other key).
+pub fn parse_liveness_key(key: &str) -> Option<&str> {
+    key.strip_prefix(LIVENESS_PREFIX)
+        .filter(|id| !id.is_empty())
 }
 
 #[cfg(test)]
@@ -252,5 +271,9 @@ mod tests {
     fn lease_keys_round_trip() {
         assert_eq!(parse_lease_key(&lease_key("f-1", 12)), Some(("f-1", 12)));
         assert_eq!(parse_lease_key("nodot"), None);
+        let live = liveness_key("0b3e-42");
+        assert_eq!(parse_lease_key(&live), None);
+        assert_eq!(parse_liveness_key(&live), Some("0b3e-42"));
+        assert_eq!(parse_liveness_key("f-1.12"), None);
     }
 }

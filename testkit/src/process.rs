@@ -133,6 +133,20 @@ impl Proc {
         self.child.id()
     }
 
+    /// Freezes the process (SIGSTOP), as a paused VM or a stalled host would.
+    pub fn freeze(&self) {
+        if self.status.is_none() {
+            signal(&self.child, libc::SIGSTOP);
+        }
+    }
+
+    /// Lets a frozen process run again (SIGCONT).
+    pub fn thaw(&self) {
+        if self.status.is_none() {
+            signal(&self.child, libc::SIGCONT);
+        }
+    }
+
     /// SIGKILLs the process and waits for it. Idempotent.
     pub fn kill(&mut self) {
         if self.status.is_none() {

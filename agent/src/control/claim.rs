@@ -30,11 +30,10 @@ pub(super) enum Refusal {
 impl Control {
     /// Live agents that take work (this one included unless draining).
     pub(super) fn live_agents(&self) -> u64 {
-        let now = now_ms();
         let others = self
             .agents
             .values()
-            .filter(|a| a.id != self.id && a.is_alive(now) && !a.draining)
+            .filter(|a| a.id != self.id && self.alive(a) && !a.draining)
             .count() as u64;
         others + u64::from(!self.draining)
     }
@@ -116,7 +115,14 @@ impl Control {
         devices: u64,
         hops: u32,
     ) -> Result<(), Refusal> {
-        if self.draining || self.token.is_cancelled() {
+        // Not before this agent's liveness entry (and with it the server's clock) is known,
+        // nor while it is fenced: pass the offer on.
+        if self.draining
+            || self.token.is_cancelled()
+            || self.epoch == 0
+            || !self.clock_known
+            || !self.fence.is_open()
+        {
             return Err(Refusal::Draining);
         }
         self.fits(record).map_err(Refusal::Unfit)?;
@@ -142,7 +148,7 @@ impl Control {
             }
         };
         let key = lease_key(&offer.fleet, offer.shard);
-        if self.held.contains_key(&key) {
+        if self.held.contains_key(&key) || self.stopping.contains_key(&key) {
             return;
         }
         let Some(record) = self.fleet_record(&offer.fleet).await else {
@@ -154,11 +160,9 @@ impl Control {
         }
         // Held by another, as far as our watch knows; unless the offer comes from the holder
         // that just deleted that very lease and our watch has not caught up yet.
-        if self
-            .leases
-            .get(&key)
-            .is_some_and(|l| l.agent_id != self.id && offer.released.is_none_or(|r| l.revision > r))
-        {
+        if self.leases.get(&key).is_some_and(|l| {
+            l.agent_id != self.id && self.stands(l) && offer.released.is_none_or(|r| l.revision > r)
+        }) {
             return;
         }
         let revision = self.fleet_revision(&offer.fleet);
@@ -197,11 +201,10 @@ impl Control {
     /// True when another live agent could run `record` and has not said it cannot: offers
     /// of a shard that failed to prepare here must still reach it.
     pub(super) fn another_may_prepare(&self, record: &FleetRecord) -> bool {
-        let now = now_ms();
         let (devices, sinks) = (record.spec.device_types(), record.spec.sink_types());
         self.agents.values().any(|a| {
             a.id != self.id
-                && a.is_alive(now)
+                && self.alive(a)
                 && !a.draining
                 && a.fits(&record.spec.placement, &devices, &sinks)
                 && !a.refusals.contains_key(record.name())
@@ -246,11 +249,20 @@ impl Control {
             devices: record.shard_desired(shard),
             generation: record.generation,
             since_ms: now_ms(),
+            epoch: self.epoch,
         })
     }
 
     /// Claims the lease of a shard and starts it.
     pub(super) async fn claim(&mut self, key: &str, record: Arc<FleetRecord>, shard: u32) {
+        // Without a liveness entry (not made yet, or lost) a lease would not stand.
+        if self.epoch == 0
+            || !self.clock_known
+            || !self.fence.is_open()
+            || self.stopping.contains_key(key)
+        {
+            return;
+        }
         let metrics = self.metrics.fleet(record.name());
         let prepared = match shard::prepare(
             record.clone(),
@@ -275,15 +287,21 @@ impl Control {
                 return;
             }
         };
-        let sent_at = Instant::now();
         let value = self.lease_value(&record, shard);
         let created = tokio::time::timeout(
             IO_TIMEOUT,
-            self.buckets.lease_create(key, value, self.cfg.lease_ttl),
+            self.buckets.lease_create(key, value.clone(), None),
         )
         .await;
         let revision = match created {
             Ok(Ok(rev)) => rev,
+            Ok(Err(KvError::Held {
+                revision,
+                value: old,
+            })) => match self.take_over(key, revision, &old, value).await {
+                Some(rev) => rev,
+                None => return,
+            },
             Ok(Err(KvError::Exists)) => return,
             Ok(Err(e)) => {
                 tracing::warn!(lease = %key, error = %e, "could not claim lease");
@@ -294,7 +312,7 @@ impl Control {
                 return;
             }
         };
-        let handle = prepared.spawn(self.token.child_token(), &self.tracker);
+        let handle = prepared.spawn(self.token.child_token(), &self.tracker, &self.fence);
         let devices = record.shard_desired(shard);
         tracing::info!(lease = %key, devices, "claimed shard");
         self.held.insert(
@@ -303,10 +321,10 @@ impl Control {
                 fleet: record.name().to_string(),
                 shard,
                 revision,
-                last_ok: sent_at,
                 generation: record.generation,
                 devices,
-                renewing: false,
+                written: (devices, record.generation),
+                rewriting: false,
                 handle,
             },
         );
@@ -323,12 +341,51 @@ impl Control {
         .await;
     }
 
-    /// Restarts a held shard with a replaced spec, keeping the lease.
+    /// Takes over a lease whose holder's liveness entry is gone (per the lease watch, which
+    /// has delivered at least up to that lease). The write checks the lease's revision, so
+    /// of several agents taking it over one wins, and a holder that rewrote it meanwhile
+    /// keeps it.
+    async fn take_over(
+        &mut self,
+        key: &str,
+        revision: u64,
+        old: &[u8],
+        value: bytes::Bytes,
+    ) -> Option<u64> {
+        let old = wire::decode::<LeaseRecord>(old).ok()?;
+        let view = super::LeaseView {
+            agent_id: old.agent_id,
+            epoch: old.epoch,
+            revision,
+        };
+        if view.agent_id == self.id || self.stands(&view) {
+            return None;
+        }
+        let put = self.buckets.lease_put(key, value, revision, None);
+        match tokio::time::timeout(IO_TIMEOUT, put).await {
+            Ok(Ok(rev)) => {
+                tracing::info!(lease = %key, from = %old.agent_name, "took over a shard whose holder is gone");
+                Some(rev)
+            }
+            Ok(Err(KvError::Conflict)) => None,
+            Ok(Err(e)) => {
+                tracing::warn!(lease = %key, error = %e, "could not take over lease");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(lease = %key, "taking over the lease timed out");
+                None
+            }
+        }
+    }
+
+    /// Restarts a held shard with a replaced spec, keeping the lease. The old runner stops
+    /// beside the loop and the new one starts its devices once it has, so a slow stop (a
+    /// sink that hangs) holds up neither this loop nor the other shards.
     pub(super) async fn restart(&mut self, key: &str, record: Arc<FleetRecord>) {
         let Some(h) = self.held.remove(key) else {
             return;
         };
-        h.handle.stop("spec replaced").await;
         let metrics = self.metrics.fleet(record.name());
         match shard::prepare(
             record.clone(),
@@ -339,23 +396,40 @@ impl Control {
             metrics,
         ) {
             Ok(p) => {
-                let handle = p.spawn(self.token.child_token(), &self.tracker);
+                let Held {
+                    fleet,
+                    shard,
+                    revision,
+                    written,
+                    rewriting,
+                    handle: old,
+                    ..
+                } = h;
+                let stopped = self.stop_in_background(key, old, "spec replaced");
+                let handle = p.spawn_after(
+                    self.token.child_token(),
+                    &self.tracker,
+                    &self.fence,
+                    Some(stopped),
+                );
                 self.held.insert(
                     key.to_string(),
                     Held {
+                        fleet,
+                        shard,
+                        revision,
                         generation: record.generation,
-                        devices: record.shard_desired(h.shard),
+                        devices: record.shard_desired(shard),
+                        written,
+                        rewriting,
                         handle,
-                        ..h
                     },
                 );
             }
             Err(why) => {
                 tracing::warn!(lease = %key, %why, "cannot run the replaced spec; releasing");
-                let _ =
-                    tokio::time::timeout(IO_TIMEOUT, self.buckets.lease_delete(key, h.revision))
-                        .await;
-                self.offer(ShardOffer::released(record.name(), h.shard, h.revision))
+                self.held.insert(key.to_string(), h);
+                self.release(key, true, "cannot run the replaced spec")
                     .await;
             }
         }

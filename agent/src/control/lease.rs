@@ -1,134 +1,73 @@
-//! Keeping leases: renewing every held lease each fifth of the TTL (with a revision check,
-//! so a lease someone else took is never overwritten), and fencing: a shard whose lease
-//! could not be renewed for 75% of the TTL is stopped before the lease can expire and
-//! another agent start the same devices.
-
-use std::time::Instant;
+//! Keeping leases. Shard leases are not renewed: each names the epoch of its holder's
+//! liveness entry (`liveness.rs`) and stands while that entry does. This file keeps the
+//! control loop's side of that: whether a lease still stands, the fence (every shard stops
+//! once the liveness entry could not be renewed in time), and rewriting a held lease when
+//! its devices or generation change, so that `pluribusctl` counts what runs.
 
 use pluribus_common::kv::KvError;
-use pluribus_common::messages::{EventKind, LeaseRecord};
-use pluribus_common::wire;
+use pluribus_common::messages::EventKind;
 
-use super::{Control, Internal, IO_TIMEOUT};
+use super::{Control, Internal, LeaseView};
 
 impl Control {
-    /// Starts a renewal of every held lease that has none in flight.
-    pub(super) fn renew_all(&mut self) {
-        let (ttl, attempt) = (self.cfg.lease_ttl, self.cfg.renew_every());
-        let keys: Vec<String> = self
-            .held
-            .iter()
-            .filter(|(_, h)| !h.renewing)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in keys {
-            let Some((record, _)) = self
-                .held
-                .get(&key)
-                .and_then(|h| self.fleets.get(&h.fleet))
-                .cloned()
-            else {
-                continue;
-            };
-            let Some(h) = self.held.get_mut(&key) else {
-                continue;
-            };
-            h.renewing = true;
-            let prev = h.revision;
-            let shard = h.shard;
-            let value = self.lease_value(&record, shard);
-            let buckets = self.buckets.clone();
-            let tx = self.internal_tx.clone();
-            self.tracker.spawn(async move {
-                let sent_at = Instant::now();
-                let result =
-                    match tokio::time::timeout(attempt, buckets.lease_put(&key, value, prev, ttl))
-                        .await
-                    {
-                        Ok(r) => r,
-                        Err(_) => Err(KvError::Other("renewal timed out".into())),
-                    };
-                let _ = tx.send(Internal::Renewed {
-                    key,
-                    prev,
-                    sent_at,
-                    result,
-                });
-            });
-        }
-    }
-
-    pub(super) async fn on_renewed(
-        &mut self,
-        key: String,
-        prev: u64,
-        sent_at: Instant,
-        result: Result<u64, KvError>,
-    ) {
-        let Some(h) = self.held.get_mut(&key) else {
-            return;
-        };
-        h.renewing = false;
-        match result {
-            Ok(rev) => {
-                h.revision = h.revision.max(rev);
-                h.last_ok = h.last_ok.max(sent_at);
+    pub(super) async fn on_internal(&mut self, ev: Internal) {
+        match ev {
+            Internal::Rewritten { key, result } => self.on_rewritten(&key, result),
+            Internal::Stopped { key } => self.on_stopped(&key),
+            Internal::Live { epoch } => {
+                self.epoch = epoch;
+                // Take back at once what is still in our name (after a lost entry).
+                if self.synced.iter().all(|s| *s) {
+                    self.adopt_orphans().await;
+                }
             }
-            // The lease watch has shown a later write of ours (an attempt that timed out
-            // here but landed): the next renewal starts from it.
-            Err(KvError::Conflict) if h.revision != prev => {}
-            Err(KvError::Conflict) => self.on_conflict(&key, prev).await,
-            Err(e) => tracing::warn!(lease = %key, error = %e, "lease renewal failed"),
-        }
-    }
-
-    /// A renewal found the lease at another revision than ours. A renewal that timed out
-    /// here may have landed (the lease is then still ours, one revision on): read it, and
-    /// stop the shard only if another agent holds it or it is gone.
-    async fn on_conflict(&mut self, key: &str, prev: u64) {
-        let read = tokio::time::timeout(IO_TIMEOUT, self.buckets.leases.entry(key)).await;
-        let entry = match read {
-            Ok(Ok(entry)) => entry,
-            // Unknown: keep the shard; the next renewal tries again, the fence still holds.
-            _ => return,
-        };
-        let ours = entry.as_ref().is_some_and(|e| {
-            e.operation == async_nats::jetstream::kv::Operation::Put
-                && wire::decode::<LeaseRecord>(&e.value).is_ok_and(|l| l.agent_id == self.id)
-        });
-        match (entry, self.held.get_mut(key)) {
-            (Some(e), Some(h)) if ours => {
-                tracing::debug!(lease = %key, prev, now = e.revision, "a renewal that timed out had landed; carrying on");
-                h.revision = h.revision.max(e.revision);
-            }
-            _ => {
-                tracing::warn!(lease = %key, "lease was taken over; stopping the shard here");
-                self.drop_lost(key).await;
+            Internal::Lost { epoch } => {
+                if self.epoch == epoch {
+                    self.epoch = 0;
+                }
+                self.fence_all().await;
             }
         }
     }
 
-    /// Stops every shard whose lease has not been renewed for the fence time.
+    /// True while `lease` stands: its holder's liveness entry is there at the epoch the
+    /// lease names, or the lease is newer than what the watch has delivered (its holder's
+    /// entry, written before it, may not have reached us yet).
+    pub(super) fn stands(&self, lease: &LeaseView) -> bool {
+        lease.revision > self.lease_pos || self.live.get(&lease.agent_id) == Some(&lease.epoch)
+    }
+
+    /// True when `key` is held by a lease that stands.
+    pub(super) fn is_held(&self, key: &str) -> bool {
+        self.held.contains_key(key) || self.leases.get(key).is_some_and(|l| self.stands(l))
+    }
+
+    /// Once the fence has passed (the liveness entry could not be renewed in time, or is
+    /// gone), stops every shard: the runners already send nothing. The leases stay; they
+    /// are taken back when the entry is renewed or made again, unless another agent took
+    /// them first.
     pub(super) async fn fence_stale(&mut self) {
-        let fence = self.cfg.fence_after();
-        let stale: Vec<String> = self
-            .held
-            .iter()
-            .filter(|(_, h)| h.last_ok.elapsed() > fence)
-            .map(|(k, _)| k.clone())
-            .collect();
-        if stale.is_empty() {
+        if !self.held.is_empty() && !self.fence.is_open() {
+            self.fence_all().await;
+        }
+        self.rewrite_leases();
+    }
+
+    async fn fence_all(&mut self) {
+        let keys: Vec<String> = self.held.keys().cloned().collect();
+        if keys.is_empty() {
             return;
         }
-        for key in stale {
+        tracing::warn!(
+            shards = keys.len(),
+            "could not renew the liveness entry in time; stopping every shard (fenced)"
+        );
+        for key in keys {
             let Some(h) = self.held.remove(&key) else {
                 continue;
             };
-            tracing::warn!(lease = %key, "could not renew the lease in time; stopping the shard (fenced)");
             let (fleet, shard) = (h.fleet.clone(), h.shard);
-            // Stopping must not wait on the dead connection: the runner's stop is bounded.
-            let handle = h.handle;
-            self.tracker.spawn(handle.stop("fenced"));
+            drop(self.stop_in_background(&key, h.handle, "fenced"));
             self.event(EventKind::ShardFenced {
                 fleet,
                 shard,
@@ -139,13 +78,73 @@ impl Control {
         self.sync_command_subs().await;
     }
 
+    /// Rewrites the held leases whose devices or generation changed (one write each, with
+    /// a revision check; the lease watch shows whoever else took one).
+    fn rewrite_leases(&mut self) {
+        if self.epoch == 0 || !self.fence.is_open() {
+            return;
+        }
+        let due: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, h)| !h.rewriting && h.written != (h.devices, h.generation))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let Some((record, _)) = self
+                .held
+                .get(&key)
+                .and_then(|h| self.fleets.get(&h.fleet))
+                .cloned()
+            else {
+                continue;
+            };
+            let Some(h) = self.held.get(&key) else {
+                continue;
+            };
+            let (shard, prev) = (h.shard, h.revision);
+            let value = self.lease_value(&record, shard);
+            let written = (record.shard_desired(shard), record.generation);
+            if let Some(h) = self.held.get_mut(&key) {
+                h.rewriting = true;
+                h.written = written;
+            }
+            let buckets = self.buckets.clone();
+            let tx = self.internal_tx.clone();
+            self.tracker.spawn(async move {
+                let put = buckets.lease_put(&key, value, prev, None);
+                let result = match tokio::time::timeout(super::IO_TIMEOUT, put).await {
+                    Ok(r) => r,
+                    Err(_) => Err(KvError::Other("lease rewrite timed out".into())),
+                };
+                let _ = tx.send(Internal::Rewritten { key, result });
+            });
+        }
+    }
+
+    fn on_rewritten(&mut self, key: &str, result: Result<u64, KvError>) {
+        let Some(h) = self.held.get_mut(key) else {
+            return;
+        };
+        h.rewriting = false;
+        match result {
+            Ok(rev) => h.revision = h.revision.max(rev),
+            // Another agent took it (the lease watch stops the shard), or a write of ours
+            // landed meanwhile (the watch moved the revision): try again on the next tick.
+            Err(e) => {
+                tracing::debug!(lease = %key, error = %e, "lease rewrite failed");
+                h.written = (0, 0);
+            }
+        }
+    }
+
     /// A lease we held belongs to someone else now (or is gone): stop at once, touch nothing.
     pub(super) async fn drop_lost(&mut self, key: &str) {
         if let Some(h) = self.held.remove(key) {
             // Stop sending at once; the on_stop messages follow in the background.
             let _ = h.handle.why.set("lease lost".into());
             h.handle.token.cancel();
-            self.tracker.spawn(h.handle.stop("lease lost"));
+            drop(self.stop_in_background(key, h.handle, "lease lost"));
         }
         self.sync_command_subs().await;
     }

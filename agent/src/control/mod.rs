@@ -14,9 +14,11 @@ mod backoff;
 mod claim;
 mod commands;
 mod lease;
+mod liveness;
 mod reconcile;
 mod release;
 mod state;
+mod timeline;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -54,10 +56,12 @@ struct Held {
     fleet: String,
     shard: u32,
     revision: u64,
-    last_ok: Instant,
     generation: u64,
     devices: u64,
-    renewing: bool,
+    /// The devices and generation written in the lease (rewritten when they change, so
+    /// `pluribusctl` counts what runs).
+    written: (u64, u64),
+    rewriting: bool,
     handle: ShardHandle,
 }
 
@@ -65,18 +69,31 @@ struct Held {
 #[derive(Debug, Clone)]
 struct LeaseView {
     agent_id: String,
+    /// The epoch of the holder's liveness entry the lease stands on.
+    epoch: u64,
     revision: u64,
 }
 
 /// Results of work the control loop spawned.
 #[derive(Debug)]
 enum Internal {
-    Renewed {
+    /// A lease rewrite (new devices or generation) finished.
+    Rewritten {
         key: String,
-        prev: u64,
-        sent_at: Instant,
         result: Result<u64, KvError>,
     },
+    /// A shard's runner stopped (and for a release, its lease was deleted).
+    Stopped { key: String },
+    /// The liveness entry was created with this epoch.
+    Live { epoch: u64 },
+    /// The liveness entry of this epoch is gone: every shard must stop.
+    Lost { epoch: u64 },
+}
+
+/// How long after its last heartbeat arrived an agent counts as alive: three of its
+/// intervals and a second (the interval it announces is capped at 30 s).
+fn alive_window(hb: &Heartbeat) -> Duration {
+    Duration::from_millis(hb.interval_ms.min(30_000) * 3 + 1_000)
 }
 
 /// Device commands waiting for the control loop to route them; beyond this they are
@@ -89,6 +106,9 @@ pub(crate) struct Control {
     conn: Connection,
     /// Publishes events (shared with the shard runners and sinks).
     events: Events,
+    /// The control loop's events, published in order by a task of their own.
+    event_tx: mpsc::UnboundedSender<EventKind>,
+    event_task: Option<tokio::task::JoinHandle<()>>,
     buckets: Buckets,
     registry: Registry,
     /// What specs may reference as secrets (read by the sinks a shard makes).
@@ -96,11 +116,31 @@ pub(crate) struct Control {
     metrics: Metrics,
     fleets: HashMap<String, (Arc<FleetRecord>, u64)>,
     agents: HashMap<String, Heartbeat>,
+    /// When each agent's last heartbeat arrived here (local monotonic clock): liveness is
+    /// judged by arrival, never by the sender's clock.
+    arrived: HashMap<String, Instant>,
     leases: HashMap<String, LeaseView>,
+    /// Agents' liveness entries as seen in the lease watch: agent id → epoch.
+    live: HashMap<String, u64>,
+    /// The highest revision the lease watch has delivered: a lease at or below it whose
+    /// holder's entry is not in `live` is void (the entry was written before the lease).
+    lease_pos: u64,
+    /// This agent's liveness epoch (0: none yet, or lost).
+    epoch: u64,
+    /// Recent offsets of the server's clock from ours (ms), from our liveness entry.
+    clock_samples: std::collections::VecDeque<i64>,
+    /// The server's clock is known: no shard starts before (its schedule follows it).
+    clock_known: bool,
+    /// Until when this agent may send (moved by the liveness task).
+    fence: crate::fence::Fence,
+    liveness: Option<liveness::Handle>,
     /// Lease keys holding something that is not a lease (a foreign write): revision and
     /// when first seen. Unheld for every decision; removed after a lease TTL.
     bad_leases: HashMap<String, (u64, Instant)>,
     held: HashMap<String, Held>,
+    /// Shards whose runner is still stopping here (released, fenced, lost), by key, with
+    /// how many stops are running: never claimed or taken back meanwhile.
+    stopping: HashMap<String, u32>,
     unheld_since: HashMap<String, Instant>,
     synced: [bool; 3],
     draining: bool,
@@ -118,6 +158,8 @@ pub(crate) struct Control {
     /// The last heartbeat said saturated (a `saturated` event goes out when it turns so).
     saturated: bool,
     last_release: Instant,
+    /// Up to when timeline transitions were announced (Unix ms; 0: not yet).
+    timeline_seen_ms: u64,
     started: Instant,
     cmd_subs: HashMap<String, CancellationToken>,
     token: CancellationToken,
@@ -191,8 +233,30 @@ impl Control {
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let now = Instant::now();
         let events = Events::new(conn.client.clone(), conn.ns.clone(), &id);
+        let fence = crate::fence::Fence::closed();
+        let (event_tx, mut event_rx) = mpsc::unbounded_channel::<EventKind>();
+        let publisher = events.clone();
+        let event_task = tracker.spawn(async move {
+            // Ends once the control loop (the only sender) is gone, after its last event.
+            while let Some(kind) = event_rx.recv().await {
+                publisher.publish(kind).await;
+            }
+        });
+        let liveness = liveness::Keeper {
+            buckets: buckets.clone(),
+            agent_id: id.clone(),
+            agent_name: cfg.name.clone(),
+            ttl: cfg.lease_ttl,
+            every: cfg.renew_every(),
+            fence_after: cfg.fence_after(),
+            fence: fence.clone(),
+            tx: internal_tx.clone(),
+        }
+        .spawn(&tracker);
         Ok(Self {
             events,
+            event_tx,
+            event_task: Some(event_task),
             id,
             cfg,
             conn,
@@ -202,9 +266,18 @@ impl Control {
             metrics,
             fleets: HashMap::new(),
             agents: HashMap::new(),
+            arrived: HashMap::new(),
             leases: HashMap::new(),
+            live: HashMap::new(),
+            lease_pos: 0,
+            epoch: 0,
+            clock_samples: Default::default(),
+            clock_known: false,
+            fence,
+            liveness: Some(liveness),
             bad_leases: HashMap::new(),
             held: HashMap::new(),
+            stopping: HashMap::new(),
             unheld_since: HashMap::new(),
             synced: [false; 3],
             draining: false,
@@ -215,6 +288,7 @@ impl Control {
             expire_tried: HashMap::new(),
             saturated: false,
             last_release: now,
+            timeline_seen_ms: 0,
             started: now,
             cmd_subs: HashMap::new(),
             token,
@@ -238,11 +312,10 @@ impl Control {
             name: self.cfg.name.clone(),
         })
         .await;
-        let mut renew = tokio::time::interval(self.cfg.renew_every());
         let mut fence = tokio::time::interval(Duration::from_millis(250));
         let mut beat = tokio::time::interval(self.cfg.heartbeat);
         let mut reconcile = tokio::time::interval(self.cfg.reconcile);
-        for t in [&mut renew, &mut fence, &mut beat, &mut reconcile] {
+        for t in [&mut fence, &mut beat, &mut reconcile] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         loop {
@@ -251,11 +324,8 @@ impl Control {
                 Some((bucket, ev)) = self.watch_rx.recv() => self.on_watch(bucket, ev).await,
                 Some(msg) = self.offers.next() => self.on_offer(msg).await,
                 Some(msg) = self.commands.next() => self.on_command(msg).await,
-                Some(ev) = self.internal_rx.recv() => match ev {
-                    Internal::Renewed { key, prev, sent_at, result } => self.on_renewed(key, prev, sent_at, result).await,
-                },
+                Some(ev) = self.internal_rx.recv() => self.on_internal(ev).await,
                 Some(msg) = self.cmd_rx.recv() => self.on_device_command(msg),
-                _ = renew.tick() => self.renew_all(),
                 _ = fence.tick() => {
                     self.fence_stale().await;
                     if self.changed {
@@ -267,6 +337,45 @@ impl Control {
             }
         }
         self.shutdown().await;
+    }
+
+    /// True when `a`'s last heartbeat arrived here recently enough (by the local monotonic
+    /// clock: a skewed clock on either side changes nothing).
+    fn alive(&self, a: &Heartbeat) -> bool {
+        a.id == self.id
+            || self
+                .arrived
+                .get(&a.id)
+                .is_some_and(|t| t.elapsed() <= alive_window(a))
+    }
+
+    /// Stops a shard's runner beside the loop; until it has stopped, the shard is neither
+    /// claimed nor taken back here. The receiver fires once it has.
+    fn stop_in_background(
+        &mut self,
+        key: &str,
+        handle: ShardHandle,
+        why: &str,
+    ) -> tokio::sync::oneshot::Receiver<()> {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        *self.stopping.entry(key.to_string()).or_default() += 1;
+        let (tx, key, why) = (self.internal_tx.clone(), key.to_string(), why.to_string());
+        self.tracker.spawn(async move {
+            handle.stop(&why).await;
+            let _ = done_tx.send(());
+            let _ = tx.send(Internal::Stopped { key });
+        });
+        done_rx
+    }
+
+    /// A background stop finished.
+    fn on_stopped(&mut self, key: &str) {
+        if let Some(n) = self.stopping.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.stopping.remove(key);
+            }
+        }
     }
 
     /// Devices this agent holds.
@@ -294,8 +403,19 @@ impl Control {
         }
     }
 
+    /// Publishes the events still queued (at shutdown, before the flush).
+    async fn drain_events(&mut self) {
+        let (closed, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.event_tx, closed));
+        if let Some(t) = self.event_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+
+    /// Queues an event: a task of its own publishes them in order, so a slow publish never
+    /// holds up the loop.
     async fn event(&self, kind: EventKind) {
-        self.events.publish(kind).await;
+        let _ = self.event_tx.send(kind);
     }
 
     async fn offer(&self, offer: ShardOffer) {

@@ -28,8 +28,10 @@ impl Control {
         }
         self.expire_fleets().await;
         self.remove_bad_leases().await;
+        self.remove_void_leases().await;
         self.offer_unheld().await;
         self.adopt_orphans().await;
+        self.announce_timeline().await;
         if self.draining {
             self.release_all("drain").await;
         } else if self.cfg.auto_rebalance
@@ -128,12 +130,40 @@ impl Control {
     /// pass, the others only after [`FOLLOWER_PATIENCE`] passes, so that N agents do not
     /// send N copies of every offer. (Expired leases are offered by every agent at once,
     /// from the lease watch, so failover does not wait for it.)
-    fn is_reconcile_leader(&self) -> bool {
-        let now = pluribus_common::time::now_ms();
+    pub(super) fn is_reconcile_leader(&self) -> bool {
         !self
             .agents
             .values()
-            .any(|a| a.is_alive(now) && a.id < self.id)
+            .any(|a| self.alive(a) && a.id < self.id)
+    }
+
+    /// The leader deletes void leases (their holder's liveness entry is gone) of shards
+    /// nobody wants any more (fleet deleted or scaled down): they no longer expire on their
+    /// own. A void lease of a wanted shard is taken over instead.
+    async fn remove_void_leases(&mut self) {
+        if !self.is_reconcile_leader() || self.epoch == 0 {
+            return;
+        }
+        let void: Vec<(String, u64)> = self
+            .leases
+            .iter()
+            .filter(|(k, l)| {
+                !self.stands(l)
+                    && !self.held.contains_key(*k)
+                    && parse_lease_key(k).is_some_and(|(f, s)| {
+                        self.fleets
+                            .get(f)
+                            .is_none_or(|(r, _)| r.shard_desired(s) == 0)
+                    })
+            })
+            .map(|(k, l)| (k.clone(), l.revision))
+            .collect();
+        for (key, rev) in void {
+            let del = self.buckets.lease_delete(&key, rev);
+            if let Ok(Ok(())) = tokio::time::timeout(IO_TIMEOUT, del).await {
+                tracing::info!(lease = %key, "removed the lease of a gone agent on a shard nobody wants");
+            }
+        }
     }
 
     async fn offer_unheld(&mut self) {
@@ -162,7 +192,7 @@ impl Control {
                     continue;
                 }
                 let key = lease_key(name, shard);
-                if self.leases.contains_key(&key) || self.held.contains_key(&key) {
+                if self.is_held(&key) || self.stopping.contains_key(&key) {
                     continue;
                 }
                 still_unheld.insert(key.clone());
@@ -201,11 +231,22 @@ impl Control {
         }
     }
 
-    async fn adopt_orphans(&mut self) {
+    /// Takes back the leases in our name that we do not run (we fenced ourselves while
+    /// NATS was away, or our liveness entry expired and we made a new one): rewritten with
+    /// a revision check under our current epoch, or deleted and offered when we cannot run
+    /// them. A lease whose stop is still running here is left alone until it has stopped.
+    pub(super) async fn adopt_orphans(&mut self) {
+        if self.epoch == 0 || !self.clock_known || !self.fence.is_open() {
+            return;
+        }
         let orphans: Vec<(String, u64)> = self
             .leases
             .iter()
-            .filter(|(k, l)| l.agent_id == self.id && !self.held.contains_key(*k))
+            .filter(|(k, l)| {
+                l.agent_id == self.id
+                    && !self.held.contains_key(*k)
+                    && !self.stopping.contains_key(*k)
+            })
             .map(|(k, l)| (k.clone(), l.revision))
             .collect();
         if orphans.is_empty() {
@@ -240,18 +281,17 @@ impl Control {
                 }
                 continue;
             };
-            let sent_at = Instant::now();
             let value = self.lease_value(&record, shard);
             match tokio::time::timeout(
                 IO_TIMEOUT,
-                self.buckets
-                    .lease_put(&key, value, revision, self.cfg.lease_ttl),
+                self.buckets.lease_put(&key, value, revision, None),
             )
             .await
             {
                 Ok(Ok(rev)) => {
-                    tracing::info!(lease = %key, "took back our lease after a NATS outage");
-                    let handle = prepared.spawn(self.token.child_token(), &self.tracker);
+                    tracing::info!(lease = %key, "took back our lease");
+                    let handle =
+                        prepared.spawn(self.token.child_token(), &self.tracker, &self.fence);
                     let devices = record.shard_desired(shard);
                     self.held.insert(
                         key.clone(),
@@ -259,10 +299,10 @@ impl Control {
                             fleet: fleet.to_string(),
                             shard,
                             revision: rev,
-                            last_ok: sent_at,
                             generation: record.generation,
                             devices,
-                            renewing: false,
+                            written: (devices, record.generation),
+                            rewriting: false,
                             handle,
                         },
                     );

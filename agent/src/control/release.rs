@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use pluribus_common::messages::{EventKind, ShardOffer};
-use pluribus_common::time::now_ms;
 
 use super::{Control, IO_TIMEOUT};
 
@@ -24,6 +23,9 @@ impl Control {
         let (fleet, shard, revision) = (h.fleet.clone(), h.shard, h.revision);
         // The devices' devices_stopped event gives the same reason.
         let why = reason.to_string();
+        // Until the lease is deleted it is ours and not held: never taken back meanwhile.
+        *self.stopping.entry(key.clone()).or_default() += 1;
+        let tx = self.internal_tx.clone();
         let task = async move {
             h.handle.stop(&why).await;
             if let Ok(Err(e)) =
@@ -36,6 +38,7 @@ impl Control {
                     pluribus_common::wire::encode(&ShardOffer::released(&fleet, shard, revision));
                 let _ = tokio::time::timeout(IO_TIMEOUT, client.publish(work, offer)).await;
             }
+            let _ = tx.send(super::Internal::Stopped { key });
         };
         self.tracker.spawn(task);
         self.event(EventKind::ShardReleased {
@@ -55,12 +58,11 @@ impl Control {
     /// back and forth). Returns how many were released.
     pub(super) async fn rebalance(&mut self, max: usize) -> u32 {
         let fair = self.fair_share();
-        let now = now_ms();
         let mut mine = self.held_devices();
         let mut others: Vec<(String, u64, Option<u64>)> = self
             .agents
             .values()
-            .filter(|a| a.id != self.id && a.is_alive(now) && !a.draining)
+            .filter(|a| a.id != self.id && self.alive(a) && !a.draining)
             .map(|a| (a.id.clone(), a.devices, a.spare()))
             .collect();
         let mut keys: Vec<(String, u64, String)> = self
@@ -135,7 +137,12 @@ impl Control {
             name: self.cfg.name.clone(),
         })
         .await;
+        self.drain_events().await;
         let _ = tokio::time::timeout(IO_TIMEOUT, self.buckets.agents.delete(&self.id)).await;
+        // Last: the liveness entry (what is still in our name is void once it is gone).
+        if let Some(l) = self.liveness.take() {
+            l.stop().await;
+        }
         for (_, t) in self.cmd_subs.drain() {
             t.cancel();
         }

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use async_nats::jetstream::kv::{Entry, Operation};
-use pluribus_common::messages::{Heartbeat, LeaseRecord, ShardOffer};
+use pluribus_common::messages::{Heartbeat, LeaseRecord, Liveness, ShardOffer};
 use pluribus_common::record::FleetRecord;
-use pluribus_common::subjects::parse_lease_key;
+use pluribus_common::subjects::{parse_lease_key, parse_liveness_key};
 use pluribus_common::wire;
 
 use super::watch::{Bucket, WatchEvent};
@@ -51,17 +51,25 @@ impl Control {
                     }
                     Bucket::Leases => {
                         self.leases.clear();
+                        self.live.clear();
+                        // A bucket made again (JetStream lost its state) numbers from 1.
+                        self.lease_pos = 0;
                         let keys: std::collections::HashSet<String> =
                             entries.iter().map(|e| e.key.clone()).collect();
                         self.bad_leases.retain(|k, _| keys.contains(k));
-                        for e in entries {
-                            self.apply_lease(e).await;
+                        // Liveness entries first: the leases are judged by them.
+                        let (live, leases): (Vec<Entry>, Vec<Entry>) = entries
+                            .into_iter()
+                            .partition(|e| parse_liveness_key(&e.key).is_some());
+                        for e in live.into_iter().chain(leases) {
+                            self.apply_lease(e, false).await;
                         }
                     }
                     Bucket::Agents => {
                         self.agents.retain(|_, _| false);
+                        self.arrived.clear();
                         for e in entries {
-                            self.apply_agent(e);
+                            self.apply_agent(e, true);
                         }
                     }
                 }
@@ -69,8 +77,8 @@ impl Control {
             }
             WatchEvent::Update(e) => match bucket {
                 Bucket::Fleets => self.apply_fleet(e, true).await,
-                Bucket::Leases => self.apply_lease(e).await,
-                Bucket::Agents => self.apply_agent(e),
+                Bucket::Leases => self.apply_lease(e, true).await,
+                Bucket::Agents => self.apply_agent(e, false),
             },
         }
     }
@@ -173,7 +181,82 @@ impl Control {
         }
     }
 
-    async fn apply_lease(&mut self, e: Entry) {
+    /// An agent's liveness entry changed. When one is gone (or has a new epoch), the
+    /// leases that stood on it are void: offer their shards at once (`react`: an update,
+    /// not the snapshot).
+    async fn apply_liveness(&mut self, agent_id: String, e: Entry, react: bool) {
+        let epoch = (e.operation == Operation::Put)
+            .then(|| wire::decode::<Liveness>(&e.value).ok())
+            .flatten()
+            .filter(|l| l.agent_id == agent_id)
+            .map(|l| l.epoch);
+        let before = match epoch {
+            Some(epoch) => self.live.insert(agent_id.clone(), epoch),
+            None => self.live.remove(&agent_id),
+        };
+        if agent_id == self.id && epoch.is_some() {
+            self.clock_sample(&e);
+        }
+        if agent_id == self.id {
+            // Our own entry gone or replaced under us: stop sending now; the liveness task
+            // finds out on its next renewal and starts a new epoch.
+            if epoch != Some(self.epoch) && self.epoch != 0 && before == Some(self.epoch) {
+                tracing::warn!("our liveness entry is gone; fencing every shard now");
+                self.fence.close();
+            }
+            return;
+        }
+        if !react || before.is_none() || before == epoch {
+            return;
+        }
+        let void: Vec<(String, u32)> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.agent_id == agent_id && Some(l.epoch) == before)
+            .filter_map(|(k, _)| parse_lease_key(k).map(|(f, s)| (f.to_string(), s)))
+            .collect();
+        if !void.is_empty() {
+            tracing::info!(agent = %agent_id, shards = void.len(), "an agent's liveness entry is gone; offering its shards");
+        }
+        for (fleet, shard) in void {
+            if self
+                .fleets
+                .get(&fleet)
+                .is_some_and(|(r, _)| r.shard_desired(shard) > 0)
+            {
+                self.offer(ShardOffer::new(&fleet, shard)).await;
+            }
+        }
+    }
+
+    /// Learns the NATS server's clock from our own liveness entry: the server stamped it
+    /// when it stored it, a little before we see it here. The largest of the recent
+    /// differences (the one with the least delivery delay) is the offset every schedule,
+    /// duration and heartbeat of this agent then follows.
+    fn clock_sample(&mut self, e: &Entry) {
+        let stored_ms = (e.created.unix_timestamp_nanos() / 1_000_000) as i64;
+        let local_ms = (pluribus_common::time::local_now_us() / 1000) as i64;
+        if self.clock_samples.len() >= 8 {
+            self.clock_samples.pop_front();
+        }
+        self.clock_samples.push_back(stored_ms - local_ms);
+        if let Some(&offset) = self.clock_samples.iter().max() {
+            let before = pluribus_common::time::clock_offset_ms();
+            if !self.clock_known || (offset - before).abs() > 1_000 {
+                tracing::info!(offset_ms = offset, "following the NATS server's clock");
+            }
+            pluribus_common::time::set_clock_offset_ms(offset);
+            self.clock_known = true;
+        }
+    }
+
+    async fn apply_lease(&mut self, e: Entry, react: bool) {
+        self.lease_pos = self.lease_pos.max(e.revision);
+        if let Some(agent_id) = parse_liveness_key(&e.key) {
+            let agent_id = agent_id.to_string();
+            self.apply_liveness(agent_id, e, react).await;
+            return;
+        }
         let key_of_valid = e.key.clone();
         if e.operation != Operation::Put {
             self.bad_leases.remove(&e.key);
@@ -209,6 +292,7 @@ impl Control {
                     e.key,
                     LeaseView {
                         agent_id: l.agent_id,
+                        epoch: l.epoch,
                         revision: e.revision,
                     },
                 );
@@ -228,13 +312,24 @@ impl Control {
         self.bad_leases.remove(&key_of_valid);
     }
 
-    fn apply_agent(&mut self, e: Entry) {
+    /// An agent's heartbeat entry. Its arrival time here (not the sender's `ts_ms`) is
+    /// what its liveness is judged by; an entry of the snapshot may be old, so it counts
+    /// as arrived a whole liveness window ago until a fresh one comes.
+    fn apply_agent(&mut self, e: Entry, snapshot: bool) {
         if e.operation != Operation::Put {
             self.agents.remove(&e.key);
+            self.arrived.remove(&e.key);
             return;
         }
         match Heartbeat::decode_peer(&e.value) {
             Ok(hb) => {
+                let now = std::time::Instant::now();
+                let at = if snapshot && e.key != self.id {
+                    now.checked_sub(super::alive_window(&hb)).unwrap_or(now)
+                } else {
+                    now
+                };
+                self.arrived.insert(e.key.clone(), at);
                 self.agents.insert(e.key, hb);
             }
             Err(err) => tracing::warn!(key = %e.key, error = %err, "bad heartbeat; ignored"),

@@ -9,11 +9,14 @@ use bytes::Bytes;
 use pluribus_common::spec::network::plan::NetPlan;
 use pluribus_common::spec::network::Impairments;
 
+use super::flap::FlapState;
 use super::offline::{Offline, Stored};
 use super::{payload, rng::Rng, Chain, DevState, Msg};
 use crate::metrics::FleetMetrics;
 use crate::shard::schedule::stable_hash;
-use crate::sink::{Sink, SinkDevice, SinkError};
+use crate::sink::{LinkMode, Sink, SinkDevice, SinkError};
+
+mod link;
 
 /// Most messages a sink's delay queue holds; beyond, delayed messages are dropped (and
 /// counted as dropped) rather than growing the agent's memory without bound.
@@ -53,6 +56,9 @@ struct Net {
     /// Devices that went offline, and came back, since the last [`Impaired::take_partitions`].
     went_offline: u64,
     came_back: u64,
+    /// Flap transitions: (due µs, device index, flap state id).
+    flaps: BinaryHeap<Reverse<(u64, u64, u64)>>,
+    flap_ids: u64,
 }
 
 struct Dev {
@@ -64,8 +70,10 @@ struct Dev {
     state: DevState,
     /// A reordered message and how many later ones must pass it first.
     held: Option<(Bytes, u32)>,
-    /// Offline: the messages it keeps until it is back.
+    /// Offline: the messages it keeps until it is back (and reconnected).
     offline: Option<Box<Offline>>,
+    /// Flapping: where it is in its up/down cycle.
+    flap: Option<FlapState>,
     /// Back from offline: new messages wait until the buffer is flushed (µs).
     flushing_until_us: u64,
 }
@@ -96,10 +104,7 @@ impl Ord for Delayed {
 }
 
 fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    pluribus_common::time::now_us()
 }
 
 impl Impaired {
@@ -127,6 +132,8 @@ impl Impaired {
                     delays: Vec::new(),
                     went_offline: 0,
                     came_back: 0,
+                    flaps: BinaryHeap::new(),
+                    flap_ids: 0,
                 }));
             }
             Some(net) => {
@@ -149,7 +156,7 @@ impl Impaired {
             return self.inner.send(dev, payload).await;
         };
         let now_us = now_us();
-        for (delay_us, p) in net.impair(dev, payload, now_us) {
+        for (delay_us, p) in net.impair(&mut *self.inner, dev, payload, now_us) {
             if delay_us == 0 {
                 self.inner.send(dev, p).await?;
             } else {
@@ -199,7 +206,7 @@ impl Impaired {
 
     /// The shard stops: what is still delayed goes out now, then the sink closes.
     pub async fn close(&mut self) {
-        let _ = self.release_due(u64::MAX).await;
+        let _ = self.send_queued(u64::MAX).await;
         self.inner.close().await
     }
 
@@ -214,15 +221,31 @@ impl Impaired {
         }
     }
 
-    /// When the next delayed message is due (µs since the epoch).
+    /// When the next delayed message, rule change or flap is due (µs since the epoch).
     pub fn next_due_us(&self) -> Option<u64> {
-        self.net
-            .as_deref()
-            .and_then(|n| n.queue.peek().map(|Reverse(d)| d.due_us))
+        let n = self.net.as_deref()?;
+        [
+            n.queue.peek().map(|Reverse(d)| d.due_us),
+            n.flaps.peek().map(|Reverse((due, _, _))| *due),
+            n.next_change_ms.map(|t| t.saturating_mul(1000)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Applies the rule changes and flaps due by `now_us` (devices go offline or come back,
+    /// their connections with them), sends the delayed messages due (at most a batch),
+    /// then flushes.
+    pub async fn release_due(&mut self, now_us: u64) -> Result<(), SinkError> {
+        if let Some(net) = self.net.as_deref_mut() {
+            net.tick(&mut *self.inner, now_us);
+        }
+        self.send_queued(now_us).await
     }
 
     /// Sends the delayed messages due by `now_us` (at most a batch), then flushes.
-    pub async fn release_due(&mut self, now_us: u64) -> Result<(), SinkError> {
+    async fn send_queued(&mut self, now_us: u64) -> Result<(), SinkError> {
         let Some(net) = self.net.as_deref_mut() else {
             return Ok(());
         };
@@ -264,14 +287,15 @@ impl Net {
 
     /// Runs one message through the device's impairments: what to send, in order, each
     /// with its delay (0 = now); a held-back message this one released comes last.
-    fn impair(&mut self, dev: &SinkDevice<'_>, payload: Bytes, now_us: u64) -> Vec<(u64, Bytes)> {
-        let now_ms = now_us / 1000;
-        if self.next_change_ms.is_some_and(|t| now_ms >= t) {
-            self.gen += 1;
-            self.next_change_ms = self.plan.next_change(now_ms);
-        }
+    fn impair(
+        &mut self,
+        inner: &mut dyn Sink,
+        dev: &SinkDevice<'_>,
+        payload: Bytes,
+        now_us: u64,
+    ) -> Vec<(u64, Bytes)> {
+        self.advance(inner, now_us);
         let seed = self.ctx.seed;
-        let gen = self.gen;
         let d = self.devs.entry(dev.index).or_insert_with(|| Dev {
             id: Arc::from(dev.device_id),
             salt: stable_hash(&[&seed.to_le_bytes(), b"net", dev.device_id.as_bytes()]),
@@ -281,54 +305,55 @@ impl Net {
             state: DevState::default(),
             held: None,
             offline: None,
+            flap: None,
             flushing_until_us: 0,
         });
-        if d.gen != gen {
-            d.gen = gen;
-            let imp = self.plan.effective(dev.index, dev.device_id, now_ms);
-            let d_chain = imp.map(|i| self.chain(i));
-            // Re-borrow: `chain` needed `self`.
-            if let Some(d) = self.devs.get_mut(&dev.index) {
-                d.chain = d_chain;
-            }
+        if d.gen != self.gen {
+            self.resolve(dev.index, now_us);
+            self.settle(inner, dev.index, now_us);
         }
         let Some(d) = self.devs.get_mut(&dev.index) else {
             return vec![(0, payload)];
         };
         let m = &self.ctx.metrics.net;
         let chain = d.chain.clone();
-        // Offline: keep the message for later.
-        if let Some(spec) = chain.as_ref().and_then(|c| c.from.offline.as_ref()) {
-            if d.offline.is_none() {
-                m.partitions_started.fetch_add(1, Relaxed);
-                self.went_offline += 1;
-            }
-            let o = d.offline.get_or_insert_with(Box::default);
-            match o.store(spec, payload) {
-                Stored::Kept => {
-                    m.buffered.fetch_add(1, Relaxed);
-                }
-                Stored::KeptDroppedOldest => {
-                    m.buffered.fetch_add(1, Relaxed);
-                    m.buffer_dropped.fetch_add(1, Relaxed);
-                }
-                Stored::Dropped => {
-                    m.buffer_dropped.fetch_add(1, Relaxed);
-                }
-            }
-            return Vec::new();
-        }
-        // Back: the buffer goes first, then this message.
         let mut out = Vec::new();
-        if let Some(o) = d.offline.take() {
-            m.partitions_ended.fetch_add(1, Relaxed);
-            self.came_back += 1;
-            out.extend(o.flush());
-            m.flushed.fetch_add(out.len() as u64, Relaxed);
-            let last = out.last().map_or(0, |(delay, _)| *delay);
-            d.flushing_until_us = now_us + last;
+        if let Some(o) = d.offline.as_deref_mut() {
+            let back = o.returning && (o.spec.link == LinkMode::Keep || inner.ready(dev));
+            if !back {
+                // Offline, or let back but not reconnected yet: keep the message for later.
+                match o.store(payload) {
+                    Stored::Kept => {
+                        m.buffered.fetch_add(1, Relaxed);
+                    }
+                    Stored::KeptDroppedOldest => {
+                        m.buffered.fetch_add(1, Relaxed);
+                        m.buffer_dropped.fetch_add(1, Relaxed);
+                    }
+                    Stored::Dropped => {
+                        m.buffer_dropped.fetch_add(1, Relaxed);
+                    }
+                }
+                return out;
+            }
+            // Back: the buffer goes first, then this message.
+            if let Some(o) = d.offline.take() {
+                m.partitions_ended.fetch_add(1, Relaxed);
+                self.came_back += 1;
+                out.extend(o.flush());
+                m.flushed.fetch_add(out.len() as u64, Relaxed);
+                let last = out.last().map_or(0, |(delay, _)| *delay);
+                d.flushing_until_us = now_us + last;
+            }
         }
-        let not_before = d.flushing_until_us.saturating_sub(now_us);
+        // Just back: new messages go behind the flushed ones, through the delay queue, for a
+        // second after the flush's last one is due (the queue keeps them in order even when
+        // the shard runs late).
+        let not_before = if d.flushing_until_us > 0 && now_us < d.flushing_until_us + 1_000_000 {
+            d.flushing_until_us.saturating_sub(now_us).max(1)
+        } else {
+            0
+        };
         let Some(chain) = chain else {
             out.push((not_before, payload));
             return out;
@@ -412,6 +437,7 @@ impl Net {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::LinkMode;
     use async_trait::async_trait;
     use pluribus_common::spec::network::plan::RuntimeRule;
     use pluribus_common::spec::network::{ChanceSpec, NetRule, ReorderSpec};
@@ -484,6 +510,78 @@ mod tests {
         send_seqs(&mut s, 3).await;
         assert_eq!(*seen.lock().unwrap(), [0, 0, 1, 1, 2, 2]);
         assert_eq!(m.net.duplicated.load(Relaxed), 3);
+    }
+
+    /// Counts the link changes the network layer asks for.
+    struct Links(Arc<Mutex<(u64, u64)>>);
+
+    #[async_trait]
+    impl Sink for Links {
+        async fn send(&mut self, _dev: &SinkDevice<'_>, _p: Bytes) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn set_link(&mut self, _dev: &SinkDevice<'_>, down: Option<LinkMode>) {
+            let mut l = self.0.lock().unwrap();
+            match down {
+                Some(_) => l.0 += 1,
+                None => l.1 += 1,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn flapping_cuts_and_restores_links_as_often_as_the_distributions_say() {
+        use pluribus_common::spec::network::{DurationDist, FlapSpec};
+        let links = Arc::new(Mutex::new((0, 0)));
+        let mut s = Impaired::new(Box::new(Links(links.clone())));
+        let ctx = NetContext {
+            fleet: Arc::from("f"),
+            seed: 1,
+            start_ms: 0,
+            metrics: Arc::new(FleetMetrics::default()),
+        };
+        let rule = NetRule {
+            flap: Some(FlapSpec {
+                uptime: Some(DurationDist::ms(2_000, 500)),
+                per_minute: None,
+                downtime: DurationDist::ms(1_000, 250),
+                offline: None,
+            }),
+            ..NetRule::default()
+        };
+        let rules = [RuntimeRule {
+            rule,
+            since_ms: 0,
+            until_ms: None,
+        }];
+        s.set_plan(NetPlan::new(None, &rules, 0, 1), &ctx);
+        let t0 = now_us();
+        for i in 0..100u64 {
+            let id = format!("d-{i}");
+            let dev = SinkDevice {
+                device_id: &id,
+                fleet: "f",
+                index: i,
+            };
+            s.send(&dev, Bytes::from_static(br#"{"seq":0}"#))
+                .await
+                .unwrap();
+        }
+        // 300 simulated seconds after a 10 s warm-up, in 1 ms steps.
+        let mut at_warm = (0, 0);
+        for ms in 0..310_000u64 {
+            s.release_due(t0 + ms * 1000).await.unwrap();
+            if ms == 10_000 {
+                at_warm = *links.lock().unwrap();
+            }
+        }
+        let (downs, ups) = *links.lock().unwrap();
+        let ups = ups - at_warm.1;
+        // 100 devices × 300 s / 3 s = 10,000 cycles, sd about 100 × sqrt(300 × 0.3125 / 27).
+        assert!(
+            (9_800..10_200).contains(&ups),
+            "{ups} link-ups, {downs} cuts"
+        );
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ mod bandwidth;
 mod clock;
 mod corrupt;
 mod duplicate;
+mod flap;
 mod impaired;
 mod latency;
 mod loss;

@@ -8,11 +8,14 @@ use bytes::Bytes;
 use pluribus_common::spec::network::{DropPolicy, OfflineSpec};
 
 /// A device's buffer while it is offline.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Offline {
     buf: VecDeque<Bytes>,
-    /// Messages per second when flushing (0: at once), from the rule that cut it off.
-    flush_rate: f64,
+    /// The rule that cut it off: buffer size, drop policy, flush rate, link mode.
+    pub spec: OfflineSpec,
+    /// The cause ended: the device is let back and flushes once its sink is ready (its
+    /// own connection up again).
+    pub returning: bool,
 }
 
 /// What happened to a message offered to the buffer.
@@ -27,9 +30,18 @@ pub enum Stored {
 }
 
 impl Offline {
-    /// Keeps `p` as `spec` says.
-    pub fn store(&mut self, spec: &OfflineSpec, p: Bytes) -> Stored {
-        self.flush_rate = spec.flush_rate;
+    /// An empty buffer for a device cut off by `spec`.
+    pub fn new(spec: OfflineSpec) -> Self {
+        Self {
+            buf: VecDeque::new(),
+            spec,
+            returning: false,
+        }
+    }
+
+    /// Keeps `p` as the spec says.
+    pub fn store(&mut self, p: Bytes) -> Stored {
+        let spec = &self.spec;
         let cap = spec.buffer as usize;
         if cap == 0 {
             return Stored::Dropped;
@@ -51,7 +63,7 @@ impl Offline {
     /// The buffered messages, oldest first, each with its delay from now (µs) at the
     /// flush rate.
     pub fn flush(self) -> impl Iterator<Item = (u64, Bytes)> {
-        let rate = self.flush_rate;
+        let rate = self.spec.flush_rate;
         self.buf.into_iter().enumerate().map(move |(i, p)| {
             let delay = if rate > 0.0 {
                 (i as f64 / rate * 1e6) as u64
@@ -78,14 +90,12 @@ mod tests {
             buffer: 2,
             drop: DropPolicy::Oldest,
             flush_rate: 10.0,
+            ..OfflineSpec::default()
         };
-        let mut o = Offline::default();
-        assert_eq!(o.store(&spec, Bytes::from_static(b"1")), Stored::Kept);
-        assert_eq!(o.store(&spec, Bytes::from_static(b"2")), Stored::Kept);
-        assert_eq!(
-            o.store(&spec, Bytes::from_static(b"3")),
-            Stored::KeptDroppedOldest
-        );
+        let mut o = Offline::new(spec.clone());
+        assert_eq!(o.store(Bytes::from_static(b"1")), Stored::Kept);
+        assert_eq!(o.store(Bytes::from_static(b"2")), Stored::Kept);
+        assert_eq!(o.store(Bytes::from_static(b"3")), Stored::KeptDroppedOldest);
         let out: Vec<(u64, Bytes)> = o.flush().collect();
         assert_eq!(
             out,
@@ -98,10 +108,10 @@ mod tests {
             drop: DropPolicy::Newest,
             ..spec
         };
-        let mut o = Offline::default();
-        o.store(&newest, Bytes::from_static(b"1"));
-        o.store(&newest, Bytes::from_static(b"2"));
-        assert_eq!(o.store(&newest, Bytes::from_static(b"3")), Stored::Dropped);
+        let mut o = Offline::new(newest);
+        o.store(Bytes::from_static(b"1"));
+        o.store(Bytes::from_static(b"2"));
+        assert_eq!(o.store(Bytes::from_static(b"3")), Stored::Dropped);
         assert_eq!(o.len(), 2);
     }
 }

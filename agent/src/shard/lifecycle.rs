@@ -60,7 +60,7 @@ impl Runner {
         let now = now_ms();
         self.buf.clear();
         dev.on_start(&ctx, now, &mut self.buf);
-        if !self.buf.is_empty() {
+        if !self.buf.is_empty() && self.fence.is_open() {
             let _ = s.send(&sd, Bytes::copy_from_slice(&self.buf)).await;
         }
         // A device type (a profile) may bring its own interval and jitter.
@@ -132,7 +132,8 @@ impl Runner {
             index,
         };
         let s = &mut self.sinks[slot.sink as usize].1;
-        if !self.buf.is_empty() {
+        // A fenced agent's last words could follow the new holder's first ones.
+        if !self.buf.is_empty() && self.fence.is_open() {
             let _ = s.send(&sd, Bytes::copy_from_slice(&self.buf)).await;
         }
         s.close_device(&sd).await;

@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::device::{DeviceType, VirtualDevice};
 use crate::events::Events;
+use crate::fence::Fence;
 use crate::metrics::FleetMetrics;
 use crate::network::{Impaired, NetContext};
 use crate::registry::Registry;
@@ -46,10 +47,7 @@ fn milli_rate(interval_ms: u64) -> u64 {
 
 /// Microseconds since the Unix epoch.
 fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    pluribus_common::time::now_us()
 }
 
 /// The answer to a device command.
@@ -159,6 +157,8 @@ struct Runner {
     lag: Vec<u64>,
     /// The agent's events.
     events: Events,
+    /// Nothing is sent once this has passed (the agent's liveness is not confirmed).
+    fence: Fence,
     /// Devices started / stopped (with why) since the last `devices_*` events.
     started: Vec<String>,
     stopped: BTreeMap<String, Vec<String>>,
@@ -264,6 +264,7 @@ pub fn prepare(
             pace: None,
             lag: Vec::new(),
             events: events.clone(),
+            fence: Fence::open(),
             started: Vec::new(),
             stopped: BTreeMap::new(),
         },
@@ -271,12 +272,38 @@ pub fn prepare(
 }
 
 impl Prepared {
-    /// Starts the shard's task.
-    pub fn spawn(self, token: CancellationToken, tracker: &TaskTracker) -> ShardHandle {
+    /// Starts the shard's task. It sends only while `fence` is open.
+    pub fn spawn(
+        self,
+        token: CancellationToken,
+        tracker: &TaskTracker,
+        fence: &Fence,
+    ) -> ShardHandle {
+        self.spawn_after(token, tracker, fence, None)
+    }
+
+    /// Starts the shard's task, whose devices start once `after` has fired (the same
+    /// shard's previous runner has stopped: a replaced spec), so the caller need not wait.
+    pub fn spawn_after(
+        mut self,
+        token: CancellationToken,
+        tracker: &TaskTracker,
+        fence: &Fence,
+        after: Option<oneshot::Receiver<()>>,
+    ) -> ShardHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let (t, why) = (token.clone(), Arc::new(OnceLock::new()));
         let w = why.clone();
-        let done = tracker.spawn(async move { self.runner.run(t, rx, w).await });
+        self.runner.fence = fence.clone();
+        let done = tracker.spawn(async move {
+            if let Some(after) = after {
+                tokio::select! {
+                    _ = t.cancelled() => return,
+                    _ = after => {}
+                }
+            }
+            self.runner.run(t, rx, w).await
+        });
         ShardHandle {
             tx,
             commands: Arc::new(tokio::sync::Semaphore::new(SHARD_COMMANDS)),
@@ -326,7 +353,9 @@ impl Runner {
                 due_turn_taken = true;
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    _ = self.run_due() => {}
+                    // Delayed messages that are due go first: a device's buffer being
+                    // flushed stays ahead of its new messages even when the shard runs late.
+                    _ = async { self.release_delayed().await; self.run_due().await } => {}
                 }
                 continue;
             }
@@ -357,8 +386,9 @@ impl Runner {
                     // A sink may block (NATS down): stay cancellable while sending.
                     tokio::select! {
                         _ = token.cancelled() => break,
-                        // Delayed messages due by now go in the same wake-up.
-                        _ = async { self.run_due().await; self.release_delayed().await } => {}
+                        // Delayed messages due by now go in the same wake-up, first (see
+                        // above).
+                        _ = async { self.release_delayed().await; self.run_due().await } => {}
                     }
                 }
             }
@@ -371,6 +401,9 @@ impl Runner {
 
     /// Sends what the network impairments delayed and is due now.
     async fn release_delayed(&mut self) {
+        if !self.fence.is_open() {
+            return;
+        }
         let now = now_us();
         if !self
             .sinks

@@ -22,6 +22,9 @@ impl Runner {
             .map(|p| (p.pace.phi(now), p.pace.rate_at(now), p.seq_base));
         let (mut sent, mut bytes, mut errors) = (0u64, 0u64, 0u64);
         let mut n = 0;
+        // Past the fence (this agent's liveness is not confirmed: cut off, or frozen and
+        // just woken), due slots pass unsent: another agent may have taken the devices.
+        let fenced = !self.fence.is_open();
         while let Some(&Reverse((due, at, gen))) = self.heap.peek() {
             if due > limit || n >= MAX_BATCH {
                 break;
@@ -59,6 +62,11 @@ impl Runner {
                 }
                 None => (due * 1000, slot.sched.due_ms(slot.seq + 1)),
             };
+            if fenced {
+                slot.seq += 1;
+                self.heap.push(Reverse((next_key, at, gen)));
+                continue;
+            }
             self.lag.push(now_us.saturating_sub(scheduled_us));
             let tick = Tick {
                 seq,
@@ -100,6 +108,9 @@ impl Runner {
                 }
                 has_payload = !self.buf.is_empty();
             }
+        }
+        if fenced {
+            return;
         }
         self.flush().await;
         self.partition_events().await;

@@ -16,6 +16,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pluribus_common::spec::SinkSpec;
 
+pub use pluribus_common::spec::network::LinkMode;
+
 /// A device as a sink sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct SinkDevice<'a> {
@@ -45,6 +47,18 @@ pub trait Sink: Send {
 
     /// Called when a device stops, after its last message.
     async fn close_device(&mut self, _dev: &SinkDevice<'_>) {}
+
+    /// The network layer cut the device off (`Some`: a partition, a flap) or let it back
+    /// (`None`). A sink with a connection per device closes or stalls that connection as
+    /// `LinkMode` says and reconnects (with its backoff) once let back; a sink whose
+    /// devices share connections ignores it (the network layer holds their messages).
+    fn set_link(&mut self, _dev: &SinkDevice<'_>, _down: Option<LinkMode>) {}
+
+    /// False while the device cannot send because its own connection is down (cut off, or
+    /// let back but not reconnected yet): the network layer keeps buffering until then.
+    fn ready(&self, _dev: &SinkDevice<'_>) -> bool {
+        true
+    }
 
     /// Sends a device's reply to a command that came in through this sink.
     async fn reply(&mut self, _dev: &SinkDevice<'_>, _payload: Bytes) -> Result<(), SinkError> {

@@ -246,7 +246,7 @@ impl Runs {
             &lease_key(id),
             value,
             expected,
-            LEASE_TTL,
+            Some(LEASE_TTL),
         )
         .await
     }

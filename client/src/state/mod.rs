@@ -164,21 +164,37 @@ pub async fn load_leases_expiring(
     let raw = KvFeed::snapshot_entries(&ctx.conn.client, &ctx.buckets.leases, filter).await?;
     let mut out: BTreeMap<String, LeaseMap> = BTreeMap::new();
     let mut expiry = Expiries::new();
+    // A lease stands on its holder's liveness entry (`_live.<id>`, in the same bucket):
+    // it moves when that entry expires.
+    let mut live_expiry: BTreeMap<String, u64> = BTreeMap::new();
+    for (key, entry) in &raw {
+        if let (Some(id), Some(at)) = (
+            pluribus_common::subjects::parse_liveness_key(key),
+            entry.expires_ms,
+        ) {
+            live_expiry.insert(id.to_string(), at);
+        }
+    }
     for (key, entry) in raw {
         let value = entry.value;
         let Some((fleet, shard)) = parse_lease_key(&key) else {
-            tracing::warn!("skipping lease with a malformed key: {key}");
+            if pluribus_common::subjects::parse_liveness_key(&key).is_none() {
+                tracing::warn!("skipping lease with a malformed key: {key}");
+            }
             continue;
         };
         match decode::<LeaseRecord>(&value) {
             Ok(l) => {
-                out.entry(fleet.to_string()).or_default().insert(shard, l);
-                if let Some(at) = entry.expires_ms {
+                if let Some(at) = entry
+                    .expires_ms
+                    .or_else(|| live_expiry.get(&l.agent_id).copied())
+                {
                     expiry
                         .entry(fleet.to_string())
                         .or_default()
                         .insert(shard, at);
                 }
+                out.entry(fleet.to_string()).or_default().insert(shard, l);
             }
             Err(e) => tracing::warn!("skipping lease {key}: {e}"),
         }

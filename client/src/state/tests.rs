@@ -15,6 +15,7 @@ fn lease(agent: &str, devices: u64, generation: u64) -> LeaseRecord {
         devices,
         generation,
         since_ms: 1,
+        epoch: 0,
     }
 }
 

@@ -24,8 +24,8 @@ pub use fix::{
 pub use http::{HeaderSource, HttpMethod, HttpSinkConfig, HTTP_BACKOFF_BASE};
 pub use lenient::per_second;
 pub use mqtt::{
-    BrokerUrl, MqttProtocol, MqttRole, MqttSinkConfig, SecretSource, StatusMessage,
-    DEFAULT_COMMAND_TOPIC, DEFAULT_MQTT_TOPIC, DEFAULT_STATUS_TOPIC,
+    BrokerUrl, JitterMode, MqttProtocol, MqttRole, MqttSinkConfig, ReconnectSpec, SecretSource,
+    StatusMessage, DEFAULT_COMMAND_TOPIC, DEFAULT_MQTT_TOPIC, DEFAULT_STATUS_TOPIC,
 };
 pub use sink::{NatsSinkConfig, SinkSpec, BUILTIN_SINKS};
 pub use template::{Template, TemplateVars};

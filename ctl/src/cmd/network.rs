@@ -11,8 +11,8 @@ use pluribus_common::record::FleetRecord;
 use pluribus_common::spec::network::plan::{PlannedRule, RuntimeRule};
 use pluribus_common::spec::network::{
     parse_signed_ms, BandwidthSpec, ChanceSpec, ClockSpec, Cohort, CorruptMode, CorruptSpec,
-    Distribution, DropPolicy, GilbertSpec, Impairments, LatencySpec, LossSpec, NetRule,
-    OfflineSpec, ReorderSpec, MAX_RULES, PRESETS,
+    Distribution, DropPolicy, DurationDist, FlapSpec, GilbertSpec, Impairments, LatencySpec,
+    LinkMode, LossSpec, NetRule, OfflineSpec, ReorderSpec, MAX_RULES, PRESETS,
 };
 use pluribus_common::time::now_ms;
 use pluribus_common::wire::encode;
@@ -48,11 +48,13 @@ pub enum Verb {
 
 /// `network set` arguments.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("down").multiple(true).args(["offline", "flap_uptime", "flap_per_minute"])))]
 pub struct SetArgs {
     /// The fleet.
     #[arg(value_name = "FLEET")]
     pub fleet: String,
-    /// Which devices: a share (`10%`, chosen by the fleet's seed) or indices (`0..100`).
+    /// Which devices: a share (`10%`, chosen by the fleet's seed), indices (`0..100`) or
+    /// a label the fleet file defines under `network.labels` (`zone=eu`).
     #[arg(long, value_parser = parse_cohort)]
     pub cohort: Option<Cohort>,
     /// The rule ends after this long (e.g. 30s).
@@ -111,15 +113,47 @@ pub struct SetArgs {
     /// messages, then send them with their original ts and seq when the rule ends.
     #[arg(long)]
     pub offline: bool,
-    /// Most messages a device buffers while offline (0: it loses them all).
-    #[arg(long, default_value_t = 1000, requires = "offline")]
+    /// Most messages a device buffers while offline or flapped down (0: it loses them all).
+    #[arg(long, default_value_t = 1000, requires = "down")]
     pub buffer: u32,
     /// Which messages a full buffer loses: oldest, newest.
-    #[arg(long, value_enum, default_value = "oldest", requires = "offline")]
+    #[arg(long, value_enum, default_value = "oldest", requires = "down")]
     pub buffer_drop: DropArg,
     /// Messages per second per device when the buffer is flushed (0: at once).
-    #[arg(long, default_value_t = 0.0, requires = "offline")]
+    #[arg(long, default_value_t = 0.0, requires = "down")]
     pub flush_rate: f64,
+    /// What a device's own connection (mqtt) does while offline or flapped down: close
+    /// (the broker sees it go), stall (silent: the broker's keepalive expires it), keep.
+    #[arg(long, value_enum, default_value = "close", requires = "down")]
+    pub link: LinkArg,
+    /// Flapping: how long a device stays up, `MEAN` or `MEAN,DEVIATION` (normal), e.g.
+    /// `60s,20s`.
+    #[arg(long, value_name = "MEAN[,DEV]", value_parser = parse_dist, allow_hyphen_values = true, conflicts_with = "flap_per_minute", requires = "flap_downtime")]
+    pub flap_uptime: Option<DurationDist>,
+    /// Flapping: instead of --flap-uptime, the chance that an up device goes down within a
+    /// minute (`50%` or `0.5`).
+    #[arg(long, value_name = "P", value_parser = parse_probability, allow_hyphen_values = true, requires = "flap_downtime")]
+    pub flap_per_minute: Option<f64>,
+    /// Flapping: how long a device stays down, `MEAN` or `MEAN,DEVIATION`, e.g. `10s,5s`.
+    #[arg(long, value_name = "MEAN[,DEV]", value_parser = parse_dist, allow_hyphen_values = true)]
+    pub flap_downtime: Option<DurationDist>,
+}
+
+/// What a device's connection does while it is cut off.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LinkArg {
+    /// Closed without DISCONNECT; reconnects with backoff when back.
+    Close,
+    /// Open but silent; the broker's keepalive expires it.
+    Stall,
+    /// Left up (messages held only).
+    Keep,
+}
+
+/// `MEAN` or `MEAN,DEVIATION` (signed, so that a negative one gets a clear error later).
+fn parse_dist(s: &str) -> Result<DurationDist, String> {
+    let (m, d) = s.split_once(',').unwrap_or((s, "0ms"));
+    Ok(DurationDist::ms(parse_signed_ms(m)?, parse_signed_ms(d)?))
 }
 
 /// Which messages a full offline buffer loses.
@@ -253,6 +287,19 @@ impl SetArgs {
                 offset_ms: self.clock_offset.unwrap_or(0),
                 drift_ppm: self.clock_drift_ppm.unwrap_or(0.0),
             });
+        let offline = OfflineSpec {
+            buffer: self.buffer,
+            drop: match self.buffer_drop {
+                DropArg::Oldest => DropPolicy::Oldest,
+                DropArg::Newest => DropPolicy::Newest,
+            },
+            flush_rate: self.flush_rate,
+            link: match self.link {
+                LinkArg::Close => LinkMode::Close,
+                LinkArg::Stall => LinkMode::Stall,
+                LinkArg::Keep => LinkMode::Keep,
+            },
+        };
         let rule = NetRule {
             cohort: self.cohort.clone(),
             at: None,
@@ -279,13 +326,14 @@ impl SetArgs {
                 },
             }),
             clock,
-            offline: self.offline.then_some(OfflineSpec {
-                buffer: self.buffer,
-                drop: match self.buffer_drop {
-                    DropArg::Oldest => DropPolicy::Oldest,
-                    DropArg::Newest => DropPolicy::Newest,
-                },
-                flush_rate: self.flush_rate,
+            offline: self.offline.then(|| offline.clone()),
+            flap: (self.flap_uptime.is_some() || self.flap_per_minute.is_some()).then(|| {
+                FlapSpec {
+                    uptime: self.flap_uptime.clone(),
+                    per_minute: self.flap_per_minute,
+                    downtime: self.flap_downtime.clone().unwrap_or(DurationDist::ms(0, 0)),
+                    offline: Some(offline.clone()),
+                }
             }),
         };
         rule.validate("--")
@@ -320,6 +368,11 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
                 describe(&rule.impairments())
             );
             let record = update(&ctx, &a.fleet, |r| {
+                if let Some(l) = rule.cohort.as_ref().and_then(Cohort::label) {
+                    if !r.network_plan().defines_label(l) {
+                        bail!("fleet {} defines no label {l}: define it in the fleet file under network.labels (e.g. {l}: 10%, {l}: 0..100 or a list of device ids)", a.fleet);
+                    }
+                }
                 if r.network.len() >= MAX_RULES {
                     bail!("fleet {} has {MAX_RULES} runtime rules already: clear some with `pluribusctl network clear`", a.fleet);
                 }
@@ -450,8 +503,27 @@ pub fn describe(i: &Impairments) -> String {
         };
         parts.push(
             format!(
-                "offline (buffer {}, drop {:?}, flush {rate})",
-                o.buffer, o.drop
+                "offline (buffer {}, drop {:?}, flush {rate}, connection {:?})",
+                o.buffer, o.drop, o.link
+            )
+            .to_lowercase(),
+        );
+    }
+    if let Some(f) = &i.flap {
+        let ms = |v: i64| humantime::format_duration(Duration::from_millis(v.max(0) as u64));
+        let dist = |d: &DurationDist| match d.deviation {
+            0 => format!("{}", ms(d.mean)),
+            dev => format!("{} ± {}", ms(d.mean), ms(dev)),
+        };
+        let up = match (&f.uptime, f.per_minute) {
+            (Some(u), _) => format!("up {}", dist(u)),
+            (None, p) => format!("goes down with {} chance a minute", pct(p.unwrap_or(0.0))),
+        };
+        let link = f.offline.as_ref().map_or(LinkMode::Close, |o| o.link);
+        parts.push(
+            format!(
+                "flapping ({up}, down {}, connection {link:?})",
+                dist(&f.downtime)
             )
             .to_lowercase(),
         );

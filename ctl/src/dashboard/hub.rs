@@ -57,7 +57,10 @@ fn apply_fleet(d: &mut Desired, c: Change) {
 /// Applies one change of the leases bucket.
 fn apply_lease(d: &mut Desired, c: Change) {
     let Some((fleet, shard)) = parse_lease_key(&c.key) else {
-        tracing::warn!(key = %c.key, "ignoring a lease with a malformed key");
+        // Agents' liveness entries (`_live.<id>`) share the bucket.
+        if pluribus_common::subjects::parse_liveness_key(&c.key).is_none() {
+            tracing::warn!(key = %c.key, "ignoring a lease with a malformed key");
+        }
         return;
     };
     if !c.live {
@@ -154,6 +157,7 @@ mod tests {
             devices: 5,
             generation: 1,
             since_ms: 1,
+            epoch: 0,
         };
         apply_lease(
             &mut d,

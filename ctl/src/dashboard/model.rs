@@ -186,6 +186,7 @@ mod tests {
             devices: 3,
             generation: 1,
             since_ms: 1,
+            epoch: 0,
         };
         desired
             .leases

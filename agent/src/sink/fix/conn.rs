@@ -319,7 +319,7 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(jitter.backoff(failures)) => {}
+            _ = tokio::time::sleep(jitter.backoff(&pluribus_common::spec::ReconnectSpec::default(), failures)) => {}
             _ = conn.wake.notified() => {}
         }
     }

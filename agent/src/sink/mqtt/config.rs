@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pluribus_common::spec::{
-    BrokerUrl, MqttProtocol, MqttRole, MqttSinkConfig, SecretSource, SinkSpec, StatusMessage,
-    Template, TemplateVars,
+    BrokerUrl, MqttProtocol, MqttRole, MqttSinkConfig, ReconnectSpec, SecretSource, SinkSpec,
+    StatusMessage, Template, TemplateVars,
 };
 use tokio_rustls::TlsConnector;
 
@@ -87,6 +87,8 @@ pub struct Resolved {
     pub connect_timeout: Duration,
     /// TLS, if any broker is `mqtts://` or `wss://`.
     pub tls: Option<TlsConnector>,
+    /// Reconnect backoff.
+    pub reconnect: ReconnectSpec,
 }
 
 fn spec_err(e: pluribus_common::SpecError) -> SinkError {
@@ -180,6 +182,7 @@ impl Resolved {
             role: c.role,
             connect_timeout: c.connect_timeout,
             tls,
+            reconnect: c.reconnect.clone(),
         };
         Ok((c, r))
     }

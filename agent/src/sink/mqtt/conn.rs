@@ -19,7 +19,7 @@ use super::pacer::{Jitter, Pacer};
 use super::stream::{self, Stream};
 use crate::events::Events;
 use crate::metrics::FleetMetrics;
-use crate::sink::Inbound;
+use crate::sink::{Inbound, LinkMode};
 
 mod session;
 use session::session;
@@ -84,6 +84,8 @@ struct Inflight {
 struct State {
     up: bool,
     closing: bool,
+    /// Cut off by the network layer (a partition, a flap): how the connection goes down.
+    link: Option<LinkMode>,
     /// The task is writing a chunk taken from `out`: nobody else may write meanwhile.
     writing: bool,
     /// The plain socket, for direct writes by the sink.
@@ -239,6 +241,39 @@ impl Conn {
     fn closing(&self) -> bool {
         self.lock().closing
     }
+
+    /// The network layer cuts the device off (`Some`) or lets it back (`None`): the task
+    /// closes or stalls the connection, and reconnects (or checks a stalled one) once let
+    /// back. Nothing is published meanwhile.
+    pub fn set_link(&self, down: Option<LinkMode>) {
+        let mut st = self.lock();
+        if st.link == down {
+            return;
+        }
+        st.link = down;
+        if down.is_some() {
+            st.up = false;
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Connected, and not cut off.
+    pub fn ready(&self) -> bool {
+        let st = self.lock();
+        st.up && st.link.is_none()
+    }
+
+    fn link(&self) -> Option<LinkMode> {
+        self.lock().link
+    }
+
+    /// Waits until the device is closed.
+    async fn closed(&self) {
+        while !self.closing() {
+            self.wake.notified().await;
+        }
+    }
 }
 
 /// An up/down gauge held while a guard lives (so an aborted task leaves it right).
@@ -261,6 +296,8 @@ impl Drop for Gauge<'_> {
 enum End {
     /// close_device: the task ends.
     Closed,
+    /// The network layer cut the device off: the socket was dropped (no DISCONNECT).
+    Cut,
     /// The connection was lost (reason).
     Lost(&'static str),
 }
@@ -276,6 +313,17 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
     loop {
         if conn.closing() {
             return;
+        }
+        if conn.link().is_some() {
+            // Cut off: the device's attempts fail without reaching the broker, on its
+            // backoff; once let back it connects at its next attempt (so the backoff and
+            // its jitter decide how many devices reconnect at once).
+            failures += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(jitter.backoff(&sh.cfg.reconnect, failures)) => {}
+                _ = conn.closed() => return,
+            }
+            continue;
         }
         // Boxed: the connect future (TLS included) is large and short-lived.
         let r = Box::pin(connect(&conn, &sh, attempt)).await;
@@ -317,6 +365,12 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
                 }
                 match end {
                     End::Closed => return,
+                    End::Cut => {
+                        sh.metrics.net.disconnects.fetch_add(1, Relaxed);
+                        conn.lock().out = BytesMut::new();
+                        failures = 0;
+                        continue;
+                    }
                     End::Lost(reason) => {
                         sh.metrics.disconnects.fetch_add(1, Relaxed);
                         tracing::debug!(device = %conn.device_id, reason, "mqtt connection lost");
@@ -336,7 +390,7 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(jitter.backoff(failures)) => {}
+            _ = tokio::time::sleep(jitter.backoff(&sh.cfg.reconnect, failures)) => {}
             _ = conn.wake.notified() => {}
         }
     }

@@ -1,6 +1,6 @@
 //! Connect pacing, agent-wide: at most `max_connecting` connects in flight (TCP, TLS and
-//! CONNACK) and at most `connect_rate` started per second; plus the jittered exponential
-//! backoff between a device's attempts.
+//! CONNACK) and at most `connect_rate` started per second; plus the exponential backoff
+//! between a device's attempts (`sink.reconnect`: bounds and jitter).
 //!
 //! A broker's listen backlog is small (mosquitto's is ~100): past it SYNs are dropped and
 //! retried a second later, so an unpaced fleet connects *slower* than a paced one.
@@ -8,13 +8,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pluribus_common::spec::{JitterMode, ReconnectSpec};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-
-/// First backoff after a failure.
-pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
-/// Longest backoff.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Shared by every device of every shard with the same pacing settings on this agent.
 #[derive(Debug)]
@@ -76,14 +72,20 @@ impl Jitter {
         self.0 % n.max(1)
     }
 
-    /// The wait before attempt `failures` (1 = after the first failure): between half and
-    /// all of `min × 2^(failures-1)`, capped at [`BACKOFF_MAX`].
-    pub fn backoff(&mut self, failures: u32) -> Duration {
-        let base = BACKOFF_MIN
+    /// The wait before attempt `failures` (1 = after the first failure): `min ×
+    /// 2^(failures-1)`, capped at `max`, then spread as `jitter` says (equal: between half
+    /// and all of it; full: from 0 to all of it; none: all of it).
+    pub fn backoff(&mut self, r: &ReconnectSpec, failures: u32) -> Duration {
+        let base = r
+            .min
             .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-            .min(BACKOFF_MAX);
-        let half = base.as_millis() as u64 / 2;
-        Duration::from_millis(half + self.below(half + 1))
+            .min(r.max);
+        let ms = base.as_millis() as u64;
+        Duration::from_millis(match r.jitter {
+            JitterMode::None => ms,
+            JitterMode::Full => self.below(ms + 1),
+            JitterMode::Equal => ms / 2 + self.below(ms / 2 + 1),
+        })
     }
 }
 
@@ -93,18 +95,42 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
+        let r = ReconnectSpec::default();
         let mut j = Jitter::new(7);
-        let first = j.backoff(1);
+        let first = j.backoff(&r, 1);
         assert!(
-            first >= Duration::from_millis(250) && first <= BACKOFF_MIN,
+            first >= Duration::from_millis(250) && first <= r.min,
             "{first:?}"
         );
-        let fourth = j.backoff(4);
+        let fourth = j.backoff(&r, 4);
         assert!(fourth >= Duration::from_secs(2) && fourth <= Duration::from_secs(4));
         for _ in 0..100 {
-            let d = j.backoff(40);
-            assert!(d >= BACKOFF_MAX / 2 && d <= BACKOFF_MAX, "{d:?}");
+            let d = j.backoff(&r, 40);
+            assert!(d >= r.max / 2 && d <= r.max, "{d:?}");
         }
+    }
+
+    #[test]
+    fn without_jitter_every_device_waits_the_same_and_full_jitter_spreads_from_zero() {
+        let none = ReconnectSpec {
+            jitter: JitterMode::None,
+            ..ReconnectSpec::default()
+        };
+        let (mut a, mut b) = (Jitter::new(1), Jitter::new(2));
+        for n in 1..8 {
+            assert_eq!(a.backoff(&none, n), b.backoff(&none, n));
+        }
+        assert_eq!(a.backoff(&none, 3), Duration::from_secs(2));
+        let full = ReconnectSpec {
+            jitter: JitterMode::Full,
+            ..ReconnectSpec::default()
+        };
+        let draws: Vec<Duration> = (0..200).map(|_| a.backoff(&full, 3)).collect();
+        assert!(draws.iter().all(|d| *d <= Duration::from_secs(2)));
+        assert!(
+            draws.iter().any(|d| *d < Duration::from_millis(500)),
+            "{draws:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::codec::PublishParams;
 use super::conn::{self, Conn, Shared};
-use crate::sink::{Sink, SinkDevice, SinkError};
+use crate::sink::{LinkMode, Sink, SinkDevice, SinkError};
 
 /// How long a flush waits for stopping devices to send DISCONNECT.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -120,6 +120,16 @@ impl Sink for MqttSink {
         } else {
             d.task.abort();
         }
+    }
+
+    fn set_link(&mut self, dev: &SinkDevice<'_>, down: Option<LinkMode>) {
+        if let Some(d) = self.devices.get(&dev.index) {
+            d.conn.set_link(down);
+        }
+    }
+
+    fn ready(&self, dev: &SinkDevice<'_>) -> bool {
+        self.devices.get(&dev.index).is_some_and(|d| d.conn.ready())
     }
 
     async fn reply(&mut self, dev: &SinkDevice<'_>, payload: Bytes) -> Result<(), SinkError> {

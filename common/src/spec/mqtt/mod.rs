@@ -14,10 +14,12 @@ use super::tls::TlsFiles;
 use crate::SpecError;
 
 mod broker;
+mod reconnect;
 #[cfg(test)]
 mod tests;
 
 pub use broker::BrokerUrl;
+pub use reconnect::{JitterMode, ReconnectSpec};
 
 /// The default telemetry topic.
 pub const DEFAULT_MQTT_TOPIC: &str = "devices/{device_id}/telemetry";
@@ -176,6 +178,9 @@ pub struct MqttSinkConfig {
     /// Time allowed for TCP, TLS and CONNACK [default: 10s].
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Reconnect backoff [default: 500ms doubling to 30s, equal jitter].
+    #[serde(default, skip_serializing_if = "ReconnectSpec::is_default")]
+    pub reconnect: ReconnectSpec,
 }
 
 fn yes() -> bool {
@@ -345,6 +350,7 @@ impl MqttSinkConfig {
         }
         let urls = self.broker_urls()?;
         qos("sink.qos", self.qos)?;
+        self.reconnect.validate()?;
         if self.keepalive.as_secs() > u64::from(u16::MAX) || self.keepalive.subsec_nanos() != 0 {
             return Err(SpecError::new(
                 "sink.keepalive",

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 /// A set of a fleet's devices: `10%` (chosen by a hash of the fleet's seed and the device
 /// id, so the same devices on every agent and every run with that seed; a 10% cohort is
-/// inside the 20% one), or `100..200` (device indices, end excluded).
+/// inside the 20% one), `100..200` (device indices, end excluded), or `zone=eu` (a label
+/// defined under `network.labels` in the fleet file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Cohort {
@@ -14,10 +15,14 @@ pub enum Cohort {
     Percent(f64),
     /// Devices whose index is in `start..end`.
     Range(u64, u64),
+    /// Devices with this label (`key=value`), as `network.labels` defines it.
+    Label(String),
 }
 
 impl Cohort {
-    /// True if device `index` (id `device_id`) of a fleet with `seed` is in the cohort.
+    /// True if device `index` (id `device_id`) of a fleet with `seed` is in the cohort. A
+    /// label is looked up in the plan's labels ([`super::plan::NetPlan`]); here it matches
+    /// nothing.
     pub fn contains(&self, seed: u64, index: u64, device_id: &str) -> bool {
         match self {
             Self::Percent(p) => {
@@ -25,6 +30,15 @@ impl Cohort {
                 (h as f64) < p * 10_000.0
             }
             Self::Range(a, b) => (*a..*b).contains(&index),
+            Self::Label(_) => false,
+        }
+    }
+
+    /// The label, if the cohort is one.
+    pub fn label(&self) -> Option<&str> {
+        match self {
+            Self::Label(l) => Some(l),
+            _ => None,
         }
     }
 }
@@ -68,8 +82,23 @@ impl std::str::FromStr for Cohort {
                 _ => Err(format!("'{s}' is not an index range: write e.g. 0..100")),
             };
         }
+        if let Some((k, v)) = t.strip_prefix("label:").unwrap_or(t).split_once('=') {
+            let (k, v) = (k.trim(), v.trim());
+            let ok = |x: &str| {
+                !x.is_empty()
+                    && x.len() <= 64
+                    && x.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            };
+            if ok(k) && ok(v) {
+                return Ok(Self::Label(format!("{k}={v}")));
+            }
+            return Err(format!(
+                "'{s}' is not a label: write key=value, each 1 to 64 letters, digits, '-', '_' or '.' (e.g. zone=eu)"
+            ));
+        }
         Err(format!(
-            "'{s}' is not a cohort: write a share (10%) or an index range (0..100)"
+            "'{s}' is not a cohort: write a share (10%), an index range (0..100) or a label (zone=eu)"
         ))
     }
 }
@@ -92,6 +121,7 @@ impl fmt::Display for Cohort {
         match self {
             Self::Percent(p) => write!(f, "{p}%"),
             Self::Range(a, b) => write!(f, "{a}..{b}"),
+            Self::Label(l) => f.write_str(l),
         }
     }
 }

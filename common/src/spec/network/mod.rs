@@ -8,6 +8,8 @@
 //! impairment: see [`plan::NetPlan`].
 
 mod cohort;
+mod flap;
+pub mod labels;
 pub mod plan;
 mod presets;
 
@@ -16,6 +18,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use cohort::Cohort;
+pub use flap::{DurationDist, FlapSpec, LinkMode, MIN_CYCLE_MS};
+pub use labels::{LabelDef, LabelSets};
 pub use presets::{preset, PRESETS};
 
 use crate::SpecError;
@@ -43,11 +47,30 @@ pub struct NetworkSpec {
     /// duration.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<NetRule>,
+    /// Labels cohorts may refer to (`cohort: zone=eu`), each a share, an index range or a
+    /// list of device ids.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, LabelDef>,
 }
 
 impl NetworkSpec {
     /// Checks every rule; errors name the field under `prefix` (e.g. `network`).
     pub fn validate(&self, prefix: &str) -> Result<(), SpecError> {
+        labels::validate(prefix, &self.labels)?;
+        let rules = self.cohorts.iter().map(|r| ("cohorts", r));
+        for (i, (list, r)) in rules
+            .enumerate()
+            .chain(self.timeline.iter().map(|r| ("timeline", r)).enumerate())
+        {
+            if let Some(l) = r.cohort.as_ref().and_then(Cohort::label) {
+                if !self.labels.contains_key(l) {
+                    return Err(SpecError::new(
+                        format!("{prefix}.{list}[{i}].cohort"),
+                        format!("label {l} is not defined: add it under {prefix}.labels (e.g. {l}: 10% or {l}: 0..100)"),
+                    ));
+                }
+            }
+        }
         if let Some(d) = &self.default {
             if d.cohort.is_some() || d.at.is_some() || d.duration.is_some() {
                 return Err(SpecError::new(
@@ -150,6 +173,9 @@ pub struct NetRule {
     /// device and sent when it is back.
     #[serde(default, alias = "partition", skip_serializing_if = "Option::is_none")]
     pub offline: Option<OfflineSpec>,
+    /// Flapping: each device's connection goes down and comes back, over and over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap: Option<FlapSpec>,
 }
 
 /// The impairments themselves. Absent means "not set here" (a lower rule's setting, or
@@ -181,6 +207,9 @@ pub struct Impairments {
     /// Offline (a partition): messages are kept on the device and sent when it is back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline: Option<OfflineSpec>,
+    /// Flapping: each device's connection goes down and comes back, over and over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap: Option<FlapSpec>,
 }
 
 impl Impairments {
@@ -189,7 +218,17 @@ impl Impairments {
         macro_rules! take {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f.clone(); } )* };
         }
-        take!(latency, loss, duplicate, reorder, bandwidth, corrupt, clock, offline);
+        take!(latency, loss, duplicate, reorder, bandwidth, corrupt, clock, offline, flap);
+    }
+
+    /// The names of the impairments set (`latency`, `loss`, ..., `offline`, `flap`).
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        macro_rules! name {
+            ($($f:ident),*) => { $( if self.$f.is_some() { out.push(stringify!($f)); } )* };
+        }
+        name!(latency, loss, duplicate, reorder, bandwidth, corrupt, clock, offline, flap);
+        out
     }
 
     /// True when nothing is impaired (every setting absent or a no-op).
@@ -202,6 +241,7 @@ impl Impairments {
             && self.corrupt.as_ref().is_none_or(|c| c.probability == 0.0)
             && self.clock.as_ref().is_none_or(ClockSpec::is_off)
             && self.offline.is_none()
+            && self.flap.as_ref().is_none_or(FlapSpec::is_off)
     }
 
     fn validate(&self, prefix: &str) -> Result<(), SpecError> {
@@ -236,21 +276,10 @@ impl Impairments {
             probability(&f("corrupt.probability"), c.probability)?;
         }
         if let Some(o) = &self.offline {
-            if o.buffer > MAX_OFFLINE_BUFFER {
-                return Err(SpecError::new(
-                    f("offline.buffer"),
-                    format!(
-                        "{} is above the limit of {MAX_OFFLINE_BUFFER} messages per device",
-                        o.buffer
-                    ),
-                ));
-            }
-            if !(o.flush_rate.is_finite() && o.flush_rate >= 0.0) {
-                return Err(SpecError::new(
-                    f("offline.flush_rate"),
-                    "must be 0 (all at once) or a positive number of messages per second",
-                ));
-            }
+            validate_offline(&f("offline"), o)?;
+        }
+        if let Some(fl) = &self.flap {
+            fl.validate(&f("flap"))?;
         }
         if let Some(c) = &self.clock {
             if !c.drift_ppm.is_finite() || c.drift_ppm.abs() > 1e6 {
@@ -305,6 +334,7 @@ impl NetRule {
             corrupt: self.corrupt.clone(),
             clock: self.clock.clone(),
             offline: self.offline.clone(),
+            flap: self.flap.clone(),
         }
     }
 
@@ -319,6 +349,25 @@ impl NetRule {
         base.overlay(&self.own());
         base
     }
+}
+
+fn validate_offline(prefix: &str, o: &OfflineSpec) -> Result<(), SpecError> {
+    if o.buffer > MAX_OFFLINE_BUFFER {
+        return Err(SpecError::new(
+            format!("{prefix}.buffer"),
+            format!(
+                "{} is above the limit of {MAX_OFFLINE_BUFFER} messages per device",
+                o.buffer
+            ),
+        ));
+    }
+    if !(o.flush_rate.is_finite() && o.flush_rate >= 0.0) {
+        return Err(SpecError::new(
+            format!("{prefix}.flush_rate"),
+            "must be 0 (all at once) or a positive number of messages per second",
+        ));
+    }
+    Ok(())
 }
 
 fn probability(field: &str, p: f64) -> Result<(), SpecError> {
@@ -492,6 +541,21 @@ pub struct OfflineSpec {
     /// Messages per second when flushing (0: all at once).
     #[serde(default)]
     pub flush_rate: f64,
+    /// What the device's own connection does meanwhile (mqtt): `close` (default), `stall`
+    /// or `keep`.
+    #[serde(default)]
+    pub link: LinkMode,
+}
+
+impl Default for OfflineSpec {
+    fn default() -> Self {
+        Self {
+            buffer: default_buffer(),
+            drop: DropPolicy::Oldest,
+            flush_rate: 0.0,
+            link: LinkMode::Close,
+        }
+    }
 }
 
 fn default_buffer() -> u32 {

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Cohort, Impairments, NetRule, NetworkSpec, MAX_RULES};
+use std::sync::Arc;
+
+use super::{Cohort, Impairments, LabelSets, NetRule, NetworkSpec, MAX_RULES};
 
 /// A rule set at runtime (`pluribusctl network FLEET set`), kept in the fleet record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +66,7 @@ impl PlannedRule {
 pub struct NetPlan {
     seed: u64,
     rules: Vec<PlannedRule>,
+    labels: Arc<LabelSets>,
 }
 
 impl NetPlan {
@@ -75,12 +78,24 @@ impl NetPlan {
         seed: u64,
     ) -> Self {
         let mut rules = Vec::new();
+        let labels = Arc::new(spec.map(|s| LabelSets::new(&s.labels)).unwrap_or_default());
         // Rules come from KV, which anyone with access may write: a rule that does not
         // validate is left out (and said so), and there are at most MAX_RULES.
         let mut add = |origin, position, r: &NetRule, from_ms: u64, until_ms: Option<u64>| {
             if let Err(e) = r.validate("rule") {
                 tracing::warn!(?origin, position, error = %e, "network rule left out");
                 return;
+            }
+            if let Some(l) = r.cohort.as_ref().and_then(Cohort::label) {
+                if !labels.defines(l) {
+                    tracing::warn!(
+                        ?origin,
+                        position,
+                        label = l,
+                        "network rule left out: its label is not defined"
+                    );
+                    return;
+                }
             }
             if rules.len() >= MAX_RULES {
                 tracing::warn!(?origin, position, "network rule left out: too many rules");
@@ -115,12 +130,21 @@ impl NetPlan {
         for (i, r) in runtime.iter().enumerate() {
             add(Origin::Runtime, i, &r.rule, r.since_ms, r.until_ms);
         }
-        Self { seed, rules }
+        Self {
+            seed,
+            rules,
+            labels,
+        }
     }
 
     /// True when no rule impairs anything, ever: the agent then leaves its sinks alone.
     pub fn is_off(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// True if the fleet file defines `label`.
+    pub fn defines_label(&self, label: &str) -> bool {
+        self.labels.defines(label)
     }
 
     /// Every rule, times resolved.
@@ -139,7 +163,7 @@ impl NetPlan {
         for r in self.live(now_ms) {
             if r.cohort
                 .as_ref()
-                .is_none_or(|c| c.contains(self.seed, index, device_id))
+                .is_none_or(|c| self.labels.contains(c, self.seed, index, device_id))
             {
                 out.get_or_insert_with(Impairments::default)
                     .overlay(&r.impairments);

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::{
-    BandwidthSpec, ChanceSpec, Distribution, GilbertSpec, Impairments, LatencySpec, LossSpec,
-    ReorderSpec,
+    BandwidthSpec, ChanceSpec, Distribution, DurationDist, FlapSpec, GilbertSpec, Impairments,
+    LatencySpec, LossSpec, ReorderSpec,
 };
 
 /// A named set of impairments.
@@ -100,6 +100,20 @@ pub const PRESETS: &[Preset] = &[
             bandwidth: Some(BandwidthSpec {
                 bytes_per_s: 125_000,
                 burst_bytes: None,
+            }),
+            ..Impairments::default()
+        },
+    },
+    Preset {
+        name: "flapping",
+        about: "an unstable cellular link: each device's connection drops after 60 s ± 20 s up and stays down 10 s ± 5 s (messages buffered meanwhile, sent on reconnect), 100 ms ± 30 ms (normal)",
+        make: || Impairments {
+            latency: Some(latency(100, 30, Distribution::Normal, 0.25)),
+            flap: Some(FlapSpec {
+                uptime: Some(DurationDist::ms(60_000, 20_000)),
+                per_minute: None,
+                downtime: DurationDist::ms(10_000, 5_000),
+                offline: None,
             }),
             ..Impairments::default()
         },

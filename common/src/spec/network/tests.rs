@@ -160,3 +160,82 @@ fn rules_that_do_not_validate_are_left_out_of_a_plan() {
     };
     assert!(NetPlan::new(None, &[bad], 0, 0).is_off());
 }
+
+#[test]
+fn label_cohorts_pick_the_devices_their_definition_names() {
+    let s = parse(
+        "  labels:\n    zone=eu: 0..10\n    link=cellular: 30%\n    site=lab: [f-00050, f-00051]\n  cohorts:\n    - {cohort: zone=eu, loss: {probability: 1}}\n    - {cohort: site=lab, clock: {offset: +30s}}\n    - {cohort: link=cellular, duplicate: {probability: 1}}\n",
+    )
+    .expect("valid");
+    let n = s.network.expect("network");
+    let plan = NetPlan::new(Some(&n), &[], 0, 3);
+    let id = |i: u64| format!("f-{i:05}");
+    let get = |i: u64| plan.effective(i, &id(i), 1);
+    for i in 0..10 {
+        assert!(get(i).is_some_and(|e| e.loss.is_some()), "{i}");
+    }
+    assert!(get(50).is_some_and(|e| e.clock.is_some() && e.loss.is_none()));
+    assert!(get(51).is_some_and(|e| e.clock.is_some()));
+    // The share is the same as a plain 30% cohort's.
+    let share = Cohort::Percent(30.0);
+    for i in 10..100 {
+        let dup = get(i).is_some_and(|e| e.duplicate.is_some());
+        assert_eq!(dup, share.contains(3, i, &id(i)), "{i}");
+    }
+    // A runtime rule on a label the file does not define is left out.
+    let bad = RuntimeRule {
+        rule: NetRule {
+            cohort: Some("zone=us".parse().expect("a label")),
+            loss: Some(LossSpec {
+                probability: 1.0,
+                gilbert: None,
+            }),
+            ..NetRule::default()
+        },
+        since_ms: 0,
+        until_ms: None,
+    };
+    assert_eq!(NetPlan::new(Some(&n), &[bad], 0, 3).rules().len(), 3);
+}
+
+#[test]
+fn bad_labels_and_flapping_name_the_field() {
+    for (section, field) in [
+        (
+            "  cohorts:\n    - {cohort: zone=eu, loss: {probability: 1}}\n",
+            "network.cohorts[0].cohort",
+        ),
+        ("  labels:\n    zone: 10%\n", "network.labels.zone"),
+        ("  labels:\n    a=b: c=d\n", "network.labels.a=b"),
+        (
+            "  default: {flap: {uptime: {mean: -5s}, downtime: {mean: 1s}}}\n",
+            "network.default.flap.uptime.mean",
+        ),
+        (
+            "  default: {flap: {uptime: {mean: 5s, deviation: -1s}, downtime: {mean: 1s}}}\n",
+            "network.default.flap.uptime.deviation",
+        ),
+        (
+            "  default: {flap: {per_minute: 1.5, downtime: {mean: 1s}}}\n",
+            "network.default.flap.per_minute",
+        ),
+        (
+            "  default: {flap: {downtime: {mean: 1s}}}\n",
+            "network.default.flap.uptime",
+        ),
+        (
+            "  default: {flap: {per_minute: 0.5, downtime: {mean: 0s}}}\n",
+            "network.default.flap.downtime.mean",
+        ),
+    ] {
+        let e = parse(section).expect_err(section);
+        assert!(e.field.ends_with(field), "{section}: {e}");
+    }
+    for (section, needle) in [
+        ("  labels:\n    a=b: 150%\n", "share"),
+        ("  default: {partition: {link: cut}}\n", "unknown variant"),
+    ] {
+        let e = parse(section).expect_err(section);
+        assert!(e.to_string().contains(needle), "{section}: {e}");
+    }
+}

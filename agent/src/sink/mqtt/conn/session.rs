@@ -12,14 +12,14 @@ use tokio::time::Instant;
 use super::{mono_us, Conn, End, Shared, State};
 use crate::sink::mqtt::codec::{self, Ack, Incoming, PublishParams};
 use crate::sink::mqtt::stream::Stream;
-use crate::sink::Inbound;
+use crate::sink::{Inbound, LinkMode};
 
 /// After CONNACK: resend what was not acknowledged, birth, subscriptions.
 pub(super) fn start_session(conn: &Conn, sh: &Shared, sock: Option<Arc<tokio::net::TcpStream>>) {
     let cfg = &sh.cfg;
     let vars = conn.vars();
     let mut st = conn.lock();
-    st.up = true;
+    st.up = st.link.is_none();
     st.writing = false;
     st.sock = sock;
     let mut resend = BytesMut::new();
@@ -65,6 +65,9 @@ pub(super) async fn session(conn: &Conn, sh: &Shared, s: &mut Stream, rbuf: &mut
     let tick = (!sh.cfg.keepalive.is_zero()).then(|| sh.cfg.keepalive / 2);
     let mut ping_at = Instant::now() + tick.unwrap_or(Duration::from_secs(3600));
     let (mut ping_out, mut wrote) = (false, true);
+    // Back from a stall: publishing waits for the broker's PINGRESP (it may have dropped
+    // the connection meanwhile, and then the device reconnects).
+    let mut verifying = false;
     loop {
         // Packets read (the first ones came with CONNACK) are handled before writing, so
         // their acks go out in the same write.
@@ -81,6 +84,25 @@ pub(super) async fn session(conn: &Conn, sh: &Shared, s: &mut Stream, rbuf: &mut
         }
         if rbuf.is_empty() && rbuf.capacity() > 0 {
             *rbuf = BytesMut::new();
+        }
+        if verifying && !ping_out {
+            verifying = false;
+            let mut st = conn.lock();
+            st.up = st.link.is_none();
+        }
+        let link = conn.lock().link;
+        match link {
+            None => {}
+            Some(LinkMode::Close) => return End::Cut,
+            Some(_) => {
+                if let Some(end) = stall(conn, sh).await {
+                    return end;
+                }
+                codec::pingreq(&mut conn.lock().out);
+                (ping_out, verifying) = (true, true);
+                ping_at = Instant::now() + tick.unwrap_or(Duration::from_secs(3600));
+                continue;
+            }
         }
         let (out, closing) = {
             let mut st = conn.lock();
@@ -120,6 +142,28 @@ pub(super) async fn session(conn: &Conn, sh: &Shared, s: &mut Stream, rbuf: &mut
                 wrote = false;
                 ping_at += tick.unwrap_or_default();
             }
+        }
+    }
+}
+
+/// Cut off with the connection kept open but silent: nothing is read, written or pinged
+/// (the broker expires it after 1.5 × keepalive). Returns when the device is let back
+/// (`None`), or how the session ends if it is closed or cut off for good meanwhile.
+async fn stall(conn: &Conn, sh: &Shared) -> Option<End> {
+    sh.metrics
+        .net
+        .disconnects
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    loop {
+        conn.wake.notified().await;
+        let st = conn.lock();
+        if st.closing {
+            return Some(End::Closed);
+        }
+        match st.link {
+            None => return None,
+            Some(LinkMode::Close) => return Some(End::Cut),
+            Some(_) => {}
         }
     }
 }
@@ -201,10 +245,8 @@ fn latency_us(payload: &[u8]) -> Option<u64> {
         ts: Option<u64>,
     }
     let ts = serde_json::from_slice::<Ts>(payload).ok()?.ts?;
-    let now_us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_micros() as u64;
+    // The payload's ts is on the agent's (server-corrected) clock.
+    let now_us = pluribus_common::time::now_us();
     Some(now_us.saturating_sub(ts.saturating_mul(1000)))
 }
 
