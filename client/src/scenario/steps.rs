@@ -25,7 +25,7 @@ pub enum Step {
     /// Delete a fleet and wait for its devices to stop.
     Delete(FleetRef),
     /// Impair a fleet's network (a rule as in `pluribusctl network set`), or clear it.
-    Network(Network),
+    Network(Box<Network>),
     /// Send a command to one device or a cohort, and optionally expect replies.
     Command(Command),
     /// Make an agent hand off its work (a failover drill), or take work again.
