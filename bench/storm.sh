@@ -63,7 +63,7 @@ sink:
   command_topic: ''
   reconnect: {min: 1s, max: 8s, jitter: $mode}
 EOF
-  "$BIN/pluribusctl" deploy-fleet --file "$WORK/storm.yaml" >/dev/null
+  "$BIN/pluribusctl" deploy-fleet --file "$WORK/storm.yaml" >/dev/null 2>&1
   wait_connects "$log" "$N" 120
   sleep 3
   before=$(wc -l <"$log")
@@ -79,7 +79,8 @@ EOF
     }' >"$WORK/out"
   IFS='|' read -r peak took hist <"$WORK/out"
   echo "| $mode | $peak | $took | $hist |"
-  "$BIN/pluribusctl" delete-fleet storm >/dev/null
+  "$BIN/pluribusctl" delete-fleet storm >/dev/null 2>&1
   sleep 3
   kill -9 "$mpid" 2>/dev/null || true
+  wait "$mpid" 2>/dev/null || true
 done
