@@ -259,6 +259,7 @@ impl Control {
             &self.secrets,
             &self.events,
             metrics,
+            self.cfg.wake_grid,
         ) {
             Ok(p) => p,
             Err(why) => {
@@ -337,6 +338,7 @@ impl Control {
             &self.secrets,
             &self.events,
             metrics,
+            self.cfg.wake_grid,
         ) {
             Ok(p) => {
                 let handle = p.spawn(self.token.child_token(), &self.tracker);

@@ -228,6 +228,7 @@ impl Control {
                     &self.secrets,
                     &self.events,
                     self.metrics.fleet(fleet),
+                    self.cfg.wake_grid,
                 )
                 .ok(),
                 _ => None,
