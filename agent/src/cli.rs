@@ -107,7 +107,7 @@ impl AgentArgs {
         let wake_grid = self.wake_grid.unwrap_or(DEFAULT_WAKE_GRID);
         if wake_grid < Duration::from_millis(1)
             || wake_grid > Duration::from_millis(50)
-            || wake_grid.subsec_nanos() % 1_000_000 != 0
+            || !wake_grid.subsec_nanos().is_multiple_of(1_000_000)
         {
             return Err(format!(
                 "--wake-grid {:?} is out of range: use whole milliseconds from 1ms to 50ms (default {:?})",
