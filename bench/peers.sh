@@ -18,6 +18,8 @@
 #   bench/peers.sh                 # prints a Markdown table; stops everything it started
 #   PEERS_N=1000 PEERS_CONNS=2000 PEERS_WINDOW=20 bench/peers.sh
 #   PEERS_RATE=10 PEERS_N=2000 PEERS_ONLY=a bench/peers.sh   # 2000 x 10 msg/s, scenario (a) only
+#   PEERS_TOOLS="pluribus tsung" ...   # only some of the tools (a tool left out shows "failed")
+#   PEERS_AGENT_ARGS="--wake-grid 5ms" ... # extra flags for the Pluribus agent
 # Needs: mosquitto + mosquitto-clients, nats-server, tsung (apt-get install -y tsung), and
 # Locust + paho-mqtt in bench/.venv (python3 -m venv bench/.venv &&
 # bench/.venv/bin/pip install locust paho-mqtt), or LOCUST=/path/to/locust.
@@ -29,6 +31,7 @@ CONNS=${PEERS_CONNS:-2000}
 WINDOW=${PEERS_WINDOW:-20}
 RATE=${PEERS_RATE:-1}
 ONLY=${PEERS_ONLY:-ab}
+TOOLS=${PEERS_TOOLS:-pluribus locust tsung}
 [[ "$RATE" =~ ^[1-9][0-9]*$ && "$RATE" -le 100 ]] || { echo "peers.sh: PEERS_RATE must be a whole number of msg/s from 1 to 100" >&2; exit 2; }
 INTERVAL_MS=$(( 1000 / RATE ))
 THINK=$(python3 -c "print(1/$RATE)")
@@ -37,9 +40,12 @@ LOCUST=${LOCUST:-bench/.venv/bin/locust}
 [[ -x "$LOCUST" ]] || LOCUST=$(command -v locust || true)
 
 missing=()
-for c in mosquitto mosquitto_sub nats-server stdbuf tsung erl python3; do
+needs=(mosquitto mosquitto_sub nats-server stdbuf python3)
+[[ "$TOOLS" == *tsung* ]] && needs+=(tsung erl)
+for c in "${needs[@]}"; do
   command -v "$c" >/dev/null || missing+=("$c")
 done
+[[ "$TOOLS" == *locust* ]] || LOCUST=none
 if ((${#missing[@]})) || [[ -z "$LOCUST" ]]; then
   echo "peers.sh: missing: ${missing[*]} ${LOCUST:-locust}" >&2
   echo "  install: apt-get install -y mosquitto mosquitto-clients tsung;" \
@@ -47,6 +53,7 @@ if ((${#missing[@]})) || [[ -z "$LOCUST" ]]; then
     "python3 -m venv bench/.venv && bench/.venv/bin/pip install locust paho-mqtt" >&2
   exit 1
 fi
+if [[ "$TOOLS" == *locust* ]]; then
 "$LOCUST" --version >/dev/null 2>&1 || { echo "peers.sh: $LOCUST does not run" >&2; exit 1; }
 LOCUST_PY=$(dirname "$LOCUST")/python
 [[ -x "$LOCUST_PY" ]] || LOCUST_PY=python3
@@ -55,8 +62,10 @@ LOCUST_PY=$(dirname "$LOCUST")/python
     "bench/.venv/bin/pip install -U locust paho-mqtt" >&2
   exit 1
 }
+fi
 
-cargo build --release -p pluribus-agent -p pluribusctl --quiet
+# The same build as bench/lib.sh (a -p build unifies features differently and rebuilds the agent).
+cargo build --release --workspace --quiet
 BIN=$PWD/target/release
 WORK=$(mktemp -d)
 METER="python3 bench/peers/meter.py"
@@ -119,7 +128,7 @@ quiet() { $METER drain "$CONNS_LOG" "$BASE_CLIENTS" 60 || echo "peers.sh: going 
 
 pluribus() { # scenario n interval
   local a
-  "$BIN/pluribus-agent" --name "peers-$1" </dev/null >/dev/null 2>"$WORK/agent-$1.log" &
+  "$BIN/pluribus-agent" --name "peers-$1" ${PEERS_AGENT_ARGS:-} </dev/null >/dev/null 2>"$WORK/agent-$1.log" &
   a=$!
   pids+=("$a")
   sleep 2
@@ -181,15 +190,15 @@ tsung_run() { # scenario n pub(100|0) loops hold
 
 if [[ "$ONLY" == *a* ]]; then
   echo "peers.sh: (a) $N connections x $RATE msg/s for ${WINDOW}s: Pluribus, Locust, Tsung" >&2
-  pluribus a "$N" "${INTERVAL_MS}ms"
-  locust_run a "$N" 1 $(( WINDOW + SETTLE + 15 ))
-  tsung_run a "$N" 100 $(( (WINDOW + SETTLE + 12) * RATE )) 1
+  [[ "$TOOLS" == *pluribus* ]] && pluribus a "$N" "${INTERVAL_MS}ms"
+  [[ "$TOOLS" == *locust* ]] && locust_run a "$N" 1 $(( WINDOW + SETTLE + 15 ))
+  [[ "$TOOLS" == *tsung* ]] && tsung_run a "$N" 100 $(( (WINDOW + SETTLE + 12) * RATE )) 1
 fi
 if [[ "$ONLY" == *b* ]]; then
   echo "peers.sh: (b) $CONNS connections, as fast as each tool goes" >&2
-  pluribus b "$CONNS" 1h
-  locust_run b "$CONNS" 0 25
-  tsung_run b "$CONNS" 0 0 15
+  [[ "$TOOLS" == *pluribus* ]] && pluribus b "$CONNS" 1h
+  [[ "$TOOLS" == *locust* ]] && locust_run b "$CONNS" 0 25
+  [[ "$TOOLS" == *tsung* ]] && tsung_run b "$CONNS" 0 0 15
 fi
 
 for k in "${!R[@]}"; do echo "$k ${R[$k]}"; done >"$WORK/results.txt"

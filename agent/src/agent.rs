@@ -19,6 +19,8 @@ use crate::registry::Registry;
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(3);
 /// Default heartbeat interval.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
+/// Default wake-up grid of the device timers (`--wake-grid`).
+pub const DEFAULT_WAKE_GRID: Duration = Duration::from_millis(1);
 
 /// How an agent behaves.
 #[derive(Debug, Clone)]
@@ -38,6 +40,8 @@ pub struct AgentConfig {
     pub lease_ttl: Duration,
     /// Heartbeat interval.
     pub heartbeat: Duration,
+    /// Wake-up grid of the shard runners' device timers (see `--wake-grid`).
+    pub wake_grid: Duration,
     /// How often unheld shards are re-offered and the balance checked.
     pub reconcile: Duration,
     /// Release shards above the fair share when an agent with room is around.
@@ -57,6 +61,7 @@ impl Default for AgentConfig {
             max_connections: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             heartbeat: DEFAULT_HEARTBEAT,
+            wake_grid: DEFAULT_WAKE_GRID,
             reconcile: Duration::from_secs(2),
             auto_rebalance: true,
             metrics_listen: None,

@@ -8,7 +8,7 @@ use clap::Parser;
 use pluribus_common::connect::NatsArgs;
 use pluribus_common::names::validate_name;
 
-use crate::agent::{AgentConfig, DEFAULT_HEARTBEAT, DEFAULT_LEASE_TTL};
+use crate::agent::{AgentConfig, DEFAULT_HEARTBEAT, DEFAULT_LEASE_TTL, DEFAULT_WAKE_GRID};
 
 /// Runs Pluribus virtual devices: claims shards of fleets from NATS and runs them until
 /// told otherwise. Start as many as you like; they share the work.
@@ -38,6 +38,13 @@ pub struct AgentArgs {
     /// Heartbeat interval [default: 2s].
     #[arg(long, env = "PLURIBUS_HEARTBEAT", value_parser = humantime::parse_duration)]
     pub heartbeat: Option<Duration>,
+    /// Wake-up grid of the device timers, 1ms to 50ms [default: 1ms]: a device's message
+    /// goes out at the first multiple of it at or after its slot, so every shard due in the
+    /// same grid step wakes once and sends in one burst. A coarser grid costs less CPU per
+    /// message (fewer wake-ups of the agent and of the broker) and adds up to one step of
+    /// tick lag.
+    #[arg(long, env = "PLURIBUS_WAKE_GRID", value_parser = humantime::parse_duration)]
+    pub wake_grid: Option<Duration>,
     /// Do not release shards to less loaded agents by itself (`pluribusctl rebalance` still works).
     #[arg(long, env = "PLURIBUS_NO_AUTO_REBALANCE")]
     pub no_auto_rebalance: bool,
@@ -98,6 +105,16 @@ impl AgentArgs {
                 heartbeat, DEFAULT_HEARTBEAT
             ));
         }
+        let wake_grid = self.wake_grid.unwrap_or(DEFAULT_WAKE_GRID);
+        if wake_grid < Duration::from_millis(1)
+            || wake_grid > Duration::from_millis(50)
+            || !wake_grid.subsec_nanos().is_multiple_of(1_000_000)
+        {
+            return Err(format!(
+                "--wake-grid {:?} is out of range: use whole milliseconds from 1ms to 50ms (default {:?})",
+                wake_grid, DEFAULT_WAKE_GRID
+            ));
+        }
         if self.max_devices == Some(0) {
             return Err(
                 "--max-devices 0 would take no work: give at least 1, or leave it out for no limit"
@@ -111,6 +128,7 @@ impl AgentArgs {
             max_connections: self.max_connections,
             lease_ttl,
             heartbeat,
+            wake_grid,
             reconcile: Duration::from_secs(2),
             auto_rebalance: !self.no_auto_rebalance,
             metrics_listen: self.metrics_listen,
@@ -167,6 +185,18 @@ mod tests {
         assert!(args.config().expect_err("short").contains("--lease-ttl"));
         let args = AgentArgs::parse_from(["pluribus-agent", "--max-devices", "0"]);
         assert!(args.config().expect_err("zero").contains("--max-devices"));
+        for bad in ["0ms", "60ms", "1500us"] {
+            let args = AgentArgs::parse_from(["pluribus-agent", "--wake-grid", bad]);
+            assert!(
+                args.config().expect_err(bad).contains("--wake-grid"),
+                "{bad}"
+            );
+        }
+        let args = AgentArgs::parse_from(["pluribus-agent", "--wake-grid", "5ms"]);
+        assert_eq!(
+            args.config().expect("5ms").wake_grid,
+            Duration::from_millis(5)
+        );
         let args = AgentArgs::parse_from(["pluribus-agent", "--name", "a1", "--labels", "zone=a"]);
         let c = args.config().expect("ok");
         assert_eq!(c.name, "a1");

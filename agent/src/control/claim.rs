@@ -271,6 +271,7 @@ impl Control {
             &self.secrets,
             &self.events,
             metrics,
+            self.cfg.wake_grid,
         ) {
             Ok(p) => p,
             Err(why) => {
@@ -394,6 +395,7 @@ impl Control {
             &self.secrets,
             &self.events,
             metrics,
+            self.cfg.wake_grid,
         ) {
             Ok(p) => {
                 let Held {

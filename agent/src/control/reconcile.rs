@@ -269,6 +269,7 @@ impl Control {
                     &self.secrets,
                     &self.events,
                     self.metrics.fleet(fleet),
+                    self.cfg.wake_grid,
                 )
                 .ok(),
                 _ => None,

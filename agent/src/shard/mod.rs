@@ -50,6 +50,19 @@ fn now_us() -> u64 {
     pluribus_common::time::now_us()
 }
 
+/// `wait` stretched to end on the next multiple of `grid_ms` of the Unix clock (unchanged
+/// when it is zero: what is due now goes now). Every shard rounds to the same instants, so
+/// the runtime wakes once per step for all of them.
+fn on_grid(wait: Duration, grid_ms: u64) -> Duration {
+    if wait.is_zero() || grid_ms <= 1 {
+        return wait;
+    }
+    let now = now_us();
+    let end = now + wait.as_micros() as u64;
+    let step = grid_ms * 1000;
+    Duration::from_micros(end.div_ceil(step) * step - now)
+}
+
 /// The answer to a device command.
 pub type CommandReply = Result<Option<Vec<u8>>, String>;
 
@@ -151,7 +164,9 @@ struct Runner {
     /// Set when the fleet has a fleet-wide rate: slots follow Φ instead of the clock, and
     /// heap keys are positions in thousandths of a slot instead of due times in ms.
     pace: Option<PaceState>,
-    /// Lateness of the slots sent since the last merge into `metrics`.
+    /// The wake-up grid (ms): the task sleeps until a multiple of it, so that shards due in
+    /// the same step wake together and send in one burst.
+    grid_ms: u64,
     /// Lateness (µs) of the slots of the current batch; recorded into the fleet's shared
     /// histogram once per batch. A histogram per shard would cost ~190 KB each.
     lag: Vec<u64>,
@@ -173,6 +188,7 @@ pub fn prepare(
     secrets: &crate::secrets::Secrets,
     events: &Events,
     metrics: Arc<FleetMetrics>,
+    wake_grid: Duration,
 ) -> Result<Prepared, String> {
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let sink_ctx = &SinkContext {
@@ -262,6 +278,7 @@ pub fn prepare(
             seed: record_seed,
             inbound: inbound_rx,
             pace: None,
+            grid_ms: (wake_grid.as_millis() as u64).max(1),
             lag: Vec::new(),
             events: events.clone(),
             fence: Fence::open(),
@@ -342,7 +359,7 @@ impl Runner {
         let mut due_turn_taken = false;
         loop {
             let wait = match self.heap.peek().copied() {
-                Some(Reverse((key, _, _))) => self.wait_for(key),
+                Some(Reverse((key, _, _))) => on_grid(self.wait_for(key), self.grid_ms),
                 None => Duration::from_secs(3600),
             };
             let shaped = self.record.spec.load.is_some();
@@ -457,5 +474,24 @@ impl Runner {
         let base = self.base();
         (index >= base && ((index - base) as usize) < self.slots.len())
             .then(|| (index - base) as usize)
+    }
+}
+
+#[cfg(test)]
+mod grid_tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_is_stretched_to_the_grid_and_no_further() {
+        assert_eq!(on_grid(Duration::ZERO, 5), Duration::ZERO);
+        assert_eq!(
+            on_grid(Duration::from_millis(3), 1),
+            Duration::from_millis(3)
+        );
+        for ms in [1, 2, 4, 5, 7, 100] {
+            let w = Duration::from_millis(ms);
+            let g = on_grid(w, 5);
+            assert!(g >= w && g < w + Duration::from_millis(5), "{w:?} -> {g:?}");
+        }
     }
 }
