@@ -312,6 +312,9 @@ impl FleetSpec {
                 ),
             ));
         }
+        if self.sink.kind == "fix" {
+            self.sink.fix_config()?.check_shard_size(self.shard_size)?;
+        }
         let shards = self.device_count().div_ceil(u64::from(self.shard_size));
         if shards > MAX_SHARDS {
             return Err(SpecError::new(
