@@ -17,6 +17,7 @@ use super::access::Access;
 use super::eventlog::EventLog;
 use super::history::History;
 use super::model::{self, Desired, Model};
+use super::window::Anchors;
 use crate::beats::AgentBeats;
 use crate::cmd::Ctx;
 use crate::feed::{Change, KvFeed};
@@ -38,6 +39,8 @@ pub struct Shared {
     pub desired: RwLock<Desired>,
     /// Whether controls are allowed.
     pub access: RwLock<Access>,
+    /// Heartbeats a report's window figures start from.
+    pub anchors: RwLock<Anchors>,
 }
 
 /// Applies one change of the fleets bucket.
@@ -132,6 +135,9 @@ pub async fn run(shared: Arc<Shared>, tx: watch::Sender<Arc<Model>>) -> Result<(
                 };
                 if let Ok(mut h) = shared.history.write() {
                     h.record(&model);
+                }
+                if let Ok(mut a) = shared.anchors.write() {
+                    a.record(&beats, model.ts_ms);
                 }
                 tx.send_replace(model);
             }
