@@ -220,7 +220,7 @@ impl FixSinkConfig {
     /// Checks that sessions shared by several devices never span two shards.
     pub fn check_shard_size(&self, shard_size: u32) -> Result<(), SpecError> {
         let n = self.devices_per_session.max(1);
-        if shard_size % n != 0 {
+        if !shard_size.is_multiple_of(n) {
             return Err(SpecError::new(
                 "shard_size",
                 format!("{shard_size} is not a multiple of sink.devices_per_session {n}: a session would span two shards (and two agents); use e.g. --shard-size {}", n * shard_size.div_ceil(n).max(1)),

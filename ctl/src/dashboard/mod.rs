@@ -126,6 +126,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         desired: RwLock::new(model::Desired::default()),
         access: RwLock::new(access.clone()),
         anchors: RwLock::new(window::Anchors::new(args.history.as_millis() as u64)),
+        beats: RwLock::new(crate::beats::AgentBeats::default()),
     });
     let guard = Arc::new(auth::Guard {
         token: args.token.clone(),

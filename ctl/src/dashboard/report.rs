@@ -58,10 +58,15 @@ pub fn data(shared: &Shared, now_ms: u64, window: Duration) -> ReportData {
             .collect(),
         Err(_) => Vec::new(),
     };
+    let latest = shared
+        .beats
+        .read()
+        .map(|b| super::window::latest(&b))
+        .unwrap_or_default();
     let report = shared.anchors.read().ok().and_then(|a| {
         let (start_ms, before) = a.at(from_ms)?;
         Some(window_with_cumulative_percentiles(
-            before, &a.latest, start_ms, now_ms,
+            before, &latest, start_ms, now_ms,
         ))
     });
     let csv = report.as_ref().map(|r| csv(&r.figures)).unwrap_or_default();

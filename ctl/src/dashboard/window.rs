@@ -1,5 +1,5 @@
 //! What a report's window figures start from: every agent's heartbeat, kept every
-//! [`EVERY`] for as long as the history, and the latest heartbeats. The window's figures
+//! [`EVERY`] for as long as the history (counters only). The window's figures
 //! are `pluribusctl report --window`'s, from the kept heartbeat nearest the window's start
 //! to the latest (counts and rates of the window; latency percentiles since each agent
 //! started, as the kept heartbeats hold no histograms: they are large).
@@ -14,27 +14,44 @@ use crate::beats::AgentBeats;
 /// How often the heartbeats are kept.
 pub const EVERY: Duration = Duration::from_secs(15);
 
-/// Kept heartbeats, oldest first, and the latest ones.
+/// Kept heartbeats, oldest first.
 #[derive(Debug)]
 pub struct Anchors {
     keep_ms: u64,
     kept: VecDeque<(u64, Vec<Heartbeat>)>,
-    /// The latest heartbeat of every agent (histograms included).
-    pub latest: Vec<Heartbeat>,
 }
 
-/// A heartbeat without its histograms (counters only).
-fn counters_only(h: &Heartbeat) -> Heartbeat {
-    let mut h = h.clone();
-    for c in h.fleets.values_mut() {
-        c.tick_lag_us = None;
-        c.ack_latency_us = None;
-        c.receive_latency_us = None;
+/// A copy of `h` without its histograms (counters only). They are taken out while it is
+/// copied and put back: a histogram is tens of KB, and there is one per agent and fleet.
+fn counters_only(h: &mut Heartbeat) -> Heartbeat {
+    type Hists = [Option<pluribus_common::hist::Hist>; 4];
+    let taken: Vec<Hists> = h
+        .fleets
+        .values_mut()
+        .map(|c| {
+            [
+                c.tick_lag_us.take(),
+                c.ack_latency_us.take(),
+                c.receive_latency_us.take(),
+                c.network.as_mut().and_then(|n| n.added_delay_us.take()),
+            ]
+        })
+        .collect();
+    let copy = h.clone();
+    for (c, [lag, ack, rx, delay]) in h.fleets.values_mut().zip(taken) {
+        c.tick_lag_us = lag;
+        c.ack_latency_us = ack;
+        c.receive_latency_us = rx;
         if let Some(n) = c.network.as_mut() {
-            n.added_delay_us = None;
+            n.added_delay_us = delay;
         }
     }
-    h
+    copy
+}
+
+/// The latest heartbeat of every agent, histograms included (what a window ends with).
+pub fn latest(beats: &AgentBeats) -> Vec<Heartbeat> {
+    beats.agents.values().map(|b| b.latest.clone()).collect()
 }
 
 impl Anchors {
@@ -43,20 +60,22 @@ impl Anchors {
         Self {
             keep_ms,
             kept: VecDeque::new(),
-            latest: Vec::new(),
         }
     }
 
     /// Records the agents' heartbeats at `now_ms` (kept once every [`EVERY`]).
-    pub fn record(&mut self, beats: &AgentBeats, now_ms: u64) {
-        self.latest = beats.agents.values().map(|b| b.latest.clone()).collect();
+    pub fn record(&mut self, beats: &mut AgentBeats, now_ms: u64) {
         let due = self
             .kept
             .back()
             .is_none_or(|(ts, _)| now_ms >= ts + EVERY.as_millis() as u64);
         if due {
-            self.kept
-                .push_back((now_ms, self.latest.iter().map(counters_only).collect()));
+            let copy = beats
+                .agents
+                .values_mut()
+                .map(|b| counters_only(&mut b.latest))
+                .collect();
+            self.kept.push_back((now_ms, copy));
         }
         let oldest = now_ms.saturating_sub(self.keep_ms + EVERY.as_millis() as u64);
         while self.kept.front().is_some_and(|(ts, _)| *ts < oldest) {
@@ -84,7 +103,7 @@ mod tests {
         beats.insert("a".into(), hb("a", 3, None));
         let mut a = Anchors::new(60_000);
         for s in 0..200u64 {
-            a.record(&beats, 1_000_000 + s * 1_000);
+            a.record(&mut beats, 1_000_000 + s * 1_000);
         }
         let now = 1_000_000 + 199_000;
         let (ts, h) = a.at(now - 30_000).expect("kept");
@@ -96,6 +115,6 @@ mod tests {
             "kept only the history: {}",
             now - oldest
         );
-        assert_eq!(a.latest.len(), 1);
+        assert_eq!(latest(&beats).len(), 1);
     }
 }
