@@ -377,7 +377,9 @@ async fn sessions_over_tls_with_a_test_ca() {
     let ca_path = write_file(&dir, "ca.pem", &ca);
     let (port, front) = tls_front(&cert, &key, acceptor.port()).await;
     let mut c = Cluster::new("fix-tls");
-    c.agent("a1", &[]);
+    // TLS files are read from the agent's --secrets-dir only.
+    let secrets = dir.path().display().to_string();
+    c.agent("a1", &["--secrets-dir", &secrets]);
     c.wait_agents(1).await;
     let host = format!("tls://127.0.0.1:{port}");
     c.ctl(&[

@@ -70,6 +70,7 @@ impl Resolved {
                 c.ca.as_deref(),
                 c.cert.as_deref(),
                 c.key.as_deref(),
+                secrets,
             )?)
         } else {
             None
