@@ -131,9 +131,21 @@ impl Secrets {
     /// The contents of `file:PATH` for `field` (a path under `--secrets-dir`, absolute or
     /// relative to it), without a trailing newline.
     pub fn file(&self, field: &str, path: &str) -> Result<String, String> {
+        self.read(field, &format!("file:{path}"), path)
+    }
+
+    /// The contents of a TLS file (`ca`, `cert`, `key`) for `field`: like `file:`, a
+    /// regular file under `--secrets-dir` (absolute or relative to it), size-capped and
+    /// read off the control loop, since a spec's author chooses the path.
+    pub fn tls_file(&self, field: &str, path: &str) -> Result<String, String> {
+        self.read(field, path, path)
+    }
+
+    /// `path` under the secrets directory; errors show it as `shown`.
+    fn read(&self, field: &str, shown: &str, path: &str) -> Result<String, String> {
         let Some(root) = &self.inner.root else {
             return Err(format!(
-                "{field}: file:{path} is not allowed on this agent: start pluribus-agent with --secrets-dir DIR and put the file under DIR"
+                "{field}: {shown} is not allowed on this agent: files a spec names are read from the agent's --secrets-dir only: start pluribus-agent with --secrets-dir DIR and put the file under DIR"
             ));
         };
         let given = Path::new(path);
@@ -148,7 +160,7 @@ impl Secrets {
         };
         let outside = || {
             format!(
-                "{field}: file:{path} is outside this agent's --secrets-dir {}: put the file there and reference it by its name",
+                "{field}: {shown} is outside this agent's --secrets-dir {}: put the file there and reference it by its name",
                 dir.display()
             )
         };
@@ -158,9 +170,9 @@ impl Secrets {
         }
         match self.read_files().get(rel) {
             Some(Ok(s)) => Ok(s.clone()),
-            Some(Err(why)) => Err(format!("{field}: file:{path}: {why}")),
+            Some(Err(why)) => Err(format!("{field}: {shown}: {why}")),
             None => Err(format!(
-                "{field}: file:{path} does not exist under this agent's --secrets-dir {} (files there are read every {}s): create it",
+                "{field}: {shown} does not exist under this agent's --secrets-dir {} (files there are read every {}s): create it",
                 dir.display(),
                 REFRESH.as_secs()
             )),

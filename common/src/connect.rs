@@ -261,6 +261,32 @@ impl NatsArgs {
         Ok(prefix)
     }
 
+    /// The servers of `--nats-url`: one URL, or several separated by commas as NATS
+    /// clients accept (`nats://a:4222,nats://b:4222`; the client fails over between them).
+    /// async-nats takes a comma list only as a list, so it is split here.
+    pub fn servers(&self) -> Result<Vec<async_nats::ServerAddr>, ConnectError> {
+        let urls: Vec<&str> = self
+            .nats_url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Err(ConnectError::Options(
+                "--nats-url is empty: give a server, e.g. nats://127.0.0.1:4222".into(),
+            ));
+        }
+        urls.iter()
+            .map(|u| {
+                u.parse::<async_nats::ServerAddr>().map_err(|e| {
+                    ConnectError::Options(format!(
+                        "--nats-url {u}: {e}: write nats://host:port, several separated by commas"
+                    ))
+                })
+            })
+            .collect()
+    }
+
     /// Connects, then checks the server version and that JetStream is on.
     /// `tune` adjusts the options (event callbacks, capacities) before connecting.
     pub async fn connect_with(
@@ -269,10 +295,11 @@ impl NatsArgs {
         tune: impl FnOnce(async_nats::ConnectOptions) -> async_nats::ConnectOptions,
     ) -> Result<Connection, ConnectError> {
         let ns = self.namespace()?;
+        let servers = self.servers()?;
         let opts = tune(self.options(name).await?);
         let url = self.nats_url.clone();
         let client = opts
-            .connect(url.as_str())
+            .connect(servers)
             .await
             .map_err(|e| unreachable_or_refused(&url, e))?;
         let found = client.server_info().version;
@@ -312,10 +339,11 @@ impl NatsArgs {
     /// Connects for plain publish/subscribe, without the version and JetStream checks: for
     /// reading what a system under test delivers on a NATS that need not be Pluribus' own.
     pub async fn connect_core(&self, name: &str) -> Result<async_nats::Client, ConnectError> {
+        let servers = self.servers()?;
         let url = self.nats_url.clone();
         self.options(name)
             .await?
-            .connect(url.as_str())
+            .connect(servers)
             .await
             .map_err(|e| ConnectError::Unreachable {
                 url,
@@ -355,6 +383,35 @@ pub fn version_at_least(version: &str, min: (u64, u64)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_comma_separated_url_is_a_server_list() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            nats: NatsArgs,
+        }
+        let args = |url: &str| {
+            Cli::try_parse_from(["t", "--nats-url", url])
+                .expect("flags")
+                .nats
+        };
+        let s = args("nats://a:4222, nats://b:4223,tls://c:4224")
+            .servers()
+            .expect("three servers");
+        assert_eq!(s.len(), 3);
+        assert_eq!((s[1].host(), s[1].port()), ("b", 4223));
+        assert_eq!(
+            args("nats://127.0.0.1:4222").servers().expect("one").len(),
+            1
+        );
+        let e = args("nats://a:4222,nats://b:x")
+            .servers()
+            .expect_err("bad port");
+        assert!(e.to_string().contains("--nats-url nats://b:x"), "{e}");
+        assert!(args(" , ").servers().is_err());
+    }
 
     #[test]
     fn versions_compare() {

@@ -162,3 +162,58 @@ fn a_cluster_without_a_leader_is_reported_as_such() {
         out.stderr
     );
 }
+
+/// `--nats-url` takes the cluster's nodes comma-separated, as NATS clients do: pluribusctl
+/// and the agent connect through the list even when its first node is down.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_comma_separated_nats_url_reaches_the_cluster_past_a_dead_node() {
+    let mut cluster = NatsCluster::start(3);
+    let urls = cluster.urls();
+    assert_eq!(urls.matches(',').count(), 2, "{urls}");
+    cluster.nodes[0].kill();
+    let ctl = |args: &[&str]| {
+        let mut all = vec!["--kv-replicas", "3"];
+        all.extend_from_slice(args);
+        ctl_at(&urls, NS, &all)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = ctl(&["status"]);
+        assert!(
+            !out.stderr.contains("invalid port"),
+            "the list is parsed: {}",
+            out.stderr
+        );
+        if out.code == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status through {urls} within 30 s: {}",
+            out.stderr
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let a1 = spawn_agent_at(&urls, NS, "a1", &["--kv-replicas", "3"]);
+    let _logs = LogsOnPanic(vec![("a1", &a1)]);
+    wait_status_at(&urls, NS, "the agent alive", Duration::from_secs(30), |s| {
+        s["agents"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["alive"] == true))
+    })
+    .await;
+    ctl(&["deploy-fleet", "mu", "--count", "5", "--interval", "500ms"]).ok();
+    wait_status_at(
+        &urls,
+        NS,
+        "5 running through the URL list",
+        Duration::from_secs(30),
+        |s| {
+            s["fleets"]
+                .as_array()
+                .and_then(|f| f.first())
+                .is_some_and(|f| f["running"] == 5)
+        },
+    )
+    .await;
+}

@@ -80,6 +80,19 @@ async fn the_dashboard_works_in_a_real_browser() {
         "500ms",
     ])
     .ok();
+    // A fleet whose network impairments drop half its messages: the page charts them.
+    c.ctl(&[
+        "deploy-fleet",
+        "lossy",
+        "--count",
+        "2",
+        "--sink",
+        "nats",
+        "--interval",
+        "200ms",
+    ])
+    .ok();
+    c.ctl(&["network", "set", "lossy", "--loss", "50%"]).ok();
     let (_dash, url) = dashboard(&c, &[]).await;
     let (_ro, ro_url) = dashboard(&c, &["--read-only"]).await;
 
@@ -147,6 +160,40 @@ async fn the_dashboard_works_in_a_real_browser() {
     assert_eq!(seen["read_only_controls"], 0, "{seen}");
     assert_eq!(seen["read_only_command_form"], false, "{seen}");
     assert_eq!(seen["report_has_svg"], true, "{seen}");
+    // The chart of injected faults shows lossy's drops.
+    assert!(
+        seen["injected_dropped_per_s"]
+            .as_f64()
+            .is_some_and(|d| d > 0.0),
+        "{seen}"
+    );
+    // The report holds `pluribusctl report`'s window figures: a table row, the JSON and
+    // the CSV, each with web's messages, and lossy's injected drops.
+    assert!(
+        seen["report_window_messages"]
+            .as_u64()
+            .is_some_and(|m| m > 0),
+        "{seen}"
+    );
+    assert_eq!(seen["report_json_scope"], "window", "{seen}");
+    assert!(
+        seen["report_json_web_messages"]
+            .as_u64()
+            .is_some_and(|m| m > 0),
+        "{seen}"
+    );
+    assert!(
+        seen["report_csv_web"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("fleet,web,")),
+        "{seen}"
+    );
+    assert!(
+        seen["report_lossy_injected"]
+            .as_str()
+            .is_some_and(|t| t.contains("dropped")),
+        "{seen}"
+    );
     assert_eq!(seen["page_errors"], serde_json::json!([]), "{seen}");
     // What the page did is what the CLI reports.
     assert_eq!(fleet(&c.status(), "web")["desired"], 6);

@@ -100,14 +100,17 @@ fn the_compose_file_is_valid_and_wires_a_whole_setup() {
         let url = s["environment"]["PLURIBUS_NATS_URL"]
             .as_str()
             .unwrap_or_default();
-        assert!(
-            url.strip_prefix("nats://")
-                .and_then(|h| h.split(':').next())
-                .is_some_and(|h| names.contains(&h)),
-            "{a}: PLURIBUS_NATS_URL {url} names no NATS service"
-        );
+        for u in url.split(',') {
+            assert!(
+                u.strip_prefix("nats://")
+                    .and_then(|h| h.split(':').next())
+                    .is_some_and(|h| names.contains(&h)),
+                "{a}: PLURIBUS_NATS_URL {url}: {u} names no NATS service"
+            );
+        }
         agent_flags.extend(flags(&cmd[1..]));
     }
+    roles_are_wired(&doc);
     known("pluribus-agent", &[], &agent_flags);
     let dash = strings(&doc["services"]["dashboard"]["command"]);
     assert_eq!(&dash[..2], ["pluribusctl", "dashboard"]);
@@ -141,6 +144,91 @@ fn the_compose_file_is_valid_and_wires_a_whole_setup() {
         dockerfile.contains("-p pluribus-agent -p pluribusctl"),
         "both binaries"
     );
+}
+
+/// Users and passwords of deploy/nats/roles.conf (`user: NAME, password: PW`).
+fn role_users() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(repo().join("deploy/nats/roles.conf")).expect("roles.conf");
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("user:")?;
+            let (user, pw) = rest.split_once(", password:")?;
+            Some((user.trim().to_string(), pw.trim().to_string()))
+        })
+        .collect()
+}
+
+/// NATS runs with deploy/nats/roles.conf (a config the real nats-server accepts), the agents
+/// log in as `agent` and the dashboard and ctl as `operator`, with roles.conf's passwords.
+fn roles_are_wired(doc: &Value) {
+    let users = role_users();
+    let names: Vec<&str> = users.iter().map(|(u, _)| u.as_str()).collect();
+    assert_eq!(names, ["operator", "viewer", "agent"], "roles.conf users");
+    for n in ["nats-1", "nats-2", "nats-3"] {
+        let s = &doc["services"][n];
+        let cmd = strings(&s["command"]);
+        let conf = cmd
+            .iter()
+            .position(|a| a == "-c")
+            .and_then(|i| cmd.get(i + 1))
+            .unwrap_or_else(|| panic!("{n} runs without -c CONFIG: {cmd:?}"));
+        // The mounted files, under their names in the container, as nats-server reads them.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut mounted = Vec::new();
+        for v in strings(&s["volumes"]) {
+            let mut parts = v.split(':');
+            let (Some(src), Some(dst)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            if !dst.starts_with("/etc/nats/") {
+                continue;
+            }
+            let file = dst.trim_start_matches("/etc/nats/");
+            std::fs::copy(src, dir.path().join(file))
+                .unwrap_or_else(|e| panic!("{n} mounts {src}: {e}"));
+            mounted.push(file.to_string());
+        }
+        assert!(
+            mounted.contains(&"roles.conf".to_string()),
+            "{n} mounts no roles.conf: {mounted:?}"
+        );
+        let local = dir.path().join(conf.trim_start_matches("/etc/nats/"));
+        let text = std::fs::read_to_string(&local)
+            .unwrap_or_else(|e| panic!("{n}: -c {conf} is not mounted: {e}"));
+        assert!(text.contains("include ./roles.conf"), "{n}: {conf}");
+        let out = run(
+            pluribus_testkit::nats_server_binary(),
+            &["-t", "-c", &local.display().to_string()],
+            &[],
+            Duration::from_secs(30),
+        );
+        assert_eq!(
+            out.code, 0,
+            "nats-server refuses {conf} of {n}: {}{}",
+            out.stdout, out.stderr
+        );
+    }
+    let login = |service: &str, role: &str| {
+        let env = &doc["services"][service]["environment"];
+        assert_eq!(
+            env["PLURIBUS_NATS_USER"], role,
+            "{service} logs in as {role}"
+        );
+        let pw = users
+            .iter()
+            .find(|(u, _)| u == role)
+            .map(|(_, p)| p.as_str());
+        assert_eq!(
+            env["PLURIBUS_NATS_PASSWORD"].as_str(),
+            pw,
+            "{service}: the default password is roles.conf's"
+        );
+    };
+    for a in ["agent-1", "agent-2", "agent-3"] {
+        login(a, "agent");
+    }
+    login("dashboard", "operator");
+    login("ctl", "operator");
 }
 
 #[test]

@@ -377,7 +377,9 @@ async fn sessions_over_tls_with_a_test_ca() {
     let ca_path = write_file(&dir, "ca.pem", &ca);
     let (port, front) = tls_front(&cert, &key, acceptor.port()).await;
     let mut c = Cluster::new("fix-tls");
-    c.agent("a1", &[]);
+    // TLS files are read from the agent's --secrets-dir only.
+    let secrets = dir.path().display().to_string();
+    c.agent("a1", &["--secrets-dir", &secrets]);
     c.wait_agents(1).await;
     let host = format!("tls://127.0.0.1:{port}");
     c.ctl(&[
@@ -412,4 +414,119 @@ async fn sessions_over_tls_with_a_test_ca() {
     .await;
     assert_eq!(count_by_client(&acceptor, "logon").len(), 2);
     front.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn devices_share_sessions_on_a_gateway_that_allows_few() {
+    // 20 devices, 10 per session, shards of 10 over two agents: the acceptor knows two
+    // SenderCompIDs only (and one spare).
+    let sessions: Vec<String> = (0..3).map(|k| format!("mx-s{k}")).collect();
+    let acceptor = FixAcceptor::start(&sessions);
+    let mut c = Cluster::new("fix-shared");
+    c.agent("a1", &[]);
+    c.agent("a2", &[]);
+    c.wait_agents(2).await;
+    deploy(
+        &c,
+        "mx",
+        "20",
+        &acceptor,
+        &[
+            "--target-comp-id",
+            FixAcceptor::COMP_ID,
+            "--sender-comp-id",
+            "{fleet}-s{index}",
+            "--devices-per-session",
+            "10",
+            "--shard-size",
+            "10",
+            "--interval",
+            "500ms",
+        ],
+    );
+    let s = wait_status(&c, "2 sessions with acks", Duration::from_secs(30), |s| {
+        let f = &s["connections"]["mx"];
+        f["connected"] == 2
+            && f["responses"]["exec_report"]
+                .as_u64()
+                .is_some_and(|n| n >= 60)
+            && f["ack_latency_us"].is_array()
+    })
+    .await;
+    assert_eq!(s["connections"]["mx"]["publish_failed"], 0, "{s}");
+    // All 20 devices' orders arrive, each on its session (devices 0-9 on mx-s0, 10-19 on
+    // mx-s1), named by SenderSubID and ClOrdID.
+    wait_acceptor(&acceptor, "orders of all 20 devices", |a| {
+        events(a, "in")
+            .iter()
+            .filter_map(|e| e["sub"].as_str())
+            .collect::<HashSet<_>>()
+            .len()
+            == 20
+    })
+    .await;
+    let logons = count_by_client(&acceptor, "logon");
+    assert_eq!(
+        logons,
+        BTreeMap::from([("mx-s0".to_string(), 1), ("mx-s1".to_string(), 1)]),
+        "one logon per session"
+    );
+    let mut seqs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for e in events(&acceptor, "in") {
+        let client = e["client"].as_str().unwrap().to_string();
+        seqs.entry(client.clone())
+            .or_default()
+            .push(e["seq"].as_u64().unwrap());
+        if e["type"] != "D" {
+            continue;
+        }
+        let sub = e["sub"].as_str().expect("SenderSubID on every order");
+        let index: u64 = sub.strip_prefix("mx-").unwrap().parse().unwrap();
+        assert_eq!(client, format!("mx-s{}", index / 10), "{e}");
+        let clordid = e["clordid"].as_str().unwrap();
+        assert!(clordid.starts_with(&format!("{sub}-")), "{e}");
+    }
+    for (client, s) in &seqs {
+        let expected: Vec<u64> = (1..=s.len() as u64).collect();
+        assert_eq!(
+            s, &expected,
+            "MsgSeqNum of {client} (one sequence per session)"
+        );
+    }
+    let complaints: Vec<_> = events(&acceptor, "out")
+        .into_iter()
+        .filter(|e| e["type"] == "2" || e["type"] == "3" || e["type"] == "j")
+        .collect();
+    assert!(complaints.is_empty(), "QuickFIX complained: {complaints:?}");
+
+    // One device stops: its session stays up for the other nine, which go on sending.
+    c.ctl(&["stop", "mx-00003"]).ok();
+    let orders_of = |a: &FixAcceptor, sub: &str| {
+        events(a, "in")
+            .iter()
+            .filter(|e| e["type"] == "D" && e["sub"] == sub)
+            .count()
+    };
+    let before = orders_of(&acceptor, "mx-00004");
+    wait_acceptor(&acceptor, "mx-00004 goes on after mx-00003 stopped", |a| {
+        orders_of(a, "mx-00004") >= before + 4
+    })
+    .await;
+    assert!(
+        !events(&acceptor, "in").iter().any(|e| e["type"] == "5"),
+        "no Logout while devices still use the session"
+    );
+    assert_eq!(count_by_client(&acceptor, "logout"), BTreeMap::new());
+
+    // delete-fleet: each session logs out once.
+    c.ctl(&["delete-fleet", "mx"]).ok();
+    wait_acceptor(&acceptor, "a Logout from each session", |a| {
+        let by: Vec<String> = events(a, "in")
+            .into_iter()
+            .filter(|e| e["type"] == "5")
+            .map(|e| e["client"].as_str().unwrap_or_default().to_string())
+            .collect();
+        by.len() == 2 && by.iter().collect::<HashSet<_>>().len() == 2
+    })
+    .await;
 }

@@ -15,7 +15,7 @@ use pluribus_common::record::{FleetRecord, RecordKind};
 use pluribus_common::spec::{FleetSpec, SinkSpec};
 use pluribus_common::time::now_ms;
 use pluribus_common::wire;
-use support::{fleet, wait_status, Cluster};
+use support::{fleet, wait_status, Cluster, Pki};
 
 /// The fleets bucket of the cluster's namespace, opened by a plain client (not pluribusctl).
 async fn raw_kv(c: &Cluster, bucket: String) -> async_nats::jetstream::kv::Store {
@@ -378,4 +378,159 @@ async fn secrets_by_reference_are_confined_to_what_the_agent_allows() {
         fleet(s, "ok")["running"] == 1
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_files_of_a_spec_are_confined_like_file_secrets() {
+    let mut c = Cluster::new("hostile-tls");
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let ca = Pki::new().ca;
+    std::fs::write(secrets.path().join("ca.pem"), &ca).expect("write");
+    let outside = elsewhere.path().join("ca.pem");
+    std::fs::write(&outside, &ca).expect("write");
+    let outside = outside.display().to_string();
+    let dir = secrets.path().display().to_string();
+    c.agent("a1", &["--secrets-dir", &dir]);
+    c.wait_agents(1).await;
+    let deploy = |name: &str, sink: &[&str]| {
+        let mut args = vec!["deploy-fleet", name, "--count", "1", "--no-wait"];
+        args.extend_from_slice(sink);
+        c.ctl(&args).ok();
+    };
+    let mqtt = |name: &str, ca: &str| {
+        deploy(
+            name,
+            &[
+                "--sink",
+                "mqtt",
+                "--broker",
+                "mqtts://127.0.0.1:1",
+                "--ca",
+                ca,
+            ],
+        )
+    };
+    let leak = outside.as_str();
+    // A readable PEM outside the directory, a device file: refused, naming the field and
+    // the agent flag, for every sink that takes TLS files.
+    mqtt("m-outside", leak);
+    mqtt("m-zero", "/dev/zero");
+    deploy(
+        "h-outside",
+        &[
+            "--sink",
+            "http",
+            "--url",
+            "https://127.0.0.1:1/x",
+            "--http-ca",
+            leak,
+        ],
+    );
+    deploy(
+        "x-outside",
+        &[
+            "--sink",
+            "fix",
+            "--fix-host",
+            "tls://127.0.0.1:1",
+            "--target-comp-id",
+            "GW",
+            "--fix-ca",
+            leak,
+        ],
+    );
+    // The same file under --secrets-dir, by name: the devices run.
+    mqtt("m-ok", "ca.pem");
+    let refused = ["m-outside", "m-zero", "h-outside", "x-outside"];
+    let s = wait_status(
+        &c,
+        "refusals and m-ok running",
+        Duration::from_secs(30),
+        |s| {
+            refused.iter().all(|f| fleet(s, f)["reason"].is_string())
+                && fleet(s, "m-ok")["running"] == 1
+        },
+    )
+    .await;
+    for f in refused {
+        let r = fleet(&s, f)["reason"].as_str().unwrap_or_default();
+        assert!(
+            r.contains("sink.ca") && r.contains("--secrets-dir"),
+            "{f}: {r}"
+        );
+        assert_eq!(fleet(&s, f)["running"], 0, "{f}");
+    }
+    assert!(c.agents[0].is_running(), "the agent keeps running");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_custom_sinks_subjects_are_checked_by_pluribusctl_and_by_the_agents() {
+    let mut c = Cluster::new("hostile-custom");
+    c.agent("a1", &[]);
+    c.wait_agents(1).await;
+    let ns = c.namespace();
+    // pluribusctl: a fleet file whose custom sink would publish on the work subject.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = support::write_file(
+        &dir,
+        "agg.yaml",
+        &format!(
+            "name: agg\ncount: 2\nsink:\n  type: aggregator\n  reply_subject: {}\n",
+            ns.work()
+        ),
+    );
+    let out = c.ctl(&["deploy-fleet", "--file", &file]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("sink.reply_subject") && out.stderr.contains("control subjects"),
+        "{}",
+        out.stderr
+    );
+    // The agent: the same sink in a record another client wrote is refused, not run.
+    let mut events = c
+        .client()
+        .await
+        .subscribe(ns.event("fleet_refused"))
+        .await
+        .expect("subscribe");
+    let mut spec = FleetSpec::counted("agg", 2);
+    spec.sink = SinkSpec {
+        kind: "aggregator".into(),
+        options: [(
+            "subject".to_string(),
+            serde_json::Value::from(format!("$KV.{}.victim.0", ns.leases_bucket())),
+        )]
+        .into_iter()
+        .collect(),
+    };
+    let record = FleetRecord::new(RecordKind::Fleet, spec, now_ms(), Duration::ZERO);
+    raw_kv(&c, ns.fleets_bucket())
+        .await
+        .put("agg", wire::encode(&record))
+        .await
+        .expect("put");
+    let reason = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .expect("a fleet_refused event")
+            .expect("subscription open");
+        let e: Event = wire::decode(&msg.payload).expect("an event");
+        if let EventKind::FleetRefused { fleet, reason, .. } = e.kind {
+            if fleet == "agg" {
+                break reason;
+            }
+        }
+    };
+    assert!(
+        reason.contains("sink.subject") && reason.contains("NATS system subjects"),
+        "{reason}"
+    );
+    let s = wait_status(&c, "the refusal in status", Duration::from_secs(15), |s| {
+        fleet(s, "agg")["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("sink.subject"))
+    })
+    .await;
+    assert_eq!(fleet(&s, "agg")["running"], 0, "{s}");
 }

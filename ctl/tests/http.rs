@@ -384,7 +384,9 @@ async fn https_with_a_private_ca_and_a_client_certificate() {
     // without one too.
     let server = HttpServer::start_tls(&server_cert.0, &server_cert.1, Some(&ca)).await;
     let mut c = Cluster::new("http-tls");
-    agent(&mut c, "a1");
+    // TLS files are read from the agent's --secrets-dir only.
+    let secrets = dir.path().display().to_string();
+    agent_with(&mut c, "a1", &["--secrets-dir", &secrets]);
     c.wait_agents(1).await;
     let deploy_fleet = |name: &str, count: &str, path: &str, extra: &[&str]| {
         let url = server.url(path);

@@ -387,7 +387,9 @@ async fn tls_with_a_test_ca() {
         path("server.key")
     ));
     let mut c = Cluster::new("mq-tls");
-    c.agent("a1", &[]);
+    // TLS files are read from the agent's --secrets-dir only.
+    let secrets = dir.path().display().to_string();
+    c.agent("a1", &["--secrets-dir", &secrets]);
     c.wait_agents(1).await;
     let mut sub = subscribe(broker.port(), "devices/+/telemetry", None).await;
     let url = format!("mqtts://127.0.0.1:{tls_port}");

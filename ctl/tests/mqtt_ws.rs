@@ -199,7 +199,9 @@ async fn wss_with_a_test_ca_a_wrong_ca_and_a_missing_ca_file() {
     let other_path = path("other.pem").display().to_string();
     let nats = NatsServer::start_with_mqtt_tls(&path("server.pem"), &path("server.key"));
     let mut c = cluster("mqwss", nats);
-    c.agent("a1", &[]);
+    // TLS files are read from the agent's --secrets-dir only.
+    let secrets = dir.path().display().to_string();
+    c.agent("a1", &["--secrets-dir", &secrets]);
     c.wait_agents(1).await;
     let client = c.client().await;
     let mut sub = client

@@ -82,7 +82,9 @@ async fn probe_over_mqtts_with_a_ca_and_with_a_client_certificate() {
          listener {mtls} 127.0.0.1\ncafile {ca}\ncertfile {server_cert}\nkeyfile {server_key}\nrequire_certificate true\n"
     ));
     let mut c = Cluster::new("probe-mqtts");
-    c.agent("a1", &[]);
+    // TLS files are read from the agent's --secrets-dir only.
+    let secrets = dir.path().display().to_string();
+    c.agent("a1", &["--secrets-dir", &secrets]);
     c.wait_agents(1).await;
     let url = format!("mqtts://127.0.0.1:{tls}");
     c.ctl(&[

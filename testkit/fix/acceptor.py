@@ -96,6 +96,8 @@ class Acceptor(fix.Application):
         }
         if message.isSetField(11):
             ev["clordid"] = message.getField(11)
+        if h.isSetField(50):
+            ev["sub"] = h.getField(50)
         if h.isSetField(43):
             ev["possdup"] = h.getField(43)
         self.write(**ev)

@@ -23,7 +23,7 @@ use std::time::Duration;
 pub use agent::{spawn_agent, spawn_agent_at};
 pub use fix::FixAcceptor;
 pub use mosquitto::Mosquitto;
-pub use nats::{NatsCluster, NatsServer};
+pub use nats::{nats_server_binary, NatsCluster, NatsServer};
 pub use ports::{bin_path, free_port};
 pub use process::{run, Output, Proc};
 

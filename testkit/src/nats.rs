@@ -26,6 +26,12 @@ const MIN_VERSION: (u32, u32) = (2, 11);
 
 /// The nats-server binary: `$PLURIBUS_NATS_SERVER`, or `nats-server` on `PATH` (a pyenv shim is
 /// resolved to the real binary). Its version is checked to be >= 2.11 once per process.
+/// The nats-server binary the harness runs (`$PLURIBUS_NATS_SERVER` or `PATH`), version
+/// checked: for tests that run it themselves (e.g. `-t` on a config file).
+pub fn nats_server_binary() -> &'static Path {
+    server_binary()
+}
+
 fn server_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {

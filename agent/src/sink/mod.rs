@@ -10,6 +10,7 @@ pub mod fix;
 pub mod http;
 pub mod mqtt;
 pub mod nats;
+pub mod pacers;
 pub mod tls;
 
 use async_trait::async_trait;

@@ -349,9 +349,10 @@ pub fn fleet_status(record: &FleetRecord, leases: &LeaseMap, live: &[&Heartbeat]
         shards_total: record.shard_count(),
         agents: r.agents,
         expires_ms: record.expires_ms(),
-        reason: blocker(&record.spec, live, pending)
-            .map(|b| b.describe())
-            .or_else(|| refusal(record.name(), live, pending)),
+        // What agents said first: a record they refused (an unsafe subject, say) matters
+        // more than an unknown sink type.
+        reason: refusal(record.name(), live, pending)
+            .or_else(|| blocker(&record.spec, live, pending).map(|b| b.describe())),
         load: record.spec.load.as_ref().map(|l| {
             l.describe(
                 record.load_elapsed(pluribus_common::time::now_ms()),

@@ -161,6 +161,53 @@ impl Shape {
         done.then(|| self.value(t, max, seed))
     }
 
+    /// Seconds after which the shape holds its value for good, for a maximum of `max`
+    /// (a bound: it may settle earlier): a ramp's or stages' end, the step at which stairs
+    /// reach the maximum. `None` for waves and bursts, which never settle.
+    pub fn settles_after(&self, max: f64) -> Option<f64> {
+        match self {
+            Shape::Ramp { over, .. } => Some(secs(*over)),
+            Shape::Stages(stages) => Some(stages.iter().map(|s| secs(s.duration)).sum()),
+            Shape::Stairs { step, every } => {
+                let steps = if *step > 0.0 {
+                    (max / step).ceil().max(0.0)
+                } else {
+                    return None;
+                };
+                Some(steps * secs(*every))
+            }
+            Shape::Wave { .. } | Shape::Bursts { .. } => None,
+        }
+    }
+
+    /// A wave's period.
+    pub fn period(&self) -> Option<Duration> {
+        match self {
+            Shape::Wave { period, .. } => Some(*period),
+            _ => None,
+        }
+    }
+
+    /// For bursts: (size, hold in s, base) and the start times of the bursts in order, in
+    /// seconds, computed exactly as [`Shape::value`] does.
+    pub fn bursts(&self, seed: u64) -> Option<((f64, f64, f64), impl Iterator<Item = f64>)> {
+        let Shape::Bursts {
+            every,
+            size,
+            hold,
+            base,
+        } = self
+        else {
+            return None;
+        };
+        let mean = secs(*every).max(1e-3);
+        let starts = (0u64..).scan(0.0f64, move |start, k| {
+            *start += -mean * (1.0 - unit(seed, k)).ln();
+            Some(*start)
+        });
+        Some(((*size, secs(*hold), *base), starts))
+    }
+
     /// A shape that holds `v` (a settled shape carried into a new load).
     pub fn constant(v: f64) -> Self {
         Shape::Ramp {

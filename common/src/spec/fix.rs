@@ -113,6 +113,23 @@ pub struct FixSinkConfig {
     /// Time allowed for TCP, TLS and the Logon reply [default: 10s].
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Devices that share one FIX session [default: 1], for gateways that allow few
+    /// sessions: devices `k*N .. (k+1)*N` of the fleet use session `k` (one connection,
+    /// one SenderCompID rendered with `{index}` = `k`, MsgSeqNum per session); each message
+    /// carries its device in SenderSubID (50) and its ClOrdID. The shard size must be a
+    /// multiple of it, so that a session never spans two shards (two agents).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub devices_per_session: u32,
+}
+
+/// The most devices one session may carry.
+pub const MAX_DEVICES_PER_SESSION: u32 = 10_000;
+
+fn one() -> u32 {
+    1
+}
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 fn yes() -> bool {
@@ -200,6 +217,23 @@ impl FixSinkConfig {
         }
     }
 
+    /// Checks that sessions shared by several devices never span two shards.
+    pub fn check_shard_size(&self, shard_size: u32) -> Result<(), SpecError> {
+        let n = self.devices_per_session.max(1);
+        if !shard_size.is_multiple_of(n) {
+            return Err(SpecError::new(
+                "shard_size",
+                format!("{shard_size} is not a multiple of sink.devices_per_session {n}: a session would span two shards (and two agents); use e.g. --shard-size {}", n * shard_size.div_ceil(n).max(1)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The session of device `index` (its index when every device has its own).
+    pub fn session_of(&self, index: u64) -> u64 {
+        index / u64::from(self.devices_per_session.max(1))
+    }
+
     /// Checks everything that can be checked without the agent. Errors name `sink.<field>`.
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.hosts.is_empty() {
@@ -209,7 +243,22 @@ impl FixSinkConfig {
             ));
         }
         let urls = self.host_urls()?;
+        if self.devices_per_session == 0 || self.devices_per_session > MAX_DEVICES_PER_SESSION {
+            return Err(SpecError::new(
+                "sink.devices_per_session",
+                format!(
+                    "{} is out of range: use 1 (a session per device) to {MAX_DEVICES_PER_SESSION}",
+                    self.devices_per_session
+                ),
+            ));
+        }
         let t = self.sender_template()?;
+        if self.devices_per_session > 1 && self.sender_comp_id.contains("{device_id}") {
+            return Err(SpecError::new(
+                "sink.sender_comp_id",
+                format!("'{}' names a device, but with devices_per_session {} a SenderCompID belongs to a session: use {{index}} (the session's number), e.g. --sender-comp-id '{{fleet}}-s{{index}}'", self.sender_comp_id, self.devices_per_session),
+            ));
+        }
         let sample = |i| {
             t.render(&TemplateVars {
                 fleet: "f",
@@ -352,6 +401,18 @@ mod tests {
         );
         assert_eq!(
             field(
+                serde_json::json!({"type": "fix", "host": "h:1", "target_comp_id": "G", "devices_per_session": 10})
+            ),
+            "sink.sender_comp_id"
+        );
+        assert_eq!(
+            field(
+                serde_json::json!({"type": "fix", "host": "h:1", "target_comp_id": "G", "devices_per_session": 0})
+            ),
+            "sink.devices_per_session"
+        );
+        assert_eq!(
+            field(
                 serde_json::json!({"type": "fix", "host": "h:1", "target_comp_id": "G", "heartbeat": "1500ms"})
             ),
             "sink.heartbeat"
@@ -380,6 +441,25 @@ mod tests {
             ),
             "sink.password"
         );
+    }
+
+    #[test]
+    fn shared_sessions_stay_inside_a_shard() {
+        let mut f = crate::spec::FleetSpec::counted("mx", 40);
+        f.sink = spec(
+            serde_json::json!({"type": "fix", "host": "h:1", "target_comp_id": "G", "devices_per_session": 10, "sender_comp_id": "{fleet}-s{index}"}),
+        );
+        f.shard_size = 20;
+        f.validate().expect("sessions of 10 in shards of 20");
+        let c = f.sink.fix_config().expect("fix");
+        assert_eq!(
+            (c.session_of(9), c.session_of(10), c.session_of(39)),
+            (0, 1, 3)
+        );
+        f.shard_size = 25;
+        let e = f.validate().expect_err("25 is not a multiple of 10");
+        assert_eq!(e.field, "shard_size");
+        assert!(e.to_string().contains("--shard-size 30"), "{e}");
     }
 
     #[test]

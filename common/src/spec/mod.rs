@@ -312,6 +312,9 @@ impl FleetSpec {
                 ),
             ));
         }
+        if self.sink.kind == "fix" {
+            self.sink.fix_config()?.check_shard_size(self.shard_size)?;
+        }
         let shards = self.device_count().div_ceil(u64::from(self.shard_size));
         if shards > MAX_SHARDS {
             return Err(SpecError::new(
@@ -377,40 +380,44 @@ impl FleetSpec {
     /// device: a counted fleet as one pattern, listed devices one by one.
     fn check_telemetry_subjects(&self) -> Result<(), SpecError> {
         let refuse = |field: String, subject: &str, what: &str| {
+            let how = if field.ends_with("sink.subject") {
+                "pick another --subject (sink.subject in a fleet file)".to_string()
+            } else {
+                format!("pick another {field}")
+            };
             SpecError::new(
                 field,
                 format!(
-                    "'{subject}' can reach {what}: telemetry may not be published there; pick another --subject (sink.subject in a fleet file), e.g. {}",
+                    "'{subject}' can reach {what}: telemetry may not be published there; {how}, e.g. {}",
                     crate::subjects::DEFAULT_TELEMETRY_SUBJECT
                 ),
             )
         };
         if self.count.is_some() {
-            if let Some(t) = self.sink.nats_subject()? {
-                let ids = self.id_template()?.pattern(&self.name, "");
+            let ids = self.id_template()?.pattern(&self.name, "");
+            for (field, t) in self.sink.subject_templates()? {
                 let pattern = t.pattern(&self.name, &ids);
                 if let Some(what) = crate::subjects::reserved_subject(&pattern) {
                     let shown = pattern.replace(crate::subjects::DIGITS, "N");
-                    return Err(refuse("sink.subject".into(), &shown, what));
+                    return Err(refuse(field, &shown, what));
                 }
             }
             return Ok(());
         }
         for (i, d) in self.devices.iter().enumerate() {
-            let (sink, field) = match &d.sink {
-                Some(s) => (s, format!("devices[{i}].sink.subject")),
-                None => (&self.sink, "sink.subject".to_string()),
+            let (sink, at) = match &d.sink {
+                Some(s) => (s, format!("devices[{i}].")),
+                None => (&self.sink, String::new()),
             };
-            let Some(t) = sink.nats_subject()? else {
-                continue;
-            };
-            let subject = t.render(&TemplateVars {
-                fleet: &self.name,
-                device_id: Some(&d.device_id),
-                index: i as u64,
-            });
-            if let Some(what) = crate::subjects::reserved_subject(&subject) {
-                return Err(refuse(field, &subject, what));
+            for (field, t) in sink.subject_templates()? {
+                let subject = t.render(&TemplateVars {
+                    fleet: &self.name,
+                    device_id: Some(&d.device_id),
+                    index: i as u64,
+                });
+                if let Some(what) = crate::subjects::reserved_subject(&subject) {
+                    return Err(refuse(format!("{at}{field}"), &subject, what));
+                }
             }
         }
         Ok(())
@@ -513,6 +520,45 @@ mod tests {
             options: serde_json::Value::Null,
         }];
         assert_eq!(l.validate().expect_err("listed").field, "sink.subject");
+    }
+
+    #[test]
+    fn a_custom_sinks_subjects_may_not_reach_the_control_plane_either() {
+        let custom = |k: &str, v: &str| SinkSpec {
+            kind: "aggregator".into(),
+            options: [(k.to_string(), serde_json::Value::from(v))]
+                .into_iter()
+                .collect(),
+        };
+        let mut s = FleetSpec::counted("f", 2);
+        for (k, bad) in [
+            ("subject", "$JS.API.STREAM.DELETE.x"),
+            ("reply_subject", "pluribus.v1.work"),
+            ("subject", "_INBOX_viewer.{device_id}"),
+        ] {
+            s.sink = custom(k, bad);
+            let e = s.validate().expect_err(bad);
+            assert_eq!(e.field, format!("sink.{k}"), "{bad}");
+            assert!(e.message.contains(&format!("sink.{k}")), "{e}");
+        }
+        s.sink = custom("subject", "agg.{fleet}.{device_id}");
+        s.validate().expect("a telemetry subject");
+        s.sink = custom("topic", "pluribus.v1.work");
+        s.validate().expect("not a subject option");
+        // Listed devices with a custom sink of their own.
+        let mut l = FleetSpec::counted("ok", 0);
+        l.count = None;
+        l.devices = vec![DeviceEntry {
+            device_id: "d1".into(),
+            kind: None,
+            sink: Some(custom("subject", "pluribus.v1.agent.{device_id}.cmd")),
+            interval: None,
+            options: serde_json::Value::Null,
+        }];
+        assert_eq!(
+            l.validate().expect_err("listed").field,
+            "devices[0].sink.subject"
+        );
     }
 
     #[test]

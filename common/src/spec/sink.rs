@@ -109,6 +109,28 @@ impl SinkSpec {
         Template::parse("sink.subject", &cfg.subject, true).map(Some)
     }
 
+    /// Every NATS subject template the sink publishes to, with the field that holds it: the
+    /// nats sink's `subject`, and for a custom sink type (registered in the agents) any
+    /// string option named `subject` or `*_subject`, which the convention says is a NATS
+    /// subject. Built-in sinks other than nats publish elsewhere (MQTT, HTTP, FIX).
+    pub fn subject_templates(&self) -> Result<Vec<(String, Template)>, SpecError> {
+        match self.kind.as_str() {
+            "nats" => Ok(self
+                .nats_subject()?
+                .map(|t| ("sink.subject".to_string(), t))
+                .into_iter()
+                .collect()),
+            "console" | "http" | "mqtt" | "fix" => Ok(Vec::new()),
+            _ => self
+                .options
+                .iter()
+                .filter(|(k, _)| *k == "subject" || k.ends_with("_subject"))
+                .filter_map(|(k, v)| v.as_str().map(|v| (format!("sink.{k}"), v)))
+                .map(|(field, v)| Template::parse(&field, v, true).map(|t| (field, t)))
+                .collect(),
+        }
+    }
+
     /// Parses the options of a `fix` sink.
     pub fn fix_config(&self) -> Result<super::fix::FixSinkConfig, SpecError> {
         self.options_as()

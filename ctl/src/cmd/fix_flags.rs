@@ -49,6 +49,11 @@ pub struct FixFlags {
     /// Most logons started per second by one agent, e.g. 500 or 500/s [default: unlimited].
     #[arg(long, value_name = "R/s", value_parser = pluribus_common::spec::per_second)]
     pub logon_rate: Option<f64>,
+    /// Devices that share one FIX session (one connection, one SenderCompID rendered
+    /// with {index} = the session's number; each message names its device in SenderSubID),
+    /// for gateways that allow few sessions [default: 1]. The shard size must be a multiple.
+    #[arg(long, value_name = "N")]
+    pub devices_per_session: Option<u32>,
 }
 
 fn parse_version(s: &str) -> Result<FixVersion, String> {
@@ -120,6 +125,11 @@ impl FixFlags {
                 "--logon-rate",
                 "connect_rate",
                 self.logon_rate.map(Value::from),
+            ),
+            (
+                "--devices-per-session",
+                "devices_per_session",
+                self.devices_per_session.map(Value::from),
             ),
         ]
     }

@@ -16,7 +16,7 @@ mod network;
 mod probe;
 mod profiles;
 mod rebalance;
-mod report;
+pub(crate) mod report;
 pub mod scale;
 mod scenario;
 mod scenario_detached;

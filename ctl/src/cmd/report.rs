@@ -31,9 +31,9 @@ pub struct Args {
     pub csv: bool,
 }
 
-/// The report.
+/// The report (also what the dashboard's HTML report holds for its window).
 #[derive(Debug, Serialize)]
-struct Report {
+pub(crate) struct Report {
     /// Start of the window (Unix ms); the agents' start without `--window`.
     started_ms: Option<u64>,
     /// End (Unix ms).
@@ -44,8 +44,12 @@ struct Report {
     scope: &'static str,
     /// Live agents at the start that were gone at the end.
     agents_lost: Vec<String>,
+    /// "since agent start" when the latency percentiles are cumulative although the
+    /// counts are of a window (the dashboard's report); absent when they follow `scope`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    percentiles: Option<&'static str>,
     #[serde(flatten)]
-    figures: Figs,
+    pub(crate) figures: Figs,
 }
 
 /// Runs `report`.
@@ -87,6 +91,21 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         print!("{}", text(&report));
         Ok(())
     }
+}
+
+/// The report of the window from heartbeats `before` (histograms not needed) to `after`,
+/// with latency percentiles since each agent started: the dashboard's report.
+pub(crate) fn window_with_cumulative_percentiles(
+    before: &[Heartbeat],
+    after: &[Heartbeat],
+    start_ms: u64,
+    end_ms: u64,
+) -> Report {
+    let window = Duration::from_millis(end_ms.saturating_sub(start_ms));
+    let mut r = build(Some(before), after, end_ms, None, Some(window));
+    // Without histograms in `before`, nothing is subtracted: the percentiles are cumulative.
+    r.percentiles = Some("since agent start");
+    r
 }
 
 /// The report from the heartbeats at the start (with `--window`) and at the end.
@@ -134,6 +153,7 @@ fn build(
             "since agent start"
         },
         agents_lost,
+        percentiles: None,
         figures: tabulate(&spans, only, mode),
     }
 }
@@ -174,7 +194,7 @@ fn csv_row(scope: &str, name: &str, id: &str, f: &Figures) -> String {
 }
 
 /// One header line, then a row per fleet and per agent.
-fn csv(t: &Figs) -> String {
+pub(crate) fn csv(t: &Figs) -> String {
     let mut out = format!("{CSV_HEADER}\n");
     for r in &t.fleets {
         out.push_str(&csv_row("fleet", &r.name, "", &r.figures));

@@ -5,15 +5,15 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
 
-use super::model::Model;
+use super::model::{Injected, Model};
 use crate::connections::Connections;
 use crate::figures::Figures;
 
 /// The series of the whole cluster.
 pub const CLUSTER: &str = "";
 
-/// One second of one series. Small on purpose (f32, about 50 bytes): 15 minutes of 1000
-/// fleets is ~45 MB.
+/// One second of one series. Small on purpose (f32, about 64 bytes): 15 minutes of 1000
+/// fleets is ~58 MB.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Point {
     /// When (Unix ms).
@@ -40,6 +40,14 @@ pub struct Point {
     pub errors: f32,
     /// Saturated: the generator is the bottleneck.
     pub saturated: bool,
+    /// Messages dropped on purpose per second (network impairments).
+    pub dropped: f32,
+    /// Messages sent twice on purpose per second.
+    pub duplicated: f32,
+    /// Messages delayed on purpose per second.
+    pub delayed: f32,
+    /// Devices offline on purpose (partitions).
+    pub offline: u32,
 }
 
 /// Counters kept to turn totals into rates.
@@ -48,6 +56,7 @@ struct Totals {
     ts_ms: u64,
     failures: u64,
     errors: u64,
+    injected: Injected,
 }
 
 /// Points per series.
@@ -64,6 +73,15 @@ fn rate(now: u64, before: u64, dt_ms: u64) -> f32 {
     (now.saturating_sub(before) as f64 * 1000.0 / dt_ms as f64) as f32
 }
 
+/// A total's rate since the last point (0 for a series' first point).
+fn since(first: bool, now: u64, before: u64, dt_ms: u64) -> f32 {
+    if first {
+        0.0
+    } else {
+        rate(now, before, dt_ms)
+    }
+}
+
 impl History {
     /// Keeping `keep_ms` of points.
     pub fn new(keep_ms: u64) -> Self {
@@ -75,13 +93,20 @@ impl History {
 
     /// Records the model's figures: one point for the cluster and one per fleet.
     pub fn record(&mut self, m: &Model) {
-        self.push(CLUSTER, m.ts_ms, Some(&m.total), Some(&m.connections));
+        self.push(
+            CLUSTER,
+            m.ts_ms,
+            Some(&m.total),
+            Some(&m.connections),
+            &m.injected,
+        );
         for f in &m.fleets {
             self.push(
                 &f.status.name,
                 m.ts_ms,
                 f.figures.as_ref(),
                 f.connections.as_ref(),
+                &f.injected,
             );
         }
         let oldest = m.ts_ms.saturating_sub(self.keep_ms);
@@ -93,7 +118,14 @@ impl History {
         });
     }
 
-    fn push(&mut self, name: &str, ts_ms: u64, f: Option<&Figures>, c: Option<&Connections>) {
+    fn push(
+        &mut self,
+        name: &str,
+        ts_ms: u64,
+        f: Option<&Figures>,
+        c: Option<&Connections>,
+        i: &Injected,
+    ) {
         let zero = Figures::default();
         let f = f.unwrap_or(&zero);
         let failures: u64 = c.map_or(0, |c| c.connect_failures.values().sum());
@@ -121,11 +153,16 @@ impl History {
                 rate(f.errors_total, last.errors, dt)
             },
             saturated: f.saturated,
+            dropped: since(first, i.dropped, last.injected.dropped, dt),
+            duplicated: since(first, i.duplicated, last.injected.duplicated, dt),
+            delayed: since(first, i.delayed, last.injected.delayed, dt),
+            offline: u32::try_from(i.offline).unwrap_or(u32::MAX),
         };
         *last = Totals {
             ts_ms,
             failures,
             errors: f.errors_total,
+            injected: *i,
         };
         points.push_back(p);
     }
@@ -166,6 +203,8 @@ mod tests {
         m.connections
             .connect_failures
             .insert("refused".into(), failures);
+        m.injected.dropped = failures * 10;
+        m.injected.offline = 3;
         m
     }
 
@@ -179,6 +218,7 @@ mod tests {
         assert_eq!(p.len(), 3);
         assert_eq!((p[0].errors, p[0].connect_failures), (0.0, 0.0));
         assert_eq!((p[1].errors, p[1].connect_failures), (4.0, 2.0));
+        assert_eq!((p[0].dropped, p[1].dropped, p[1].offline), (0.0, 20.0, 3));
         assert_eq!(p[2].errors, 0.0);
         assert_eq!(h.points(CLUSTER, 2_500).len(), 1);
         h.record(&model(13_500, 9, 9));

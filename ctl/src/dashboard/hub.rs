@@ -17,6 +17,7 @@ use super::access::Access;
 use super::eventlog::EventLog;
 use super::history::History;
 use super::model::{self, Desired, Model};
+use super::window::Anchors;
 use crate::beats::AgentBeats;
 use crate::cmd::Ctx;
 use crate::feed::{Change, KvFeed};
@@ -38,6 +39,10 @@ pub struct Shared {
     pub desired: RwLock<Desired>,
     /// Whether controls are allowed.
     pub access: RwLock<Access>,
+    /// Heartbeats a report's window figures start from.
+    pub anchors: RwLock<Anchors>,
+    /// Every agent's latest heartbeats (what a report's window ends with).
+    pub beats: RwLock<AgentBeats>,
 }
 
 /// Applies one change of the fleets bucket.
@@ -95,13 +100,17 @@ pub async fn run(shared: Arc<Shared>, tx: watch::Sender<Arc<Model>>) -> Result<(
         .subscribe(subject.clone())
         .await
         .with_context(|| format!("cannot subscribe to {subject}"))?;
-    let mut beats = AgentBeats::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let lost = || anyhow::anyhow!("lost the connection to NATS");
     loop {
         tokio::select! {
-            c = agents_feed.next() => beats.apply(c?.ok_or_else(lost)?),
+            c = agents_feed.next() => {
+                let c = c?.ok_or_else(lost)?;
+                if let Ok(mut b) = shared.beats.write() {
+                    b.apply(c);
+                }
+            }
             c = fleets_feed.next() => {
                 let c = c?.ok_or_else(lost)?;
                 if let Ok(mut d) = shared.desired.write() {
@@ -130,11 +139,16 @@ pub async fn run(shared: Arc<Shared>, tx: watch::Sender<Arc<Model>>) -> Result<(
                     f.check_idle();
                 }
                 let model = {
-                    let Ok(d) = shared.desired.read() else { bail!("the dashboard's state is poisoned") };
+                    let (Ok(d), Ok(beats)) = (shared.desired.read(), shared.beats.read()) else {
+                        bail!("the dashboard's state is poisoned")
+                    };
                     Arc::new(model::build(&beats, &d, now_ms()))
                 };
                 if let Ok(mut h) = shared.history.write() {
                     h.record(&model);
+                }
+                if let (Ok(mut a), Ok(mut b)) = (shared.anchors.write(), shared.beats.write()) {
+                    a.record(&mut b, model.ts_ms);
                 }
                 tx.send_replace(model);
             }

@@ -20,6 +20,7 @@ mod hub;
 mod model;
 mod report;
 mod routes;
+mod window;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -124,6 +125,8 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         events: RwLock::new(eventlog::EventLog::default()),
         desired: RwLock::new(model::Desired::default()),
         access: RwLock::new(access.clone()),
+        anchors: RwLock::new(window::Anchors::new(args.history.as_millis() as u64)),
+        beats: RwLock::new(crate::beats::AgentBeats::default()),
     });
     let guard = Arc::new(auth::Guard {
         token: args.token.clone(),

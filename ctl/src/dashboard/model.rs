@@ -38,6 +38,43 @@ pub struct FleetView {
     /// Connection figures, for fleets whose devices hold connections or get responses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connections: Option<Connections>,
+    /// Faults its network impairments injected, totals of the live agents.
+    pub injected: Injected,
+}
+
+/// Faults the agents' network impairments injected (totals since each agent started, from
+/// their heartbeats): what the charts turn into rates, so that a user can tell the faults
+/// Pluribus caused from the system's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Injected {
+    /// Messages dropped on purpose (loss, full queues, offline devices' lost buffers).
+    pub dropped: u64,
+    /// Messages sent twice on purpose.
+    pub duplicated: u64,
+    /// Messages delayed on purpose (latency, bandwidth caps).
+    pub delayed: u64,
+    /// Messages reordered or corrupted on purpose.
+    pub mangled: u64,
+    /// Devices offline now (partitions started minus ended).
+    pub offline: u64,
+}
+
+impl Injected {
+    fn add(&mut self, n: &pluribus_common::messages::NetworkCounters) {
+        self.dropped += n.dropped + n.buffer_dropped;
+        self.duplicated += n.duplicated;
+        self.delayed += n.delayed;
+        self.mangled += n.reordered + n.corrupted;
+        self.offline += n.partitions_started.saturating_sub(n.partitions_ended);
+    }
+
+    fn merge(&mut self, o: &Injected) {
+        self.dropped += o.dropped;
+        self.duplicated += o.duplicated;
+        self.delayed += o.delayed;
+        self.mangled += o.mangled;
+        self.offline += o.offline;
+    }
 }
 
 /// Everything at one moment.
@@ -53,6 +90,8 @@ pub struct Model {
     pub total: Figures,
     /// Every fleet's connections together.
     pub connections: Connections,
+    /// Every fleet's injected faults together.
+    pub injected: Injected,
 }
 
 /// The desired state the dashboard follows.
@@ -76,6 +115,18 @@ pub fn build(beats: &AgentBeats, desired: &Desired, now_ms: u64) -> Model {
         .into_iter()
         .map(|f| (f.name, f.figures))
         .collect();
+    let mut injected: BTreeMap<&str, Injected> = BTreeMap::new();
+    for h in &live {
+        for (name, c) in &h.fleets {
+            if let Some(n) = &c.network {
+                injected.entry(name.as_str()).or_default().add(n);
+            }
+        }
+    }
+    let mut all_injected = Injected::default();
+    for i in injected.values() {
+        all_injected.merge(i);
+    }
     let empty = LeaseMap::new();
     let fleets: Vec<FleetView> = desired
         .fleets
@@ -85,6 +136,7 @@ pub fn build(beats: &AgentBeats, desired: &Desired, now_ms: u64) -> Model {
             sink: r.spec.sink.kind.clone(),
             figures: figures.remove(r.name()),
             connections: conns.remove(r.name()),
+            injected: injected.get(r.name()).copied().unwrap_or_default(),
         })
         .collect();
     let rates: BTreeMap<&str, &Figures> = table
@@ -123,6 +175,7 @@ pub fn build(beats: &AgentBeats, desired: &Desired, now_ms: u64) -> Model {
         fleets,
         total: table.total,
         connections: total_connections,
+        injected: all_injected,
     }
 }
 

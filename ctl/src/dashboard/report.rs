@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::history::{Point, CLUSTER};
 use super::hub::Shared;
 use super::model::Model;
+use crate::cmd::report::{csv, window_with_cumulative_percentiles, Report};
 
 /// Most fleets charted in one report (the busiest); the others are in the tables.
 const MAX_FLEET_CHARTS: usize = 40;
@@ -26,6 +27,11 @@ pub struct ReportData {
     pub fleets: Vec<(String, Vec<Point>)>,
     /// Events of the window, as `pluribusctl events` prints them.
     pub events: Vec<String>,
+    /// The window's figures as `pluribusctl report --window --json` gives them (none until
+    /// the dashboard has seen heartbeats).
+    pub report: Option<Report>,
+    /// The same as `pluribusctl report --csv` prints them.
+    pub csv: String,
 }
 
 /// The data of the last `window`.
@@ -52,12 +58,26 @@ pub fn data(shared: &Shared, now_ms: u64, window: Duration) -> ReportData {
             .collect(),
         Err(_) => Vec::new(),
     };
+    let latest = shared
+        .beats
+        .read()
+        .map(|b| super::window::latest(&b))
+        .unwrap_or_default();
+    let report = shared.anchors.read().ok().and_then(|a| {
+        let (start_ms, before) = a.at(from_ms)?;
+        Some(window_with_cumulative_percentiles(
+            before, &latest, start_ms, now_ms,
+        ))
+    });
+    let csv = report.as_ref().map(|r| csv(&r.figures)).unwrap_or_default();
     ReportData {
         from_ms,
         to_ms: now_ms,
         cluster,
         fleets,
         events,
+        report,
+        csv,
     }
 }
 
@@ -166,8 +186,71 @@ fn charts(name: &str, p: &[Point]) -> String {
                 ("errors/s", "#ef6c00", |p| Some(p.errors)),
             ],
         ),
+        chart(
+            &format!("{name}: injected faults"),
+            p,
+            &[
+                ("dropped/s", "#c62828", |p| Some(p.dropped)),
+                ("delayed/s", "#ef6c00", |p| Some(p.delayed)),
+                ("duplicated/s", "#6a1b9a", |p| Some(p.duplicated)),
+                ("offline", "#455a64", |p| Some(p.offline as f32)),
+            ],
+        ),
     ]
     .concat()
+}
+
+/// The window's figures (`pluribusctl report --window`): a table per fleet and agent, and
+/// the CSV.
+fn window_table(out: &mut String, d: &ReportData) {
+    let Some(r) = &d.report else {
+        out.push_str("<h2 id=\"window\">Window figures</h2><p>No heartbeats seen yet.</p>");
+        return;
+    };
+    let json = serde_json::to_value(r).unwrap_or_default();
+    let started = json["started_ms"].as_u64().unwrap_or(d.from_ms);
+    let _ = write!(
+        out,
+        r#"<h2 id="window">Window figures</h2><p>As <code>pluribusctl report --window</code> gives them, from {} to {} (counts and rates of the window; latency percentiles since each agent started). Injected: faults the network impairments caused on purpose.</p><table id="pluribus-window"><tr><th>scope</th><th>name</th><th>devices</th><th>messages</th><th>errors</th><th>msg/s</th><th>bytes/s</th><th>lag p50 µs</th><th>lag p99 µs</th><th>ack p50 µs</th><th>ack p99 µs</th><th>injected</th></tr>"#,
+        when(started),
+        when(d.to_ms)
+    );
+    let q = |x: Option<crate::figures::Quantiles>, p99: bool| {
+        x.map_or(String::new(), |q| {
+            if p99 { q.p99 } else { q.p50 }.to_string()
+        })
+    };
+    let rows = r
+        .figures
+        .fleets
+        .iter()
+        .map(|f| ("fleet", &f.name, &f.figures))
+        .chain(
+            r.figures
+                .agents
+                .iter()
+                .map(|a| ("agent", &a.name, &a.figures)),
+        );
+    for (scope, name, f) in rows {
+        let _ = write!(
+            out,
+            r#"<tr data-{scope}="{n}"><td>{scope}</td><td>{n}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            f.devices,
+            f.messages.unwrap_or(0),
+            f.errors.unwrap_or(0),
+            f.msgs_per_s,
+            f.bytes_per_s,
+            q(f.tick_lag_us, false),
+            q(f.tick_lag_us, true),
+            q(f.ack_latency_us, false),
+            q(f.ack_latency_us, true),
+            esc(&f.network.as_ref().map(|n| n.describe()).unwrap_or_default()),
+            n = esc(name),
+        );
+    }
+    out.push_str("</table><p>The same as <code>pluribusctl report --csv</code>:</p><pre id=\"pluribus-csv\">");
+    out.push_str(&esc(&d.csv));
+    out.push_str("</pre>");
 }
 
 /// The whole HTML file.
@@ -222,6 +305,7 @@ pub fn html(d: &ReportData, model: &Model) -> String {
         );
     }
     out.push_str("</table>");
+    window_table(&mut out, d);
     let mut busiest: Vec<&(String, Vec<Point>)> = d.fleets.iter().collect();
     busiest.sort_by(|a, b| {
         let sum = |p: &[Point]| p.iter().map(|p| p.achieved as f64).sum::<f64>();
@@ -264,6 +348,8 @@ mod tests {
             cluster: vec![p(1_000, 5.0), p(2_000, 10.0)],
             fleets: vec![("f<1>".into(), vec![p(1_000, 5.0)])],
             events: vec!["a </script> b".into()],
+            report: None,
+            csv: String::new(),
         };
         let html = html(&d, &Model::default());
         assert!(

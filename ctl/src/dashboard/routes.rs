@@ -72,6 +72,7 @@ pub fn router(shared: App) -> Router {
         .route("/api/control", post(control))
         .route("/report", get(report_html))
         .route("/report.json", get(report_json))
+        .route("/report.csv", get(report_csv))
         .with_state(shared)
 }
 
@@ -220,4 +221,14 @@ async fn report_json(
 ) -> Result<Response, ApiError> {
     let w = window(&q)?;
     Ok(Json(report::data(&s, now_ms(), w)).into_response())
+}
+
+/// The window's figures as `pluribusctl report --window --csv` prints them.
+async fn report_csv(
+    State(s): State<App>,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let w = window(&q)?;
+    let d = report::data(&s, now_ms(), w);
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], d.csv).into_response())
 }

@@ -47,6 +47,15 @@ def main():
         )
         seen["achieved"] = page.locator("#achieved-rate").inner_text()
 
+        # The cluster's chart of injected faults shows the lossy fleet's drops.
+        page.wait_for_function(
+            "() => { const l = document.getElementById('c-net').dataset.last;"
+            " return l && JSON.parse(l)['dropped/s'] > 0; }"
+        )
+        seen["injected_dropped_per_s"] = json.loads(
+            page.locator("#c-net").get_attribute("data-last")
+        )["dropped/s"]
+
         # The fleet's own charts open from its name.
         row.locator("a.fleet").click()
         expect(page.locator("#fleet-charts-box")).to_be_visible()
@@ -93,6 +102,24 @@ def main():
         with open(report, encoding="utf-8") as f:
             html = f.read()
         seen["report_has_svg"] = "<svg" in html and fleet in html
+        # The window figures of `pluribusctl report`: a table, the JSON and the CSV.
+        rp = browser.new_page()
+        rp.set_content(html)
+        cells = rp.locator(f'#pluribus-window tr[data-fleet="{fleet}"] td').all_inner_texts()
+        seen["report_window_messages"] = int(cells[3]) if len(cells) > 3 else None
+        lossy = rp.locator('#pluribus-window tr[data-fleet="lossy"] td').all_inner_texts()
+        seen["report_lossy_injected"] = lossy[-1] if lossy else None
+        data = json.loads(rp.locator("#pluribus-data").inner_text())
+        report = data.get("report") or {}
+        seen["report_json_scope"] = report.get("scope")
+        seen["report_json_web_messages"] = next(
+            (f["messages"] for f in report.get("fleets", []) if f["name"] == fleet), None
+        )
+        seen["report_csv_web"] = next(
+            (l for l in rp.locator("#pluribus-csv").inner_text().splitlines() if l.startswith("fleet," + fleet + ",")),
+            None,
+        )
+        rp.close()
 
         # A read-only dashboard shows the same page without any control.
         ro = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -37,6 +37,8 @@ pub struct Resolved {
     pub connect_timeout: Duration,
     /// TLS, if any acceptor is `tls://`.
     pub tls: Option<TlsConnector>,
+    /// Devices per session (1: a session per device).
+    pub per_session: u64,
 }
 
 impl std::fmt::Debug for Resolved {
@@ -68,6 +70,7 @@ impl Resolved {
                 c.ca.as_deref(),
                 c.cert.as_deref(),
                 c.key.as_deref(),
+                secrets,
             )?)
         } else {
             None
@@ -93,6 +96,7 @@ impl Resolved {
                 .transpose()?,
             connect_timeout: c.connect_timeout,
             tls,
+            per_session: u64::from(c.devices_per_session.max(1)),
         };
         Ok((c, r))
     }

@@ -1,10 +1,14 @@
-//! One device's FIX session: a small shared state ([`Conn`]) that the sink writes
-//! business messages into, and one task ([`run`]) that logs on (paced), writes, reads,
-//! answers the session layer and logs on again with backoff.
+//! One FIX session: a small shared state ([`Conn`]) that the sink writes business messages
+//! into, and one task ([`run`]) that logs on (paced), writes, reads, answers the session
+//! layer and logs on again with backoff.
+//!
+//! A session carries one device, or several (`devices_per_session`): then its
+//! SenderCompID is the session's, each message names its device in SenderSubID (50), and
+//! ExecutionReports find their order by ClOrdID (`<device_id>-<n>`) among the session's.
 //!
 //! The sink never waits for the network: `send` encodes into the session's output buffer
-//! and wakes the task; a device that is not logged on fails the send at once. Idle, a
-//! device is this struct, a parked task and a socket: no buffers.
+//! and wakes the task; a device whose session is not logged on fails the send at once.
+//! Idle, a session is this struct, a parked task and a socket: no buffers.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,10 +27,53 @@ use crate::sink::mqtt::pacer::{Jitter, Pacer};
 mod logon;
 mod session;
 
-/// Most bytes waiting to be written per device; past it a send fails.
+/// Most bytes waiting to be written per device of a session; past it a send fails.
 const MAX_PENDING: usize = 64 * 1024;
-/// Most orders awaiting their first ExecutionReport per device; the oldest is forgotten.
+/// Most orders awaiting their first ExecutionReport per device of a session; the oldest
+/// is forgotten.
 const MAX_AWAITING: usize = 64;
+/// A session's limits grow with its devices up to this many.
+const MAX_SCALE: usize = 64;
+
+/// FNV-1a over `bytes`, from `h`.
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The key of ClOrdID `<device_id>-<n>` among a session's awaited orders (no allocation).
+fn order_key(device_id: &str, n: u64) -> u64 {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut v = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let h = fnv(0xcbf2_9ce4_8422_2325, device_id.as_bytes());
+    fnv(fnv(h, b"-"), &digits[at..])
+}
+
+/// The key of a ClOrdID as the acceptor echoes it.
+fn clordid_key(id: &[u8]) -> u64 {
+    fnv(0xcbf2_9ce4_8422_2325, id)
+}
+
+/// A device's own numbers, kept by the sink (a session may carry several devices).
+#[derive(Debug, Default)]
+pub struct Numbers {
+    /// The device's own count, for telemetry without `seq`.
+    count: u64,
+    /// The number of the last order (for a cancel's OrigClOrdID).
+    last: Option<u64>,
+}
 
 /// Microseconds on a monotonic clock (for ack latency).
 fn mono_us() -> u64 {
@@ -77,34 +124,44 @@ struct State {
     out_seq: u64,
     /// MsgSeqNum expected next from the acceptor.
     in_seq: u64,
-    /// Orders sent and not yet acknowledged: (number in the ClOrdID, sent at µs).
+    /// Orders sent and not yet acknowledged: (key of the ClOrdID, sent at µs).
     awaiting: Vec<(u64, u64)>,
-    /// The device's own count, for telemetry without `seq`.
-    count: u64,
-    /// The number of the last order (for a cancel's OrigClOrdID).
-    last: Option<u64>,
+    /// Devices open on the session.
+    members: usize,
 }
 
-/// A device's session state, shared by the sink and the session task.
+impl State {
+    /// The session's limits scale with its devices (up to [`MAX_SCALE`]).
+    fn scale(&self) -> usize {
+        self.members.clamp(1, MAX_SCALE)
+    }
+}
+
+/// A session's state, shared by the sink and the session task.
 pub struct Conn {
-    /// Index in the fleet.
+    /// The session's number: the device's index in the fleet, or `index / N` when `N`
+    /// devices share a session.
     pub index: u64,
-    /// Device id.
+    /// The device id (with shared sessions, the first device that opened it), for events.
     pub device_id: Box<str>,
     /// Fleet name.
     pub fleet: Arc<str>,
     /// SenderCompID.
     pub sender: Box<str>,
+    /// Several devices share the session: messages carry SenderSubID.
+    pub shared: bool,
     st: Mutex<State>,
     wake: Notify,
 }
 
 impl Conn {
-    /// A device that is not logged on yet.
+    /// A session that is not logged on yet: device `index`'s own, or session `index` of
+    /// devices shared (`shared`), whose SenderCompID is rendered without a device id.
     pub fn new(index: u64, device_id: &str, fleet: Arc<str>, cfg: &Resolved) -> Self {
+        let shared = cfg.per_session > 1;
         let sender = cfg.sender.render(&TemplateVars {
             fleet: &fleet,
-            device_id: Some(device_id),
+            device_id: (!shared).then_some(device_id),
             index,
         });
         Self {
@@ -112,6 +169,7 @@ impl Conn {
             device_id: device_id.into(),
             fleet,
             sender: sender.into(),
+            shared,
             st: Mutex::new(State {
                 out_seq: 1,
                 in_seq: 1,
@@ -121,24 +179,43 @@ impl Conn {
         }
     }
 
+    /// A device joins the session.
+    pub fn join(&self) {
+        self.lock().members += 1;
+    }
+
+    /// A device leaves the session; returns how many remain.
+    pub fn leave(&self) -> usize {
+        let mut st = self.lock();
+        st.members = st.members.saturating_sub(1);
+        st.members
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.st.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends one telemetry message as a business message; fails at once if the device is
-    /// not logged on.
-    pub fn send(&self, cfg: &Resolved, payload: &[u8], time: &str) -> Result<(), &'static str> {
+    /// Sends one telemetry message of `device_id` as a business message; fails at once if
+    /// the session is not logged on.
+    pub fn send(
+        &self,
+        cfg: &Resolved,
+        device_id: &str,
+        nums: &mut Numbers,
+        payload: &[u8],
+        time: &str,
+    ) -> Result<(), &'static str> {
         let t = Telemetry::of(payload);
         {
             let mut st = self.lock();
             if !st.up || st.closing {
                 return Err("not logged on");
             }
-            if st.out.len() > MAX_PENDING {
+            if st.out.len() > MAX_PENDING * st.scale() {
                 return Err("backlog: the acceptor does not keep up");
             }
-            st.count += 1;
-            let n = t.seq.unwrap_or(st.count);
+            nums.count += 1;
+            let n = t.seq.unwrap_or(nums.count);
             let msg_type = match cfg.message {
                 pluribus_common::spec::FixMessage::NewOrderSingle => "D",
                 pluribus_common::spec::FixMessage::OrderCancelRequest => "F",
@@ -146,7 +223,7 @@ impl Conn {
             };
             let seq = st.out_seq;
             st.out_seq += 1;
-            let previous = st.last.replace(n);
+            let previous = nums.last.replace(n);
             let h = Header {
                 begin: cfg.begin,
                 msg_type,
@@ -156,28 +233,32 @@ impl Conn {
                 time,
             };
             let o = Order {
-                device_id: &self.device_id,
+                device_id,
                 n,
                 previous,
                 symbols: &cfg.symbols,
                 time,
             };
             let mut w = Writer::new(&mut st.out, &h);
+            if self.shared {
+                // SenderSubID, a header field: it goes before the body.
+                w.str(50, device_id);
+            }
             order::body(&mut w, cfg.message, &t, &o);
             w.finish();
             if msg_type != "X" {
-                if st.awaiting.len() >= MAX_AWAITING {
+                if st.awaiting.len() >= MAX_AWAITING * st.scale() {
                     st.awaiting.remove(0);
                 }
-                st.awaiting.push((n, mono_us()));
+                st.awaiting.push((order_key(device_id, n), mono_us()));
             }
         }
         self.wake.notify_one();
         Ok(())
     }
 
-    /// Starts a clean stop: Logout. Returns false if the device was not logged on (the
-    /// caller just ends the task).
+    /// Starts a clean stop of the session (its last device stopped): Logout. Returns false
+    /// if it was not logged on (the caller just ends the task).
     pub fn close(&self, cfg: &Resolved) -> bool {
         let mut st = self.lock();
         st.closing = true;
@@ -188,6 +269,15 @@ impl Conn {
         drop(st);
         self.wake.notify_one();
         true
+    }
+
+    /// For events of a shared session (named after its first device): which session.
+    fn whose(&self) -> String {
+        if self.shared {
+            format!(" (session {}, shared by its devices)", self.sender)
+        } else {
+            String::new()
+        }
     }
 
     fn closing(&self) -> bool {
@@ -273,7 +363,7 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
                     } else {
                         ""
                     };
-                    let error = format!("fix logon failed: {reason}{hint}");
+                    let error = format!("fix logon failed{}: {reason}{hint}", conn.whose());
                     failing = Box::pin(sh.events.device_failed(
                         &conn.fleet,
                         &conn.device_id,
@@ -302,7 +392,7 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
                     End::Lost(reason) => {
                         sh.metrics.disconnects.fetch_add(1, Relaxed);
                         tracing::debug!(device = %conn.device_id, reason, "fix session lost");
-                        let error = format!("fix session lost: {reason}");
+                        let error = format!("fix session lost{}: {reason}", conn.whose());
                         failing = Box::pin(sh.events.device_failed(
                             &conn.fleet,
                             &conn.device_id,
@@ -328,6 +418,19 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
 #[cfg(test)]
 mod size_tests {
     use super::*;
+
+    #[test]
+    fn an_order_key_is_the_key_of_its_clordid() {
+        for (id, n) in [("d", 0), ("fx-00001", 12), ("a-b-c", u64::MAX)] {
+            let clordid = format!("{id}-{n}");
+            assert_eq!(
+                order_key(id, n),
+                clordid_key(clordid.as_bytes()),
+                "{clordid}"
+            );
+        }
+        assert_ne!(order_key("d-1", 2), order_key("d", 12));
+    }
 
     /// Every logged-on device is one task whose future is as large as its largest await
     /// point, plus its `Conn`: together they are most of a session's memory. Large, rare

@@ -1,17 +1,18 @@
 //! The `fix` sink: every device is a FIX 4.4 trading client with its own session (its own
-//! TCP or TLS connection and SenderCompID) to a FIX acceptor. Each telemetry message
+//! TCP or TLS connection and SenderCompID) to a FIX acceptor, or `devices_per_session`
+//! devices share one (SenderSubID names the device). Each telemetry message
 //! becomes a NewOrderSingle (or an OrderCancelRequest, or a MarketDataIncrementalRefresh);
 //! ExecutionReports matched to their ClOrdID give the ack latency.
 //!
 //! Built like the mqtt sink, for many devices per agent: one small task per session, no
-//! buffers while idle, logons paced agent-wide (the mqtt sink's [`Pacer`]).
+//! buffers while idle, logons paced agent-wide (the agent's [`Pacers`], shared with other sinks).
 //!
 //! | file | what |
 //! |---|---|
 //! | `config.rs` | options resolved on the agent (templates, `env:`/`file:` credentials, TLS) |
 //! | `codec.rs` | tag=value framing: BodyLength, CheckSum, bounded decoding |
 //! | `order.rs` | business messages made from telemetry |
-//! | `conn.rs` | one device's session: state and task (`conn/logon.rs`, `conn/session.rs`) |
+//! | `conn.rs` | one session (a device's, or shared): state and task (`conn/logon.rs`, `conn/session.rs`) |
 //! | `sink.rs` | the [`Sink`] of one shard |
 
 mod codec;
@@ -22,33 +23,20 @@ mod conn;
 mod order;
 mod sink;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use pluribus_common::spec::SinkSpec;
 
 pub use sink::FixSink;
 
-use super::mqtt::Pacer;
+use super::pacers::Pacers;
 use super::{Sink, SinkContext, SinkError, SinkFactory};
 
 /// Factory of [`FixSink`]s. One per agent: it holds the logon pacers, so that every
-/// shard's devices share the agent's `connect_rate` and `max_connecting`.
+/// shard's sessions share the agent's `connect_rate` and `max_connecting`.
 #[derive(Debug, Default)]
 pub struct FixFactory {
-    pacers: Mutex<HashMap<(u64, u32), Arc<Pacer>>>,
-}
-
-impl FixFactory {
-    fn pacer(&self, rate: Option<f64>, max_connecting: u32) -> Arc<Pacer> {
-        let key = (rate.map_or(0, |r| (r * 1000.0) as u64), max_connecting);
-        self.pacers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_insert_with(|| Arc::new(Pacer::new(max_connecting, rate)))
-            .clone()
-    }
+    pacers: Pacers,
 }
 
 impl SinkFactory for FixFactory {
@@ -57,7 +45,7 @@ impl SinkFactory for FixFactory {
         let shared = conn::Shared::new(
             resolved,
             ctx.metrics.clone(),
-            self.pacer(cfg.connect_rate, cfg.max_connecting),
+            self.pacers.get(cfg.connect_rate, cfg.max_connecting),
             ctx.events.clone(),
         );
         Ok(Box::new(FixSink::new(Arc::new(shared))))

@@ -1,4 +1,5 @@
-//! [`FixSink`]: the devices of one shard, each with its own FIX session.
+//! [`FixSink`]: the devices of one shard, each with its own FIX session or `N` of them
+//! sharing one (`devices_per_session`).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -10,22 +11,31 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 use super::codec;
-use super::conn::{self, Conn, Shared};
+use super::conn::{self, Conn, Numbers, Shared};
 use crate::sink::{Sink, SinkDevice, SinkError};
 
-/// How long a flush waits for stopping devices to log out.
+/// How long a flush waits for stopping sessions to log out.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
-struct Device {
+/// A session and its task. Its devices hold it; the last one to stop logs it out.
+struct Session {
     conn: Arc<Conn>,
     task: JoinHandle<()>,
 }
 
-/// One shard's FIX devices.
+/// An open device: its session's number and its own numbers.
+struct Device {
+    session: u64,
+    nums: Numbers,
+}
+
+/// One shard's FIX devices. Sessions never span shards (the shard size is a multiple of
+/// `devices_per_session`), so a session is this sink's alone.
 pub struct FixSink {
     shared: Arc<Shared>,
     devices: HashMap<u64, Device>,
-    /// Tasks of stopped devices still logging out.
+    sessions: HashMap<u64, Session>,
+    /// Tasks of stopped sessions still logging out.
     closing: Vec<JoinHandle<()>>,
     fleet: Option<Arc<str>>,
     /// SendingTime of the current batch (one clock read per batch, not per message).
@@ -38,6 +48,7 @@ impl FixSink {
         Self {
             shared,
             devices: HashMap::new(),
+            sessions: HashMap::new(),
             closing: Vec::new(),
             fleet: None,
             time: None,
@@ -62,10 +73,23 @@ impl Sink for FixSink {
         if self.devices.contains_key(&dev.index) {
             return Ok(());
         }
-        let fleet = self.fleet(dev.fleet);
-        let conn = Arc::new(Conn::new(dev.index, dev.device_id, fleet, &self.shared.cfg));
-        let task = tokio::spawn(conn::run(conn.clone(), self.shared.clone()));
-        self.devices.insert(dev.index, Device { conn, task });
+        let index = dev.index / self.shared.cfg.per_session;
+        if !self.sessions.contains_key(&index) {
+            let fleet = self.fleet(dev.fleet);
+            let conn = Arc::new(Conn::new(index, dev.device_id, fleet, &self.shared.cfg));
+            let task = tokio::spawn(conn::run(conn.clone(), self.shared.clone()));
+            self.sessions.insert(index, Session { conn, task });
+        }
+        if let Some(s) = self.sessions.get(&index) {
+            s.conn.join();
+        }
+        self.devices.insert(
+            dev.index,
+            Device {
+                session: index,
+                nums: Numbers::default(),
+            },
+        );
         Ok(())
     }
 
@@ -74,12 +98,15 @@ impl Sink for FixSink {
             self.shared.metrics.publish_failed.fetch_add(1, Relaxed);
             SinkError(format!("fix send of {}: {why}", dev.device_id))
         };
-        let Some(d) = self.devices.get(&dev.index) else {
+        let Some(d) = self.devices.get_mut(&dev.index) else {
+            return Err(failed("device not open"));
+        };
+        let Some(s) = self.sessions.get(&d.session) else {
             return Err(failed("device not open"));
         };
         let time = self.time.get_or_insert_with(codec::now_utc);
-        d.conn
-            .send(&self.shared.cfg, &payload, time)
+        s.conn
+            .send(&self.shared.cfg, dev.device_id, &mut d.nums, &payload, time)
             .map_err(failed)
     }
 
@@ -87,10 +114,21 @@ impl Sink for FixSink {
         let Some(d) = self.devices.remove(&dev.index) else {
             return;
         };
-        if d.conn.close(&self.shared.cfg) {
-            self.closing.push(d.task);
+        // A session others still use stays logged on.
+        let last = self
+            .sessions
+            .get(&d.session)
+            .is_some_and(|s| s.conn.leave() == 0);
+        if !last {
+            return;
+        }
+        let Some(s) = self.sessions.remove(&d.session) else {
+            return;
+        };
+        if s.conn.close(&self.shared.cfg) {
+            self.closing.push(s.task);
         } else {
-            d.task.abort();
+            s.task.abort();
         }
     }
 
@@ -113,8 +151,8 @@ impl Sink for FixSink {
 
 impl Drop for FixSink {
     fn drop(&mut self) {
-        for d in self.devices.values() {
-            d.task.abort();
+        for s in self.sessions.values() {
+            s.task.abort();
         }
         for t in &self.closing {
             t.abort();

@@ -61,7 +61,11 @@ impl std::fmt::Debug for HttpFactory {
 
 impl HttpFactory {
     /// The client for `cfg`: the shared one, or the one for its TLS files.
-    fn client(&self, cfg: &HttpSinkConfig) -> Result<Arc<HttpClient>, SinkError> {
+    fn client(
+        &self,
+        cfg: &HttpSinkConfig,
+        secrets: &crate::secrets::Secrets,
+    ) -> Result<Arc<HttpClient>, SinkError> {
         if !cfg.has_tls_files() {
             return self
                 .client
@@ -76,8 +80,12 @@ impl HttpFactory {
             return Ok(c);
         }
         // Read the files now, so that a missing one refuses the shard (not cached).
-        let config =
-            tls::client_config(files.0.as_deref(), files.1.as_deref(), files.2.as_deref())?;
+        let config = tls::client_config(
+            files.0.as_deref(),
+            files.1.as_deref(),
+            files.2.as_deref(),
+            secrets,
+        )?;
         let c = Arc::new(client::with_tls(config));
         clients.insert(files, Arc::downgrade(&c));
         Ok(c)
@@ -106,7 +114,7 @@ impl SinkFactory for HttpFactory {
             .map_err(|e| SinkError(format!("bad http sink: {e}")))?;
         let headers = headers::resolve(&cfg.headers, &ctx.secrets)?;
         let request = Request {
-            client: self.client(&cfg)?,
+            client: self.client(&cfg, &ctx.secrets)?,
             method: cfg.method,
             headers,
             timeout: cfg.timeout,

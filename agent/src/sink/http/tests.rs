@@ -119,10 +119,29 @@ wpVnBch6gvO/PCF9hgRR8vHquJRDbGL7zZlA
 -----END CERTIFICATE-----
 ";
 
-/// Writes `text` to a file of this test process; returns its path.
-fn temp_file(name: &str, text: &str) -> String {
-    let path = std::env::temp_dir().join(format!("pluribus-http-{}-{name}", std::process::id()));
+/// A secrets directory of this test (TLS files are read from the agent's --secrets-dir)
+/// and the agent's view of it.
+fn secrets_dir(test: &str) -> (std::path::PathBuf, crate::secrets::Secrets) {
+    let dir = std::env::temp_dir().join(format!("pluribus-http-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("secrets dir");
+    let s = crate::secrets::Secrets::new(crate::secrets::SecretPolicy {
+        dir: Some(dir.clone()),
+        ..Default::default()
+    })
+    .expect("secrets");
+    (dir, s)
+}
+
+/// Writes `text` to `name` under `dir` and lets `secrets` see it; returns its path.
+fn temp_file(
+    dir: &std::path::Path,
+    secrets: &crate::secrets::Secrets,
+    name: &str,
+    text: &str,
+) -> String {
+    let path = dir.join(name);
     std::fs::write(&path, text).expect("write temp file");
+    secrets.refresh();
     path.to_str().expect("utf-8 path").to_string()
 }
 
@@ -136,13 +155,14 @@ fn https_config(ca: &str) -> HttpSinkConfig {
 
 #[tokio::test]
 async fn sinks_with_the_same_ca_share_a_client_of_their_own() {
-    let ca = temp_file("ca.pem", TEST_CA);
-    let other = temp_file("other.pem", TEST_CA);
+    let (dir, secrets) = secrets_dir("share");
+    let ca = temp_file(&dir, &secrets, "ca.pem", TEST_CA);
+    let other = temp_file(&dir, &secrets, "other.pem", TEST_CA);
     let f = HttpFactory::default();
-    let a = f.client(&https_config(&ca)).expect("client");
-    let b = f.client(&https_config(&ca)).expect("client");
+    let a = f.client(&https_config(&ca), &secrets).expect("client");
+    let b = f.client(&https_config(&ca), &secrets).expect("client");
     assert!(Arc::ptr_eq(&a, &b), "one client per CA file");
-    let c = f.client(&https_config(&other)).expect("client");
+    let c = f.client(&https_config(&other), &secrets).expect("client");
     assert!(!Arc::ptr_eq(&a, &c), "another CA file, another client");
     // The shared client is not one of them.
     let options = serde_json::json!({"url": "https://127.0.0.1:9/x"});
@@ -150,29 +170,36 @@ async fn sinks_with_the_same_ca_share_a_client_of_their_own() {
         unreachable!("options are a map")
     };
     let plain = f
-        .client(&HttpSinkConfig::from_options(&options).expect("valid"))
+        .client(
+            &HttpSinkConfig::from_options(&options).expect("valid"),
+            &secrets,
+        )
         .expect("client");
     assert!(!Arc::ptr_eq(&a, &plain) && !Arc::ptr_eq(&c, &plain));
     // Once no sink holds it, the client goes and the files are read again.
     drop((a, b, c));
-    let _again = f.client(&https_config(&ca)).expect("client");
+    let _again = f.client(&https_config(&ca), &secrets).expect("client");
     assert_eq!(f.tls_clients.lock().expect("lock").len(), 1);
-    let _ = std::fs::remove_file(&ca);
-    let _ = std::fs::remove_file(&other);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_missing_or_bad_ca_file_is_an_error_that_names_the_field() {
+    let (dir, secrets) = secrets_dir("bad");
     let f = HttpFactory::default();
     let e = f
-        .client(&https_config("/nonexistent/ca.pem"))
+        .client(&https_config("/nonexistent/ca.pem"), &secrets)
         .expect_err("missing");
     assert!(e.0.starts_with("sink.ca: /nonexistent/ca.pem"), "{e}");
-    let not_pem = temp_file("not.pem", "hello\n");
-    let e = f.client(&https_config(&not_pem)).expect_err("not PEM");
+    assert!(e.0.contains("--secrets-dir"), "{e}");
+    let not_pem = temp_file(&dir, &secrets, "not.pem", "hello\n");
+    let e = f
+        .client(&https_config(&not_pem), &secrets)
+        .expect_err("not PEM");
     assert!(e.0.contains("sink.ca") && e.0.contains("no PEM"), "{e}");
     // Failures are not cached: the file is read again next time.
-    std::fs::write(&not_pem, TEST_CA).expect("rewrite");
-    f.client(&https_config(&not_pem)).expect("now valid");
-    let _ = std::fs::remove_file(&not_pem);
+    temp_file(&dir, &secrets, "not.pem", TEST_CA);
+    f.client(&https_config(&not_pem), &secrets)
+        .expect("now valid");
+    let _ = std::fs::remove_dir_all(&dir);
 }

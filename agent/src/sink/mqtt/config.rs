@@ -142,6 +142,7 @@ impl Resolved {
                 c.ca.as_deref(),
                 c.cert.as_deref(),
                 c.key.as_deref(),
+                secrets,
             )?)
         } else {
             None

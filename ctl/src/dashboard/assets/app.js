@@ -97,6 +97,7 @@ const CHARTS = [
   ['lag', 'tick lag', us, [['p50', '#2e7d32', (p) => p.lag_p50], ['p99', '#c62828', (p) => p.lag_p99]]],
   ['ack', 'ack latency', us, [['p50', '#2e7d32', (p) => p.ack_p50], ['p99', '#c62828', (p) => p.ack_p99]]],
   ['conn', 'connections', num, [['connected', '#1565c0', (p) => p.connected], ['failures/s', '#c62828', (p) => p.connect_failures], ['errors/s', '#ef6c00', (p) => p.errors]]],
+  ['net', 'injected faults', num, [['dropped/s', '#c62828', (p) => p.dropped], ['delayed/s', '#ef6c00', (p) => p.delayed], ['duplicated/s', '#6a1b9a', (p) => p.duplicated], ['offline', '#455a64', (p) => p.offline]]],
 ];
 
 function draw(canvas, title, fmt, lines, points) {
@@ -137,6 +138,10 @@ function draw(canvas, title, fmt, lines, points) {
     g.fillStyle = colour; g.fillText(label, lx, 12); lx += g.measureText(label).width + 12;
   }
   g.lineWidth = 1;
+  // The latest values, for people using assistive tools and for tests.
+  const last = points.length ? points[points.length - 1] : null;
+  canvas.dataset.last = last ? JSON.stringify(Object.fromEntries(lines.map(([label, , get]) => [label, get(last)]))) : '';
+  canvas.setAttribute('aria-label', title + (last ? ': ' + lines.map(([label, , get]) => label + ' ' + fmt(get(last) || 0)).join(', ') : ''));
 }
 
 function drawAll() {
@@ -355,6 +360,7 @@ $('report-window').onchange = () => {
   const w = $('report-window').value;
   $('report-link').href = 'report?window=' + w;
   $('report-json').href = 'report.json?window=' + w;
+  $('report-csv').href = 'report.csv?window=' + w;
 };
 
 (async () => {

@@ -44,7 +44,7 @@ pub(super) async fn logon(
             st.out = BytesMut::new();
             let vars = TemplateVars {
                 fleet: &conn.fleet,
-                device_id: Some(&conn.device_id),
+                device_id: (!conn.shared).then_some(&*conn.device_id),
                 index: conn.index,
             };
             let cfg = &sh.cfg;

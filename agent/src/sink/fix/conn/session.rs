@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::time::Instant;
 
-use super::{admin, clean, mono_us, Conn, End, Shared, State};
+use super::{admin, clean, clordid_key, mono_us, Conn, End, Shared, State};
 use crate::sink::fix::codec::{self, Frame};
 use crate::sink::mqtt::stream::Stream;
 
@@ -151,7 +151,7 @@ fn handle(conn: &Conn, sh: &Shared, f: &Frame) -> Result<bool, String> {
             .response(&reason_class("business_reject", f.num(380))),
         b"8" => {
             sh.metrics.response("exec_report");
-            acked(&mut st, conn, sh, f);
+            acked(&mut st, sh, f);
         }
         b"5" => {
             if st.closing {
@@ -197,19 +197,12 @@ fn gap_fill(st: &mut State, conn: &Conn, sh: &Shared, f: &Frame) {
     w.finish();
 }
 
-/// An ExecutionReport: the first one for a ClOrdID `<device_id>-<n>` we sent gives the ack
-/// latency.
-fn acked(st: &mut State, conn: &Conn, sh: &Shared, f: &Frame) {
+/// An ExecutionReport: the first one for a ClOrdID `<device_id>-<n>` the session sent (for
+/// any of its devices) gives the ack latency.
+fn acked(st: &mut State, sh: &Shared, f: &Frame) {
     let Some(id) = f.get(11) else { return };
-    let Some(n) = id
-        .strip_prefix(conn.device_id.as_bytes())
-        .and_then(|r| r.strip_prefix(b"-"))
-        .and_then(|r| std::str::from_utf8(r).ok())
-        .and_then(|r| r.parse::<u64>().ok())
-    else {
-        return;
-    };
-    if let Some(at) = st.awaiting.iter().position(|(k, _)| *k == n) {
+    let key = clordid_key(id);
+    if let Some(at) = st.awaiting.iter().position(|(k, _)| *k == key) {
         let (_, sent) = st.awaiting.remove(at);
         sh.metrics.ack_latency(mono_us().saturating_sub(sent));
     }
