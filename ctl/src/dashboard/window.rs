@@ -95,7 +95,7 @@ impl Anchors {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::tests::hb;
+    use crate::state::fixtures::hb;
 
     #[test]
     fn heartbeats_are_kept_every_few_seconds_for_the_history() {
