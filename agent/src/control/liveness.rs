@@ -101,7 +101,9 @@ impl Keeper {
             let put = self
                 .buckets
                 .lease_put(&key, self.value(epoch), revision, Some(self.ttl));
-            match tokio::time::timeout(self.every, put).await {
+            // A slow acknowledgement still counts (the fence follows the time it was sent):
+            // wait for it up to the fence, not just a renewal period.
+            match tokio::time::timeout(self.fence_after, put).await {
                 Ok(Ok(rev)) => {
                     revision = rev;
                     self.fence.extend_to(sent + self.fence_after);
