@@ -248,6 +248,7 @@ impl Control {
             fence_after: cfg.fence_after(),
             fence: fence.clone(),
             tx: internal_tx.clone(),
+            reopen: reopen.clone(),
         }
         .spawn(&tracker);
         Ok(Self {
@@ -447,6 +448,12 @@ impl Control {
 
     async fn heartbeat(&mut self) {
         self.changed = false;
+        // Not before this agent can take work (its liveness entry, and with it the
+        // server's clock, is known): the others would count it in their fair share and
+        // pass it offers it can only pass on.
+        if self.epoch == 0 || !self.clock_known {
+            return;
+        }
         let hb = self.heartbeat_value();
         if hb.saturated && !self.saturated {
             let fleets: Vec<String> = hb
