@@ -127,6 +127,7 @@ impl AgentArgs {
                 .cloned()
                 .collect(),
             },
+            liveness_client: None,
         })
     }
 }

@@ -83,6 +83,11 @@ pub async fn run(args: AgentArgs, registry: Registry, client_name: &str) -> anyh
         })
         .await?;
     warn_short_ttl_on_cluster(&conn.client.server_info(), cfg.lease_ttl);
+    cfg.liveness_client = Some(
+        args.nats
+            .connect_core(&format!("{client_name} liveness"))
+            .await?,
+    );
     let handle = Agent::start(cfg, conn, registry).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
