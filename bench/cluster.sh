@@ -8,8 +8,12 @@
 #   PLURIBUS_LEASE_TTL=30s bench/cluster.sh   # the agents' lease TTL (default 3s)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build --release -p pluribus-agent -p pluribusctl --quiet
-BIN=$PWD/target/release
+#   BIN=/path/to/build N=20000 L=5000 bench/cluster.sh   # other binaries, smaller fleets
+if [[ -z "${BIN:-}" ]]; then
+  cargo build --release -p pluribus-agent -p pluribusctl --quiet
+  BIN=$PWD/target/release
+fi
+BIN=$(cd "$BIN" && pwd)
 WORK=$(mktemp -d)
 pids=()
 cleanup() {
@@ -69,21 +73,21 @@ A1=$(start_agent a1 0)
 A2=$(start_agent a2 1)
 sleep 2
 rows=()
-N=100000
+N=${N:-100000}
 t0=$(ms)
 ctl deploy-fleet big --count "$N" --sink nats --subject "bench.{fleet}.{device_id}" --interval 10s --timeout 120s >/dev/null 2>&1
 t1=$(ms)
 wait_devices "$N" 90
 t2=$(ms)
-rows+=("| 3-node NATS cluster, R3 buckets: deploy-fleet of 100k devices on 2 agents (on nodes 1 and 2), command returns | $((t1 - t0)) ms |")
-rows+=("| same: agents report all 100k devices started | $((t2 - t0)) ms |")
+rows+=("| 3-node NATS cluster, R3 buckets: deploy-fleet of $N devices on 2 agents (on nodes 1 and 2), command returns | $((t1 - t0)) ms |")
+rows+=("| same: agents report all $N devices started | $((t2 - t0)) ms |")
 sleep 5
 
 ctl delete-fleet big >/dev/null 2>&1
 wait_devices 0 60
 # Kill node 1 (a1's server) under 20k devices sending every second, while a probe on node 3
 # counts what arrives: `lost` is seqs missing per device, so any device that stopped shows.
-L=20000
+L=${L:-20000}
 ctl deploy-fleet live --count "$L" --sink nats --subject "bench.{fleet}.{device_id}" --interval 1s --timeout 120s >/dev/null 2>&1
 wait_devices "$L" 60
 "$BIN/pluribusctl" --nats-url "$(url 2)" probe --subject 'bench.live.>' --duration 35s --json \
@@ -100,7 +104,7 @@ while (( $(ms) - t0 < 30000 )); do
 done
 wait "$probe" || true
 read -r received lost < <(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s["received"], s["lost"])' "$WORK/probe.json")
-rows+=("| lease TTL $TTL: NATS node 1 SIGKILLed under 20k devices at 1 msg/s (a probe on node 3 for 35 s) | $lost of $(( received + lost )) messages lost ($(python3 -c "print(round($lost*100/max(1,$received+$lost),3))")%) |")
+rows+=("| lease TTL $TTL: NATS node 1 SIGKILLed under $L devices at 1 msg/s (a probe on node 3 for 35 s) | $lost of $(( received + lost )) messages lost ($(python3 -c "print(round($lost*100/max(1,$received+$lost),3))")%) |")
 rows+=("| same: \`pluribusctl agents\` through node 3 answers again after the kill (JetStream leader elections) | ${blind:-more than 30000} ms |")
 
 # Kill agent a1: a2 takes everything over, with R3 leases on the two nodes left.
@@ -108,7 +112,7 @@ t0=$(ms)
 kill -9 "$A1"
 wait_devices "$L" 120 a2
 t1=$(ms)
-rows+=("| lease TTL $TTL: agent SIGKILLed (R3 leases on 2 of 3 nodes): survivor runs all 20k | $((t1 - t0)) ms |")
+rows+=("| lease TTL $TTL: agent SIGKILLed (R3 leases on 2 of 3 nodes): survivor runs all $L | $((t1 - t0)) ms |")
 kill -9 "$A2" 2>/dev/null || true
 
 echo "| measure | result |"

@@ -21,6 +21,8 @@ WORK=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  # BENCH_LOGS=DIR keeps the agents' logs.
+  [[ -n ${BENCH_LOGS:-} ]] && mkdir -p "$BENCH_LOGS" && cp "$WORK"/*.log "$BENCH_LOGS"/
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -83,6 +85,7 @@ rows+=("| KV writes/s per agent, steady ($DEVICES devices, $shards shards over $
 rows+=("| KV writes/s per agent, steady: agents bucket (heartbeats, 500 ms here) | $hb_w |")
 
 t0=$(ms)
+echo "a1 killed at $(date -u +%H:%M:%S.%3N)" >&2
 kill -9 "${agent_pids[0]}"
 wait_active "$DEVICES" 120 a1
 t1=$(ms)

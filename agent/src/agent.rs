@@ -50,6 +50,10 @@ pub struct AgentConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// What sink specs may reference as `env:` and `file:` secrets.
     pub secrets: crate::secrets::SecretPolicy,
+    /// A NATS connection of its own for the liveness entry, so that telemetry (the `nats`
+    /// sink shares the agent's connection) never queues ahead of a renewal. None: the
+    /// agent's connection (`main` makes one).
+    pub liveness_client: Option<async_nats::Client>,
 }
 
 impl Default for AgentConfig {
@@ -66,6 +70,7 @@ impl Default for AgentConfig {
             auto_rebalance: true,
             metrics_listen: None,
             secrets: Default::default(),
+            liveness_client: None,
         }
     }
 }

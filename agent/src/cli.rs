@@ -145,6 +145,7 @@ impl AgentArgs {
                 .cloned()
                 .collect(),
             },
+            liveness_client: None,
         })
     }
 }

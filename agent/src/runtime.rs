@@ -83,6 +83,11 @@ pub async fn run(args: AgentArgs, registry: Registry, client_name: &str) -> anyh
         })
         .await?;
     warn_short_ttl_on_cluster(&conn.client.server_info(), cfg.lease_ttl);
+    cfg.liveness_client = Some(
+        args.nats
+            .connect_core(&format!("{client_name} liveness"))
+            .await?,
+    );
     let handle = Agent::start(cfg, conn, registry).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -110,10 +115,10 @@ fn warn_short_ttl_on_cluster(info: &async_nats::ServerInfo, ttl: Duration) {
         tracing::warn!(
             cluster,
             lease_ttl = %humantime::format_duration(ttl),
-            "NATS is a cluster: when a node dies, a JetStream leader election (4-9 s) can \
-             outlast the lease fence ({:.0}% of the TTL) and stop devices that would have run \
-             on; consider --lease-ttl {min}s (failover after an agent dies then takes about \
-             {min} s)",
+            "NATS is a cluster: when a node dies, a JetStream leader election (4-10 s) can \
+             outlast the fence ({:.0}% of the liveness TTL) and pause devices that would have \
+             run on; consider --lease-ttl {min}s (no more NATS writes, but failover after an \
+             agent dies then takes about {min} s)",
             crate::agent::FENCE_FRACTION * 100.0
         );
     }

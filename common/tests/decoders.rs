@@ -76,6 +76,7 @@ fn edits() -> impl Strategy<Value = Vec<(usize, u8, u8)>> {
 fn decode_all(bytes: &[u8]) {
     let _ = decode::<ShardOffer>(bytes);
     let _ = decode::<LeaseRecord>(bytes);
+    let _ = decode::<pluribus_common::messages::Liveness>(bytes);
     let _ = decode::<AgentCommand>(bytes);
     let _ = decode::<Reply<AgentAnswer>>(bytes);
     let _ = decode::<Event>(bytes);

@@ -16,6 +16,7 @@ impl Control {
             Internal::Stopped { key } => self.on_stopped(&key),
             Internal::Live { epoch } => {
                 self.epoch = epoch;
+                self.changed = true;
                 // Take back at once what is still in our name (after a lost entry).
                 if self.synced.iter().all(|s| *s) {
                     self.adopt_orphans().await;

@@ -38,6 +38,8 @@ pub(super) struct Keeper {
     pub fence_after: Duration,
     pub fence: Fence,
     pub tx: mpsc::UnboundedSender<Internal>,
+    /// Creates the buckets again when JetStream lost them.
+    pub reopen: super::watch::Reopen,
 }
 
 /// The running task: stopped (and the entry deleted) last, after the leases are released.
@@ -101,7 +103,9 @@ impl Keeper {
             let put = self
                 .buckets
                 .lease_put(&key, self.value(epoch), revision, Some(self.ttl));
-            match tokio::time::timeout(self.every, put).await {
+            // A slow acknowledgement still counts (the fence follows the time it was sent):
+            // wait for it up to the fence, not just a renewal period.
+            match tokio::time::timeout(self.fence_after, put).await {
                 Ok(Ok(rev)) => {
                     revision = rev;
                     self.fence.extend_to(sent + self.fence_after);
@@ -122,7 +126,10 @@ impl Keeper {
                         tick.reset_immediately();
                     }
                 },
-                Ok(Err(e)) => tracing::warn!(error = %e, "liveness renewal failed"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "liveness renewal failed");
+                    self.reopen_if_gone(&e).await;
+                }
                 Err(_) => tracing::warn!("liveness renewal timed out"),
             }
         }
@@ -153,12 +160,21 @@ impl Keeper {
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "could not create the liveness entry");
+                self.reopen_if_gone(&e).await;
                 None
             }
             Err(_) => {
                 tracing::warn!("creating the liveness entry timed out");
                 None
             }
+        }
+    }
+
+    /// The leases bucket is gone (JetStream came back without its state): make the
+    /// buckets again, as the heartbeat would (it waits for this entry).
+    async fn reopen_if_gone(&self, e: &KvError) {
+        if e.to_string().contains("no stream found") {
+            self.reopen.recreate().await;
         }
     }
 

@@ -131,6 +131,9 @@ pub(crate) struct Control {
     clock_samples: std::collections::VecDeque<i64>,
     /// The server's clock is known: no shard starts before (its schedule follows it).
     clock_known: bool,
+    /// The first heartbeat went out (it waits for the liveness entry; later ones do not:
+    /// an agent between two liveness entries is still there).
+    beating: bool,
     /// Until when this agent may send (moved by the liveness task).
     fence: crate::fence::Fence,
     liveness: Option<liveness::Handle>,
@@ -242,8 +245,18 @@ impl Control {
                 publisher.publish(kind).await;
             }
         });
+        // The liveness entry on a connection of its own when there is one.
+        let live_buckets = match cfg.liveness_client.clone() {
+            Some(c) => {
+                let js = async_nats::jetstream::new(c);
+                Buckets::open(&js, &conn.ns, conn.kv_replicas)
+                    .await
+                    .map_err(anyhow::Error::msg)?
+            }
+            None => buckets.clone(),
+        };
         let liveness = liveness::Keeper {
-            buckets: buckets.clone(),
+            buckets: live_buckets,
             agent_id: id.clone(),
             agent_name: cfg.name.clone(),
             ttl: cfg.lease_ttl,
@@ -251,6 +264,7 @@ impl Control {
             fence_after: cfg.fence_after(),
             fence: fence.clone(),
             tx: internal_tx.clone(),
+            reopen: reopen.clone(),
         }
         .spawn(&tracker);
         Ok(Self {
@@ -273,6 +287,7 @@ impl Control {
             epoch: 0,
             clock_samples: Default::default(),
             clock_known: false,
+            beating: false,
             fence,
             liveness: Some(liveness),
             bad_leases: HashMap::new(),
@@ -305,13 +320,7 @@ impl Control {
     }
 
     pub(crate) async fn run(mut self) {
-        tracing::info!(agent = %self.id, name = %self.cfg.name, namespace = %self.conn.ns.name(), "agent started");
-        self.heartbeat().await;
-        self.event(EventKind::AgentJoined {
-            agent_id: self.id.clone(),
-            name: self.cfg.name.clone(),
-        })
-        .await;
+        // "agent started" and agent_joined come with the first heartbeat (see there).
         let mut fence = tokio::time::interval(Duration::from_millis(250));
         let mut beat = tokio::time::interval(self.cfg.heartbeat);
         let mut reconcile = tokio::time::interval(self.cfg.reconcile);
@@ -451,6 +460,21 @@ impl Control {
 
     async fn heartbeat(&mut self) {
         self.changed = false;
+        // Not before this agent can take work (its liveness entry, and with it the
+        // server's clock, is known): the others would count it in their fair share and
+        // pass it offers it can only pass on.
+        if !self.clock_known || (self.epoch == 0 && !self.beating) {
+            return;
+        }
+        if !self.beating {
+            self.beating = true;
+            tracing::info!(agent = %self.id, name = %self.cfg.name, namespace = %self.conn.ns.name(), "agent started");
+            self.event(EventKind::AgentJoined {
+                agent_id: self.id.clone(),
+                name: self.cfg.name.clone(),
+            })
+            .await;
+        }
         let hb = self.heartbeat_value();
         if hb.saturated && !self.saturated {
             let fleets: Vec<String> = hb

@@ -246,6 +246,8 @@ impl Control {
                 tracing::info!(offset_ms = offset, "following the NATS server's clock");
             }
             pluribus_common::time::set_clock_offset_ms(offset);
+            // The first heartbeat goes out once the clock is known.
+            self.changed |= !self.clock_known;
             self.clock_known = true;
         }
     }
