@@ -263,6 +263,37 @@ async fn malformed_messages_are_answered_and_never_crash_an_agent() {
         .expect("answered");
     let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("json reply");
     assert_eq!(v["ok"]["heartbeat"]["name"], "a1", "{v}");
+    // A kill sent to every agent at once is refused (it must name one agent).
+    let r = client
+        .request(ns.agents_cmd(), r#"{"v":1,"op":{"type":"kill"}}"#.into())
+        .await
+        .expect("answered");
+    let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("json reply");
+    assert_eq!(v["error"]["code"], "bad_request", "{v}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(a1.is_running());
     assert!(a1.stderr().contains("bad shard offer"), "{}", a1.stderr());
+    // Sent to this agent, it is answered and then the process ends as a crash would.
+    let id = agent_id(&client, &ns).await;
+    let r = client
+        .request(ns.agent_cmd(&id), r#"{"v":1,"op":{"type":"kill"}}"#.into())
+        .await
+        .expect("answered");
+    let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("json reply");
+    assert_eq!(v["ok"]["heartbeat"]["id"], id.as_str(), "{v}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while a1.is_running() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!a1.is_running(), "the agent should have ended after kill");
+}
+
+/// The id of the one agent answering a ping.
+async fn agent_id(client: &async_nats::Client, ns: &Namespace) -> String {
+    let r = client
+        .request(ns.agents_cmd(), r#"{"v":1,"op":{"type":"ping"}}"#.into())
+        .await
+        .expect("answered");
+    let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("json reply");
+    v["ok"]["heartbeat"]["id"].as_str().expect("id").to_string()
 }

@@ -417,6 +417,10 @@ pub enum AgentOp {
     },
     /// Release shards above the fair share now.
     Rebalance,
+    /// End the agent's process at once, as SIGKILL would: nothing is released, stopped or
+    /// flushed, so its shards fail over as after a crash (the scenarios' `kill_agent`
+    /// failover drill). Answered before the process ends.
+    Kill,
 }
 
 /// What an agent answers to a command.

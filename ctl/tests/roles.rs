@@ -136,6 +136,9 @@ async fn roles_limit_what_each_credential_may_do() {
     // ... and the event history the agent's stream kept ...
     let out = ctl_as(&nats, VIEWER, &["events", "--since", "10m"]);
     assert!(out.ok().stdout.contains("fleet_created"), "{}", out.stdout);
+    // ... and detached scenario runs (the operator's first list makes the bucket) ...
+    ctl_as(&nats, OPERATOR, &["scenario", "list", "--json"]).ok();
+    ctl_as(&nats, VIEWER, &["scenario", "list", "--json"]).ok();
     // ... and may change nothing: each refusal is quick and names the role.
     for args in [
         &["deploy-fleet", "v", "--count", "1"][..],

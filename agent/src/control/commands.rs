@@ -15,6 +15,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use tokio::sync::mpsc;
 
 use super::Control;
+
+/// The exit status after a `kill` command: 128 + SIGKILL, as the shell reports a killed
+/// process.
+const KILLED_EXIT: i32 = 137;
 use crate::shard::ShardCtl;
 
 impl Control {
@@ -38,6 +42,13 @@ impl Control {
                 return;
             }
         };
+        if cmd.op == AgentOp::Kill && msg.subject.as_str() != self.conn.ns.agent_cmd(&self.id) {
+            tracing::warn!(subject = %msg.subject, "kill sent to every agent refused");
+            let why = "kill is refused on the subject of every agent: send it to one agent";
+            self.reply(&msg, &Reply::<AgentAnswer>::err(ErrorCode::BadRequest, why))
+                .await;
+            return;
+        }
         let released = match cmd.op {
             AgentOp::Ping => 0,
             AgentOp::Drain { undo } => {
@@ -50,15 +61,27 @@ impl Control {
                 }
             }
             AgentOp::Rebalance => self.rebalance(usize::MAX).await,
+            AgentOp::Kill => 0,
         };
         let answer = AgentAnswer {
             heartbeat: self.heartbeat_value(),
             released,
         };
         self.reply(&msg, &Reply::ok(answer)).await;
+        if cmd.op == AgentOp::Kill {
+            self.die().await;
+        }
         if matches!(cmd.op, AgentOp::Drain { .. }) {
             self.heartbeat().await;
         }
+    }
+
+    /// Ends the process as a crash would (after the answer to `kill` is on the wire): no
+    /// lease released, no device stopped, nothing flushed but the answer.
+    async fn die(&self) {
+        tracing::warn!("kill command: ending the process now, as a crash would");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.conn.client.flush()).await;
+        std::process::exit(KILLED_EXIT);
     }
 
     /// Subscribes to the command subject of every fleet with a shard here, and drops the

@@ -232,6 +232,14 @@ pub async fn drain(ctx: &Ctx, want: &str, undo: bool) -> Result<String> {
     Ok(agent.id)
 }
 
+/// Ends an agent's process as a crash would; returns its id.
+pub async fn kill_agent(ctx: &Ctx, want: &str) -> Result<String> {
+    let agent = resolve_agent(ctx, want).await?;
+    let who = format!("{} ({})", agent.name, agent.id);
+    bus::request_agent(&ctx.conn, &agent.id, &who, AgentOp::Kill, ANSWER_TIMEOUT).await?;
+    Ok(agent.id)
+}
+
 /// Asks an agent by id to take work again (cleanup of a drain).
 pub async fn undrain_id(ctx: &Ctx, id: &str) -> Result<()> {
     bus::request_agent(

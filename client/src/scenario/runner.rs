@@ -30,6 +30,9 @@ use crate::Ctx;
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often `wait_for` looks again.
 const POLL: Duration = Duration::from_millis(500);
+/// How long a run waits, after storing that it sends a kill, before sending it (the store
+/// is written by another task).
+const KILL_SETTLE: Duration = Duration::from_secs(1);
 
 /// One check's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +86,10 @@ pub struct Progress {
     pub deployed: Vec<String>,
     /// Agents (ids) the run drained (taking work again at the cleanup).
     pub drained: Vec<String>,
+    /// The `kill_agent` step whose kill was sent: a run resumed by another agent (after
+    /// killing the one it ran on) does not send it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_sent: Option<usize>,
     /// Steps done.
     pub steps: Vec<StepResult>,
     /// Checks so far.
@@ -451,6 +458,22 @@ impl Run<'_> {
                             p.drained.push(id.clone());
                         }
                     });
+                }
+                Step::KillAgent(k) => {
+                    if self.with_progress(|p| p.kill_sent) == Some(Some(i)) {
+                        return Ok(None);
+                    }
+                    let p = self.with_progress(|p| {
+                        p.kill_sent = Some(i);
+                        p.clone()
+                    });
+                    // A detached run may be killing the agent it runs on: its progress is
+                    // stored before, so that the agent taking over does not kill again.
+                    if let (Some(f), Some(p)) = (&self.opts.on_progress, p) {
+                        f(&p);
+                        tokio::time::sleep(KILL_SETTLE).await;
+                    }
+                    ops::kill_agent(self.ctx, &k.agent).await?;
                 }
                 Step::Wait(d) => tokio::time::sleep(*d).await,
                 Step::WaitFor(w) => return self.wait_for(w, i, step).await,

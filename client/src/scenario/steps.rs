@@ -30,6 +30,10 @@ pub enum Step {
     Command(Command),
     /// Make an agent hand off its work (a failover drill), or take work again.
     Drain(Drain),
+    /// End an agent's process at once, as a crash would (a failover drill): its shards
+    /// fail over once its liveness entry expires. Whatever restarts agents (systemd,
+    /// Kubernetes) brings it back; the cleanup does not.
+    KillAgent(KillAgent),
     /// Wait a while.
     #[serde(with = "humantime_serde")]
     Wait(Duration),
@@ -48,7 +52,7 @@ pub enum Step {
     Repeat(Repeat),
 }
 
-pluribus_common::one_of_enum!(Step, "a step (deploy, scale, set_load, stop, delete, network, command, drain, wait, wait_for, probe, probe_end, expect, parallel, repeat)");
+pluribus_common::one_of_enum!(Step, "a step (deploy, scale, set_load, stop, delete, network, command, drain, kill_agent, wait, wait_for, probe, probe_end, expect, parallel, repeat)");
 
 /// A fleet, by name.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -208,6 +212,14 @@ pub struct Drain {
     pub undo: bool,
 }
 
+/// `kill_agent: {agent}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KillAgent {
+    /// An agent's name or id; or `holder-of:FLEET` for the agent holding most of a fleet.
+    pub agent: String,
+}
+
 /// `wait_for: "connected >= 99%"` or `{condition, timeout, fleet}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -362,6 +374,7 @@ impl Step {
             Self::Network(_) => "network",
             Self::Command(_) => "command",
             Self::Drain(_) => "drain",
+            Self::KillAgent(_) => "kill_agent",
             Self::Wait(_) => "wait",
             Self::WaitFor(_) => "wait_for",
             Self::Probe(_) => "probe",
@@ -391,6 +404,7 @@ impl Step {
             ),
             Self::Drain(d) if d.undo => format!("undrain {}", d.agent),
             Self::Drain(d) => format!("drain {}", d.agent),
+            Self::KillAgent(k) => format!("kill agent {}", k.agent),
             Self::Wait(d) => format!("wait {}", humantime::format_duration(*d)),
             Self::WaitFor(w) => format!("wait for {}", w.options().condition),
             Self::Probe(p) => format!("probe {}", p.name),

@@ -67,6 +67,20 @@ impl Walk<'_> {
         ))
     }
 
+    /// `agent:` of a drain or kill_agent step at `path`.
+    fn agent(&self, path: &str, agent: &str) -> Result<(), Bad> {
+        if agent.trim().is_empty() {
+            return Err((
+                format!("{path}.agent"),
+                "name an agent (its name or id), or holder-of:FLEET".into(),
+            ));
+        }
+        match agent.strip_prefix("holder-of:") {
+            Some(f) => self.fleet(path, f),
+            None => Ok(()),
+        }
+    }
+
     fn check(
         &self,
         path: &str,
@@ -181,18 +195,8 @@ impl Walk<'_> {
                 }
                 Ok(())
             }
-            Step::Drain(d) => {
-                if d.agent.trim().is_empty() {
-                    return Err((
-                        here("drain.agent"),
-                        "name an agent (its name or id), or holder-of:FLEET".into(),
-                    ));
-                }
-                if let Some(f) = d.agent.strip_prefix("holder-of:") {
-                    self.fleet(&here("drain"), f)?;
-                }
-                Ok(())
-            }
+            Step::Drain(d) => self.agent(&here("drain"), &d.agent),
+            Step::KillAgent(k) => self.agent(&here("kill_agent"), &k.agent),
             Step::Wait(_) => Ok(()),
             Step::WaitFor(w) => {
                 let o = w.options();

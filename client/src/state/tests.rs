@@ -6,7 +6,6 @@ use pluribus_common::record::RecordKind;
 use pluribus_common::spec::FleetSpec;
 use std::time::Duration;
 
-
 fn lease(agent: &str, devices: u64, generation: u64) -> LeaseRecord {
     LeaseRecord {
         v: 1,
