@@ -113,6 +113,20 @@ async fn the_dashboard_works_in_a_real_browser() {
         .ok()
         .json();
     assert_eq!(submitted["scenario"], "dash-smoke", "{submitted}");
+    // And one that stays running, in its last step, after a passing check.
+    let long_file = dir.path().join("dash-long.yaml");
+    std::fs::write(
+        &long_file,
+        "steps:\n  - expect: {checks: [agents_alive >= 1]}\n  - wait: 10m\n",
+    )
+    .expect("scenario file");
+    c.ctl(&[
+        "scenario",
+        "run",
+        &long_file.display().to_string(),
+        "--detach",
+    ])
+    .ok();
     let (_dash, url) = dashboard(&c, &[]).await;
     let (_ro, ro_url) = dashboard(&c, &["--read-only"]).await;
 
@@ -133,6 +147,7 @@ async fn the_dashboard_works_in_a_real_browser() {
                 "6",
                 &shots_arg,
                 "dash-smoke",
+                "dash-long",
             ],
             &[],
             Duration::from_secs(240),
@@ -232,6 +247,10 @@ async fn the_dashboard_works_in_a_real_browser() {
             .is_some_and(|v| v.contains('2')),
         "{seen}"
     );
+    assert_eq!(seen["long_state"], "running", "{seen}");
+    assert_eq!(seen["long_step"], "2/2", "{seen}");
+    assert_eq!(seen["long_step_text"], "wait 10m", "{seen}");
+    assert_eq!(seen["long_verdict"], "-", "{seen}");
     assert_eq!(seen["page_errors"], serde_json::json!([]), "{seen}");
     // What the page did is what the CLI reports.
     assert_eq!(fleet(&c.status(), "web")["desired"], 6);

@@ -230,8 +230,8 @@ function renderScenarios(s) {
     const verdict = r.verdict ? esc(r.verdict) + (r.reason ? ': ' + esc(r.reason) : '') : '-';
     return `<tr data-run="${esc(r.id)}" data-scenario="${esc(r.name)}" class="run ${esc(r.verdict || r.state)}">` +
       `<td class="l scenario-name">${esc(r.name)}</td><td class="l">${esc(r.id)}</td><td class="l run-state">${esc(r.state)}</td>` +
-      `<td class="l run-verdict">${verdict}</td><td>${Math.min(r.step + 1, r.steps)}/${r.steps}</td>` +
-      `<td class="l">${esc(r.step_text || (r.state === 'done' ? '' : '-'))}</td><td class="l">${esc(r.holder || '-')}</td>` +
+      `<td class="l run-verdict">${verdict}</td><td class="run-step">${Math.min(r.step + 1, r.steps)}/${r.steps}</td>` +
+      `<td class="l run-step-text">${esc(r.step_text || (r.state === 'done' ? '' : '-'))}</td><td class="l">${esc(r.holder || '-')}</td>` +
       `<td class="l">${checks ? '<table class="checks">' + checks + '</table>' : '<span class="dim">no checks yet</span>'}</td></tr>`;
   }).join('');
   setHtml($('scenarios').tBodies[0], rows || `<tr><td class="l" colspan="8">no detached runs: start one with <code>pluribusctl scenario run FILE --detach</code></td></tr>`);
