@@ -2,7 +2,8 @@
 //! tests/browser/dashboard.py), against a real nats-server and two agents: the page shows
 //! the fleet and both agents, the achieved rate goes above zero, a scale from the page
 //! changes what `status --json` reports, the event shows up, a device's drill-down shows
-//! its seq, and a read-only dashboard shows no controls. Screenshots are kept in
+//! its seq, a detached scenario run shows with its check and verdict, and a read-only
+//! dashboard shows no controls. Screenshots are kept in
 //! `target/tmp/dashboard/` for a person to look at.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -93,6 +94,39 @@ async fn the_dashboard_works_in_a_real_browser() {
     ])
     .ok();
     c.ctl(&["network", "set", "lossy", "--loss", "50%"]).ok();
+    // A detached scenario run with a passing check: the Scenarios section shows it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario_file = dir.path().join("dash-smoke.yaml");
+    std::fs::write(
+        &scenario_file,
+        "fleets:\n  smoke: {count: 1, sink: {type: nats}}\nsteps:\n  - deploy: smoke\n  - expect: {checks: [agents_alive >= 1]}\n",
+    )
+    .expect("scenario file");
+    let submitted = c
+        .ctl(&[
+            "scenario",
+            "run",
+            &scenario_file.display().to_string(),
+            "--detach",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(submitted["scenario"], "dash-smoke", "{submitted}");
+    // And one that stays running, in its last step, after a passing check.
+    let long_file = dir.path().join("dash-long.yaml");
+    std::fs::write(
+        &long_file,
+        "steps:\n  - expect: {checks: [agents_alive >= 1]}\n  - wait: 10m\n",
+    )
+    .expect("scenario file");
+    c.ctl(&[
+        "scenario",
+        "run",
+        &long_file.display().to_string(),
+        "--detach",
+    ])
+    .ok();
     let (_dash, url) = dashboard(&c, &[]).await;
     let (_ro, ro_url) = dashboard(&c, &["--read-only"]).await;
 
@@ -112,6 +146,8 @@ async fn the_dashboard_works_in_a_real_browser() {
                 "web-00001",
                 "6",
                 &shots_arg,
+                "dash-smoke",
+                "dash-long",
             ],
             &[],
             Duration::from_secs(240),
@@ -194,6 +230,27 @@ async fn the_dashboard_works_in_a_real_browser() {
             .is_some_and(|t| t.contains("dropped")),
         "{seen}"
     );
+    assert_eq!(seen["scenario_name"], "dash-smoke", "{seen}");
+    assert_eq!(seen["scenario_state"], "done", "{seen}");
+    assert_eq!(seen["scenario_verdict"], "passed", "{seen}");
+    assert!(
+        seen["scenario_check"]
+            .as_str()
+            .is_some_and(|n| n.contains("agents_alive")),
+        "{seen}"
+    );
+    assert_eq!(seen["scenario_check_verdict"], "pass", "{seen}");
+    // Two agents are alive: the value shown is theirs.
+    assert!(
+        seen["scenario_check_value"]
+            .as_str()
+            .is_some_and(|v| v.contains('2')),
+        "{seen}"
+    );
+    assert_eq!(seen["long_state"], "running", "{seen}");
+    assert_eq!(seen["long_step"], "2/2", "{seen}");
+    assert_eq!(seen["long_step_text"], "wait 10m", "{seen}");
+    assert_eq!(seen["long_verdict"], "-", "{seen}");
     assert_eq!(seen["page_errors"], serde_json::json!([]), "{seen}");
     // What the page did is what the CLI reports.
     assert_eq!(fleet(&c.status(), "web")["desired"], 6);

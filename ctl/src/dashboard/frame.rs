@@ -8,6 +8,7 @@ use super::eventlog::Entry;
 use super::history::{Point, CLUSTER};
 use super::hub::Shared;
 use super::model::{AgentView, FleetView, Model};
+use super::scenarios::Scenarios;
 
 /// Rows per page of the agents and fleets tables.
 pub const PAGE: usize = 25;
@@ -92,6 +93,8 @@ pub struct Frame<'a> {
     pub events: Vec<Entry>,
     /// The number of the last event, for the next `after`.
     pub last_event: u64,
+    /// Detached scenario runs (the most recent), with their checks.
+    pub scenarios: Scenarios,
 }
 
 /// The frame of `view` from `model`.
@@ -118,6 +121,11 @@ pub fn build<'a>(shared: &Shared, model: &'a Model, view: &View) -> Frame<'a> {
         .read()
         .map(|a| a.clone())
         .unwrap_or_else(|_| Access::read_only("read-only: internal error"));
+    let scenarios = shared
+        .scenarios
+        .read()
+        .map(|b| b.view())
+        .unwrap_or_default();
     let q = view.q.trim();
     Frame {
         ts_ms: model.ts_ms,
@@ -145,6 +153,7 @@ pub fn build<'a>(shared: &Shared, model: &'a Model, view: &View) -> Frame<'a> {
         ),
         events,
         last_event,
+        scenarios,
     }
 }
 

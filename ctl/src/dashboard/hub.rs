@@ -17,6 +17,7 @@ use super::access::Access;
 use super::eventlog::EventLog;
 use super::history::History;
 use super::model::{self, Desired, Model};
+use super::scenarios::Board;
 use super::window::Anchors;
 use crate::beats::AgentBeats;
 use crate::cmd::Ctx;
@@ -43,6 +44,47 @@ pub struct Shared {
     pub anchors: RwLock<Anchors>,
     /// Every agent's latest heartbeats (what a report's window ends with).
     pub beats: RwLock<AgentBeats>,
+    /// Detached scenario runs.
+    pub scenarios: RwLock<Board>,
+}
+
+/// Follows the scenarios bucket's runs, or says in the board why it cannot (the page then
+/// shows an empty Scenarios section with that note; the rest of the page goes on).
+async fn open_scenarios(shared: &Shared) -> Option<KvFeed> {
+    let ctx = &shared.ctx;
+    let opened =
+        match pluribus_common::kv::open_scenarios(&ctx.conn.js, &ctx.conn.ns, ctx.conn.kv_replicas)
+            .await
+        {
+            Ok(store) => KvFeed::open(&ctx.conn.client, &store, "run.>")
+                .await
+                .map_err(|e| format!("{e:#}")),
+            Err(e) => Err(e),
+        };
+    match opened {
+        Ok(feed) => Some(feed),
+        Err(e) => {
+            scenarios_unreadable(shared, &e);
+            None
+        }
+    }
+}
+
+fn scenarios_unreadable(shared: &Shared, error: &str) {
+    tracing::warn!(error = %error, "cannot follow the scenario runs");
+    if let Ok(mut b) = shared.scenarios.write() {
+        b.note = Some(format!(
+            "cannot read the scenarios bucket ({error}): does this credential cover it?"
+        ));
+    }
+}
+
+/// The next change of the scenarios feed; pending forever without one.
+async fn next_run(feed: &mut Option<KvFeed>) -> Result<Option<Change>> {
+    match feed {
+        Some(f) => f.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Applies one change of the fleets bucket.
@@ -95,6 +137,7 @@ pub async fn run(shared: Arc<Shared>, tx: watch::Sender<Arc<Model>>) -> Result<(
     let mut agents_feed = KvFeed::open(client, &ctx.buckets.agents, ">").await?;
     let mut fleets_feed = KvFeed::open(client, &ctx.buckets.fleets, ">").await?;
     let mut leases_feed = KvFeed::open(client, &ctx.buckets.leases, ">").await?;
+    let mut runs_feed = open_scenarios(&shared).await;
     let subject = ctx.conn.ns.event_all();
     let mut events = client
         .subscribe(subject.clone())
@@ -123,6 +166,21 @@ pub async fn run(shared: Arc<Shared>, tx: watch::Sender<Arc<Model>>) -> Result<(
                     apply_lease(&mut d, c);
                 }
             }
+            c = next_run(&mut runs_feed) => {
+                match c {
+                    Ok(Some(c)) => {
+                        if let Ok(mut b) = shared.scenarios.write() {
+                            b.apply(c);
+                        }
+                    }
+                    // The other feeds notice a lost connection; this one only stops.
+                    Ok(None) => runs_feed = None,
+                    Err(e) => {
+                        scenarios_unreadable(&shared, &format!("{e:#}"));
+                        runs_feed = None;
+                    }
+                }
+            }
             m = events.next() => {
                 let Some(m) = m else { bail!("lost the connection to NATS") };
                 match decode::<Event>(&m.payload) {
@@ -136,6 +194,9 @@ pub async fn run(shared: Arc<Shared>, tx: watch::Sender<Arc<Model>>) -> Result<(
             }
             _ = tick.tick() => {
                 for f in [&mut agents_feed, &mut fleets_feed, &mut leases_feed] {
+                    f.check_idle();
+                }
+                if let Some(f) = runs_feed.as_mut() {
                     f.check_idle();
                 }
                 let model = {

@@ -4,7 +4,7 @@
 //! comes from NATS, and the last minutes of figures are kept in memory.
 //!
 //! ```text
-//! hub task: agents/fleets/leases KV feeds + evt.> ──► Model every second ──► watch channel
+//! hub task: agents/fleets/leases/scenarios KV feeds + evt.> ──► Model every second ──► watch channel
 //!                                                   └► History (points), EventLog
 //! axum: /  /app.js  /api/stream (SSE, one frame per model and page)  /api/control  /report
 //! ```
@@ -20,6 +20,7 @@ mod hub;
 mod model;
 mod report;
 mod routes;
+mod scenarios;
 mod window;
 
 use std::net::SocketAddr;
@@ -127,6 +128,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         access: RwLock::new(access.clone()),
         anchors: RwLock::new(window::Anchors::new(args.history.as_millis() as u64)),
         beats: RwLock::new(crate::beats::AgentBeats::default()),
+        scenarios: RwLock::new(scenarios::Board::default()),
     });
     let guard = Arc::new(auth::Guard {
         token: args.token.clone(),

@@ -1,7 +1,10 @@
 """Drives the Pluribus dashboard in a real headless Chromium (Debian's `chromium`, through
 pip `playwright`), the way a person uses it. Run by ctl/tests/dashboard.rs:
 
-    python3 dashboard.py URL READ_ONLY_URL FLEET DEVICE NEW_COUNT SCREENSHOT_DIR
+    python3 dashboard.py URL READ_ONLY_URL FLEET DEVICE NEW_COUNT SCREENSHOT_DIR [SCENARIO [LONG]]
+
+SCENARIO: the name of a detached scenario run (with a passing check) the page must show
+ended; LONG: one that stays in its last step (a long wait) after a passing check.
 
 Prints one JSON object with what it saw on stdout; exits non-zero (with the reason on
 stderr) when the page does not do what it should.
@@ -21,6 +24,8 @@ TIMEOUT_MS = 30_000
 
 def main():
     url, ro_url, fleet, device, new_count, shots = sys.argv[1:7]
+    scenario = sys.argv[7] if len(sys.argv) > 7 else ""
+    long_scenario = sys.argv[8] if len(sys.argv) > 8 else ""
     seen = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -89,6 +94,30 @@ def main():
         page.click("#command-send")
         expect(page.locator("#command-out")).to_contain_text("applied")
         seen["command_reply"] = page.locator("#command-out").inner_text()
+
+        # The detached scenario run shows in the Scenarios section, with its check and
+        # its verdict once it ends.
+        if scenario:
+            run = page.locator(f'#scenarios tr.run[data-scenario="{scenario}"]')
+            expect(run).to_be_visible()
+            check = run.locator("tr.check").first
+            expect(check.locator(".verdict")).to_have_text("pass")
+            expect(run.locator(".run-verdict")).to_have_text("passed")
+            seen["scenario_name"] = run.locator(".scenario-name").inner_text()
+            seen["scenario_state"] = run.locator(".run-state").inner_text()
+            seen["scenario_verdict"] = run.locator(".run-verdict").inner_text()
+            seen["scenario_check"] = check.get_attribute("data-check")
+            seen["scenario_check_value"] = check.locator(".value").inner_text()
+            seen["scenario_check_verdict"] = check.locator(".verdict").inner_text()
+        if long_scenario:
+            run = page.locator(f'#scenarios tr.run[data-scenario="{long_scenario}"]')
+            expect(run.locator(".run-state")).to_have_text("running")
+            expect(run.locator("tr.check .verdict").first).to_have_text("pass")
+            expect(run.locator(".run-step")).to_have_text("2/2")
+            seen["long_state"] = run.locator(".run-state").inner_text()
+            seen["long_step"] = run.locator(".run-step").inner_text()
+            seen["long_step_text"] = run.locator(".run-step-text").inner_text()
+            seen["long_verdict"] = run.locator(".run-verdict").inner_text()
 
         seen["controls"] = page.locator("button.control").count()
         page.wait_for_timeout(1500)  # one more frame, so the charts have points to show

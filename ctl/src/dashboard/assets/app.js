@@ -74,6 +74,7 @@ function onFrame(f) {
   drawAll();
   renderFleets(f.fleets);
   renderAgents(f.agents);
+  renderScenarios(f.scenarios || { runs: [], note: null });
   addEvents(f.events);
 }
 
@@ -213,6 +214,27 @@ function renderAgents(page) {
   }).join('');
   setHtml($('agents').tBodies[0], rows || `<tr><td class="l" colspan="10">no agents: start one with <code>pluribus-agent</code></td></tr>`);
   pager($('agents-pager'), page, 'apage');
+}
+
+// Detached scenario runs (`scenario run --detach`), most recent first, each with its checks.
+function renderScenarios(s) {
+  $('scenarios-note').textContent = s.note || (s.runs.length ? `${s.runs.length} detached run${s.runs.length === 1 ? '' : 's'}, most recent first (the last 50 at most)` : '');
+  setHtml($('scenarios').tHead, `<tr><th class="l">scenario</th><th class="l">run</th><th class="l">state</th><th class="l">verdict</th>` +
+    `<th>step</th><th class="l">current step</th><th class="l">agent</th><th class="l">checks</th></tr>`);
+  const rows = s.runs.map((r) => {
+    const checks = r.checks.map((c) =>
+      `<tr class="check ${c.passed ? 'pass' : 'fail'}" data-check="${esc(c.name)}"><td class="l">${esc(c.name)}</td>` +
+      `<td class="value">${esc(c.value)}</td><td class="l">${esc(c.threshold)}</td>` +
+      `<td class="l verdict">${c.passed ? 'pass' : 'FAIL'}</td></tr>`).join('') +
+      (r.checks_left_out ? `<tr><td class="l dim" colspan="4">${r.checks_left_out} more not shown</td></tr>` : '');
+    const verdict = r.verdict ? esc(r.verdict) + (r.reason ? ': ' + esc(r.reason) : '') : '-';
+    return `<tr data-run="${esc(r.id)}" data-scenario="${esc(r.name)}" class="run ${esc(r.verdict || r.state)}">` +
+      `<td class="l scenario-name">${esc(r.name)}</td><td class="l">${esc(r.id)}</td><td class="l run-state">${esc(r.state)}</td>` +
+      `<td class="l run-verdict">${verdict}</td><td class="run-step">${Math.min(r.step + 1, r.steps)}/${r.steps}</td>` +
+      `<td class="l run-step-text">${esc(r.step_text || (r.state === 'done' ? '' : '-'))}</td><td class="l">${esc(r.holder || '-')}</td>` +
+      `<td class="l">${checks ? '<table class="checks">' + checks + '</table>' : '<span class="dim">no checks yet</span>'}</td></tr>`;
+  }).join('');
+  setHtml($('scenarios').tBodies[0], rows || `<tr><td class="l" colspan="8">no detached runs: start one with <code>pluribusctl scenario run FILE --detach</code></td></tr>`);
 }
 
 // ---- events ------------------------------------------------------------------------------
