@@ -154,6 +154,9 @@ pub async fn deploy(ctx: &Ctx, req: DeployRequest) -> Result<Deployed> {
         )
         .await?;
     }
+    if !req.no_wait {
+        await_first_agent(ctx, AGENT_GRACE.min(req.timeout)).await?;
+    }
     if let Some(problem) = agents_problem(ctx, &record, &what).await? {
         if req.no_wait {
             eprintln!("warning: {problem}");
@@ -180,6 +183,31 @@ async fn finish_no_wait(ctx: &Ctx, record: FleetRecord, unchanged: bool) -> Resu
         record,
         unchanged,
     })
+}
+
+/// How long a deploy waits for a first live agent before calling the cluster empty: agents
+/// started a moment ago (by a script, the demo) heartbeat once they can take work.
+const AGENT_GRACE: Duration = Duration::from_secs(10);
+
+/// Waits up to `grace` while no agent is alive at all (a cluster with live agents, or one
+/// still empty after `grace`, returns at once or then; the caller reports it).
+async fn await_first_agent(ctx: &Ctx, grace: Duration) -> Result<()> {
+    let until = tokio::time::Instant::now() + grace;
+    let mut said = false;
+    loop {
+        let agents = state::load_agents(ctx).await?;
+        if !state::live(&agents, now_ms()).is_empty() || tokio::time::Instant::now() >= until {
+            return Ok(());
+        }
+        if !said {
+            eprintln!(
+                "no agent is alive yet: waiting up to {} for one",
+                crate::output::duration(grace)
+            );
+            said = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Why no live agent can run `record`, if so.

@@ -154,6 +154,13 @@ async fn bad_specs_conflicts_no_agents_and_no_capacity() {
         "{}",
         out.stderr
     );
+    // ... after saying that it waited a while for one.
+    assert!(
+        out.stderr
+            .contains("no agent is alive yet: waiting up to 10s"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(fleet(&c.status(), "f2")["running"], 0);
 
     // Name conflict.
@@ -308,4 +315,22 @@ fn nats_user_and_password_are_used_and_a_wrong_one_is_explained() {
         "{}",
         half.stderr
     );
+}
+
+/// A deploy issued the moment an agent is started (a script, the demo) waits for the
+/// agent's first heartbeat instead of reporting an empty cluster.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_right_after_an_agent_starts_waits_for_it() {
+    let mut c = Cluster::new("err-fresh");
+    c.agent("a1", &[]);
+    let out = c.ctl(&[
+        "deploy-fleet",
+        "fresh",
+        "--count",
+        "10",
+        "--shard-size",
+        "5",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(fleet(&c.status(), "fresh")["assigned"], 10);
 }
