@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _, Result};
-use async_nats::jetstream::kv::UpdateErrorKind;
+use anyhow::{anyhow, bail, Result};
 use pluribus_common::messages::EventKind;
 use pluribus_common::record::FleetRecord;
 use pluribus_common::spec::network::plan::{PlannedRule, RuntimeRule};
@@ -15,7 +14,6 @@ use pluribus_common::spec::network::{
     LinkMode, LossSpec, NetRule, OfflineSpec, ReorderSpec, MAX_RULES, PRESETS,
 };
 use pluribus_common::time::now_ms;
-use pluribus_common::wire::encode;
 use serde::Serialize;
 
 use super::{no_fleet, Ctx, Global};
@@ -414,29 +412,12 @@ async fn update(
     name: &str,
     mut f: impl FnMut(&mut FleetRecord) -> Result<()>,
 ) -> Result<FleetRecord> {
-    for _ in 0..5 {
-        let (record, revision) = read_record(&ctx.buckets.fleets, name)
-            .await?
-            .ok_or_else(|| no_fleet(name))?;
-        let mut next = record.clone();
+    pluribus_client::scenario::ops::update(ctx, name, |next| {
         let now = now_ms();
         next.network.retain(|r| r.until_ms.is_none_or(|u| u > now));
-        f(&mut next)?;
-        match ctx
-            .buckets
-            .fleets
-            .update(name, encode(&next), revision)
-            .await
-        {
-            Ok(_) => return Ok(next),
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot write fleet {name} to the fleets bucket"))
-            }
-        }
-    }
-    bail!("fleet {name} keeps changing under us (someone else is writing it): try again")
+        f(next)
+    })
+    .await
 }
 
 async fn announce(ctx: &Ctx, fleet: &str, change: String, record: &FleetRecord) -> Result<()> {
