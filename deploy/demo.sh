@@ -98,7 +98,7 @@ cat <<MSG
 The cluster is still running. Try:
   export PLURIBUS_NATS_URL=$PLURIBUS_NATS_URL
   $BIN/pluribusctl scale demo --count 2000
-  kill -9 \$(cat $DIR/agent-1.pid)        # its devices come back on agent-2 within ~15 s
+  kill -9 \$(cat $DIR/agent-1.pid)        # its devices come back on agent-2 within a few seconds
   $BIN/pluribusctl status
   $BIN/pluribusctl events --since 10m
   deploy/demo.sh stop      # keeps the fleets for the next start; deploy/demo.sh reset forgets them
