@@ -27,6 +27,7 @@ pub mod figures;
 pub mod netfigures;
 pub mod output;
 pub mod probe;
+pub mod quantiles;
 pub mod scenario;
 pub mod state;
 pub mod wait;

@@ -6,7 +6,7 @@ use pluribus_common::hist::Hist;
 use pluribus_common::messages::NetworkCounters;
 use serde::Serialize;
 
-use crate::figures::{micros, Quantiles};
+use crate::quantiles::{micros, Quantiles};
 
 /// Injected faults of a fleet or an agent over a span.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
