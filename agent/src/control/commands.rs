@@ -15,11 +15,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use tokio::sync::mpsc;
 
 use super::Control;
+use crate::shard::ShardCtl;
 
 /// The exit status after a `kill` command: 128 + SIGKILL, as the shell reports a killed
 /// process.
 const KILLED_EXIT: i32 = 137;
-use crate::shard::ShardCtl;
 
 impl Control {
     async fn reply<T: serde::Serialize>(&self, msg: &async_nats::Message, reply: &Reply<T>) {
