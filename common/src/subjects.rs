@@ -209,6 +209,30 @@ pub fn parse_liveness_key(key: &str) -> Option<&str> {
         .filter(|id| !id.is_empty())
 }
 
+/// Keys of the scenarios bucket: a detached run's record is `run.<id>`, its lease
+/// `lease.<id>`.
+const SCENARIO_RUN_PREFIX: &str = "run.";
+const SCENARIO_LEASE_PREFIX: &str = "lease.";
+
+/// The key filter of every run record in the scenarios bucket.
+pub const SCENARIO_RUNS: &str = "run.>";
+
+/// The key of detached run `id`'s record in the scenarios bucket.
+pub fn scenario_run_key(id: &str) -> String {
+    format!("{SCENARIO_RUN_PREFIX}{id}")
+}
+
+/// The key of detached run `id`'s lease in the scenarios bucket.
+pub fn scenario_lease_key(id: &str) -> String {
+    format!("{SCENARIO_LEASE_PREFIX}{id}")
+}
+
+/// The run id of a run-record key (`None` for any other key).
+pub fn parse_scenario_run_key(key: &str) -> Option<&str> {
+    key.strip_prefix(SCENARIO_RUN_PREFIX)
+        .filter(|id| !id.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

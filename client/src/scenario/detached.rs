@@ -13,6 +13,9 @@ use async_nats::jetstream::kv::{self, Operation, UpdateErrorKind};
 use bytes::Bytes;
 use futures::StreamExt;
 use pluribus_common::kv::{open_scenarios, ttl_put, KvError};
+use pluribus_common::subjects::{
+    parse_scenario_run_key, scenario_lease_key as lease_key, scenario_run_key as run_key,
+};
 use pluribus_common::time::now_ms;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -98,13 +101,6 @@ pub struct Runs {
     bucket: String,
 }
 
-fn run_key(id: &str) -> String {
-    format!("run.{id}")
-}
-fn lease_key(id: &str) -> String {
-    format!("lease.{id}")
-}
-
 impl Runs {
     /// Opens the bucket (creating it if missing).
     pub async fn open(ctx: &Ctx) -> Result<Self> {
@@ -187,7 +183,7 @@ impl Runs {
         let mut out = Vec::new();
         while let Some(k) = keys.next().await {
             let Ok(k) = k else { continue };
-            let Some(id) = k.strip_prefix("run.") else {
+            let Some(id) = parse_scenario_run_key(&k) else {
                 continue;
             };
             match self.get(id).await {

@@ -56,9 +56,13 @@ async fn open_scenarios(shared: &Shared) -> Option<KvFeed> {
         match pluribus_common::kv::open_scenarios(&ctx.conn.js, &ctx.conn.ns, ctx.conn.kv_replicas)
             .await
         {
-            Ok(store) => KvFeed::open(&ctx.conn.client, &store, "run.>")
-                .await
-                .map_err(|e| format!("{e:#}")),
+            Ok(store) => KvFeed::open(
+                &ctx.conn.client,
+                &store,
+                pluribus_common::subjects::SCENARIO_RUNS,
+            )
+            .await
+            .map_err(|e| format!("{e:#}")),
             Err(e) => Err(e),
         };
     match opened {

@@ -146,7 +146,7 @@ pub fn decode(bytes: &[u8]) -> Result<RunView, String> {
 impl Board {
     /// Applies one change of the bucket's `run.>` keys.
     pub fn apply(&mut self, c: Change) {
-        let Some(id) = c.key.strip_prefix("run.") else {
+        let Some(id) = pluribus_common::subjects::parse_scenario_run_key(&c.key) else {
             return;
         };
         if !c.live {
