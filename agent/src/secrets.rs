@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -74,6 +75,8 @@ struct Inner {
     forbidden: Vec<PathBuf>,
     /// Files under the directory by path relative to it: contents, or why not readable.
     files: RwLock<HashMap<PathBuf, Result<String, String>>>,
+    /// The last read stopped at [`MAX_FILES`]: a file not found may be one not read.
+    full: AtomicBool,
 }
 
 impl Secrets {
@@ -99,6 +102,7 @@ impl Secrets {
                 root,
                 forbidden,
                 files: RwLock::new(HashMap::new()),
+                full: AtomicBool::new(false),
             }),
         };
         s.refresh();
@@ -171,6 +175,10 @@ impl Secrets {
         match self.read_files().get(rel) {
             Some(Ok(s)) => Ok(s.clone()),
             Some(Err(why)) => Err(format!("{field}: {shown}: {why}")),
+            None if self.inner.full.load(Ordering::Relaxed) => Err(format!(
+                "{field}: {shown} was not read: this agent's --secrets-dir {} holds more than {MAX_FILES} files and only that many are read: give the agent a directory that holds its secrets only",
+                dir.display()
+            )),
             None => Err(format!(
                 "{field}: {shown} does not exist under this agent's --secrets-dir {} (files there are read every {}s): create it",
                 dir.display(),
@@ -192,6 +200,9 @@ impl Secrets {
         };
         let mut files = HashMap::new();
         walk(root, Path::new(""), 0, &self.inner.forbidden, &mut files);
+        self.inner
+            .full
+            .store(files.len() >= MAX_FILES, Ordering::Relaxed);
         *self.inner.files.write().unwrap_or_else(|p| p.into_inner()) = files;
     }
 
@@ -342,5 +353,20 @@ mod tests {
         .unwrap();
         let e = wide.env("f", "PLURIBUS_NATS_PASSWORD").unwrap_err();
         assert!(e.contains("own NATS credentials"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_too_full_to_read_whole_says_so() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..MAX_FILES {
+            std::fs::write(d.path().join(format!("f{i}")), "").unwrap();
+        }
+        let s = Secrets::new(SecretPolicy {
+            dir: Some(d.path().to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap();
+        let e = s.file("sink.password", "not-read").unwrap_err();
+        assert!(e.contains("more than 10000 files"), "{e}");
     }
 }

@@ -47,17 +47,24 @@ mod tests {
     use super::*;
     use crate::secrets::SecretPolicy;
 
-    fn secrets() -> Secrets {
+    /// Secrets under a directory of the test's own (not the shared temporary directory,
+    /// which may hold more files than an agent reads).
+    fn secrets(dir: &std::path::Path) -> Secrets {
         Secrets::new(SecretPolicy {
-            dir: Some(std::env::temp_dir()),
+            dir: Some(dir.to_path_buf()),
             ..Default::default()
         })
         .expect("secrets")
     }
 
-    fn one(name: &str, raw: &str) -> Result<HeaderValue, SinkError> {
+    fn one_in(dir: &std::path::Path, name: &str, raw: &str) -> Result<HeaderValue, SinkError> {
         let h = BTreeMap::from([(name.to_string(), raw.to_string())]);
-        resolve(&h, &secrets()).map(|mut v| v.remove(0).1)
+        resolve(&h, &secrets(dir)).map(|mut v| v.remove(0).1)
+    }
+
+    fn one(name: &str, raw: &str) -> Result<HeaderValue, SinkError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        one_in(dir.path(), name, raw)
     }
 
     #[test]
@@ -93,12 +100,9 @@ mod tests {
 
     #[test]
     fn file_values_lose_their_trailing_newline() {
-        let name = format!("pluribus-http-header-{}", std::process::id());
-        let path = std::env::temp_dir().join(&name);
-        std::fs::write(&path, "Bearer t0ken\n").expect("write");
-        let v = one("Authorization", &format!("file:{name}"));
-        let _ = std::fs::remove_file(&path);
-        let v = v.expect("file");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("token"), "Bearer t0ken\n").expect("write");
+        let v = one_in(dir.path(), "Authorization", "file:token").expect("file");
         assert_eq!(v, "Bearer t0ken");
         assert!(v.is_sensitive());
         let e = one("X-Key", "file:/nonexistent/pluribus/key").expect_err("outside");
