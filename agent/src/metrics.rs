@@ -1,6 +1,8 @@
 //! Per-fleet metrics of one agent. Shard runners and sinks add to them (runners once per
-//! batch); the heartbeat reads a snapshot. Histograms are cumulative and shipped whole, so
-//! readers can merge agents exactly. The heartbeat's snapshot also judges each fleet's
+//! batch); the heartbeat reads a snapshot. Histograms are cumulative (3 significant
+//! digits, what Prometheus reads) and shipped whole at 2 digits ([`Hist::coarse`]), so
+//! readers can merge agents and subtract two heartbeats exactly while a heartbeat stays a
+//! few KB however long the agent runs. The heartbeat's snapshot also judges each fleet's
 //! achieved rate and saturation ([`crate::saturation`]); the Prometheus exporter reads the
 //! same counters without judging ([`Metrics::counters`]).
 
@@ -206,6 +208,19 @@ impl NetMetrics {
     }
 }
 
+/// A heartbeat's copy of a fleet's histograms: coarse (see [`Hist::coarse`]).
+fn coarsen(c: &mut FleetCounters) {
+    let hists = [
+        &mut c.tick_lag_us,
+        &mut c.ack_latency_us,
+        &mut c.receive_latency_us,
+    ];
+    let delay = c.network.as_mut().map(|n| &mut n.added_delay_us);
+    for h in hists.into_iter().chain(delay).flatten() {
+        *h = h.coarse();
+    }
+}
+
 /// All fleets' metrics. Cheap to clone: clones share the same counters.
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {
@@ -222,7 +237,7 @@ impl Metrics {
             .clone()
     }
 
-    /// A snapshot for the heartbeat, with each fleet's achieved rate and saturation over
+    /// A snapshot for the heartbeat (histograms at 2 digits), with each fleet's achieved rate and saturation over
     /// the interval since the previous snapshot. A fleet no runner uses any more is reported
     /// once more (with zero devices) and then dropped.
     pub fn snapshot(&self) -> BTreeMap<String, FleetCounters> {
@@ -239,6 +254,7 @@ impl Metrics {
                 let mut c = v.snapshot();
                 c.achieved_per_s = verdict.achieved_per_s;
                 c.saturated = verdict.saturated;
+                coarsen(&mut c);
                 (k.clone(), c)
             })
             .collect();
@@ -272,3 +288,7 @@ impl Metrics {
             .sum()
     }
 }
+
+#[cfg(test)]
+#[path = "metrics_tests.rs"]
+mod tests;

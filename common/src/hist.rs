@@ -10,6 +10,15 @@ use serde::{Deserialize, Serialize};
 /// Highest value a histogram records (larger values are clamped): one hour in µs.
 pub const MAX_VALUE: u64 = 3_600_000_000;
 
+/// Significant digits of the histograms a heartbeat carries ([`Hist::coarse`]): 1% steps.
+/// At 3 digits a cumulative histogram's encoding grows for hours as rare values fill more
+/// of its ~45,000 buckets (to tens of KB); at 2 it has ~3,300 and stays a few KB.
+pub const WIRE_DIGITS: u8 = 2;
+
+/// The most a coarse histogram takes on the wire (base64), whatever it holds: every
+/// bucket of the whole range filled with counts up to 10^10 each (a test checks it).
+pub const MAX_WIRE_BYTES: usize = 24 * 1024;
+
 /// A histogram of non-negative values (µs or ms, as its field says), 3 significant digits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hist(Histogram<u64>);
@@ -33,6 +42,36 @@ impl Hist {
     /// Records one value (clamped into range).
     pub fn record(&mut self, v: u64) {
         let _ = self.0.record(v.clamp(1, MAX_VALUE));
+    }
+
+    /// Records `n` times one value (clamped into range).
+    pub fn record_n(&mut self, v: u64, n: u64) {
+        let _ = self.0.record_n(v.clamp(1, MAX_VALUE), n);
+    }
+
+    /// The same values at [`WIRE_DIGITS`] significant digits (each within 1% of where it
+    /// was): what a heartbeat ships, so that its size stays bounded however long the
+    /// agent runs. A reader decodes it back into a histogram of 3 digits, each value at
+    /// the middle of its coarse bucket; two coarse copies of one cumulative histogram still
+    /// subtract exactly.
+    pub fn coarse(&self) -> Self {
+        let Ok(mut out) = Histogram::new_with_bounds(1, MAX_VALUE, WIRE_DIGITS) else {
+            return self.clone();
+        };
+        for v in self.0.iter_recorded() {
+            if out
+                .record_n(v.value_iterated_to(), v.count_at_value())
+                .is_err()
+            {
+                return self.clone();
+            }
+        }
+        Self(out)
+    }
+
+    /// Significant digits of its buckets (3, or [`WIRE_DIGITS`] for a coarse copy).
+    pub fn digits(&self) -> u8 {
+        self.0.sigfig()
     }
 
     /// Adds every value of `other`.
@@ -153,7 +192,15 @@ impl Hist {
             .deserialize(&mut v2.as_slice())
             .map_err(|e| format!("{e:?}"))?;
         let mut out = Hist::new();
-        out.0.add(&h).map_err(|e| format!("{e:?}"))?;
+        if digits >= 3 {
+            out.0.add(&h).map_err(|e| format!("{e:?}"))?;
+        } else {
+            // A coarse histogram (a heartbeat's): each value at the middle of its bucket.
+            for v in h.iter_recorded() {
+                let at = h.median_equivalent(v.value_iterated_to());
+                out.record_n(at, v.count_at_value());
+            }
+        }
         Ok(out)
     }
 }
@@ -243,6 +290,62 @@ mod tests {
         let mut back = earlier.clone();
         assert!(!back.subtract(&h), "a later copy cannot be taken away");
         assert_eq!(back, earlier);
+    }
+
+    #[test]
+    fn coarse_copies_are_small_within_a_percent_and_subtract_exactly() {
+        let mut h = Hist::new();
+        let mut x = 12_345u64;
+        let mut draw = || {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            // 1 µs to ~1 h, spread over every order of magnitude.
+            let exp = (x >> 59) as u32 % 10;
+            ((x >> 20) % 1_000 + 1) * 10u64.pow(exp) / 1_000 + 1
+        };
+        for _ in 0..200_000 {
+            h.record(draw());
+        }
+        let earlier = h.clone();
+        for _ in 0..100_000 {
+            h.record(draw());
+        }
+        let wire = |h: &Hist| -> (usize, Hist) {
+            let s = serde_json::to_string(h).expect("ser");
+            (s.len(), serde_json::from_str(&s).expect("de"))
+        };
+        let ((full, _), (small, back)) = (wire(&h), wire(&h.coarse()));
+        assert!(small < full, "coarse {small} bytes, full {full}");
+        assert_eq!((h.coarse().digits(), back.digits()), (WIRE_DIGITS, 3));
+        assert_eq!(back.count(), h.count());
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            let (a, b) = (h.quantile(q) as f64, back.quantile(q) as f64);
+            assert!((a - b).abs() <= 0.011 * a + 1.0, "q={q}: {a} vs {b}");
+        }
+        let (_, before) = wire(&earlier.coarse());
+        let mut window = back.clone();
+        assert!(window.subtract(&before));
+        assert_eq!(window.count(), 100_000);
+    }
+
+    /// The most a coarse histogram can take on the wire: every bucket of the whole range
+    /// filled, with counts of a busy year. A full-precision one is ~5 times that (half its buckets filled here).
+    #[test]
+    fn a_coarse_histogram_is_bounded_whatever_it_holds() {
+        let mut h = Hist::new();
+        let mut x = 99u64;
+        let mut v = 1u64;
+        while v < MAX_VALUE {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            h.record_n(v, (x >> 30) % 10_000_000_000 + 1);
+            v += (v / 1_000).max(1);
+        }
+        let full = serde_json::to_string(&h).expect("ser").len();
+        let coarse = serde_json::to_string(&h.coarse()).expect("ser").len();
+        eprintln!("every bucket filled: {coarse} bytes coarse, {full} at 3 digits");
+        assert!(coarse < MAX_WIRE_BYTES, "{coarse} bytes");
+        assert!(full > 4 * coarse);
     }
 
     /// A histogram in the wire format with a header of our choosing.
