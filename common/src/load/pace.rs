@@ -158,9 +158,18 @@ fn first_at_or_after(x: f64) -> u64 {
     if x <= 0.0 {
         return 0;
     }
-    let mut k = (x * 1000.0 / STEP_MS as f64)
-        .ceil()
-        .min(u64::MAX as f64 / 2.0) as u64;
+    let y = x * (1000.0 / STEP_MS as f64);
+    // Away from a grid point (by far more than the rounding of `y` and of `grid_s`), the
+    // next whole number of steps is the answer: no division, no search.
+    if y < 1e15 {
+        let t = y as u64;
+        let k = if (t as f64) < y { t + 1 } else { t };
+        let margin = 1e-13 * y + 1e-12;
+        if k as f64 - y > margin && y - (k as f64 - 1.0) > margin {
+            return k;
+        }
+    }
+    let mut k = y.ceil().min(u64::MAX as f64 / 2.0) as u64;
     while k > 0 && grid_s(k - 1) >= x {
         k -= 1;
     }

@@ -183,6 +183,31 @@ fn runs_follow_every_move_of_an_arrival_ramp() {
     assert_eq!(ends, changes);
 }
 
+#[test]
+fn the_first_grid_point_at_or_after_is_exact() {
+    let by_search = |x: f64| -> u64 {
+        let mut k = (x * 10.0).floor().max(0.0) as u64;
+        k = k.saturating_sub(2);
+        while grid_s(k) < x {
+            k += 1;
+        }
+        k
+    };
+    let mut r = 1u64;
+    for i in 0..200_000u64 {
+        r = r.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let k = (r >> 20) % 10_000_000;
+        // On grid points, a hair either side, and anywhere.
+        let x = match i % 4 {
+            0 => grid_s(k),
+            1 => grid_s(k) * (1.0 + 1e-15),
+            2 => grid_s(k) * (1.0 - 1e-15),
+            _ => (r >> 11) as f64 / (1u64 << 53) as f64 * 1e6,
+        };
+        assert_eq!(first_at_or_after(x), by_search(x), "x = {x:e}");
+    }
+}
+
 fn a_shape() -> impl Strategy<Value = Option<Shape>> {
     let ms = |lo: u64, hi: u64| (lo..hi).prop_map(Duration::from_millis);
     prop_oneof![
