@@ -53,7 +53,11 @@ pub trait Sink: Send {
     /// (`None`). A sink with a connection per device closes or stalls that connection as
     /// `LinkMode` says and reconnects (with its backoff) once let back; a sink whose
     /// devices share connections ignores it (the network layer holds their messages).
-    fn set_link(&mut self, _dev: &SinkDevice<'_>, _down: Option<LinkMode>) {}
+    /// Returns true when a live connection of the device was cut (the network layer
+    /// counts it as a disconnect it injected).
+    fn set_link(&mut self, _dev: &SinkDevice<'_>, _down: Option<LinkMode>) -> bool {
+        false
+    }
 
     /// False while the device cannot send because its own connection is down (cut off, or
     /// let back but not reconnected yet): the network layer keeps buffering until then.
