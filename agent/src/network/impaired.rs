@@ -59,6 +59,8 @@ struct Net {
     /// Flap transitions: (due µs, device index, flap state id).
     flaps: BinaryHeap<Reverse<(u64, u64, u64)>>,
     flap_ids: u64,
+    /// Some rule may cut devices' links (the sink was told, [`Sink::own_links`]).
+    cuts: bool,
 }
 
 /// One cohort's counters, and its added delays (µs) since the last merge into them.
@@ -179,8 +181,9 @@ impl Impaired {
     /// Follows a fleet's (new) network rules. A plan with no rules leaves a sink that was
     /// never impaired untouched, so fleets without a `network:` section pay nothing.
     pub fn set_plan(&mut self, plan: NetPlan, ctx: &NetContext) {
+        let cuts = plan.cuts_links();
         match &mut self.net {
-            None if plan.is_off() => {}
+            None if plan.is_off() => return,
             None => {
                 let next_change_ms = Some(0);
                 self.net = Some(Box::new(Net {
@@ -204,6 +207,7 @@ impl Impaired {
                     came_back: 0,
                     flaps: BinaryHeap::new(),
                     flap_ids: 0,
+                    cuts: false,
                 }));
             }
             Some(net) => {
@@ -211,6 +215,12 @@ impl Impaired {
                 net.gen += 1;
                 net.next_change_ms = Some(0);
                 net.chains.clear();
+            }
+        }
+        if let Some(net) = self.net.as_deref_mut() {
+            if net.cuts != cuts {
+                net.cuts = cuts;
+                self.inner.own_links(cuts);
             }
         }
     }

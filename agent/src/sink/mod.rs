@@ -59,6 +59,12 @@ pub trait Sink: Send {
         false
     }
 
+    /// The fleet's network rules may cut devices' links (`true`: a partition or flapping
+    /// whose link is `close` or `stall`), or no longer do. A sink whose devices share
+    /// connections may then give each device a connection of its own, so that cutting a
+    /// device is a socket event its server sees.
+    fn own_links(&mut self, _on: bool) {}
+
     /// False while the device cannot send because its own connection is down (cut off, or
     /// let back but not reconnected yet): the network layer keeps buffering until then.
     fn ready(&self, _dev: &SinkDevice<'_>) -> bool {

@@ -154,6 +154,19 @@ impl NetPlan {
         self.rules.is_empty()
     }
 
+    /// True if some rule may cut devices' links (offline or flapping with a `close` or
+    /// `stall` link): sinks whose devices share connections then give each its own.
+    pub fn cuts_links(&self) -> bool {
+        use super::LinkMode;
+        self.rules.iter().any(|r| {
+            let i = &r.impairments;
+            i.offline.as_ref().is_some_and(|o| o.link != LinkMode::Keep)
+                || i.flap.as_ref().is_some_and(|f| {
+                    f.offline.as_ref().map_or(LinkMode::Close, |o| o.link) != LinkMode::Keep
+                })
+        })
+    }
+
     /// True if the fleet file defines `label`.
     pub fn defines_label(&self, label: &str) -> bool {
         self.labels.defines(label)
