@@ -13,6 +13,7 @@ fn a_day() -> (Vec<usize>, usize) {
     let metrics = Metrics::default();
     let fleet = metrics.fleet("f");
     fleet.devices.store(50_000, Relaxed);
+    let net = fleet.net.cohort(Some("edge"));
     let mut x = 7u64;
     let mut draw = move |typical: u64| {
         x = x
@@ -42,8 +43,8 @@ fn a_day() -> (Vec<usize>, usize) {
         for _ in 0..200 {
             fleet.received(Some(draw(typical * 2)));
         }
-        fleet.net.delayed.fetch_add(1, Relaxed);
-        fleet.net.add_delays(&[draw(20_000), draw(50_000)]);
+        net.delayed.fetch_add(1, Relaxed);
+        net.add_delays(&[draw(20_000), draw(50_000)]);
         if minute % 60 == 59 {
             let hb = metrics.snapshot();
             sizes.push(serde_json::to_vec(&hb).expect("encode").len());
@@ -84,8 +85,22 @@ fn prometheus_keeps_the_full_precision_and_the_heartbeat_the_same_counts() {
     let metrics = Metrics::default();
     let fleet = metrics.fleet("f");
     fleet.add_tick_lags(&[1_234, 5_678, 91_011]);
+    let net = fleet.net.cohort(Some("edge"));
+    net.delayed.fetch_add(1, Relaxed);
+    net.add_delays(&[20_000]);
     let full = metrics.counters()["f"].tick_lag_us.clone().expect("lag");
-    let hb = metrics.snapshot()["f"].tick_lag_us.clone().expect("lag");
+    let beat = metrics.snapshot();
+    let hb = beat["f"].tick_lag_us.clone().expect("lag");
+    // Every histogram of the heartbeat is coarse: the fleet's injected delays and its
+    // cohorts' too.
+    let f = &beat["f"];
+    let delays = f
+        .network
+        .iter()
+        .chain(f.network_cohorts.values())
+        .map(|n| n.added_delay_us.as_ref().expect("delay").digits());
+    assert!(f.network_cohorts.contains_key("edge"));
+    assert!(delays.into_iter().all(|d| d == 2));
     assert_eq!((full.digits(), hb.digits()), (3, 2));
     assert_eq!(full.count(), hb.count());
     // Each within its precision of the largest value: 0.1% and 1%.

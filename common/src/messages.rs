@@ -164,7 +164,21 @@ pub struct FleetCounters {
     /// Faults the agent injected on purpose (network impairments), when any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkCounters>,
+    /// The same per cohort: a device's faults count under the cohort of the last rule in
+    /// force that names one it is in ([`NO_COHORT`] when only rules for every device apply
+    /// to it). Together they make `network`. At most [`MAX_COHORT_KEYS`] entries.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub network_cohorts: BTreeMap<String, NetworkCounters>,
 }
+
+/// The cohort key of faults injected into devices that no cohort's rule applies to.
+pub const NO_COHORT: &str = "none";
+/// The cohort key of faults beyond [`MAX_COHORT_KEYS`] cohorts on one agent (runtime rules
+/// changed many times).
+pub const OTHER_COHORTS: &str = "other";
+/// Most cohorts an agent counts apart per fleet: the rules' limit, [`NO_COHORT`], and
+/// [`OTHER_COHORTS`].
+pub const MAX_COHORT_KEYS: usize = crate::spec::network::MAX_COHORTS + 2;
 
 /// Faults injected by an agent's network impairments, for one fleet (cumulative).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
