@@ -385,9 +385,10 @@ async fn bad_network_example_delivers_every_buffered_message() {
     assert_eq!(out.code, 0, "{}", show(&out));
     let doc = out.json();
     assert_eq!(doc["verdict"], "passed", "{doc}");
-    // The rule was set (and announced), and the devices sent while partitioned: the
-    // probe saw every device and more messages than one per device.
-    assert_eq!(doc["events"]["network_changed"], 1, "{doc}");
+    // The rule was set and announced, its end (`for:`) announced too, and the devices
+    // sent while partitioned: the probe saw every device and more messages than one per
+    // device.
+    assert_eq!(doc["events"]["network_changed"], 2, "{doc}");
     assert_eq!(doc["probes"]["delivered"]["devices"], 40, "{doc}");
     assert!(fleets(&c).is_empty());
 }
