@@ -5,6 +5,7 @@
 # Off: the fleet has no network rules. On: `pluribusctl network set net $ON_FLAGS` on the
 # same running fleet (default: latency 50ms ± 10ms normal and 1% loss, every device).
 #   ON_FLAGS='--loss 1%' bench/network.sh    # other impairments
+#   AGENT=/tmp/old/pluribus-agent bench/network.sh   # another agent binary (before/after)
 #   PROFILE=/tmp/prof bench/network.sh       # also a 10 s perf profile of the agent, off and
 #                                            # on, after each CPU window (not during it):
 #                                            # PROFILE/off.data, PROFILE/on.data
@@ -44,7 +45,7 @@ wait_devices() { # total timeout_s
   echo "timed out waiting for $1 devices" >&2; return 1
 }
 
-"$BIN/pluribus-agent" --name a1 </dev/null >/dev/null 2>"$WORK/a1.log" &
+"${AGENT:-$BIN/pluribus-agent}" --name a1 </dev/null >/dev/null 2>"$WORK/a1.log" &
 A1=$!
 pids+=("$A1")
 sleep 2
