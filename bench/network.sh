@@ -5,6 +5,10 @@
 # Off: the fleet has no network rules. On: `pluribusctl network set net $ON_FLAGS` on the
 # same running fleet (default: latency 50ms ± 10ms normal and 1% loss, every device).
 #   ON_FLAGS='--loss 1%' bench/network.sh    # other impairments
+#   AGENT=/tmp/old/pluribus-agent bench/network.sh   # another agent binary (before/after)
+#   PROFILE=/tmp/prof bench/network.sh       # also a 10 s perf profile of the agent, off and
+#                                            # on, after each CPU window (not during it):
+#                                            # PROFILE/off.data, PROFILE/on.data
 # CPU is the agent's user+system time over a 20 s window, in % of one core.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -41,7 +45,7 @@ wait_devices() { # total timeout_s
   echo "timed out waiting for $1 devices" >&2; return 1
 }
 
-"$BIN/pluribus-agent" --name a1 </dev/null >/dev/null 2>"$WORK/a1.log" &
+"${AGENT:-$BIN/pluribus-agent}" --name a1 </dev/null >/dev/null 2>"$WORK/a1.log" &
 A1=$!
 pids+=("$A1")
 sleep 2
@@ -52,6 +56,12 @@ wait_devices "$N" 60
 sleep 15
 off_rss=$(rss_kb "$A1")
 off_cpu=$(cpu_pct "$A1" "$WINDOW")
+profile() { # name
+  [[ -n "${PROFILE:-}" ]] || return 0
+  mkdir -p "$PROFILE"
+  perf record -e cpu-clock -F 999 -g -p "$A1" -o "$PROFILE/$1.data" -- sleep 10 >/dev/null 2>&1 || echo "perf record failed" >&2
+}
+profile off
 
 # shellcheck disable=SC2086
 "$BIN/pluribusctl" network set net $ON_FLAGS >/dev/null
@@ -59,6 +69,7 @@ off_cpu=$(cpu_pct "$A1" "$WINDOW")
 sleep 15
 on_rss=$(rss_kb "$A1")
 on_cpu=$(cpu_pct "$A1" "$WINDOW")
+profile on
 injected=$("$BIN/pluribusctl" report net --json | python3 -c '
 import sys, json
 n = json.load(sys.stdin)["fleets"][0].get("network", {})

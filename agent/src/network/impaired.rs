@@ -1,7 +1,7 @@
 //! [`Impaired`]: a sink with the fleet's network impairments in front of it.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -17,6 +17,9 @@ use crate::shard::schedule::stable_hash;
 use crate::sink::{LinkMode, Sink, SinkDevice, SinkError};
 
 mod link;
+mod table;
+
+use table::DevTable;
 
 /// Most messages a sink's delay queue holds; beyond, delayed messages are dropped (and
 /// counted as dropped) rather than growing the agent's memory without bound.
@@ -39,6 +42,11 @@ pub struct NetContext {
 pub struct Impaired {
     inner: Box<dyn Sink>,
     net: Option<Box<Net>>,
+    /// [`Impaired::next_due_us`], kept up to date by every call that changes it: the
+    /// runner asks several times per wake-up, and reading it from `net` cost cache misses.
+    due_us: Option<u64>,
+    /// What one message became (reused: no allocation per message).
+    out: Vec<(u64, Bytes)>,
 }
 
 struct Net {
@@ -47,7 +55,7 @@ struct Net {
     /// Bumped when the plan changes or a rule starts or ends: devices re-resolve.
     gen: u64,
     next_change_ms: Option<u64>,
-    devs: HashMap<u64, Dev>,
+    devs: DevTable<Dev>,
     chains: Vec<Arc<Chain>>,
     queue: BinaryHeap<Reverse<Delayed>>,
     order: u64,
@@ -175,7 +183,17 @@ fn now_us() -> u64 {
 impl Impaired {
     /// `inner` with no impairments.
     pub fn new(inner: Box<dyn Sink>) -> Self {
-        Self { inner, net: None }
+        Self {
+            inner,
+            net: None,
+            due_us: None,
+            out: Vec::new(),
+        }
+    }
+
+    /// Recomputes [`Impaired::next_due_us`] after a change.
+    fn update_due(&mut self) {
+        self.due_us = self.net.as_deref().and_then(Net::next_due_us);
     }
 
     /// Follows a fleet's (new) network rules. A plan with no rules leaves a sink that was
@@ -191,7 +209,7 @@ impl Impaired {
                     plan,
                     gen: 1,
                     next_change_ms,
-                    devs: HashMap::new(),
+                    devs: DevTable::default(),
                     chains: Vec::new(),
                     queue: BinaryHeap::new(),
                     order: 0,
@@ -223,6 +241,7 @@ impl Impaired {
                 self.inner.own_links(cuts);
             }
         }
+        self.update_due();
     }
 
     /// Called when a device starts.
@@ -236,22 +255,30 @@ impl Impaired {
             return self.inner.send(dev, payload).await;
         };
         let now_us = now_us();
-        for (delay_us, p) in net.impair(&mut *self.inner, dev, payload, now_us) {
+        let mut out = std::mem::take(&mut self.out);
+        net.impair(&mut *self.inner, dev, payload, now_us, &mut out);
+        let mut r = Ok(());
+        for (delay_us, p) in out.drain(..) {
             if delay_us == 0 {
-                self.inner.send(dev, p).await?;
+                if r.is_ok() {
+                    r = self.inner.send(dev, p).await;
+                }
             } else {
                 // On a millisecond boundary, like the shard's slots: the runner then sends
                 // delayed messages in the same wake-ups as its due slots.
-                net.enqueue(dev, (now_us + delay_us).div_ceil(1000) * 1000, p);
+                let due = (now_us + delay_us).div_ceil(1000) * 1000;
+                net.enqueue(dev, due, p);
             }
         }
-        Ok(())
+        self.out = out;
+        self.update_due();
+        r
     }
 
     /// Called when a device stops: a message it held back goes out now.
     pub async fn close_device(&mut self, dev: &SinkDevice<'_>) {
         if let Some(net) = self.net.as_deref_mut() {
-            if let Some(d) = net.devs.remove(&dev.index) {
+            if let Some(d) = net.devs.remove(dev.index) {
                 if let Some((p, _)) = d.held {
                     let _ = self.inner.send(dev, p).await;
                 }
@@ -287,6 +314,7 @@ impl Impaired {
     /// The shard stops: what is still delayed goes out now, then the sink closes.
     pub async fn close(&mut self) {
         let _ = self.send_queued(u64::MAX).await;
+        self.update_due();
         self.inner.close().await
     }
 
@@ -303,15 +331,7 @@ impl Impaired {
 
     /// When the next delayed message, rule change or flap is due (µs since the epoch).
     pub fn next_due_us(&self) -> Option<u64> {
-        let n = self.net.as_deref()?;
-        [
-            n.queue.peek().map(|Reverse(d)| d.due_us),
-            n.flaps.peek().map(|Reverse((due, _, _))| *due),
-            n.next_change_ms.map(|t| t.saturating_mul(1000)),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.due_us
     }
 
     /// Applies the rule changes and flaps due by `now_us` (devices go offline or come back,
@@ -321,7 +341,9 @@ impl Impaired {
         if let Some(net) = self.net.as_deref_mut() {
             net.tick(&mut *self.inner, now_us);
         }
-        self.send_queued(now_us).await
+        let r = self.send_queued(now_us).await;
+        self.update_due();
+        r
     }
 
     /// Sends the delayed messages due by `now_us` (at most a batch), then flushes.
@@ -355,6 +377,19 @@ impl Impaired {
 }
 
 impl Net {
+    /// When the next delayed message, rule change or flap is due (µs since the epoch).
+    fn next_due_us(&self) -> Option<u64> {
+        let n = self;
+        [
+            n.queue.peek().map(|Reverse(d)| d.due_us),
+            n.flaps.peek().map(|Reverse((due, _, _))| *due),
+            n.next_change_ms.map(|t| t.saturating_mul(1000)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
     /// The chain for `imp`, shared by every device with the same effective profile.
     fn chain(&mut self, imp: Impairments) -> Arc<Chain> {
         if let Some(c) = self.chains.iter().find(|c| c.from == imp) {
@@ -373,10 +408,11 @@ impl Net {
         dev: &SinkDevice<'_>,
         payload: Bytes,
         now_us: u64,
-    ) -> Vec<(u64, Bytes)> {
+        out: &mut Vec<(u64, Bytes)>,
+    ) {
         self.advance(inner, now_us);
         let seed = self.ctx.seed;
-        let d = self.devs.entry(dev.index).or_insert_with(|| Dev {
+        let d = self.devs.get_or_insert_with(dev.index, || Dev {
             id: Arc::from(dev.device_id),
             salt: stable_hash(&[&seed.to_le_bytes(), b"net", dev.device_id.as_bytes()]),
             gen: 0,
@@ -394,11 +430,11 @@ impl Net {
             self.resolve(dev.index, now_us);
             self.settle(inner, dev.index, now_us);
         }
-        let Some(d) = self.devs.get_mut(&dev.index) else {
-            return vec![(0, payload)];
+        let Some(d) = self.devs.get_mut(dev.index) else {
+            out.push((0, payload));
+            return;
         };
         let chain = d.chain.clone();
-        let mut out = Vec::new();
         if let Some(o) = d.offline.as_deref_mut() {
             let m = &self.accts.get(d.off_acct).m;
             let back = o.returning && (o.spec.link == LinkMode::Keep || inner.ready(dev));
@@ -416,7 +452,7 @@ impl Net {
                         m.buffer_dropped.fetch_add(1, Relaxed);
                     }
                 }
-                return out;
+                return;
             }
             // Back: the buffer goes first, then this message.
             if let Some(o) = d.offline.take() {
@@ -438,7 +474,7 @@ impl Net {
         };
         let Some(chain) = chain else {
             out.push((not_before, payload));
-            return out;
+            return;
         };
         let seq = payload::seq(&payload).unwrap_or(d.counter);
         d.counter += 1;
@@ -462,7 +498,7 @@ impl Net {
         }
         if msg.dropped {
             m.dropped.fetch_add(1, Relaxed);
-            return out;
+            return;
         }
         if msg.delay_us > 0 {
             m.delayed.fetch_add(1, Relaxed);
@@ -478,7 +514,7 @@ impl Net {
         if msg.hold > 0 && d.held.is_none() {
             m.reordered.fetch_add(1, Relaxed);
             d.held = Some((msg.payload, msg.hold));
-            return out;
+            return;
         }
         out.push((msg.delay_us, msg.payload));
         // This message passes a held one: the held one goes after it.
@@ -488,16 +524,15 @@ impl Net {
                 out.extend(d.held.take().map(|(p, _)| (msg.delay_us, p)));
             }
         }
-        out
     }
 
     fn enqueue(&mut self, dev: &SinkDevice<'_>, due_us: u64, payload: Bytes) {
         if self.queue.len() >= MAX_QUEUED {
-            let acct = self.devs.get(&dev.index).map_or(0, |d| d.acct);
+            let acct = self.devs.get(dev.index).map_or(0, |d| d.acct);
             self.accts.get(acct).m.dropped.fetch_add(1, Relaxed);
             return;
         }
-        let id = match self.devs.get(&dev.index) {
+        let id = match self.devs.get(dev.index) {
             Some(d) => d.id.clone(),
             None => Arc::from(dev.device_id),
         };

@@ -377,8 +377,13 @@ impl Runner {
                 continue;
             }
             due_turn_taken = false;
+            // One timer for the earlier of the next slot and the next delayed message (one
+            // timer per wake-up, not two: they cost the runtime's timer wheel each time).
             let net_due = self.sinks.iter().filter_map(|(_, s)| s.next_due_us()).min();
-            let net_wait = net_due.map(|d| Duration::from_micros(d.saturating_sub(now_us())));
+            let wait = match net_due {
+                Some(d) => wait.min(Duration::from_micros(d.saturating_sub(now_us()))),
+                None => wait,
+            };
             tokio::select! {
                 biased;
                 _ = token.cancelled() => break,
@@ -392,13 +397,7 @@ impl Runner {
                     None => break,
                 },
                 Some(msg) = self.inbound.recv() => self.inbound_command(msg).await,
-                // Messages the network impairments delayed, due now.
-                _ = tokio::time::sleep(net_wait.unwrap_or_default()), if net_wait.is_some() => {
-                    tokio::select! {
-                        _ = token.cancelled() => break,
-                        _ = async { self.release_delayed().await; self.run_due().await } => {}
-                    }
-                }
+                // Due slots, or messages the network impairments delayed.
                 _ = tokio::time::sleep(wait) => {
                     // A sink may block (NATS down): stay cancellable while sending.
                     tokio::select! {

@@ -24,7 +24,7 @@ impl Net {
         }
         self.gen += 1;
         self.next_change_ms = self.plan.next_change(now_ms);
-        let known: Vec<u64> = self.devs.keys().copied().collect();
+        let known = self.devs.indices();
         for index in known {
             self.resolve(index, now_us);
             self.settle(inner, index, now_us);
@@ -33,7 +33,7 @@ impl Net {
 
     /// Device `index`'s effective impairments at this generation.
     pub(super) fn resolve(&mut self, index: u64, now_us: u64) {
-        let Some(d) = self.devs.get_mut(&index) else {
+        let Some(d) = self.devs.get_mut(index) else {
             return;
         };
         d.gen = self.gen;
@@ -42,7 +42,7 @@ impl Net {
         let key = cohort.map(|c| c.to_string());
         let acct = self.accts.index(key.as_deref(), &self.ctx.metrics);
         let chain = imp.map(|i| self.chain(i));
-        if let Some(d) = self.devs.get_mut(&index) {
+        if let Some(d) = self.devs.get_mut(index) {
             d.chain = chain;
             d.acct = acct;
         }
@@ -52,7 +52,7 @@ impl Net {
     /// offline (its connection cut), or is let back (its connection restored; it flushes
     /// once its sink is ready).
     pub(super) fn settle(&mut self, inner: &mut dyn Sink, index: u64, now_us: u64) {
-        let Some(d) = self.devs.get_mut(&index) else {
+        let Some(d) = self.devs.get_mut(index) else {
             return;
         };
         let from = d.chain.as_ref().map(|c| &c.from);
@@ -132,7 +132,7 @@ impl Net {
             let Some(Reverse((due, index, id))) = self.flaps.pop() else {
                 break;
             };
-            let Some(d) = self.devs.get_mut(&index) else {
+            let Some(d) = self.devs.get_mut(index) else {
                 continue;
             };
             let spec = d.chain.as_ref().and_then(|c| c.from.flap.clone());
