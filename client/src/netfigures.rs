@@ -39,7 +39,7 @@ pub struct NetFigures {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub added_delay_us: Option<Quantiles>,
     #[serde(skip)]
-    hist: Hist,
+    hist: Option<Hist>,
 }
 
 fn delta(now: u64, before: u64) -> u64 {
@@ -74,9 +74,9 @@ impl NetFigures {
                     h.subtract(b);
                 }
             }
-            self.hist.merge(&h);
+            crate::figures::merge_into(&mut self.hist, h);
         }
-        self.added_delay_us = Quantiles::of(&self.hist);
+        self.added_delay_us = self.hist.as_ref().and_then(Quantiles::of);
     }
 
     /// One line: `dropped 12, delayed 3000 (added p50 200.0ms, p99 310.2ms), ...`.
