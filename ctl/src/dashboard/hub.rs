@@ -255,6 +255,7 @@ mod tests {
                 value: encode(&lease),
                 live: true,
                 expires_ms: None,
+                stored_ms: None,
             },
         );
         assert_eq!(d.leases["f"][&0].devices, 5);
@@ -265,6 +266,7 @@ mod tests {
                 value: encode(&lease),
                 live: true,
                 expires_ms: None,
+                stored_ms: None,
             },
         );
         apply_lease(
@@ -274,6 +276,7 @@ mod tests {
                 value: Default::default(),
                 live: false,
                 expires_ms: None,
+                stored_ms: None,
             },
         );
         assert!(d.leases.is_empty());
@@ -284,6 +287,7 @@ mod tests {
                 value: bytes::Bytes::from_static(b"{not json"),
                 live: true,
                 expires_ms: None,
+                stored_ms: None,
             },
         );
         assert!(d.fleets.is_empty());

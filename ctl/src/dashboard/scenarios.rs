@@ -212,6 +212,7 @@ mod tests {
             value: bytes::Bytes::from(value.to_string()),
             live: true,
             expires_ms: None,
+            stored_ms: None,
         }
     }
 
@@ -267,6 +268,7 @@ mod tests {
             value: Default::default(),
             live: false,
             expires_ms: None,
+            stored_ms: None,
         });
         assert_eq!(b.view(0).total, MAX_RUNS - 1);
     }
