@@ -97,6 +97,9 @@ pub struct FleetLatency {
     pub receive: Option<Sparse>,
     /// Delay added by network impairments (µs).
     pub delay: Option<Sparse>,
+    /// The same per cohort of the impairments (reports only: the page does not show
+    /// cohorts).
+    pub cohort_delay: Vec<(String, Sparse)>,
 }
 
 impl FleetLatency {
@@ -108,6 +111,11 @@ impl FleetLatency {
             ack: sparse(c.ack_latency_us.take()),
             receive: sparse(c.receive_latency_us.take()),
             delay: sparse(c.network.as_mut().and_then(|n| n.added_delay_us.take())),
+            cohort_delay: c
+                .network_cohorts
+                .iter_mut()
+                .filter_map(|(k, n)| Some((k.clone(), Sparse::of(&n.added_delay_us.take()?))))
+                .collect(),
         }
     }
 
@@ -120,18 +128,25 @@ impl FleetLatency {
         if let Some(n) = c.network.as_mut() {
             n.added_delay_us = hist(&self.delay);
         }
+        for (k, s) in &self.cohort_delay {
+            if let Some(n) = c.network_cohorts.get_mut(k) {
+                n.added_delay_us = Some(s.to_hist());
+            }
+        }
     }
 
     fn any(&self) -> bool {
         [&self.lag, &self.ack, &self.receive, &self.delay]
             .iter()
             .any(|s| s.is_some())
+            || !self.cohort_delay.is_empty()
     }
 
     fn bytes(&self) -> usize {
         [&self.lag, &self.ack, &self.receive, &self.delay]
             .iter()
             .filter_map(|s| s.as_ref())
+            .chain(self.cohort_delay.iter().map(|(_, s)| s))
             .map(Sparse::bytes)
             .sum()
     }
@@ -156,7 +171,11 @@ impl Beats {
             return;
         }
         match decode::<Heartbeat>(&c.value) {
-            Ok(h) => self.insert(c.key, h),
+            Ok(mut h) => {
+                // Liveness by when it arrived, not by the sender's clock (as `watch`).
+                h.arrived_ms = c.stored_ms;
+                self.insert(c.key, h)
+            }
             Err(e) => tracing::warn!(agent = %c.key, error = %e, "ignoring a heartbeat"),
         }
     }
@@ -286,9 +305,15 @@ mod tests {
     fn heartbeats_keep_counters_and_histograms_apart() {
         let mut beats = Beats::default();
         let mut a = hb("a", 3, None);
+        let cohort = pluribus_common::messages::NetworkCounters {
+            delayed: 5,
+            added_delay_us: Some(hist(5, 5, 100_000)),
+            ..Default::default()
+        };
         let c = FleetCounters {
             devices: 3,
             tick_lag_us: Some(hist(4, 1_000, 5_000)),
+            network_cohorts: [("10%".to_string(), cohort.clone())].into(),
             ..Default::default()
         };
         a.fleets.insert("f".into(), c.clone());
@@ -299,6 +324,9 @@ mod tests {
         let kept = &beats.counters.agents["a"].latest;
         assert_eq!(kept.ts_ms, a.ts_ms, "an older heartbeat is ignored");
         assert!(kept.fleets["f"].tick_lag_us.is_none());
+        assert!(kept.fleets["f"].network_cohorts["10%"]
+            .added_delay_us
+            .is_none());
         let live = beats.live_latency(a.ts_ms);
         assert_eq!(
             merged(&live["f"], |l| l.lag.as_ref()),
@@ -312,12 +340,20 @@ mod tests {
                 .map(|h| h.quantile(0.5)),
             c.tick_lag_us.as_ref().map(|h| h.quantile(0.5))
         );
+        let delay = |c: &FleetCounters| {
+            c.network_cohorts["10%"]
+                .added_delay_us
+                .as_ref()
+                .map(|h| (h.count(), h.quantile(0.99)))
+        };
+        assert_eq!(delay(&whole[0].fleets["f"]), delay(&c));
         assert!(beats.latency_bytes() > 0);
         beats.apply(Change {
             key: "a".into(),
             value: Default::default(),
             live: false,
             expires_ms: None,
+            stored_ms: None,
         });
         assert!(beats.counters.agents.is_empty() && beats.latency_bytes() == 0);
     }
