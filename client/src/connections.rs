@@ -37,7 +37,8 @@ pub struct Connections {
 
 /// The figures per fleet, for fleets with any connection or acknowledgement data.
 pub fn merge(live: &[&Heartbeat], only: Option<&str>) -> BTreeMap<String, Connections> {
-    let mut out: BTreeMap<String, (Connections, Hist)> = BTreeMap::new();
+    // Histograms only for fleets with acknowledgements (one is tens of KB).
+    let mut out: BTreeMap<String, (Connections, Option<Hist>)> = BTreeMap::new();
     for h in live {
         for (fleet, c) in &h.fleets {
             if only.is_some_and(|o| o != fleet) {
@@ -65,13 +66,16 @@ pub fn merge(live: &[&Heartbeat], only: Option<&str>) -> BTreeMap<String, Connec
                 *m.responses.entry(k.clone()).or_default() += v;
             }
             if let Some(a) = &c.ack_latency_us {
-                hist.merge(a);
+                match hist {
+                    Some(h) => h.merge(a),
+                    None => *hist = Some(a.clone()),
+                }
             }
         }
     }
     out.into_iter()
         .map(|(k, (mut m, h))| {
-            if h.count() > 0 {
+            if let Some(h) = h.filter(|h| h.count() > 0) {
                 m.ack_latency_us =
                     Some([h.quantile(0.5), h.quantile(0.9), h.quantile(0.99), h.max()]);
             }

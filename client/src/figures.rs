@@ -131,11 +131,20 @@ pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// Histograms being merged for one row.
+/// Histograms being merged for one row, made when the first one comes (a histogram is
+/// tens of KB: a row without any costs nothing).
 #[derive(Default)]
 struct Hists {
-    lag: Hist,
-    ack: Hist,
+    lag: Option<Hist>,
+    ack: Option<Hist>,
+}
+
+/// Adds `h` to `into` (which takes it as it is when empty).
+pub(crate) fn merge_into(into: &mut Option<Hist>, h: Hist) {
+    match into {
+        Some(i) => i.merge(&h),
+        None => *into = Some(h),
+    }
 }
 
 impl Hists {
@@ -151,16 +160,16 @@ impl Hists {
             Some(h)
         };
         if let Some(h) = pick(&now.tick_lag_us, before.map(|b| &b.tick_lag_us)) {
-            self.lag.merge(&h);
+            merge_into(&mut self.lag, h);
         }
         if let Some(h) = pick(&now.ack_latency_us, before.map(|b| &b.ack_latency_us)) {
-            self.ack.merge(&h);
+            merge_into(&mut self.ack, h);
         }
     }
 
     fn finish(&self, f: &mut Figures) {
-        f.tick_lag_us = Quantiles::of(&self.lag);
-        f.ack_latency_us = Quantiles::of(&self.ack);
+        f.tick_lag_us = self.lag.as_ref().and_then(Quantiles::of);
+        f.ack_latency_us = self.ack.as_ref().and_then(Quantiles::of);
     }
 }
 

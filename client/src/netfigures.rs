@@ -45,7 +45,7 @@ pub struct NetFigures {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub cohorts: BTreeMap<String, NetFigures>,
     #[serde(skip)]
-    hist: Hist,
+    hist: Option<Hist>,
 }
 
 fn delta(now: u64, before: u64) -> u64 {
@@ -80,9 +80,9 @@ impl NetFigures {
                     h.subtract(b);
                 }
             }
-            self.hist.merge(&h);
+            crate::figures::merge_into(&mut self.hist, h);
         }
-        self.added_delay_us = Quantiles::of(&self.hist);
+        self.added_delay_us = self.hist.as_ref().and_then(Quantiles::of);
     }
 
     /// Adds one agent's per-cohort counters over a span (`before`: at its start).

@@ -135,6 +135,25 @@ impl Hist {
         Self(small)
     }
 
+    /// The buckets that hold values, lowest first: (the highest value the bucket stands
+    /// for, its count). With [`Hist::from_recorded`], a form of the same values a few
+    /// hundred bytes long where the histogram is tens of KB.
+    pub fn recorded(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.0
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+    }
+
+    /// A histogram of `(value, count)` pairs (as [`Hist::recorded`] gives them), only as
+    /// large as its values need. Values are clamped into range.
+    pub fn from_recorded(pairs: impl IntoIterator<Item = (u64, u64)>) -> Self {
+        let mut h = Histogram::new(3).unwrap_or_else(|_| unreachable_hist());
+        for (v, n) in pairs {
+            let _ = h.record_n(v.clamp(1, MAX_VALUE), n);
+        }
+        Self(h)
+    }
+
     /// The inner HDR histogram.
     pub fn inner(&self) -> &Histogram<u64> {
         &self.0
@@ -191,7 +210,8 @@ impl Hist {
         let h: Histogram<u64> = Deserializer::new()
             .deserialize(&mut v2.as_slice())
             .map_err(|e| format!("{e:?}"))?;
-        let mut out = Hist::new();
+        // Only as large as its values need (readers keep many; it grows when merged into).
+        let mut out = Self(Histogram::new(3).map_err(|e| format!("{e:?}"))?);
         if digits >= 3 {
             out.0.add(&h).map_err(|e| format!("{e:?}"))?;
         } else {
@@ -250,6 +270,23 @@ mod tests {
             (m1.quantile(0.5), m1.count()),
             (m2.quantile(0.5), m2.count())
         );
+    }
+
+    #[test]
+    fn recorded_pairs_make_the_same_histogram_again() {
+        let mut a = Hist::new();
+        for v in [1, 7, 999, 1_000, 1_001, 123_456, 9_999_999, MAX_VALUE] {
+            a.record(v);
+            a.record(v);
+        }
+        let pairs: Vec<(u64, u64)> = a.recorded().collect();
+        assert_eq!(pairs.iter().map(|p| p.1).sum::<u64>(), 16);
+        let b = Hist::from_recorded(pairs);
+        assert_eq!(b.count(), a.count());
+        for q in [0.01, 0.5, 0.9, 0.99, 1.0] {
+            assert_eq!(b.quantile(q), a.quantile(q), "q {q}");
+        }
+        assert_eq!(b.max(), a.max());
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct View {
     pub fpage: usize,
     /// Page of the agents table (from 0).
     pub apage: usize,
+    /// Page of the Scenarios section's runs (from 0, newest first).
+    pub spage: usize,
     /// Only fleets whose name contains this.
     pub q: String,
     /// The fleet whose chart is open.
@@ -93,7 +95,7 @@ pub struct Frame<'a> {
     pub events: Vec<Entry>,
     /// The number of the last event, for the next `after`.
     pub last_event: u64,
-    /// Detached scenario runs (the most recent), with their checks.
+    /// One page of detached scenario runs (the most recent first), with their checks.
     pub scenarios: Scenarios,
 }
 
@@ -124,7 +126,7 @@ pub fn build<'a>(shared: &Shared, model: &'a Model, view: &View) -> Frame<'a> {
     let scenarios = shared
         .scenarios
         .read()
-        .map(|b| b.view())
+        .map(|b| b.view(view.spage))
         .unwrap_or_default();
     let q = view.q.trim();
     Frame {

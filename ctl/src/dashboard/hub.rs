@@ -19,7 +19,6 @@ use super::history::History;
 use super::model::{self, Desired, Model};
 use super::scenarios::Board;
 use super::window::Anchors;
-use crate::beats::AgentBeats;
 use crate::cmd::Ctx;
 use crate::feed::{Change, KvFeed};
 
@@ -42,8 +41,9 @@ pub struct Shared {
     pub access: RwLock<Access>,
     /// Heartbeats a report's window figures start from.
     pub anchors: RwLock<Anchors>,
-    /// Every agent's latest heartbeats (what a report's window ends with).
-    pub beats: RwLock<AgentBeats>,
+    /// Every agent's last heartbeats, histograms kept apart (what the model and a
+    /// report's window end with).
+    pub beats: RwLock<super::latency::Beats>,
     /// Detached scenario runs.
     pub scenarios: RwLock<Board>,
 }
@@ -212,8 +212,18 @@ pub async fn run(shared: Arc<Shared>, tx: watch::Sender<Arc<Model>>) -> Result<(
                 if let Ok(mut h) = shared.history.write() {
                     h.record(&model);
                 }
-                if let (Ok(mut a), Ok(mut b)) = (shared.anchors.write(), shared.beats.write()) {
-                    a.record(&mut b, model.ts_ms);
+                if let (Ok(mut a), Ok(b)) = (shared.anchors.write(), shared.beats.read()) {
+                    if a.record(&b.counters, model.ts_ms) {
+                        // What the dashboard keeps, every 15 s (RUST_LOG=pluribusctl=debug).
+                        tracing::debug!(
+                            agents = b.counters.agents.len(),
+                            fleets = model.fleets.len(),
+                            latency_bytes = b.latency_bytes(),
+                            anchor_bytes = a.bytes(),
+                            points = shared.history.read().map(|h| h.kept()).unwrap_or(0),
+                            "kept"
+                        );
+                    }
                 }
                 tx.send_replace(model);
             }

@@ -17,6 +17,7 @@ mod eventlog;
 mod frame;
 mod history;
 mod hub;
+mod latency;
 mod model;
 mod report;
 mod routes;
@@ -127,7 +128,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
         desired: RwLock::new(model::Desired::default()),
         access: RwLock::new(access.clone()),
         anchors: RwLock::new(window::Anchors::new(args.history.as_millis() as u64)),
-        beats: RwLock::new(crate::beats::AgentBeats::default()),
+        beats: RwLock::new(latency::Beats::default()),
         scenarios: RwLock::new(scenarios::Board::default()),
     });
     let guard = Arc::new(auth::Guard {

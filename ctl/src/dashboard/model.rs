@@ -7,7 +7,7 @@ use pluribus_common::messages::Heartbeat;
 use pluribus_common::record::FleetRecord;
 use serde::Serialize;
 
-use crate::beats::AgentBeats;
+use super::latency::{self, Beats};
 use crate::connections::{self, Connections};
 use crate::figures::{tabulate, Figures, WATCH};
 use crate::state::{fleet_status, AgentRow, FleetStatus, LeaseMap};
@@ -103,18 +103,53 @@ pub struct Desired {
     pub leases: BTreeMap<String, LeaseMap>,
 }
 
+/// Puts the latency percentiles into the figures computed from heartbeats without
+/// histograms: merged from the agents' sparse histograms (cumulative since each agent
+/// started, as `watch` shows them), per fleet and for the cluster.
+fn add_latency(
+    beats: &Beats,
+    now_ms: u64,
+    figures: &mut BTreeMap<String, Figures>,
+    conns: &mut BTreeMap<String, Connections>,
+    total: &mut Figures,
+) {
+    let live = beats.live_latency(now_ms);
+    for (fleet, all) in &live {
+        let lag = latency::merged(all, |l| l.lag.as_ref());
+        let ack = latency::merged(all, |l| l.ack.as_ref());
+        if let Some(f) = figures.get_mut(*fleet) {
+            f.tick_lag_us = lag;
+            f.ack_latency_us = ack;
+            if let Some(n) = f.network.as_mut() {
+                n.added_delay_us = latency::merged(all, |l| l.delay.as_ref());
+            }
+        }
+        if let Some(q) = ack {
+            conns
+                .entry((*fleet).to_string())
+                .or_default()
+                .ack_latency_us = Some([q.p50, q.p90, q.p99, q.max]);
+        }
+    }
+    let every: Vec<&latency::FleetLatency> = live.values().flatten().copied().collect();
+    total.tick_lag_us = latency::merged(&every, |l| l.lag.as_ref());
+    total.ack_latency_us = latency::merged(&every, |l| l.ack.as_ref());
+}
+
 /// The model at `now_ms`.
-pub fn build(beats: &AgentBeats, desired: &Desired, now_ms: u64) -> Model {
+pub fn build(all: &Beats, desired: &Desired, now_ms: u64) -> Model {
+    let beats = &all.counters;
     let spans = beats.live_spans(now_ms);
     let live: Vec<&Heartbeat> = spans.iter().map(|s| s.latest).collect();
-    let table = tabulate(&spans, None, WATCH);
+    let mut table = tabulate(&spans, None, WATCH);
     let mut conns = connections::merge(&live, None);
-    let total_connections = sum(conns.values().cloned());
     let mut figures: BTreeMap<String, Figures> = table
         .fleets
         .into_iter()
         .map(|f| (f.name, f.figures))
         .collect();
+    add_latency(all, now_ms, &mut figures, &mut conns, &mut table.total);
+    let total_connections = sum(conns.values().cloned());
     let mut injected: BTreeMap<&str, Injected> = BTreeMap::new();
     for h in &live {
         for (name, c) in &h.fleets {
@@ -205,6 +240,7 @@ fn sum(all: impl Iterator<Item = Connections>) -> Connections {
 mod tests {
     use super::*;
     use crate::state::fixtures::hb;
+    use pluribus_common::hist::Hist;
     use pluribus_common::messages::{FleetCounters, LeaseRecord};
     use pluribus_common::record::RecordKind;
     use pluribus_common::spec::FleetSpec;
@@ -212,18 +248,36 @@ mod tests {
 
     #[test]
     fn fleets_and_agents_come_with_their_figures() {
-        let mut beats = AgentBeats::default();
+        let mut beats = Beats::default();
         let mut a = hb("a", 3, None);
+        let mut lag = Hist::new();
+        (1..=100).for_each(|v| lag.record(v));
+        let mut ack = Hist::new();
+        ack.record(5_000);
         let c = FleetCounters {
             devices: 3,
             messages: 30,
             achieved_per_s: 3.0,
             scheduled_per_s: 3.0,
             connect_failures: [("refused".to_string(), 2)].into(),
+            tick_lag_us: Some(lag.clone()),
+            ack_latency_us: Some(ack.clone()),
             ..Default::default()
         };
         a.fleets.insert("f".into(), c);
+        let mut b = hb("b", 1, None);
+        let mut lag_b = Hist::new();
+        lag_b.record(1_000_000);
+        b.fleets.insert(
+            "f".into(),
+            FleetCounters {
+                devices: 1,
+                tick_lag_us: Some(lag_b.clone()),
+                ..Default::default()
+            },
+        );
         beats.insert("a".into(), a);
+        beats.insert("b".into(), b);
         let mut desired = Desired::default();
         let record = FleetRecord::new(
             RecordKind::Fleet,
@@ -254,5 +308,18 @@ mod tests {
         assert_eq!(m.agents[0].msgs_per_s, 3.0);
         assert_eq!(m.total.msgs_per_s, 3.0);
         assert_eq!(m.connections.connect_failures["refused"], 2);
+        // Percentiles of both agents' histograms merged, as `watch` computes them.
+        lag.merge(&lag_b);
+        let q = crate::figures::Quantiles::of(&lag);
+        let f = m.fleets[0].figures.as_ref().expect("figures");
+        assert_eq!(f.tick_lag_us, q);
+        assert_eq!(f.tick_lag_us.map(|q| q.max), Some(lag_b.max()));
+        assert_eq!(m.total.tick_lag_us, q);
+        assert_eq!(f.ack_latency_us, crate::figures::Quantiles::of(&ack));
+        let acks = m.fleets[0]
+            .connections
+            .as_ref()
+            .and_then(|c| c.ack_latency_us);
+        assert_eq!(acks.map(|a| a[3]), Some(ack.max()));
     }
 }

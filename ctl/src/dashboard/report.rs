@@ -61,12 +61,12 @@ pub fn data(shared: &Shared, now_ms: u64, window: Duration) -> ReportData {
     let latest = shared
         .beats
         .read()
-        .map(|b| super::window::latest(&b))
+        .map(|b| b.latest_with_histograms())
         .unwrap_or_default();
     let report = shared.anchors.read().ok().and_then(|a| {
         let (start_ms, before) = a.at(from_ms)?;
         Some(window_with_cumulative_percentiles(
-            before, &latest, start_ms, now_ms,
+            &before, &latest, start_ms, now_ms,
         ))
     });
     let csv = report.as_ref().map(|r| csv(&r.figures)).unwrap_or_default();

@@ -1,7 +1,8 @@
 //! The "Scenarios" section: detached runs (`scenario run --detach`) read from the scenarios
 //! bucket, each with its current step and its checks. Records come from the bus: a
 //! malformed one is skipped with a warning, and at most [`MAX_RUNS`] (the most recent) are
-//! kept, each with at most [`MAX_CHECKS`] checks and bounded texts.
+//! kept, each with at most [`MAX_CHECKS`] checks and bounded texts. The page gets them
+//! [`RUNS_PAGE`] at a time, newest first.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,8 @@ use crate::feed::Change;
 
 /// Most runs kept (and shown): the most recently created.
 pub const MAX_RUNS: usize = 50;
+/// Runs per page of the section (a run's row holds its checks, so pages are short).
+pub const RUNS_PAGE: usize = 10;
 /// Most checks kept per run.
 pub const MAX_CHECKS: usize = 100;
 /// Longest text kept (names, values, step descriptions), in characters.
@@ -61,11 +64,17 @@ pub struct RunView {
     pub checks_left_out: usize,
 }
 
-/// What the page's Scenarios section shows.
+/// What the page's Scenarios section shows: one page of runs.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Scenarios {
-    /// The runs, most recent first.
+    /// The runs of this page, most recent first.
     pub runs: Vec<RunView>,
+    /// Runs in all.
+    pub total: usize,
+    /// This page (from 0).
+    pub page: usize,
+    /// Pages in all (at least 1).
+    pub pages: usize,
     /// Why the list is empty or incomplete (the bucket cannot be read), if it is.
     pub note: Option<String>,
 }
@@ -172,12 +181,22 @@ impl Board {
         }
     }
 
-    /// The section's content: most recent first.
-    pub fn view(&self) -> Scenarios {
-        let mut runs: Vec<RunView> = self.runs.values().cloned().collect();
+    /// Page `want` of the section (the last one if there are fewer): most recent first.
+    pub fn view(&self, want: usize) -> Scenarios {
+        let mut runs: Vec<&RunView> = self.runs.values().collect();
         runs.sort_by(|a, b| (b.created_ms, &b.id).cmp(&(a.created_ms, &a.id)));
+        let pages = runs.len().div_ceil(RUNS_PAGE).max(1);
+        let page = want.min(pages - 1);
         Scenarios {
-            runs,
+            total: runs.len(),
+            page,
+            pages,
+            runs: runs
+                .into_iter()
+                .skip(page * RUNS_PAGE)
+                .take(RUNS_PAGE)
+                .cloned()
+                .collect(),
             note: self.note.clone(),
         }
     }
@@ -226,17 +245,24 @@ mod tests {
         }
         b.apply(change("run.junk", "{not json"));
         b.apply(change("lease.a", "{}"));
-        assert!(b.view().runs.is_empty());
+        assert!(b.view(0).runs.is_empty());
         for i in 0..(MAX_RUNS as u64 + 5) {
             b.apply(change(
                 &format!("run.r{i}"),
                 &record(&format!("r{i}"), 100 + i),
             ));
         }
-        let v = b.view();
-        assert_eq!(v.runs.len(), MAX_RUNS);
+        let v = b.view(0);
+        assert_eq!(
+            (v.total, v.page, v.pages),
+            (MAX_RUNS, 0, MAX_RUNS / RUNS_PAGE)
+        );
+        assert_eq!(v.runs.len(), RUNS_PAGE);
         assert_eq!(v.runs[0].id, format!("r{}", MAX_RUNS + 4));
-        assert!(v.runs.iter().all(|r| r.id != "r0"));
+        // The last page holds the oldest kept; r0..r4 were dropped.
+        let last = b.view(999);
+        assert_eq!(last.page, last.pages - 1);
+        assert_eq!(last.runs.last().map(|r| r.id.as_str()), Some("r5"));
         b.apply(Change {
             key: format!("run.r{}", MAX_RUNS + 4),
             value: Default::default(),
@@ -244,6 +270,6 @@ mod tests {
             expires_ms: None,
             stored_ms: None,
         });
-        assert_eq!(b.view().runs.len(), MAX_RUNS - 1);
+        assert_eq!(b.view(0).total, MAX_RUNS - 1);
     }
 }

@@ -5,6 +5,7 @@
 //! started, as the kept heartbeats hold no histograms: they are large).
 
 use std::collections::VecDeque;
+use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
 use pluribus_common::messages::Heartbeat;
@@ -14,44 +15,32 @@ use crate::beats::AgentBeats;
 /// How often the heartbeats are kept.
 pub const EVERY: Duration = Duration::from_secs(15);
 
-/// Kept heartbeats, oldest first.
+/// Kept heartbeats, oldest first, each set as deflated JSON: a report reads one set, and
+/// the dashboard keeps ~60 of them (15 minutes), with a counters-only heartbeat per agent
+/// and fleet in each (~700 bytes decoded, tens of bytes deflated).
 #[derive(Debug)]
 pub struct Anchors {
     keep_ms: u64,
-    kept: VecDeque<(u64, Vec<Heartbeat>)>,
+    kept: VecDeque<(u64, Vec<u8>)>,
 }
 
-/// A copy of `h` without its histograms (counters only). They are taken out while it is
-/// copied and put back: a histogram is tens of KB, and there is one per agent and fleet.
-fn counters_only(h: &mut Heartbeat) -> Heartbeat {
-    type Hists = [Option<pluribus_common::hist::Hist>; 4];
-    let taken: Vec<Hists> = h
-        .fleets
-        .values_mut()
-        .map(|c| {
-            [
-                c.tick_lag_us.take(),
-                c.ack_latency_us.take(),
-                c.receive_latency_us.take(),
-                c.network.as_mut().and_then(|n| n.added_delay_us.take()),
-            ]
-        })
-        .collect();
-    let copy = h.clone();
-    for (c, [lag, ack, rx, delay]) in h.fleets.values_mut().zip(taken) {
-        c.tick_lag_us = lag;
-        c.ack_latency_us = ack;
-        c.receive_latency_us = rx;
-        if let Some(n) = c.network.as_mut() {
-            n.added_delay_us = delay;
-        }
-    }
-    copy
+/// `beats`' latest heartbeats, counters only, deflated.
+fn pack(beats: &AgentBeats) -> Option<Vec<u8>> {
+    let latest: Vec<&Heartbeat> = beats.agents.values().map(|b| &b.latest).collect();
+    let json = serde_json::to_vec(&latest).ok()?;
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(&json).ok()?;
+    let mut out = z.finish().ok()?;
+    out.shrink_to_fit();
+    Some(out)
 }
 
-/// The latest heartbeat of every agent, histograms included (what a window ends with).
-pub fn latest(beats: &AgentBeats) -> Vec<Heartbeat> {
-    beats.agents.values().map(|b| b.latest.clone()).collect()
+fn unpack(bytes: &[u8]) -> Option<Vec<Heartbeat>> {
+    let mut json = Vec::new();
+    flate2::read::DeflateDecoder::new(bytes)
+        .read_to_end(&mut json)
+        .ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 impl Anchors {
@@ -63,32 +52,38 @@ impl Anchors {
         }
     }
 
-    /// Records the agents' heartbeats at `now_ms` (kept once every [`EVERY`]).
-    pub fn record(&mut self, beats: &mut AgentBeats, now_ms: u64) {
+    /// Records the agents' heartbeats (without histograms, as the dashboard keeps them) at
+    /// `now_ms`, once every [`EVERY`]; true when it kept them this time.
+    pub fn record(&mut self, beats: &AgentBeats, now_ms: u64) -> bool {
         let due = self
             .kept
             .back()
             .is_none_or(|(ts, _)| now_ms >= ts + EVERY.as_millis() as u64);
         if due {
-            let copy = beats
-                .agents
-                .values_mut()
-                .map(|b| counters_only(&mut b.latest))
-                .collect();
-            self.kept.push_back((now_ms, copy));
+            match pack(beats) {
+                Some(p) => self.kept.push_back((now_ms, p)),
+                None => tracing::warn!("cannot keep the heartbeats for reports"),
+            }
         }
         let oldest = now_ms.saturating_sub(self.keep_ms + EVERY.as_millis() as u64);
         while self.kept.front().is_some_and(|(ts, _)| *ts < oldest) {
             self.kept.pop_front();
         }
+        due
     }
 
     /// The kept heartbeats nearest to `from_ms` (the oldest if all are later).
-    pub fn at(&self, from_ms: u64) -> Option<(u64, &[Heartbeat])> {
-        self.kept
+    pub fn at(&self, from_ms: u64) -> Option<(u64, Vec<Heartbeat>)> {
+        let (ts, packed) = self
+            .kept
             .iter()
-            .min_by_key(|(ts, _)| ts.abs_diff(from_ms))
-            .map(|(ts, h)| (*ts, h.as_slice()))
+            .min_by_key(|(ts, _)| ts.abs_diff(from_ms))?;
+        Some((*ts, unpack(packed)?))
+    }
+
+    /// Bytes kept.
+    pub fn bytes(&self) -> usize {
+        self.kept.iter().map(|(_, p)| p.len()).sum()
     }
 }
 
@@ -100,21 +95,30 @@ mod tests {
     #[test]
     fn heartbeats_are_kept_every_few_seconds_for_the_history() {
         let mut beats = AgentBeats::default();
-        beats.insert("a".into(), hb("a", 3, None));
+        let mut h = hb("a", 3, None);
+        h.fleets.insert(
+            "f".into(),
+            pluribus_common::messages::FleetCounters {
+                messages: 42,
+                ..Default::default()
+            },
+        );
+        beats.insert("a".into(), h);
         let mut a = Anchors::new(60_000);
         for s in 0..200u64 {
-            a.record(&mut beats, 1_000_000 + s * 1_000);
+            a.record(&beats, 1_000_000 + s * 1_000);
         }
         let now = 1_000_000 + 199_000;
         let (ts, h) = a.at(now - 30_000).expect("kept");
         assert!(ts.abs_diff(now - 30_000) <= 7_500, "{ts}");
         assert_eq!(h.len(), 1);
+        assert_eq!(h[0].fleets["f"].messages, 42);
+        assert!(a.bytes() < 5 * 1_000, "{}", a.bytes());
         let (oldest, _) = a.at(0).expect("kept");
         assert!(
             now - oldest <= 75_000,
             "kept only the history: {}",
             now - oldest
         );
-        assert_eq!(latest(&beats).len(), 1);
     }
 }

@@ -6,7 +6,7 @@
 const KEEP_MS = 15 * 60 * 1000; // points kept in the page
 const KEEP_EVENTS = 1000;
 const $ = (id) => document.getElementById(id);
-const view = { fpage: 0, apage: 0, q: '', chart: '' };
+const view = { fpage: 0, apage: 0, spage: 0, q: '', chart: '' };
 let stream = null;
 let lastSeq = 0;
 let access = null;
@@ -45,7 +45,7 @@ function notice(text, error) {
 
 function connect() {
   if (stream) stream.close();
-  const qs = new URLSearchParams({ fpage: view.fpage, apage: view.apage, q: view.q, after: lastSeq });
+  const qs = new URLSearchParams({ fpage: view.fpage, apage: view.apage, spage: view.spage, q: view.q, after: lastSeq });
   if (view.chart) qs.set('chart', view.chart);
   stream = new EventSource('api/stream?' + qs);
   stream.addEventListener('frame', (e) => onFrame(JSON.parse(e.data)));
@@ -74,7 +74,7 @@ function onFrame(f) {
   drawAll();
   renderFleets(f.fleets);
   renderAgents(f.agents);
-  renderScenarios(f.scenarios || { runs: [], note: null });
+  renderScenarios(f.scenarios || { runs: [], total: 0, page: 0, pages: 1, note: null });
   addEvents(f.events);
 }
 
@@ -216,9 +216,11 @@ function renderAgents(page) {
   pager($('agents-pager'), page, 'apage');
 }
 
-// Detached scenario runs (`scenario run --detach`), most recent first, each with its checks.
+// Detached scenario runs (`scenario run --detach`), one page of them, most recent first,
+// each with its checks.
 function renderScenarios(s) {
-  $('scenarios-note').textContent = s.note || (s.runs.length ? `${s.runs.length} detached run${s.runs.length === 1 ? '' : 's'}, most recent first (the last 50 at most)` : '');
+  $('scenarios-note').textContent = s.note || (s.total ? `detached runs, most recent first (the last 50 at most):` : '');
+  pager($('scenarios-pager'), s, 'spage');
   setHtml($('scenarios').tHead, `<tr><th class="l">scenario</th><th class="l">run</th><th class="l">state</th><th class="l">verdict</th>` +
     `<th>step</th><th class="l">current step</th><th class="l">agent</th><th class="l">checks</th></tr>`);
   const rows = s.runs.map((r) => {
