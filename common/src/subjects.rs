@@ -126,6 +126,12 @@ impl Namespace {
         self.bucket("agents")
     }
 
+    /// KV bucket of the agents' peer records (`<agent id>`: what agents decide on about
+    /// each other, written only when it changes). Only agents use it.
+    pub fn peers_bucket(&self) -> String {
+        self.bucket("peers")
+    }
+
     /// KV bucket of detached scenario runs: `run.<id>` (the scenario, its progress and, at
     /// the end, its outcome) and `lease.<id>` (the agent executing it: create-only, TTL).
     pub fn scenarios_bucket(&self) -> String {

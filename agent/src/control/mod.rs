@@ -5,7 +5,7 @@
 //! ```text
 //! fleets watch ─┐
 //! leases watch ─┤                   ┌─ shard runner (devices 0..500)
-//! agents watch ─┼─► control loop ───┼─ shard runner (devices 500..1000)
+//! peers watch ──┼─► control loop ───┼─ shard runner (devices 500..1000)
 //! offers (queue)┤    (this module)  └─ renewal tasks, release tasks
 //! commands ─────┘
 //! ```
@@ -31,6 +31,7 @@ use futures::StreamExt;
 use pluribus_common::connect::Connection;
 use pluribus_common::kv::{Buckets, KvError};
 use pluribus_common::messages::{EventKind, Heartbeat, ShardOffer};
+use pluribus_common::peer::Peer;
 use pluribus_common::record::FleetRecord;
 use pluribus_common::subjects::AGENT_QUEUE_GROUP;
 use pluribus_common::time::now_ms;
@@ -88,12 +89,8 @@ enum Internal {
     Live { epoch: u64 },
     /// The liveness entry of this epoch is gone: every shard must stop.
     Lost { epoch: u64 },
-}
-
-/// How long after its last heartbeat arrived an agent counts as alive: three of its
-/// intervals and a second (the interval it announces is capped at 30 s).
-fn alive_window(hb: &Heartbeat) -> Duration {
-    Duration::from_millis(hb.interval_ms.min(30_000) * 3 + 1_000)
+    /// Our peer record could not be written: write it with the next heartbeat.
+    PeerUnwritten,
 }
 
 /// Device commands waiting for the control loop to route them; beyond this they are
@@ -115,10 +112,18 @@ pub(crate) struct Control {
     secrets: crate::secrets::Secrets,
     metrics: Metrics,
     fleets: HashMap<String, (Arc<FleetRecord>, u64)>,
-    agents: HashMap<String, Heartbeat>,
-    /// When each agent's last heartbeat arrived here (local monotonic clock): liveness is
-    /// judged by arrival, never by the sender's clock.
-    arrived: HashMap<String, Instant>,
+    /// Every agent's peer record (this one's included), as seen in the peers watch. An
+    /// agent counts as alive while its liveness entry stands (see [`Control::alive`]).
+    agents: HashMap<String, Peer>,
+    /// The peers bucket (this agent's record is written there when it changes).
+    peers: async_nats::jetstream::kv::Store,
+    /// The revision of each peer record, for the leader's removal of records of agents
+    /// that are gone.
+    peer_revisions: HashMap<String, u64>,
+    /// Since when each peer record has had no liveness entry behind it (leader only).
+    peer_orphaned: HashMap<String, Instant>,
+    /// This agent's peer record as last written, and when (None: to be written).
+    peer_written: Option<(Peer, Instant)>,
     leases: HashMap<String, LeaseView>,
     /// Agents' liveness entries as seen in the lease watch: agent id → epoch.
     live: HashMap<String, u64>,
@@ -212,6 +217,9 @@ impl Control {
         commands.push(conn.client.subscribe(ns.agent_cmd(&id)).await?);
         commands.push(conn.client.subscribe(ns.agents_cmd()).await?);
         let (watch_tx, watch_rx) = mpsc::channel(1024);
+        let peers = pluribus_common::kv::open_peers(&conn.js, ns, conn.kv_replicas)
+            .await
+            .map_err(anyhow::Error::msg)?;
         let reopen = watch::Reopen {
             js: conn.js.clone(),
             ns: conn.ns.clone(),
@@ -221,7 +229,7 @@ impl Control {
         for (b, store) in [
             (Bucket::Fleets, buckets.fleets.clone()),
             (Bucket::Leases, buckets.leases.clone()),
-            (Bucket::Agents, buckets.agents.clone()),
+            (Bucket::Peers, peers.clone()),
         ] {
             watch::spawn(
                 b,
@@ -280,7 +288,10 @@ impl Control {
             metrics,
             fleets: HashMap::new(),
             agents: HashMap::new(),
-            arrived: HashMap::new(),
+            peers,
+            peer_revisions: HashMap::new(),
+            peer_orphaned: HashMap::new(),
+            peer_written: None,
             leases: HashMap::new(),
             live: HashMap::new(),
             lease_pos: 0,
@@ -348,14 +359,10 @@ impl Control {
         self.shutdown().await;
     }
 
-    /// True when `a`'s last heartbeat arrived here recently enough (by the local monotonic
-    /// clock: a skewed clock on either side changes nothing).
-    fn alive(&self, a: &Heartbeat) -> bool {
-        a.id == self.id
-            || self
-                .arrived
-                .get(&a.id)
-                .is_some_and(|t| t.elapsed() <= alive_window(a))
+    /// True while `a`'s liveness entry stands in the lease watch (the server expires it a
+    /// TTL after its last renewal: neither side's clock is involved).
+    fn alive(&self, a: &Peer) -> bool {
+        a.id == self.id || self.live.contains_key(&a.id)
     }
 
     /// Stops a shard's runner beside the loop; until it has stopped, the shard is neither
@@ -493,7 +500,7 @@ impl Control {
         }
         self.saturated = hb.saturated;
         let payload = wire::encode(&hb);
-        self.agents.insert(self.id.clone(), hb);
+        self.write_peer(Peer::of(&hb));
         self.publish(self.conn.ns.heartbeat(&self.id), payload.clone())
             .await;
         let agents = self.buckets.agents.clone();
@@ -507,6 +514,41 @@ impl Control {
                     reopen.recreate().await;
                 }
             }
+        });
+    }
+}
+
+impl Control {
+    /// Writes this agent's peer record when it changed: at once for anything the others
+    /// place work by (draining, labels, refusals, capacity), at most once a heartbeat
+    /// interval for device counts alone. A fleet at rest writes nothing.
+    fn write_peer(&mut self, peer: Peer) {
+        self.agents.insert(self.id.clone(), peer.clone());
+        let due = match &self.peer_written {
+            None => true,
+            Some((last, _)) if *last == peer => false,
+            Some((last, at)) => {
+                !last.differs_in_counts_only(&peer) || at.elapsed() >= self.cfg.heartbeat
+            }
+        };
+        if !due {
+            return;
+        }
+        self.peer_written = Some((peer.clone(), Instant::now()));
+        let (store, key, tx) = (
+            self.peers.clone(),
+            self.id.clone(),
+            self.internal_tx.clone(),
+        );
+        self.tracker.spawn(async move {
+            let put = store.put(key, wire::encode(&peer));
+            let failed = match tokio::time::timeout(IO_TIMEOUT, put).await {
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "timed out".to_string(),
+            };
+            tracing::debug!(error = %failed, "peer record put failed; written again with the next heartbeat");
+            let _ = tx.send(Internal::PeerUnwritten);
         });
     }
 }

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use async_nats::jetstream::kv::{Entry, Operation};
-use pluribus_common::messages::{Heartbeat, LeaseRecord, Liveness, ShardOffer};
+use pluribus_common::messages::{LeaseRecord, Liveness, ShardOffer};
+use pluribus_common::peer::Peer;
 use pluribus_common::record::FleetRecord;
 use pluribus_common::subjects::{parse_lease_key, parse_liveness_key};
 use pluribus_common::wire;
@@ -65,11 +66,23 @@ impl Control {
                             self.apply_lease(e, false).await;
                         }
                     }
-                    Bucket::Agents => {
-                        self.agents.retain(|_, _| false);
-                        self.arrived.clear();
+                    Bucket::Peers => {
+                        let own = self.agents.remove(&self.id);
+                        self.agents.clear();
+                        self.peer_revisions.clear();
+                        if let Some(own) = own {
+                            self.agents.insert(self.id.clone(), own);
+                        }
+                        let ours = entries
+                            .iter()
+                            .any(|e| e.key == self.id && e.operation == Operation::Put);
                         for e in entries {
-                            self.apply_agent(e, true);
+                            self.apply_peer(e);
+                        }
+                        // Our record is not there (the bucket was made again, or the
+                        // leader took us for gone): write it with the next heartbeat.
+                        if !ours {
+                            self.peer_written = None;
                         }
                     }
                 }
@@ -78,7 +91,7 @@ impl Control {
             WatchEvent::Update(e) => match bucket {
                 Bucket::Fleets => self.apply_fleet(e, true).await,
                 Bucket::Leases => self.apply_lease(e, true).await,
-                Bucket::Agents => self.apply_agent(e, false),
+                Bucket::Peers => self.apply_peer(e),
             },
         }
     }
@@ -314,27 +327,35 @@ impl Control {
         self.bad_leases.remove(&key_of_valid);
     }
 
-    /// An agent's heartbeat entry. Its arrival time here (not the sender's `ts_ms`) is
-    /// what its liveness is judged by; an entry of the snapshot may be old, so it counts
-    /// as arrived a whole liveness window ago until a fresh one comes.
-    fn apply_agent(&mut self, e: Entry, snapshot: bool) {
-        if e.operation != Operation::Put {
-            self.agents.remove(&e.key);
-            self.arrived.remove(&e.key);
+    /// An agent's peer record. Ours is kept from what we wrote (a record of ours deleted
+    /// under us is written again with the next heartbeat).
+    fn apply_peer(&mut self, e: Entry) {
+        if e.key == self.id {
+            if e.operation != Operation::Put {
+                self.peer_written = None;
+            } else {
+                self.peer_revisions.insert(e.key, e.revision);
+            }
             return;
         }
-        match Heartbeat::decode_peer(&e.value) {
-            Ok(hb) => {
-                let now = std::time::Instant::now();
-                let at = if snapshot && e.key != self.id {
-                    now.checked_sub(super::alive_window(&hb)).unwrap_or(now)
-                } else {
-                    now
-                };
-                self.arrived.insert(e.key.clone(), at);
-                self.agents.insert(e.key, hb);
+        if e.operation != Operation::Put {
+            self.agents.remove(&e.key);
+            self.peer_revisions.remove(&e.key);
+            return;
+        }
+        match wire::decode::<Peer>(&e.value) {
+            Ok(p) if p.id == e.key => {
+                self.peer_revisions.insert(e.key.clone(), e.revision);
+                self.agents.insert(e.key, p);
             }
-            Err(err) => tracing::warn!(key = %e.key, error = %err, "bad heartbeat; ignored"),
+            Ok(p) => {
+                self.agents.remove(&e.key);
+                tracing::warn!(key = %e.key, id = %p.id, "a peer record names another agent; ignored")
+            }
+            Err(err) => {
+                self.agents.remove(&e.key);
+                tracing::warn!(key = %e.key, error = %err, "bad peer record; ignored")
+            }
         }
     }
 }
