@@ -197,6 +197,28 @@ pub async fn open_scenarios(
     .await
 }
 
+/// Opens (or creates) the bucket of the agents' liveness keys (per-key TTL; the server puts
+/// a marker when one expires, which its watchers see). Only agents open it.
+pub async fn open_live(
+    js: &jetstream::Context,
+    ns: &Namespace,
+    replicas: usize,
+) -> Result<kv::Store, String> {
+    open(
+        js,
+        kv::Config {
+            bucket: ns.live_bucket(),
+            description: "Pluribus agents' liveness keys (per-key TTL)".into(),
+            history: 1,
+            limit_markers: Some(MARKER_TTL),
+            max_value_size: MAX_PEER_BYTES,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 /// Opens (or creates) the bucket of the agents' peer records (`crate::peer::Peer`, one key
 /// per agent, written when it changes, deleted when the agent leaves or is found gone).
 /// Only agents open it.

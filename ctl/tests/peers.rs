@@ -96,15 +96,20 @@ async fn agents_at_rest_write_no_peer_records_and_a_killed_agents_record_goes() 
     // liveness entry expiring, and the leader removes its record.
     let victim = c.agents.len() - 1;
     c.agents[victim].kill();
-    wait_status(&c, "30 devices on the 2 others", Duration::from_secs(30), |s| {
-        active(s, "pf") == 30
-            && s["agents"].as_array().is_some_and(|a| {
-                a.iter()
-                    .filter(|a| a["alive"] == true && a["devices"].as_u64().unwrap_or(0) > 0)
-                    .count()
-                    == 2
-            })
-    })
+    wait_status(
+        &c,
+        "30 devices on the 2 others",
+        Duration::from_secs(30),
+        |s| {
+            active(s, "pf") == 30
+                && s["agents"].as_array().is_some_and(|a| {
+                    a.iter()
+                        .filter(|a| a["alive"] == true && a["devices"].as_u64().unwrap_or(0) > 0)
+                        .count()
+                        == 2
+                })
+        },
+    )
     .await;
     wait_until_keys(&js, &peers, 2, Duration::from_secs(30)).await;
 }

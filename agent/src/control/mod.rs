@@ -13,10 +13,12 @@
 mod backoff;
 mod claim;
 mod commands;
+mod epochs;
 mod lease;
 mod liveness;
 mod reconcile;
 mod release;
+mod ring;
 mod state;
 mod timeline;
 pub mod watch;
@@ -125,8 +127,19 @@ pub(crate) struct Control {
     /// This agent's peer record as last written, and when (None: to be written).
     peer_written: Option<(Peer, Instant)>,
     leases: HashMap<String, LeaseView>,
-    /// Agents' liveness entries as seen in the lease watch: agent id → epoch.
+    /// Agents' epoch records as seen in the lease watch: agent id → epoch.
     live: HashMap<String, u64>,
+    /// The revision of each epoch record (a watcher deletes it with a revision check).
+    live_revisions: HashMap<String, u64>,
+    /// The live bucket, on the control loop's connection (the ring watch, the leader's sweep).
+    live_store: async_nats::jetstream::kv::Store,
+    /// Which liveness keys the ring watch follows (this agent's and its predecessors').
+    ring_tx: tokio::sync::watch::Sender<ring::Watched>,
+    ring_rx: mpsc::Receiver<ring::RingEntry>,
+    /// The epoch last seen renewed on each watched liveness key.
+    ring_seen: HashMap<String, u64>,
+    /// When the leader last checked every liveness key itself (the backstop of the ring).
+    last_sweep: Instant,
     /// The highest revision the lease watch has delivered: a lease at or below it whose
     /// holder's entry is not in `live` is void (the entry was written before the lease).
     lease_pos: u64,
@@ -220,6 +233,9 @@ impl Control {
         let peers = pluribus_common::kv::open_peers(&conn.js, ns, conn.kv_replicas)
             .await
             .map_err(anyhow::Error::msg)?;
+        let live_store = pluribus_common::kv::open_live(&conn.js, ns, conn.kv_replicas)
+            .await
+            .map_err(anyhow::Error::msg)?;
         let reopen = watch::Reopen {
             js: conn.js.clone(),
             ns: conn.ns.clone(),
@@ -240,6 +256,20 @@ impl Control {
                 &tracker,
             );
         }
+        let (ring_tx, ring_set) = tokio::sync::watch::channel(ring::Watched {
+            generation: 1,
+            ids: vec![id.clone()],
+            epochs: Default::default(),
+        });
+        let (ring_entries, ring_rx) = mpsc::channel(256);
+        ring::spawn(
+            live_store.clone(),
+            ring_set,
+            reopen.clone(),
+            ring_entries,
+            token.clone(),
+            &tracker,
+        );
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let now = Instant::now();
@@ -253,18 +283,25 @@ impl Control {
                 publisher.publish(kind).await;
             }
         });
-        // The liveness entry on a connection of its own when there is one.
-        let live_buckets = match cfg.liveness_client.clone() {
+        // The liveness key on a connection of its own when there is one.
+        let (live_buckets, live_js, live_kv) = match cfg.liveness_client.clone() {
             Some(c) => {
                 let js = async_nats::jetstream::new(c);
-                Buckets::open(&js, &conn.ns, conn.kv_replicas)
+                let b = Buckets::open(&js, &conn.ns, conn.kv_replicas)
                     .await
-                    .map_err(anyhow::Error::msg)?
+                    .map_err(anyhow::Error::msg)?;
+                let l = pluribus_common::kv::open_live(&js, &conn.ns, conn.kv_replicas)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                (b, js, l)
             }
-            None => buckets.clone(),
+            None => (buckets.clone(), conn.js.clone(), live_store.clone()),
         };
         let liveness = liveness::Keeper {
             buckets: live_buckets,
+            live: live_kv,
+            live_name: conn.ns.live_bucket(),
+            js: live_js,
             agent_id: id.clone(),
             agent_name: cfg.name.clone(),
             ttl: cfg.lease_ttl,
@@ -294,6 +331,12 @@ impl Control {
             peer_written: None,
             leases: HashMap::new(),
             live: HashMap::new(),
+            live_revisions: HashMap::new(),
+            live_store,
+            ring_tx,
+            ring_rx,
+            ring_seen: HashMap::new(),
+            last_sweep: now,
             lease_pos: 0,
             epoch: 0,
             clock_samples: Default::default(),
@@ -342,6 +385,7 @@ impl Control {
             tokio::select! {
                 _ = self.token.cancelled() => break,
                 Some((bucket, ev)) = self.watch_rx.recv() => self.on_watch(bucket, ev).await,
+                Some(e) = self.ring_rx.recv() => self.on_ring(e).await,
                 Some(msg) = self.offers.next() => self.on_offer(msg).await,
                 Some(msg) = self.commands.next() => self.on_command(msg).await,
                 Some(ev) = self.internal_rx.recv() => self.on_internal(ev).await,
@@ -359,8 +403,9 @@ impl Control {
         self.shutdown().await;
     }
 
-    /// True while `a`'s liveness entry stands in the lease watch (the server expires it a
-    /// TTL after its last renewal: neither side's clock is involved).
+    /// True while `a`'s epoch record stands in the lease watch (deleted once its liveness
+    /// key, which the server expires a TTL after its last renewal, is gone: neither side's
+    /// clock is involved).
     fn alive(&self, a: &Peer) -> bool {
         a.id == self.id || self.live.contains_key(&a.id)
     }

@@ -30,6 +30,7 @@ impl Control {
         self.remove_bad_leases().await;
         self.remove_void_leases().await;
         self.remove_gone_peers().await;
+        self.sweep_liveness().await;
         self.offer_unheld().await;
         self.adopt_orphans().await;
         self.announce_timeline().await;

@@ -53,6 +53,7 @@ impl Control {
                     Bucket::Leases => {
                         self.leases.clear();
                         self.live.clear();
+                        self.live_revisions.clear();
                         // A bucket made again (JetStream lost its state) numbers from 1.
                         self.lease_pos = 0;
                         let keys: std::collections::HashSet<String> =
@@ -65,6 +66,7 @@ impl Control {
                         for e in live.into_iter().chain(leases) {
                             self.apply_lease(e, false).await;
                         }
+                        self.update_ring();
                     }
                     Bucket::Peers => {
                         let own = self.agents.remove(&self.id);
@@ -194,9 +196,9 @@ impl Control {
         }
     }
 
-    /// An agent's liveness entry changed. When one is gone (or has a new epoch), the
-    /// leases that stood on it are void: offer their shards at once (`react`: an update,
-    /// not the snapshot).
+    /// An agent's epoch record changed. When one is gone (or has a new epoch), the leases
+    /// that stood on it are void: offer their shards at once (`react`: an update, not the
+    /// snapshot).
     async fn apply_liveness(&mut self, agent_id: String, e: Entry, react: bool) {
         let epoch = (e.operation == Operation::Put)
             .then(|| wire::decode::<Liveness>(&e.value).ok())
@@ -204,18 +206,25 @@ impl Control {
             .filter(|l| l.agent_id == agent_id)
             .map(|l| l.epoch);
         let before = match epoch {
-            Some(epoch) => self.live.insert(agent_id.clone(), epoch),
-            None => self.live.remove(&agent_id),
+            Some(epoch) => {
+                self.live_revisions.insert(agent_id.clone(), e.revision);
+                self.live.insert(agent_id.clone(), epoch)
+            }
+            None => {
+                self.live_revisions.remove(&agent_id);
+                self.live.remove(&agent_id)
+            }
         };
-        if agent_id == self.id && epoch.is_some() {
-            self.clock_sample(&e);
+        if react && before.is_some() != epoch.is_some() {
+            self.update_ring();
         }
         if agent_id == self.id {
-            // Our own entry gone or replaced under us: stop sending now; the liveness task
-            // finds out on its next renewal and starts a new epoch.
+            // Our own record gone or replaced under us: stop sending now, and for good under
+            // this epoch (its renewals no longer open the fence); the liveness task starts
+            // a new one.
             if epoch != Some(self.epoch) && self.epoch != 0 && before == Some(self.epoch) {
-                tracing::warn!("our liveness entry is gone; fencing every shard now");
-                self.fence.close();
+                tracing::warn!("our epoch record is gone; fencing every shard now");
+                self.fence.revoke(self.epoch);
             }
             return;
         }
@@ -229,7 +238,7 @@ impl Control {
             .filter_map(|(k, _)| parse_lease_key(k).map(|(f, s)| (f.to_string(), s)))
             .collect();
         if !void.is_empty() {
-            tracing::info!(agent = %agent_id, shards = void.len(), "an agent's liveness entry is gone; offering its shards");
+            tracing::info!(agent = %agent_id, shards = void.len(), "an agent's epoch record is gone; offering its shards");
         }
         for (fleet, shard) in void {
             if self
@@ -242,11 +251,11 @@ impl Control {
         }
     }
 
-    /// Learns the NATS server's clock from our own liveness entry: the server stamped it
+    /// Learns the NATS server's clock from our own liveness key: the server stamped it
     /// when it stored it, a little before we see it here. The largest of the recent
     /// differences (the one with the least delivery delay) is the offset every schedule,
     /// duration and heartbeat of this agent then follows.
-    fn clock_sample(&mut self, e: &Entry) {
+    pub(super) fn clock_sample(&mut self, e: &Entry) {
         let stored_ms = (e.created.unix_timestamp_nanos() / 1_000_000) as i64;
         let local_ms = (pluribus_common::time::local_now_us() / 1000) as i64;
         if self.clock_samples.len() >= 8 {

@@ -69,6 +69,7 @@ impl Reopen {
             self.ns.leases_bucket(),
             self.ns.agents_bucket(),
             self.ns.peers_bucket(),
+            self.ns.live_bucket(),
         ] {
             let get = self.js.get_key_value(name.clone());
             if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), get).await {
@@ -93,7 +94,8 @@ impl Reopen {
         }
         let open = async {
             pluribus_common::kv::Buckets::open(&self.js, &self.ns, self.replicas).await?;
-            pluribus_common::kv::open_peers(&self.js, &self.ns, self.replicas).await
+            pluribus_common::kv::open_peers(&self.js, &self.ns, self.replicas).await?;
+            pluribus_common::kv::open_live(&self.js, &self.ns, self.replicas).await
         };
         match tokio::time::timeout(Duration::from_secs(10), open).await {
             Ok(Ok(_)) => {
