@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use pluribus_common::hist::Hist;
-use pluribus_common::messages::{FleetCounters, NetworkCounters};
+use pluribus_common::messages::{
+    FleetCounters, NetworkCounters, MAX_COHORT_KEYS, NO_COHORT, OTHER_COHORTS,
+};
 
 use crate::saturation::{RateTracker, Reading};
 
@@ -43,8 +45,8 @@ pub struct FleetMetrics {
     pub commands_refused: AtomicU64,
     /// Messages received by subscriber devices.
     pub received: AtomicU64,
-    /// Faults injected by the network impairments.
-    pub net: NetMetrics,
+    /// Faults injected by the network impairments, per cohort.
+    pub net: NetCohorts,
     connect_failures: Mutex<BTreeMap<String, u64>>,
     responses: Mutex<BTreeMap<String, u64>>,
     // Histograms are made on first use: each costs ~190 KB, and a fleet of one device
@@ -115,6 +117,7 @@ impl FleetMetrics {
     }
 
     fn snapshot(&self) -> FleetCounters {
+        let (network, network_cohorts) = self.net.snapshot();
         let hist = |m: &Mutex<Option<Hist>>| lock(m).as_ref().filter(|h| h.count() > 0).cloned();
         FleetCounters {
             devices: self.devices.load(Relaxed),
@@ -137,12 +140,56 @@ impl FleetMetrics {
             responses: lock(&self.responses).clone(),
             received: self.received.load(Relaxed),
             receive_latency_us: hist(&self.receive_latency_us),
-            network: self.net.snapshot(),
+            network,
+            network_cohorts,
         }
     }
 }
 
-/// Faults injected by a fleet's network impairments on this agent.
+/// Faults injected by a fleet's network impairments on this agent, per cohort (see
+/// [`FleetCounters::network_cohorts`]): at most [`MAX_COHORT_KEYS`] sets of counters, the
+/// rest counted under [`OTHER_COHORTS`].
+#[derive(Debug, Default)]
+pub struct NetCohorts(Mutex<BTreeMap<String, Arc<NetMetrics>>>);
+
+impl NetCohorts {
+    /// The counters of `cohort` (`None`: devices in no cohort), made on first use.
+    pub fn cohort(&self, cohort: Option<&str>) -> Arc<NetMetrics> {
+        let key = cohort.unwrap_or(NO_COHORT);
+        let mut m = lock(&self.0);
+        if let Some(c) = m.get(key) {
+            return c.clone();
+        }
+        let named = m
+            .keys()
+            .filter(|k| *k != NO_COHORT && *k != OTHER_COHORTS)
+            .count();
+        let key = if key != NO_COHORT && named + 2 >= MAX_COHORT_KEYS {
+            OTHER_COHORTS
+        } else {
+            key
+        };
+        m.entry(key.to_string()).or_default().clone()
+    }
+
+    /// The fleet's total and its cohorts' counters (those that injected anything).
+    fn snapshot(&self) -> (Option<NetworkCounters>, BTreeMap<String, NetworkCounters>) {
+        let cohorts: BTreeMap<String, NetworkCounters> = lock(&self.0)
+            .iter()
+            .filter_map(|(k, v)| v.snapshot().map(|c| (k.clone(), c)))
+            .collect();
+        let total = cohorts
+            .values()
+            .fold(None, |acc: Option<NetworkCounters>, c| {
+                let mut t = acc.unwrap_or_default();
+                t.merge(c);
+                Some(t)
+            });
+        (total, cohorts)
+    }
+}
+
+/// Faults injected by a fleet's network impairments on this agent, into one cohort.
 #[derive(Debug, Default)]
 pub struct NetMetrics {
     /// Messages dropped.

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use pluribus_common::hist::Hist;
-use pluribus_common::messages::FleetCounters;
+use pluribus_common::messages::{FleetCounters, NetworkCounters};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -199,85 +199,74 @@ const SERIES: &[(&str, &str, &str, Getter)] = &[
         "Messages received by subscriber devices.",
         |c| c.received as f64,
     ),
+];
+
+/// A value of one cohort's injected faults.
+type NetGetter = fn(&NetworkCounters) -> f64;
+
+/// Per-fleet, per-cohort counters of injected faults: name, help, value. The `cohort`
+/// label is the cohort's rule text (`10%`, `0..100`, `zone=eu`), `none` for devices no
+/// cohort's rule applies to; the cohorts of a fleet add up to its total.
+const NET_SERIES: &[(&str, &str, NetGetter)] = &[
     (
         "pluribus_network_dropped_total",
-        "counter",
         "Messages the network impairments dropped on purpose.",
-        |c| c.network.as_ref().map_or(0.0, |n| n.dropped as f64),
+        |n| n.dropped as f64,
     ),
     (
         "pluribus_network_duplicated_total",
-        "counter",
         "Messages the network impairments sent twice on purpose.",
-        |c| c.network.as_ref().map_or(0.0, |n| n.duplicated as f64),
+        |n| n.duplicated as f64,
     ),
     (
         "pluribus_network_delayed_total",
-        "counter",
         "Messages the network impairments delayed on purpose.",
-        |c| c.network.as_ref().map_or(0.0, |n| n.delayed as f64),
+        |n| n.delayed as f64,
     ),
     (
         "pluribus_network_reordered_total",
-        "counter",
         "Messages the network impairments held back behind later ones.",
-        |c| c.network.as_ref().map_or(0.0, |n| n.reordered as f64),
+        |n| n.reordered as f64,
     ),
     (
         "pluribus_network_corrupted_total",
-        "counter",
         "Payloads the network impairments mangled on purpose.",
-        |c| c.network.as_ref().map_or(0.0, |n| n.corrupted as f64),
+        |n| n.corrupted as f64,
     ),
     (
         "pluribus_network_throttled_total",
-        "counter",
         "Messages that waited for a network bandwidth cap.",
-        |c| c.network.as_ref().map_or(0.0, |n| n.throttled as f64),
+        |n| n.throttled as f64,
     ),
     (
         "pluribus_network_buffered_total",
-        "counter",
         "Messages kept by offline (partitioned) devices.",
-        |c| c.network.as_ref().map_or(0.0, |n| n.buffered as f64),
+        |n| n.buffered as f64,
     ),
     (
         "pluribus_network_flushed_total",
-        "counter",
         "Buffered messages sent when their device came back.",
-        |c| c.network.as_ref().map_or(0.0, |n| n.flushed as f64),
+        |n| n.flushed as f64,
     ),
     (
         "pluribus_network_buffer_dropped_total",
-        "counter",
         "Messages offline devices lost (full buffer, or stopped while offline).",
-        |c| c.network.as_ref().map_or(0.0, |n| n.buffer_dropped as f64),
+        |n| n.buffer_dropped as f64,
     ),
     (
         "pluribus_network_partitions_started_total",
-        "counter",
         "Devices that went offline.",
-        |c| {
-            c.network
-                .as_ref()
-                .map_or(0.0, |n| n.partitions_started as f64)
-        },
+        |n| n.partitions_started as f64,
     ),
     (
         "pluribus_network_partitions_ended_total",
-        "counter",
         "Devices that came back from offline.",
-        |c| {
-            c.network
-                .as_ref()
-                .map_or(0.0, |n| n.partitions_ended as f64)
-        },
+        |n| n.partitions_ended as f64,
     ),
     (
         "pluribus_network_disconnects_total",
-        "counter",
         "Device connections the network impairments closed or stalled (partitions, flapping).",
-        |c| c.network.as_ref().map_or(0.0, |n| n.disconnects as f64),
+        |n| n.disconnects as f64,
     ),
 ];
 
@@ -298,11 +287,6 @@ const SUMMARIES: &[(&str, &str, HistGetter)] = &[
         "pluribus_receive_latency_seconds",
         "End-to-end latency of messages received by subscriber devices, since the agent started.",
         |c| c.receive_latency_us.as_ref(),
-    ),
-    (
-        "pluribus_network_added_delay_seconds",
-        "Delay added by the network impairments to delayed messages, since the agent started.",
-        |c| c.network.as_ref().and_then(|n| n.added_delay_us.as_ref()),
     ),
 ];
 
@@ -371,19 +355,54 @@ pub fn render(agent: &str, fleets: &BTreeMap<String, FleetCounters>) -> String {
         for (fleet, c) in fleets {
             let Some(h) = get(c) else { continue };
             let labels = format!("agent=\"{agent}\",fleet=\"{}\"", label(fleet));
-            for q in [0.5, 0.9, 0.99] {
+            summary(&mut out, name, &labels, h);
+        }
+    }
+    for (name, help, get) in NET_SERIES {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (fleet, c) in fleets {
+            for (cohort, n) in &c.network_cohorts {
                 let _ = writeln!(
                     out,
-                    "{name}{{{labels},quantile=\"{q}\"}} {}",
-                    h.quantile(q) as f64 / 1e6
+                    "{name}{{agent=\"{agent}\",fleet=\"{}\",cohort=\"{}\"}} {}",
+                    label(fleet),
+                    label(cohort),
+                    get(n)
                 );
             }
-            let sum_s = h.inner().mean() * h.count() as f64 / 1e6;
-            let _ = writeln!(out, "{name}_sum{{{labels}}} {sum_s}");
-            let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count());
+        }
+    }
+    let name = "pluribus_network_added_delay_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Delay added by the network impairments to delayed messages, since the agent started.\n# TYPE {name} summary"
+    );
+    for (fleet, c) in fleets {
+        for (cohort, n) in &c.network_cohorts {
+            let Some(h) = &n.added_delay_us else { continue };
+            let labels = format!(
+                "agent=\"{agent}\",fleet=\"{}\",cohort=\"{}\"",
+                label(fleet),
+                label(cohort)
+            );
+            summary(&mut out, name, &labels, h);
         }
     }
     out
+}
+
+/// The lines of one summary (quantiles in seconds, sum, count) of a histogram in µs.
+fn summary(out: &mut String, name: &str, labels: &str, h: &Hist) {
+    for q in [0.5, 0.9, 0.99] {
+        let _ = writeln!(
+            out,
+            "{name}{{{labels},quantile=\"{q}\"}} {}",
+            h.quantile(q) as f64 / 1e6
+        );
+    }
+    let sum_s = h.inner().mean() * h.count() as f64 / 1e6;
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {sum_s}");
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count());
 }
 
 #[cfg(test)]
@@ -417,6 +436,24 @@ mod tests {
             !text.contains("pluribus_ack_latency_seconds{"),
             "no samples, no series"
         );
+        assert!(
+            !text.contains("pluribus_network_dropped_total{"),
+            "no network rules, no network series"
+        );
+        // Injected faults carry the cohort.
+        let n = NetworkCounters {
+            dropped: 7,
+            ..Default::default()
+        };
+        let c = FleetCounters {
+            network: Some(n.clone()),
+            network_cohorts: [("0..50".to_string(), n)].into_iter().collect(),
+            ..Default::default()
+        };
+        let net = render("a", &[("f1".to_string(), c)].into_iter().collect());
+        assert!(net.contains(
+            "pluribus_network_dropped_total{agent=\"a\",fleet=\"f1\",cohort=\"0..50\"} 7\n"
+        ));
         // Every sample line is `name{labels} number`.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap_or("");

@@ -34,7 +34,11 @@ impl AgentBeats {
             return;
         }
         match decode::<Heartbeat>(&c.value) {
-            Ok(h) => self.insert(c.key, h),
+            Ok(mut h) => {
+                // Liveness by when it arrived, not by the sender's clock.
+                h.arrived_ms = c.stored_ms;
+                self.insert(c.key, h)
+            }
             Err(e) => tracing::warn!(agent = %c.key, error = %e, "ignoring a heartbeat"),
         }
     }
@@ -117,6 +121,7 @@ mod tests {
             value: Default::default(),
             live: false,
             expires_ms: None,
+            stored_ms: None,
         });
         assert!(b.agents.is_empty());
         b.apply(Change {
@@ -124,6 +129,7 @@ mod tests {
             value: bytes::Bytes::from_static(b"junk"),
             live: true,
             expires_ms: None,
+            stored_ms: None,
         });
         assert!(b.agents.is_empty());
     }

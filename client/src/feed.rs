@@ -27,8 +27,12 @@ pub struct Change {
     pub value: Bytes,
     /// True for a put; false for a delete, purge or expiry.
     pub live: bool,
-    /// When the value expires (Unix ms), for a put with a per-key TTL (`Nats-TTL`).
+    /// When the value expires (Unix ms, on this machine's clock), for a put with a per-key
+    /// TTL (`Nats-TTL`).
     pub expires_ms: Option<u64>,
+    /// When the server stored it (Unix ms, on this machine's clock: the server's stamp
+    /// moved by the offset between the two clocks), if known.
+    pub stored_ms: Option<u64>,
 }
 
 /// The current value of a key, and when it expires if it has a TTL.
@@ -36,8 +40,10 @@ pub struct Change {
 pub struct Entry {
     /// The value.
     pub value: Bytes,
-    /// When it expires (Unix ms), if it has a per-key TTL.
+    /// When it expires (Unix ms, on this machine's clock), if it has a per-key TTL.
     pub expires_ms: Option<u64>,
+    /// When the server stored it (Unix ms, on this machine's clock), if known.
+    pub stored_ms: Option<u64>,
 }
 
 /// A follower of the keys matching a filter in one bucket.
@@ -46,6 +52,8 @@ pub struct KvFeed {
     prefix: String,
     caught_up: bool,
     last_message: Instant,
+    /// The server's clock minus this machine's (ms), learned when the consumer was created.
+    clock_offset_ms: i64,
 }
 
 impl KvFeed {
@@ -55,6 +63,7 @@ impl KvFeed {
         store: &kv::Store,
         filter: &str,
     ) -> Result<Self> {
+        let before_ms = pluribus_common::time::now_ms();
         let consumer = store
             .stream
             .create_consumer(push::OrderedConfig {
@@ -67,7 +76,13 @@ impl KvFeed {
             })
             .await
             .with_context(|| format!("cannot read KV bucket {}", store.name))?;
-        let caught_up = consumer.cached_info().num_pending == 0;
+        let after_ms = pluribus_common::time::now_ms();
+        let info = consumer.cached_info();
+        let caught_up = info.num_pending == 0;
+        // The server stamped the consumer's creation between our request and its reply.
+        let clock_offset_ms = unix_ms(info.created.unix_timestamp_nanos()).map_or(0, |server| {
+            server as i64 - (before_ms / 2 + after_ms / 2) as i64
+        });
         let messages = consumer
             .messages()
             .await
@@ -77,6 +92,7 @@ impl KvFeed {
             prefix: store.prefix.clone(),
             caught_up,
             last_message: Instant::now(),
+            clock_offset_ms,
         })
     }
 
@@ -107,7 +123,8 @@ impl KvFeed {
             if info.pending == 0 {
                 self.caught_up = true;
             }
-            published_ms = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).ok();
+            published_ms = unix_ms(info.published.unix_timestamp_nanos())
+                .map(|at| at.saturating_add_signed(-self.clock_offset_ms));
         }
         let key = message
             .subject
@@ -121,6 +138,7 @@ impl KvFeed {
             value: message.payload.clone(),
             live: is_put(message.headers.as_ref()),
             expires_ms: published_ms.zip(ttl_ms).map(|(at, ttl)| at + ttl),
+            stored_ms: published_ms,
         }))
     }
 
@@ -149,6 +167,7 @@ impl KvFeed {
                         let e = Entry {
                             value: c.value,
                             expires_ms: c.expires_ms,
+                            stored_ms: c.stored_ms,
                         };
                         out.insert(c.key, e);
                     } else {
@@ -161,6 +180,11 @@ impl KvFeed {
         }
         Ok(out)
     }
+}
+
+/// A server timestamp (Unix ns) in Unix ms (None before 1970).
+fn unix_ms(unix_ns: i128) -> Option<u64> {
+    u64::try_from(unix_ns / 1_000_000).ok()
 }
 
 /// A message's per-key TTL (`Nats-TTL`: `10s`, `1m`, or seconds), in ms; None without one

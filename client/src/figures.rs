@@ -191,9 +191,11 @@ fn add(
     f.errors_total += now.errors;
     f.saturated |= now.saturated;
     if let Some(n) = &now.network {
-        f.network.get_or_insert_with(Default::default).add(
-            n,
-            b.network.as_ref(),
+        let net = f.network.get_or_insert_with(Default::default);
+        net.add(n, b.network.as_ref(), mode.span_percentiles);
+        net.add_cohorts(
+            &now.network_cohorts,
+            Some(&b.network_cohorts),
             mode.span_percentiles,
         );
     }

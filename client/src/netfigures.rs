@@ -2,8 +2,10 @@
 //! and `report` next to the figures, so that a user can tell the faults Pluribus caused
 //! from the ones of the system under test.
 
+use std::collections::BTreeMap;
+
 use pluribus_common::hist::Hist;
-use pluribus_common::messages::NetworkCounters;
+use pluribus_common::messages::{NetworkCounters, NO_COHORT};
 use serde::Serialize;
 
 use crate::quantiles::{micros, Quantiles};
@@ -38,6 +40,10 @@ pub struct NetFigures {
     /// Percentiles of the delay added (µs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub added_delay_us: Option<Quantiles>,
+    /// The same per cohort (`10%`, `0..100`, `zone=eu`; `none`: devices no cohort's rule
+    /// applies to), which add up to the figures above.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub cohorts: BTreeMap<String, NetFigures>,
     #[serde(skip)]
     hist: Hist,
 }
@@ -77,6 +83,37 @@ impl NetFigures {
             self.hist.merge(&h);
         }
         self.added_delay_us = Quantiles::of(&self.hist);
+    }
+
+    /// Adds one agent's per-cohort counters over a span (`before`: at its start).
+    pub fn add_cohorts(
+        &mut self,
+        now: &BTreeMap<String, NetworkCounters>,
+        before: Option<&BTreeMap<String, NetworkCounters>>,
+        span: bool,
+    ) {
+        for (k, n) in now {
+            self.cohorts
+                .entry(k.clone())
+                .or_default()
+                .add(n, before.and_then(|b| b.get(k)), span);
+        }
+    }
+
+    /// `network of FLEET injected: …`, then a line per cohort when the rules name any.
+    pub fn lines(&self, fleet: &str) -> String {
+        let mut out = format!("network of {fleet} injected: {}\n", self.describe());
+        if self.cohorts.keys().any(|k| k != NO_COHORT) {
+            for (k, c) in &self.cohorts {
+                let who = if k == NO_COHORT {
+                    "devices in no cohort".to_string()
+                } else {
+                    format!("cohort {k}")
+                };
+                out.push_str(&format!("  {who}: {}\n", c.describe()));
+            }
+        }
+        out
     }
 
     /// One line: `dropped 12, delayed 3000 (added p50 200.0ms, p99 310.2ms), ...`.

@@ -165,7 +165,21 @@ pub struct FleetCounters {
     /// Faults the agent injected on purpose (network impairments), when any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkCounters>,
+    /// The same per cohort: a device's faults count under the cohort of the last rule in
+    /// force that names one it is in ([`NO_COHORT`] when only rules for every device apply
+    /// to it). Together they make `network`. At most [`MAX_COHORT_KEYS`] entries.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub network_cohorts: BTreeMap<String, NetworkCounters>,
 }
+
+/// The cohort key of faults injected into devices that no cohort's rule applies to.
+pub const NO_COHORT: &str = "none";
+/// The cohort key of faults beyond [`MAX_COHORT_KEYS`] cohorts on one agent (runtime rules
+/// changed many times).
+pub const OTHER_COHORTS: &str = "other";
+/// Most cohorts an agent counts apart per fleet: the rules' limit, [`NO_COHORT`], and
+/// [`OTHER_COHORTS`].
+pub const MAX_COHORT_KEYS: usize = crate::spec::network::MAX_COHORTS + 2;
 
 /// Faults injected by an agent's network impairments, for one fleet (cumulative).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -282,8 +296,15 @@ pub struct Heartbeat {
     pub saturated: bool,
     /// Heartbeat interval, so readers know when one is late.
     pub interval_ms: u64,
-    /// When this heartbeat was sent (Unix ms).
+    /// When this heartbeat was sent (Unix ms, on the sender's clock: right only as far as
+    /// that clock is). Rates between two heartbeats of one agent use it.
     pub ts_ms: u64,
+    /// When the NATS server stored this heartbeat, on the reader's clock (Unix ms): set by
+    /// the reader (`pluribusctl` from the KV entry's server stamp), never on the wire.
+    /// Liveness is judged by it when known, so that a sender's wrong clock cannot make a
+    /// live agent look dead or a dead one alive.
+    #[serde(skip)]
+    pub arrived_ms: Option<u64>,
 }
 
 /// What agents read of each other's heartbeats: everything but the per-fleet counters and
@@ -339,6 +360,7 @@ impl Heartbeat {
             saturated: p.saturated,
             interval_ms: p.interval_ms,
             ts_ms: p.ts_ms,
+            arrived_ms: None,
         })
     }
 
@@ -378,9 +400,17 @@ impl Heartbeat {
         }
     }
 
-    /// True when the heartbeat is recent enough for the agent to count as alive.
+    /// True when the heartbeat is recent enough for the agent to count as alive: it
+    /// arrived (or, when its arrival is unknown, was sent) within three intervals and a
+    /// second of `now_ms`.
     pub fn is_alive(&self, now_ms: u64) -> bool {
-        now_ms.saturating_sub(self.ts_ms) <= self.interval_ms * 3 + 1_000
+        self.age_ms(now_ms) <= self.interval_ms * 3 + 1_000
+    }
+
+    /// How long before `now_ms` the heartbeat arrived (see [`Heartbeat::arrived_ms`]), or
+    /// was sent when its arrival is unknown.
+    pub fn age_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.arrived_ms.unwrap_or(self.ts_ms))
     }
 }
 
@@ -678,6 +708,7 @@ mod tests {
             saturated: false,
             interval_ms: 500,
             ts_ms: 7,
+            arrived_ms: None,
         };
         let mut v = serde_json::to_value(&hb).expect("json");
         // A forged histogram (and junk) under fleets: a full decode refuses it...
@@ -688,5 +719,26 @@ mod tests {
         // ... an agent's never looks at it.
         let peer = Heartbeat::decode_peer(&bytes).expect("peer view");
         assert_eq!(peer, hb);
+    }
+
+    #[test]
+    fn liveness_follows_arrival_when_it_is_known() {
+        let mut hb = crate::wire::decode::<Heartbeat>(
+            br#"{"id":"a","name":"n","labels":{},"version":"x","uptime_s":1,"devices":0,
+            "capacity":null,"draining":false,"device_types":[],"sink_types":[],"fleets":{},
+            "interval_ms":1000,"ts_ms":100000,"arrived_ms":5}"#,
+        )
+        .expect("heartbeat");
+        // Not on the wire: a sender cannot claim when its heartbeat arrived.
+        assert_eq!(hb.arrived_ms, None);
+        assert!(hb.is_alive(103_000) && !hb.is_alive(105_000));
+        // A sender 90 s ahead: alive by arrival, though its stamp says otherwise.
+        hb.ts_ms = 190_000;
+        hb.arrived_ms = Some(100_000);
+        assert!(hb.is_alive(103_000) && !hb.is_alive(105_000));
+        assert_eq!(hb.age_ms(103_000), 3_000);
+        assert!(!serde_json::to_string(&hb)
+            .expect("json")
+            .contains("arrived"));
     }
 }

@@ -153,7 +153,27 @@ impl FleetRecord {
         for (i, r) in self.network.iter().enumerate() {
             r.rule.validate(&format!("network[{i}]"))?;
         }
+        let named = self.network_cohorts().len();
+        if named > crate::spec::network::MAX_COHORTS {
+            return Err(SpecError::new(
+                "network",
+                format!(
+                    "the fleet's rules name {named} different cohorts: at most {}; clear some with pluribusctl network clear --cohort",
+                    crate::spec::network::MAX_COHORTS
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// The distinct cohorts the fleet's rules name (file and runtime).
+    pub fn network_cohorts(&self) -> Vec<&crate::spec::network::Cohort> {
+        let spec = self
+            .spec
+            .network
+            .iter()
+            .flat_map(|n| n.cohorts.iter().chain(&n.timeline));
+        crate::spec::network::cohorts(spec.chain(self.network.iter().map(|r| &r.rule)))
     }
 
     /// The fleet's network rules (file and runtime), with the timeline counted from the

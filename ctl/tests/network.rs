@@ -579,10 +579,11 @@ async fn an_offline_cohort_buffers_and_flushes_with_original_seq_and_ts() {
             assert_eq!(missing, 0, "{id}");
         }
     }
-    // Events say which devices went offline and came back (and that the rule was set).
+    // Events say which devices went offline and came back (and that the rule was set, and
+    // that it expired).
     let mut count: BTreeMap<String, u64> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while count.get("partition_ended") != Some(&5) {
+    while count.get("partition_ended") != Some(&5) || count.get("network_changed") != Some(&2) {
         let m = tokio::time::timeout_at(deadline, events.next())
             .await
             .unwrap_or_else(|_| panic!("partition events: {count:?}"))
@@ -592,7 +593,7 @@ async fn an_offline_cohort_buffers_and_flushes_with_original_seq_and_ts() {
         *count.entry(kind).or_default() += e["devices"].as_u64().unwrap_or(1);
     }
     assert_eq!(count.get("partition_started"), Some(&5), "{count:?}");
-    assert_eq!(count.get("network_changed"), Some(&1), "{count:?}");
+    assert_eq!(count.get("network_changed"), Some(&2), "{count:?}");
     // The agent lost exactly the messages missing at the subscriber, and says so.
     let net = wait_report(&c, "sf", |n| n["partitions_ended"] == 5).await;
     assert_eq!(net["partitions_started"], 5, "{net}");

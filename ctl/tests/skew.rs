@@ -9,7 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use pluribus_testkit::{bin_path, Proc};
+use pluribus_testkit::{bin_path, run, Proc};
 use support::*;
 
 /// libfaketime (apt package `faketime`, installed by deploy/install-deps.sh), preloaded into
@@ -56,6 +56,54 @@ fn skewed_agent(c: &mut Cluster, name: &str, skew: &str) -> usize {
         ],
     ));
     c.agents.len() - 1
+}
+
+/// `pluribusctl status --json` run with its own wall clock `skew` off.
+fn skewed_status(c: &Cluster, skew: &str) -> serde_json::Value {
+    let (url, lib) = (c.nats.url(), libfaketime());
+    run(
+        &bin_path("pluribusctl"),
+        &["status", "--json"],
+        &[
+            ("PLURIBUS_NATS_URL", url.as_str()),
+            ("PLURIBUS_NAMESPACE", c.ns.as_str()),
+            ("LD_PRELOAD", lib.as_str()),
+            ("FAKETIME", skew),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+        Duration::from_secs(90),
+    )
+    .ok()
+    .json()
+}
+
+/// `alive` of agent `name` in a status document (None: not listed).
+fn alive(status: &serde_json::Value, name: &str) -> Option<bool> {
+    status["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["name"] == name))
+        .and_then(|a| a["alive"].as_bool())
+}
+
+/// Waits until a `pluribusctl` whose clock is `skew` off sees `check` hold.
+async fn wait_skewed_status(
+    c: &Cluster,
+    skew: &str,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let s = skewed_status(c, skew);
+        if check(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pluribusctl {skew}: timed out waiting for {what}; last status: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 fn devices_on(status: &serde_json::Value, name: &str) -> u64 {
@@ -145,6 +193,21 @@ async fn agents_with_skewed_clocks_agree_on_schedules_durations_and_liveness() {
     let before = wait_sending(&mut sub, 100, "all devices of f", Duration::from_secs(30)).await;
     assert!(before.gaps().is_empty(), "{:?}", &before.gaps()[..1]);
 
+    // Liveness by when heartbeats arrive: a pluribusctl whose own clock is 90 s off
+    // either way sees both agents alive, their last heartbeat a moment ago.
+    for skew in ["+90s", "-90s"] {
+        let s = skewed_status(&c, skew);
+        for name in ["ahead", "behind"] {
+            assert_eq!(alive(&s, name), Some(true), "pluribusctl {skew}: {s}");
+            let agent = s["agents"]
+                .as_array()
+                .and_then(|a| a.iter().find(|a| a["name"] == name))
+                .expect("listed");
+            let age = agent["heartbeat_age_s"].as_f64().expect("age");
+            assert!(age < 10.0, "pluribusctl {skew}: {name}'s age {age} s: {s}");
+        }
+    }
+
     // Failover: the agent 90 s ahead dies; the one 90 s behind runs every device, and
     // each device's seq carries on (a gap for the outage, never a reset or a repeat).
     c.agents[ahead].kill();
@@ -159,6 +222,13 @@ async fn agents_with_skewed_clocks_agree_on_schedules_durations_and_liveness() {
         devices_on(s, "behind") == 100
     })
     .await;
+    // Both skewed pluribusctls see it gone (its entry dead or removed) and the other alive.
+    for skew in ["-90s", "+90s"] {
+        wait_skewed_status(&c, skew, "ahead gone, behind alive", |s| {
+            alive(s, "ahead") != Some(true) && alive(s, "behind") == Some(true)
+        })
+        .await;
+    }
     let steady = collect(&mut sub, Duration::from_secs(2)).await;
     assert!(steady.gaps().is_empty() && steady.repeats().is_empty());
     for (id, seqs) in &before.seqs {

@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::ports::{find_in_path, free_port};
-use crate::process::{kill_and_wait, read_lossy, tail, terminate_child};
+use crate::process::{kill_and_wait, read_lossy, tail};
+use crate::server::Restart;
 
 const SCRIPT: &str = include_str!("../fix/acceptor.py");
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-const REBIND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `$PLURIBUS_PYTHON`, or `python3` on `PATH`.
 fn python() -> PathBuf {
@@ -103,26 +102,12 @@ impl FixAcceptor {
 
     /// SIGTERM, wait up to 5 s, then SIGKILL. Idempotent.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            terminate_child(&mut child, STOP_TIMEOUT);
-        }
+        self.stop_server();
     }
 
     /// Starts it again on the same port; retries while the port is not yet reusable.
     pub fn start_again(&mut self) {
-        if self.child.is_some() {
-            return;
-        }
-        let deadline = Instant::now() + REBIND_TIMEOUT;
-        loop {
-            match self.try_spawn() {
-                Ok(()) => return,
-                Err(true) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(250));
-                }
-                Err(_) => self.fail("did not start again"),
-            }
-        }
+        self.start_server_again();
     }
 
     fn events_path(&self) -> PathBuf {
@@ -201,6 +186,20 @@ impl FixAcceptor {
     /// The temp dir (events.jsonl, acceptor.log).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+impl Restart for FixAcceptor {
+    fn child(&mut self) -> &mut Option<Child> {
+        &mut self.child
+    }
+
+    fn try_spawn(&mut self) -> Result<(), bool> {
+        FixAcceptor::try_spawn(self)
+    }
+
+    fn fail(&self, what: &str) -> ! {
+        FixAcceptor::fail(self, what)
     }
 }
 

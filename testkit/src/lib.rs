@@ -16,6 +16,7 @@ mod mosquitto;
 mod nats;
 mod ports;
 mod process;
+mod server;
 
 use std::future::Future;
 use std::time::Duration;

@@ -10,12 +10,10 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::ports::{find_in_path, free_port};
-use crate::process::{kill_and_wait, read_lossy, tail, terminate_child};
+use crate::process::{kill_and_wait, read_lossy, tail};
+use crate::server::Restart;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long `start_again` keeps retrying while the old port is not yet reusable.
-const REBIND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The mosquitto binary: `$PLURIBUS_MOSQUITTO`, or `mosquitto` on `PATH` or in /usr/sbin.
 fn broker_binary() -> &'static Path {
@@ -89,28 +87,14 @@ impl Mosquitto {
 
     /// SIGTERM, wait up to 5 s, then SIGKILL. Idempotent.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            terminate_child(&mut child, STOP_TIMEOUT);
-        }
+        self.stop_server();
     }
 
     /// Starts the broker again on the same port with the same config and waits until it
     /// accepts connections; retries for a while if the port is not yet reusable.
     /// Does nothing if it is running.
     pub fn start_again(&mut self) {
-        if self.child.is_some() {
-            return;
-        }
-        let deadline = Instant::now() + REBIND_TIMEOUT;
-        loop {
-            match self.try_spawn() {
-                Ok(()) => return,
-                Err(true) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(250));
-                }
-                Err(_) => self.fail("did not start again"),
-            }
-        }
+        self.start_server_again();
     }
 
     /// [`stop`](Self::stop) then [`start_again`](Self::start_again).
@@ -196,6 +180,20 @@ impl Mosquitto {
             self.port,
             tail(&self.log(), 40)
         )
+    }
+}
+
+impl Restart for Mosquitto {
+    fn child(&mut self) -> &mut Option<Child> {
+        &mut self.child
+    }
+
+    fn try_spawn(&mut self) -> Result<(), bool> {
+        Mosquitto::try_spawn(self)
+    }
+
+    fn fail(&self, what: &str) -> ! {
+        Mosquitto::fail(self, what)
     }
 }
 

@@ -507,6 +507,7 @@ impl Control {
             fleets,
             interval_ms: self.cfg.heartbeat.as_millis() as u64,
             ts_ms: now_ms(),
+            arrived_ms: None,
         }
     }
 

@@ -1,7 +1,8 @@
 //! `network_changed` for the timeline: when a rule of a fleet file's `network.timeline`
-//! starts or ends, the reconcile leader says so (within a reconcile pass of the moment),
-//! so that `events` shows the network changing on its own, not only on
-//! `pluribusctl network set`. One agent announces, not every shard runner.
+//! starts or ends, or a runtime rule set `--for` a while expires, the reconcile leader
+//! says so (within a reconcile pass of the moment), so that `events` shows the network
+//! changing on its own, not only on `pluribusctl network set`. One agent announces, not
+//! every shard runner, so each change is one event.
 
 use pluribus_common::messages::EventKind;
 use pluribus_common::spec::network::plan::Origin;
@@ -27,7 +28,8 @@ impl Control {
                 .network
                 .as_ref()
                 .is_some_and(|n| !n.timeline.is_empty());
-            if !has_timeline {
+            let expires = record.network.iter().any(|r| r.until_ms.is_some());
+            if !has_timeline && !expires {
                 continue;
             }
             let plan = record.network_plan();
@@ -58,6 +60,30 @@ impl Control {
                 if let Some(u) = r.until_ms.filter(|u| (since + 1..=now).contains(u)) {
                     say("ended", u);
                 }
+            }
+            // Runtime rules set --for a while: their end (their start was announced by
+            // `pluribusctl network set`).
+            for r in plan.rules().iter().filter(|r| r.origin == Origin::Runtime) {
+                let Some(u) = r.until_ms.filter(|u| (since + 1..=now).contains(u)) else {
+                    continue;
+                };
+                let who = r
+                    .cohort
+                    .as_ref()
+                    .map_or("every device".to_string(), |c| format!("cohort {c}"));
+                out.push(EventKind::NetworkChanged {
+                    fleet: name.clone(),
+                    change: format!(
+                        "expired (set for {}s) for {who}: {}",
+                        u.saturating_sub(r.from_ms).div_ceil(1000),
+                        r.impairments.names().join(", ")
+                    ),
+                    rules: record
+                        .network
+                        .iter()
+                        .filter(|x| x.until_ms.is_none_or(|t| t > now))
+                        .count() as u64,
+                });
             }
         }
         for e in out.into_iter().take(MAX_PER_PASS) {

@@ -12,7 +12,7 @@ use pluribus_common::spec::network::Impairments;
 use super::flap::FlapState;
 use super::offline::{Offline, Stored};
 use super::{payload, rng::Rng, Chain, DevState, Msg};
-use crate::metrics::FleetMetrics;
+use crate::metrics::{FleetMetrics, NetMetrics};
 use crate::shard::schedule::stable_hash;
 use crate::sink::{LinkMode, Sink, SinkDevice, SinkError};
 
@@ -51,14 +51,75 @@ struct Net {
     chains: Vec<Arc<Chain>>,
     queue: BinaryHeap<Reverse<Delayed>>,
     order: u64,
-    /// Added delays (µs) since the last merge into the metrics.
-    delays: Vec<u64>,
+    /// Where injected faults are counted: one entry per cohort seen (devices point into it).
+    accts: Accts,
     /// Devices that went offline, and came back, since the last [`Impaired::take_partitions`].
     went_offline: u64,
     came_back: u64,
     /// Flap transitions: (due µs, device index, flap state id).
     flaps: BinaryHeap<Reverse<(u64, u64, u64)>>,
     flap_ids: u64,
+    /// Some rule may cut devices' links (the sink was told, [`Sink::own_links`]).
+    cuts: bool,
+}
+
+/// One cohort's counters, and its added delays (µs) since the last merge into them.
+struct Acct {
+    key: Option<String>,
+    m: Arc<NetMetrics>,
+    delays: Vec<u64>,
+}
+
+/// Most cohorts a sink counts apart (more are counted with devices in no cohort; the
+/// metrics registry bounds them again).
+const MAX_ACCTS: usize = 64;
+
+/// The cohorts' counters: the first for devices in no cohort, then one per cohort seen.
+/// Never empty, so an index always finds one.
+struct Accts {
+    none: Acct,
+    named: Vec<Acct>,
+}
+
+impl Accts {
+    fn get(&mut self, i: usize) -> &mut Acct {
+        match i.checked_sub(1).and_then(|j| self.named.get_mut(j)) {
+            Some(a) => a,
+            None => &mut self.none,
+        }
+    }
+
+    /// The index of `key`'s counters, made on first use.
+    fn index(&mut self, key: Option<&str>, metrics: &FleetMetrics) -> usize {
+        let Some(key) = key else {
+            return 0;
+        };
+        if let Some(j) = self
+            .named
+            .iter()
+            .position(|a| a.key.as_deref() == Some(key))
+        {
+            return j + 1;
+        }
+        if self.named.len() >= MAX_ACCTS {
+            return 0;
+        }
+        self.named.push(Acct {
+            key: Some(key.to_string()),
+            m: metrics.net.cohort(Some(key)),
+            delays: Vec::new(),
+        });
+        self.named.len()
+    }
+
+    fn merge_delays(&mut self) {
+        for a in std::iter::once(&mut self.none).chain(&mut self.named) {
+            if !a.delays.is_empty() {
+                a.m.add_delays(&a.delays);
+                a.delays.clear();
+            }
+        }
+    }
 }
 
 struct Dev {
@@ -66,6 +127,10 @@ struct Dev {
     salt: u64,
     gen: u64,
     chain: Option<Arc<Chain>>,
+    /// Where its faults count (an index into `Net::accts`).
+    acct: usize,
+    /// Where its offline buffer counts: the cohort that cut it off.
+    off_acct: usize,
     counter: u64,
     state: DevState,
     /// A reordered message and how many later ones must pass it first.
@@ -116,8 +181,9 @@ impl Impaired {
     /// Follows a fleet's (new) network rules. A plan with no rules leaves a sink that was
     /// never impaired untouched, so fleets without a `network:` section pay nothing.
     pub fn set_plan(&mut self, plan: NetPlan, ctx: &NetContext) {
+        let cuts = plan.cuts_links();
         match &mut self.net {
-            None if plan.is_off() => {}
+            None if plan.is_off() => return,
             None => {
                 let next_change_ms = Some(0);
                 self.net = Some(Box::new(Net {
@@ -129,11 +195,19 @@ impl Impaired {
                     chains: Vec::new(),
                     queue: BinaryHeap::new(),
                     order: 0,
-                    delays: Vec::new(),
+                    accts: Accts {
+                        none: Acct {
+                            key: None,
+                            m: ctx.metrics.net.cohort(None),
+                            delays: Vec::new(),
+                        },
+                        named: Vec::new(),
+                    },
                     went_offline: 0,
                     came_back: 0,
                     flaps: BinaryHeap::new(),
                     flap_ids: 0,
+                    cuts: false,
                 }));
             }
             Some(net) => {
@@ -141,6 +215,12 @@ impl Impaired {
                 net.gen += 1;
                 net.next_change_ms = Some(0);
                 net.chains.clear();
+            }
+        }
+        if let Some(net) = self.net.as_deref_mut() {
+            if net.cuts != cuts {
+                net.cuts = cuts;
+                self.inner.own_links(cuts);
             }
         }
     }
@@ -177,7 +257,7 @@ impl Impaired {
                 }
                 // A device that stops while offline never gets its buffer out.
                 if let Some(o) = d.offline {
-                    let m = &net.ctx.metrics.net;
+                    let m = &net.accts.get(d.off_acct).m;
                     m.buffer_dropped.fetch_add(o.len() as u64, Relaxed);
                     m.partitions_ended.fetch_add(1, Relaxed);
                 }
@@ -301,6 +381,8 @@ impl Net {
             salt: stable_hash(&[&seed.to_le_bytes(), b"net", dev.device_id.as_bytes()]),
             gen: 0,
             chain: None,
+            acct: 0,
+            off_acct: 0,
             counter: 0,
             state: DevState::default(),
             held: None,
@@ -315,10 +397,10 @@ impl Net {
         let Some(d) = self.devs.get_mut(&dev.index) else {
             return vec![(0, payload)];
         };
-        let m = &self.ctx.metrics.net;
         let chain = d.chain.clone();
         let mut out = Vec::new();
         if let Some(o) = d.offline.as_deref_mut() {
+            let m = &self.accts.get(d.off_acct).m;
             let back = o.returning && (o.spec.link == LinkMode::Keep || inner.ready(dev));
             if !back {
                 // Offline, or let back but not reconnected yet: keep the message for later.
@@ -373,6 +455,8 @@ impl Net {
         };
         chain.apply(&mut msg, &mut d.state, &mut rng);
         msg.delay_us = msg.delay_us.max(not_before);
+        let acct = self.accts.get(d.acct);
+        let m = &acct.m;
         if msg.corrupted {
             m.corrupted.fetch_add(1, Relaxed);
         }
@@ -382,7 +466,7 @@ impl Net {
         }
         if msg.delay_us > 0 {
             m.delayed.fetch_add(1, Relaxed);
-            self.delays.push(msg.delay_us);
+            acct.delays.push(msg.delay_us);
         }
         if msg.throttle_us > 0 {
             m.throttled.fetch_add(1, Relaxed);
@@ -409,7 +493,8 @@ impl Net {
 
     fn enqueue(&mut self, dev: &SinkDevice<'_>, due_us: u64, payload: Bytes) {
         if self.queue.len() >= MAX_QUEUED {
-            self.ctx.metrics.net.dropped.fetch_add(1, Relaxed);
+            let acct = self.devs.get(&dev.index).map_or(0, |d| d.acct);
+            self.accts.get(acct).m.dropped.fetch_add(1, Relaxed);
             return;
         }
         let id = match self.devs.get(&dev.index) {
@@ -427,10 +512,7 @@ impl Net {
     }
 
     fn merge_delays(&mut self) {
-        if !self.delays.is_empty() {
-            self.ctx.metrics.net.add_delays(&self.delays);
-            self.delays.clear();
-        }
+        self.accts.merge_delays();
     }
 }
 
@@ -498,7 +580,7 @@ mod tests {
         });
         send_seqs(&mut s, 6).await;
         assert_eq!(*seen.lock().unwrap(), [1, 2, 0, 4, 5, 3]);
-        assert_eq!(m.net.reordered.load(Relaxed), 2);
+        assert_eq!(m.net.cohort(None).reordered.load(Relaxed), 2);
     }
 
     #[tokio::test]
@@ -509,7 +591,77 @@ mod tests {
         });
         send_seqs(&mut s, 3).await;
         assert_eq!(*seen.lock().unwrap(), [0, 0, 1, 1, 2, 2]);
-        assert_eq!(m.net.duplicated.load(Relaxed), 3);
+        assert_eq!(m.net.cohort(None).duplicated.load(Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn faults_count_under_the_cohort_of_the_device() {
+        use pluribus_common::spec::network::{Cohort, CorruptSpec, LossSpec};
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut s = Impaired::new(Box::new(Recorder(seen.clone())));
+        let metrics = Arc::new(FleetMetrics::default());
+        let ctx = NetContext {
+            fleet: Arc::from("f"),
+            seed: 1,
+            start_ms: 0,
+            metrics: metrics.clone(),
+        };
+        let rule = |cohort: Option<Cohort>, r: NetRule| RuntimeRule {
+            rule: NetRule { cohort, ..r },
+            since_ms: 0,
+            until_ms: None,
+        };
+        let rules = [
+            rule(
+                None,
+                NetRule {
+                    corrupt: Some(CorruptSpec {
+                        probability: 1.0,
+                        ..CorruptSpec::default()
+                    }),
+                    ..NetRule::default()
+                },
+            ),
+            rule(
+                Some(Cohort::Range(0, 5)),
+                NetRule {
+                    loss: Some(LossSpec {
+                        probability: 1.0,
+                        gilbert: None,
+                    }),
+                    ..NetRule::default()
+                },
+            ),
+            rule(
+                Some(Cohort::Range(5, 10)),
+                NetRule {
+                    duplicate: Some(ChanceSpec { probability: 1.0 }),
+                    ..NetRule::default()
+                },
+            ),
+        ];
+        s.set_plan(NetPlan::new(None, &rules, 0, 1), &ctx);
+        for i in 0..15u64 {
+            let id = format!("d-{i}");
+            let dev = SinkDevice {
+                device_id: &id,
+                fleet: "f",
+                index: i,
+            };
+            for k in 0..2 {
+                let p = format!(r#"{{"seq":{k},"ts":1}}"#);
+                s.send(&dev, Bytes::from(p)).await.unwrap();
+            }
+        }
+        let c = |k: Option<&str>| metrics.net.cohort(k);
+        let count = |k| {
+            let m = c(k);
+            [&m.dropped, &m.duplicated, &m.corrupted].map(|a| a.load(Relaxed))
+        };
+        assert_eq!(count(Some("0..5")), [10, 0, 10]);
+        assert_eq!(count(Some("5..10")), [0, 10, 10]);
+        assert_eq!(count(None), [0, 0, 10]);
+        assert_eq!(seen.lock().unwrap().len(), 20 + 10);
     }
 
     /// Counts the link changes the network layer asks for.
@@ -520,12 +672,13 @@ mod tests {
         async fn send(&mut self, _dev: &SinkDevice<'_>, _p: Bytes) -> Result<(), SinkError> {
             Ok(())
         }
-        fn set_link(&mut self, _dev: &SinkDevice<'_>, down: Option<LinkMode>) {
+        fn set_link(&mut self, _dev: &SinkDevice<'_>, down: Option<LinkMode>) -> bool {
             let mut l = self.0.lock().unwrap();
             match down {
                 Some(_) => l.0 += 1,
                 None => l.1 += 1,
             }
+            down.is_some()
         }
     }
 

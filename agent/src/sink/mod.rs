@@ -53,7 +53,17 @@ pub trait Sink: Send {
     /// (`None`). A sink with a connection per device closes or stalls that connection as
     /// `LinkMode` says and reconnects (with its backoff) once let back; a sink whose
     /// devices share connections ignores it (the network layer holds their messages).
-    fn set_link(&mut self, _dev: &SinkDevice<'_>, _down: Option<LinkMode>) {}
+    /// Returns true when a live connection of the device was cut (the network layer
+    /// counts it as a disconnect it injected).
+    fn set_link(&mut self, _dev: &SinkDevice<'_>, _down: Option<LinkMode>) -> bool {
+        false
+    }
+
+    /// The fleet's network rules may cut devices' links (`true`: a partition or flapping
+    /// whose link is `close` or `stall`), or no longer do. A sink whose devices share
+    /// connections may then give each device a connection of its own, so that cutting a
+    /// device is a socket event its server sees.
+    fn own_links(&mut self, _on: bool) {}
 
     /// False while the device cannot send because its own connection is down (cut off, or
     /// let back but not reconnected yet): the network layer keeps buffering until then.

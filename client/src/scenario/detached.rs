@@ -22,7 +22,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::file::Scenario;
-use super::runner::{resume, Note, Progress, RunOptions};
+use super::outcome::{Note, Progress, RunOptions};
+use super::runner::resume;
 use crate::Ctx;
 
 /// How long a run's lease lives without renewal.

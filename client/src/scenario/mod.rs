@@ -24,6 +24,7 @@ pub mod detached;
 pub mod file;
 pub mod measure;
 pub mod ops;
+pub mod outcome;
 pub mod report;
 pub mod runner;
 pub mod steps;
@@ -32,9 +33,8 @@ pub mod vars;
 
 pub use check::Check;
 pub use file::{Cleanup, Scenario};
-pub use runner::{
-    resume, run, CheckResult, Note, Observer, Outcome, Progress, RunOptions, Verdict,
-};
+pub use outcome::{CheckResult, Note, Observer, Outcome, Progress, RunOptions, Verdict};
+pub use runner::{resume, run};
 pub use steps::Step;
 pub use vars::Vars;
 

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use serde::Deserialize;
 
-use super::runner::{Outcome, Verdict};
+use super::outcome::{Outcome, Verdict};
 use crate::output::Table;
 
 /// The summary table: every check, its value, threshold and verdict.

@@ -26,5 +26,6 @@ pub fn hb(id: &str, devices: u64, capacity: Option<u64>) -> Heartbeat {
         saturated: false,
         interval_ms: 2_000,
         ts_ms: 100_000,
+        arrived_ms: None,
     }
 }

@@ -222,15 +222,19 @@ async fn live_expiries(ctx: &Ctx) -> BTreeMap<String, u64> {
     }
 }
 
-/// Every agent entry (alive or not), sorted by name then id.
+/// Every agent entry (alive or not), sorted by name then id, each stamped with when the
+/// server stored it (see [`Heartbeat::arrived_ms`]).
 pub async fn load_agents(ctx: &Ctx) -> Result<Vec<Heartbeat>> {
-    let raw = KvFeed::snapshot(&ctx.conn.client, &ctx.buckets.agents, ">").await?;
+    let raw = KvFeed::snapshot_entries(&ctx.conn.client, &ctx.buckets.agents, ">").await?;
     let mut out: Vec<Heartbeat> = raw
         .iter()
-        .filter_map(|(key, value)| match decode::<Heartbeat>(value) {
-            Ok(h) => Some(h),
-            Err(e) => {
-                tracing::warn!("skipping agent {key}: {e}");
+        .filter_map(|(key, e)| match decode::<Heartbeat>(&e.value) {
+            Ok(mut h) => {
+                h.arrived_ms = e.stored_ms;
+                Some(h)
+            }
+            Err(err) => {
+                tracing::warn!("skipping agent {key}: {err}");
                 None
             }
         })
@@ -392,7 +396,8 @@ pub struct AgentRow {
     pub name: String,
     /// Heartbeat recent enough.
     pub alive: bool,
-    /// Seconds since the last heartbeat.
+    /// Seconds since the last heartbeat arrived (by the NATS server's stamp, not the
+    /// agent's clock).
     pub heartbeat_age_s: f64,
     /// Devices in shards it holds leases on (from the leases bucket).
     pub assigned: u64,
@@ -438,7 +443,7 @@ impl AgentRow {
 
     /// The row of one heartbeat, seen at `now_ms` (nothing assigned: see [`AgentRow::all`]).
     pub fn new(h: &Heartbeat, now_ms: u64) -> Self {
-        let age_ms = now_ms.saturating_sub(h.ts_ms);
+        let age_ms = h.age_ms(now_ms);
         Self {
             id: h.id.clone(),
             name: h.name.clone(),

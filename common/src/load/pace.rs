@@ -6,13 +6,19 @@
 //! the shapes' moving part, which is bounded by the shapes, not by the fleet's age:
 //! - once every shape has settled (a ramp, stages or stairs past their end, no shape), the
 //!   rate is constant: steps × rate;
-//! - a wave (in the rate or the arrival) repeats every `lcm(period, 100 ms)`: whole cycles
-//!   are one cycle's sum times their number;
+//! - a wave rate over a number of devices that holds (no arrival shape, a settled one, or
+//!   between two moves of an arrival ramp) is a cosine series, summed in closed form while
+//!   the per-device cap does not bind on part of it (`pace_runs.rs`); runs of a constant
+//!   rate the same way;
+//! - otherwise a wave (in the rate or the arrival) repeats every `lcm(period, 100 ms)`:
+//!   whole cycles are one cycle's sum times their number;
 //! - bursts change the rate only where a burst starts or ends: the sum goes from one such
 //!   change to the next (a few per burst, however long the fleet ran).
 //!
 //! The result equals the step-by-step sum up to float rounding (a property test compares
 //! them).
+
+use std::collections::VecDeque;
 
 use super::{LoadSpec, Shape};
 
@@ -207,10 +213,32 @@ impl Pace {
         self.cursor_ms += STEP_MS;
     }
 
+    /// Moves the cursor to grid point `to_ms`, in runs of a number of active devices that
+    /// holds while there are (see [`Pace::run_sum`]); None when some run has no closed form
+    /// (the cursor stops at its start).
+    fn advance_runs(&mut self, to_ms: u64) -> Option<()> {
+        let (mut k, end) = (
+            (self.cursor_ms - self.origin_ms) / STEP_MS,
+            (to_ms - self.origin_ms) / STEP_MS,
+        );
+        while k < end {
+            let run_end = self.active_run_end(k, end)?;
+            let sum = self.run_sum(k, run_end, self.active_at(k))?;
+            self.phi += sum * STEP_MS as f64 / 1000.0;
+            self.cursor_ms = self.origin_ms + run_end * STEP_MS;
+            k = run_end;
+        }
+        Some(())
+    }
+
     /// Moves the cursor to grid point `to_ms`.
     fn advance(&mut self, to_ms: u64) {
-        let settled = self.origin_ms.saturating_add(self.settled_ms);
-        while self.cursor_ms < to_ms && self.cursor_ms < settled {
+        let settled = self.origin_ms.saturating_add(self.settled_ms).min(to_ms);
+        if settled > self.cursor_ms + SHORT_STEPS * STEP_MS {
+            // Only Φ before `settled` is summed here; the runs stop there.
+            let _ = self.advance_runs(settled);
+        }
+        while self.cursor_ms < settled {
             self.step();
         }
         if self.cursor_ms >= to_ms {
@@ -224,23 +252,8 @@ impl Pace {
                 self.cursor_ms = to_ms;
             }
             Tail::Periodic { cycle_ms } => {
-                let cycles = (to_ms - self.cursor_ms) / cycle_ms;
-                if cycles > 0 {
-                    let sum = match self.cycle_sum {
-                        Some(s) => s,
-                        None => {
-                            let start = self.cursor_ms;
-                            let s = (0..cycle_ms / STEP_MS)
-                                .map(|j| self.rate_at(start + j * STEP_MS))
-                                .sum::<f64>()
-                                * STEP_MS as f64
-                                / 1000.0;
-                            self.cycle_sum = Some(s);
-                            s
-                        }
-                    };
-                    self.phi += sum * cycles as f64;
-                    self.cursor_ms += cycles * cycle_ms;
+                if self.advance_runs(to_ms).is_none() {
+                    self.sweep_cycles(to_ms, cycle_ms);
                 }
             }
             Tail::Bursts => self.sweep_bursts(to_ms),
@@ -251,8 +264,32 @@ impl Pace {
         }
     }
 
+    /// Whole cycles of a periodic rate: one cycle's sum (computed once) times their number.
+    fn sweep_cycles(&mut self, to_ms: u64, cycle_ms: u64) {
+        let cycles = (to_ms - self.cursor_ms) / cycle_ms;
+        if cycles == 0 {
+            return;
+        }
+        let sum = match self.cycle_sum {
+            Some(s) => s,
+            None => {
+                let start = self.cursor_ms;
+                let s = (0..cycle_ms / STEP_MS)
+                    .map(|j| self.rate_at(start + j * STEP_MS))
+                    .sum::<f64>()
+                    * STEP_MS as f64
+                    / 1000.0;
+                self.cycle_sum = Some(s);
+                s
+            }
+        };
+        self.phi += sum * cycles as f64;
+        self.cursor_ms += cycles * cycle_ms;
+    }
+
     /// Bursts on the rate (the arrival settled): the rate changes only where a burst
-    /// starts or ends, so the sum goes from one change to the next.
+    /// starts or ends, so the sum goes from one change to the next, in one pass over the
+    /// bursts in order (their ends come in the same order as their starts).
     fn sweep_bursts(&mut self, to_ms: u64) {
         let (Some(rate), from_k, to_k) = (
             self.load.rate.as_ref(),
@@ -273,37 +310,65 @@ impl Pace {
             .max(1) as f64;
         let cap = self.load.max_device_rate;
         // As LoadSpec::device_rate with `n` bursts on.
-        let device = |n: f64| ((base + size * n).clamp(0.0, target) / active).min(cap);
-        // Where n changes: +1 at the first grid point at or after a start, -1 at the first
-        // at or after its end (start + hold), exactly as Shape::value compares them.
-        let mut changes: Vec<(u64, i64)> = Vec::new();
-        let last = grid_s(to_k);
+        let device =
+            |n: i64| ((base + size * n.max(0) as f64).clamp(0.0, target) / active).min(cap);
+        // n goes +1 at the first grid point at or after a start and -1 at the first at or
+        // after its end (start + hold), exactly as Shape::value compares them.
+        let mut sweep = Sweep {
+            k: from_k,
+            to_k,
+            n: 0,
+            sum: 0.0,
+        };
+        let mut ends: VecDeque<u64> = VecDeque::new();
+        let (first, last) = (grid_s(from_k), grid_s(to_k));
         for start in starts {
             if start > last {
                 break;
             }
-            changes.push((first_at_or_after(start), 1));
-            changes.push((first_at_or_after(start + hold), -1));
-        }
-        changes.sort_unstable();
-        let (mut n, mut k, mut sum) = (0i64, from_k, 0.0f64);
-        for (at, delta) in changes {
-            if at > k {
-                let end = at.min(to_k);
-                if end > k {
-                    sum += device(n.max(0) as f64) * (end - k) as f64;
-                    k = end;
-                }
+            if start + hold <= first {
+                // On and off before the sweep starts.
+                continue;
             }
-            n += delta;
+            let on = first_at_or_after(start);
+            while let Some(&off) = ends.front().filter(|&&off| off <= on) {
+                sweep.change(off, -1, &device);
+                ends.pop_front();
+            }
+            sweep.change(on, 1, &device);
+            ends.push_back(first_at_or_after(start + hold));
         }
-        if to_k > k {
-            sum += device(n.max(0) as f64) * (to_k - k) as f64;
+        for off in ends {
+            sweep.change(off, -1, &device);
         }
-        self.phi += sum * STEP_MS as f64 / 1000.0;
+        sweep.change(to_k, 0, &device);
+        self.phi += sweep.sum * STEP_MS as f64 / 1000.0;
         self.cursor_ms = to_ms;
     }
 }
+
+/// A sum over the grid whose rate changes with `n` at given points.
+struct Sweep {
+    k: u64,
+    to_k: u64,
+    n: i64,
+    sum: f64,
+}
+
+impl Sweep {
+    /// Sums up to grid point `at` (at most `to_k`) at the current `n`, then moves `n`.
+    fn change(&mut self, at: u64, delta: i64, device: &impl Fn(i64) -> f64) {
+        let end = at.min(self.to_k);
+        if end > self.k {
+            self.sum += device(self.n) * (end - self.k) as f64;
+            self.k = end;
+        }
+        self.n += delta;
+    }
+}
+
+#[path = "pace_runs.rs"]
+mod runs;
 
 #[cfg(test)]
 #[path = "pace_tests.rs"]

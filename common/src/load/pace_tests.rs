@@ -98,6 +98,91 @@ fn each_shape_takes_its_closed_form() {
     }
 }
 
+/// A week-old fleet, claimed now: Φ by runs in closed form (not cycles, nor every step)
+/// is the sum of its 6M steps.
+#[test]
+fn a_week_of_waves_ramps_and_stages_sums_by_runs() {
+    let d = Duration::from_secs;
+    let week = 7 * 24 * 3_600_000;
+    let wave = |period| {
+        Some(Shape::Wave {
+            period,
+            min: 0.2,
+            max: 1.0,
+        })
+    };
+    let ramp = |from: f64, to: Option<f64>| {
+        Some(Shape::Ramp {
+            to,
+            over: d(3600),
+            from,
+        })
+    };
+    let cases = [
+        (wave(d(3600)), None),
+        (wave(Duration::from_millis(600_123)), ramp(1.0, None)),
+        (wave(d(7)), ramp(1000.0, Some(10.0))),
+        (None, ramp(1.0, None)),
+        (ramp(10.0, Some(900.0)), None),
+        (
+            Some(Shape::Stages(vec![
+                Stage {
+                    target: 500.0,
+                    duration: d(1800),
+                },
+                Stage {
+                    target: 1500.0,
+                    duration: d(3600),
+                },
+                Stage {
+                    target: 0.0,
+                    duration: Duration::from_millis(1_234_567),
+                },
+            ])),
+            ramp(1.0, None),
+        ),
+    ];
+    for (rate, arrival) in cases {
+        let mut load = load(rate);
+        load.arrival = arrival;
+        let mut p = Pace::new(load.clone(), 5_000, 1000, 7);
+        let now = 5_000 + week;
+        assert_eq!(p.advance_runs(now), Some(()), "{load:?}");
+        let want = reference(&p, now);
+        assert!(
+            close(p.phi(now), want),
+            "{load:?}: {} vs {want}",
+            p.phi(now)
+        );
+        assert!(close(
+            Pace::new(load.clone(), 5_000, 1000, 7).phi(now),
+            want
+        ));
+    }
+}
+
+#[test]
+fn runs_follow_every_move_of_an_arrival_ramp() {
+    let mut load = load(None);
+    load.arrival = Some(Shape::Ramp {
+        to: Some(3.0),
+        over: Duration::from_millis(1_050),
+        from: 9.0,
+    });
+    let p = Pace::new(load, 0, 10, 0);
+    // 9 devices down to 3 over 1.05 s: one device less every 175 ms.
+    let mut k = 0;
+    let mut ends = Vec::new();
+    while k < 20 {
+        k = p.active_run_end(k, 20).expect("a ramp has runs");
+        ends.push(k);
+    }
+    let changes: Vec<u64> = (1..=20)
+        .filter(|&j| j == 20 || p.active_at(j) != p.active_at(j - 1))
+        .collect();
+    assert_eq!(ends, changes);
+}
+
 fn a_shape() -> impl Strategy<Value = Option<Shape>> {
     let ms = |lo: u64, hi: u64| (lo..hi).prop_map(Duration::from_millis);
     prop_oneof![
@@ -111,6 +196,22 @@ fn a_shape() -> impl Strategy<Value = Option<Shape>> {
             .prop_map(|(step, every)| Some(Shape::Stairs { step, every })),
         (ms(50, 300_000), 0.0..0.5f64, 0.5..1.0f64)
             .prop_map(|(period, min, max)| Some(Shape::Wave { period, min, max })),
+        // Periods that divide the step or nearly (the cosine series loses precision there).
+        (
+            prop_oneof![
+                Just(50u64),
+                Just(100),
+                Just(200),
+                99..101u64,
+                3_000_000..7_200_000u64
+            ],
+            0.0..0.5f64
+        )
+            .prop_map(|(ms, min)| Some(Shape::Wave {
+                period: Duration::from_millis(ms),
+                min,
+                max: 1.0
+            })),
         (
             ms(5_000, 120_000),
             1.0..600.0f64,
@@ -142,6 +243,14 @@ fn an_arrival() -> impl Strategy<Value = Option<Shape>> {
             over,
             from: 1.0
         })),
+        // Ramps down, or to a count of their own (above the fleet's too: clamped).
+        (ms(1, 300_000), 0.0..300.0f64, 0.0..300.0f64).prop_map(|(over, from, to)| Some(
+            Shape::Ramp {
+                to: Some(to),
+                over,
+                from
+            }
+        )),
         (ms(1_000, 100_000), 0.1..0.5f64).prop_map(|(period, min)| Some(Shape::Wave {
             period,
             min,

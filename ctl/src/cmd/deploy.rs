@@ -10,6 +10,7 @@ use pluribus_common::spec::{DeviceEntry, DeviceTemplate, FleetSpec, SinkSpec, DE
 use pluribus_common::SpecError;
 use serde::Serialize;
 
+use super::sink_flags::SinkFlags;
 use super::Global;
 use crate::apply::{self, DeployRequest};
 use crate::output::print_json;

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
-use pluribus_common::spec::{FixMessage, FixVersion, SinkSpec};
+use pluribus_common::spec::{FixMessage, FixVersion};
 use pluribus_common::SpecError;
 use serde_json::Value;
+
+use super::sink_flags::{duration, list, switch, text, FlagOption, SinkFlags};
 
 /// Options of the fix sink; they go with `--sink fix` only.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -69,19 +71,13 @@ fn parse_message(s: &str) -> Result<FixMessage, String> {
     })
 }
 
-fn text(v: &Option<String>) -> Option<Value> {
-    v.as_ref().map(|s| Value::from(s.clone()))
-}
+impl SinkFlags for FixFlags {
+    const SINK: &'static str = "fix";
+    const SENDS: &'static str = "sends FIX messages";
 
-impl FixFlags {
-    /// Every option the flags set: (flag, option name, value).
-    fn options(&self) -> Vec<(&'static str, &'static str, Option<Value>)> {
+    fn options(&self) -> Vec<FlagOption> {
         vec![
-            (
-                "--fix-host",
-                "hosts",
-                (!self.fix_host.is_empty()).then(|| self.fix_host.clone().into()),
-            ),
+            ("--fix-host", "hosts", list(&self.fix_host)),
             (
                 "--sender-comp-id",
                 "sender_comp_id",
@@ -97,26 +93,17 @@ impl FixFlags {
                 "fix_version",
                 self.fix_version.map(|v| Value::from(v.begin_string())),
             ),
-            (
-                "--heartbeat",
-                "heartbeat",
-                self.heartbeat
-                    .map(|d| humantime::format_duration(d).to_string().into()),
-            ),
+            ("--heartbeat", "heartbeat", duration(self.heartbeat)),
             (
                 "--message",
                 "message",
                 self.message.and_then(|m| serde_json::to_value(m).ok()),
             ),
-            (
-                "--symbols",
-                "symbols",
-                (!self.symbols.is_empty()).then(|| self.symbols.clone().into()),
-            ),
+            ("--symbols", "symbols", list(&self.symbols)),
             (
                 "--no-reset-seq-num",
                 "reset_seq_num",
-                self.no_reset_seq_num.then_some(Value::Bool(false)),
+                switch(self.no_reset_seq_num, Value::Bool(false)),
             ),
             ("--fix-username", "username", text(&self.fix_username)),
             ("--fix-password", "password", text(&self.fix_password)),
@@ -134,28 +121,7 @@ impl FixFlags {
         ]
     }
 
-    /// Fails, naming the flag, when a fix flag is given with another sink.
-    pub fn check_sink(&self, sink: &str) -> Result<(), SpecError> {
-        if sink == "fix" {
-            return Ok(());
-        }
-        match self.options().into_iter().find(|(_, _, v)| v.is_some()) {
-            Some((flag, _, _)) => Err(SpecError::new(
-                flag,
-                format!("goes with --sink fix, not --sink {sink}: add --sink fix or drop {flag}"),
-            )),
-            None => Ok(()),
-        }
-    }
-
-    /// The fix sink the flags describe; `subject` is the --subject flag, which does not apply.
-    pub fn sink_spec(&self, subject: Option<&str>) -> Result<SinkSpec, SpecError> {
-        if subject.is_some() {
-            return Err(SpecError::new(
-                "--subject",
-                "goes with --sink nats; the fix sink sends FIX messages: drop --subject",
-            ));
-        }
+    fn check_required(&self) -> Result<(), SpecError> {
         if self.fix_host.is_empty() {
             return Err(SpecError::new(
                 "--fix-host",
@@ -168,35 +134,15 @@ impl FixFlags {
                 "--sink fix needs the acceptor's CompID: add e.g. --target-comp-id GATEWAY",
             ));
         }
-        let options = self
-            .options()
-            .into_iter()
-            .filter_map(|(_, name, v)| v.map(|v| (name.to_string(), v)))
-            .collect();
-        let spec = SinkSpec {
-            kind: "fix".into(),
-            options,
-        };
-        spec.validate()?;
-        Ok(spec)
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::cmd::{Cli, Command};
+    use crate::cmd::sink_flags::test_support::sink;
+    use crate::cmd::Cli;
     use clap::Parser;
-    use pluribus_common::spec::SinkSpec;
-
-    fn sink(args: &[&str]) -> Result<SinkSpec, pluribus_common::SpecError> {
-        let mut argv = vec!["pluribusctl", "deploy", "--device-id", "d"];
-        argv.extend_from_slice(args);
-        let cli = Cli::try_parse_from(argv).expect("parses");
-        let Command::Deploy(a) = cli.command else {
-            unreachable!("parsed as another command")
-        };
-        crate::cmd::deploy::device_spec("d", &a.flags).map(|s| s.sink)
-    }
 
     #[test]
     fn flags_become_the_sink_options() {

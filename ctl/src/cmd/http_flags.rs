@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
-use pluribus_common::spec::{HttpMethod, SinkSpec};
+use pluribus_common::spec::HttpMethod;
 use pluribus_common::SpecError;
+use serde_json::Value;
+
+use super::sink_flags::{duration, text, FlagOption, SinkFlags};
 
 /// Options of the http sink; they go with `--sink http` only.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -54,109 +57,65 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
     }
 }
 
-impl HttpFlags {
-    /// The first http flag given, as typed.
-    fn given(&self) -> Option<&'static str> {
-        [
-            (self.url.is_some(), "--url"),
-            (self.method.is_some(), "--method"),
-            (!self.header.is_empty(), "--header"),
-            (self.http_timeout.is_some(), "--http-timeout"),
-            (self.http_retries.is_some(), "--http-retries"),
-            (self.http_concurrency.is_some(), "--http-concurrency"),
-            (self.http_ca.is_some(), "--http-ca"),
-            (self.http_cert.is_some(), "--http-cert"),
-            (self.http_key.is_some(), "--http-key"),
+impl SinkFlags for HttpFlags {
+    const SINK: &'static str = "http";
+    const SENDS: &'static str = "sends to --url";
+
+    fn options(&self) -> Vec<FlagOption> {
+        let headers = (!self.header.is_empty()).then(|| {
+            let map: serde_json::Map<String, Value> = self
+                .header
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+                .collect();
+            Value::Object(map)
+        });
+        vec![
+            ("--url", "url", text(&self.url)),
+            ("--method", "method", self.method.map(|m| m.as_str().into())),
+            ("--header", "headers", headers),
+            ("--http-timeout", "timeout", duration(self.http_timeout)),
+            (
+                "--http-retries",
+                "retries",
+                self.http_retries.map(Value::from),
+            ),
+            (
+                "--http-concurrency",
+                "concurrency",
+                self.http_concurrency.map(Value::from),
+            ),
+            ("--http-ca", "ca", text(&self.http_ca)),
+            ("--http-cert", "cert", text(&self.http_cert)),
+            ("--http-key", "key", text(&self.http_key)),
         ]
-        .into_iter()
-        .find_map(|(set, flag)| set.then_some(flag))
     }
 
-    /// Fails, naming the flag, when an http flag is given with another sink.
-    pub fn check_sink(&self, sink: &str) -> Result<(), SpecError> {
-        match self.given() {
-            Some(flag) if sink != "http" => Err(SpecError::new(
-                flag,
-                format!("goes with --sink http, not --sink {sink}: add --sink http or drop {flag}"),
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// The http sink the flags describe; `subject` is the --subject flag, which does not apply.
-    pub fn sink_spec(&self, subject: Option<&str>) -> Result<SinkSpec, SpecError> {
-        if subject.is_some() {
-            return Err(SpecError::new(
-                "--subject",
-                "goes with --sink nats; the http sink sends to --url: drop --subject",
-            ));
-        }
-        let Some(url) = &self.url else {
+    fn check_required(&self) -> Result<(), SpecError> {
+        if self.url.is_none() {
             return Err(SpecError::new(
                 "--url",
                 "--sink http needs a URL: add e.g. --url 'http://collector:8080/ingest/{device_id}'",
             ));
-        };
-        let mut o = serde_json::Map::new();
-        o.insert("url".into(), url.clone().into());
-        if let Some(m) = self.method {
-            o.insert("method".into(), m.as_str().into());
         }
-        if !self.header.is_empty() {
-            let mut headers = serde_json::Map::new();
-            for (k, v) in &self.header {
-                if headers.insert(k.clone(), v.clone().into()).is_some() {
-                    return Err(SpecError::new(
-                        "--header",
-                        format!("{k} is given twice: keep one"),
-                    ));
-                }
-            }
-            o.insert("headers".into(), headers.into());
-        }
-        if let Some(t) = self.http_timeout {
-            o.insert(
-                "timeout".into(),
-                humantime::format_duration(t).to_string().into(),
-            );
-        }
-        if let Some(n) = self.http_retries {
-            o.insert("retries".into(), n.into());
-        }
-        if let Some(n) = self.http_concurrency {
-            o.insert("concurrency".into(), n.into());
-        }
-        for (name, v) in [
-            ("ca", &self.http_ca),
-            ("cert", &self.http_cert),
-            ("key", &self.http_key),
-        ] {
-            if let Some(path) = v {
-                o.insert(name.into(), path.clone().into());
+        let mut seen = std::collections::BTreeSet::new();
+        for (k, _) in &self.header {
+            if !seen.insert(k) {
+                return Err(SpecError::new(
+                    "--header",
+                    format!("{k} is given twice: keep one"),
+                ));
             }
         }
-        Ok(SinkSpec {
-            kind: "http".into(),
-            options: o,
-        })
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::cmd::{Cli, Command};
+    use crate::cmd::sink_flags::test_support::sink;
+    use crate::cmd::Cli;
     use clap::Parser;
-
-    fn sink(args: &[&str]) -> Result<SinkSpec, SpecError> {
-        let mut argv = vec!["pluribusctl", "deploy", "--device-id", "d"];
-        argv.extend_from_slice(args);
-        let cli = Cli::try_parse_from(argv).expect("parses");
-        let Command::Deploy(a) = cli.command else {
-            unreachable!("parsed as another command")
-        };
-        crate::cmd::deploy::device_spec("d", &a.flags).map(|s| s.sink)
-    }
 
     #[test]
     fn flags_build_the_http_sink() {

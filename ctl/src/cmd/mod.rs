@@ -21,6 +21,7 @@ pub mod scale;
 mod scenario;
 mod scenario_detached;
 pub mod set_load;
+mod sink_flags;
 mod status;
 pub mod stop;
 mod watch;

@@ -4,9 +4,11 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use pluribus_common::spec::{MqttProtocol, MqttRole, SinkSpec};
+use pluribus_common::spec::{MqttProtocol, MqttRole};
 use pluribus_common::SpecError;
 use serde_json::Value;
+
+use super::sink_flags::{duration, list, switch, text, FlagOption, SinkFlags};
 
 /// Options of the mqtt sink; they go with `--sink mqtt` only.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -108,20 +110,14 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     pluribus_common::spec::per_second(s)
 }
 
-fn text(v: &Option<String>) -> Option<Value> {
-    v.as_ref().map(|s| Value::from(s.clone()))
-}
+impl SinkFlags for MqttFlags {
+    const SINK: &'static str = "mqtt";
+    const SENDS: &'static str = "publishes on --topic";
 
-impl MqttFlags {
-    /// Every option the flags set, by its name in the spec.
-    fn options(&self) -> Vec<(&'static str, &'static str, Option<Value>)> {
+    fn options(&self) -> Vec<FlagOption> {
         let status = |on: bool| on.then(|| Value::Object(Default::default()));
         vec![
-            (
-                "--broker",
-                "brokers",
-                (!self.broker.is_empty()).then(|| self.broker.clone().into()),
-            ),
+            ("--broker", "brokers", list(&self.broker)),
             (
                 "--protocol",
                 "protocol",
@@ -132,21 +128,12 @@ impl MqttFlags {
             ),
             ("--topic", "topic", text(&self.topic)),
             ("--qos", "qos", self.qos.map(Value::from)),
-            (
-                "--retain",
-                "retain",
-                self.retain.then_some(Value::Bool(true)),
-            ),
-            (
-                "--keepalive",
-                "keepalive",
-                self.keepalive
-                    .map(|d| humantime::format_duration(d).to_string().into()),
-            ),
+            ("--retain", "retain", switch(self.retain, Value::Bool(true))),
+            ("--keepalive", "keepalive", duration(self.keepalive)),
             (
                 "--persistent-session",
                 "clean_session",
-                self.persistent_session.then_some(Value::Bool(false)),
+                switch(self.persistent_session, Value::Bool(false)),
             ),
             ("--client-id", "client_id", text(&self.client_id)),
             ("--username", "username", text(&self.username)),
@@ -198,63 +185,22 @@ impl MqttFlags {
         ]
     }
 
-    /// Fails, naming the flag, when an mqtt flag is given with another sink.
-    pub fn check_sink(&self, sink: &str) -> Result<(), SpecError> {
-        if sink == "mqtt" {
-            return Ok(());
-        }
-        match self.options().into_iter().find(|(_, _, v)| v.is_some()) {
-            Some((flag, _, _)) => Err(SpecError::new(
-                flag,
-                format!("goes with --sink mqtt, not --sink {sink}: add --sink mqtt or drop {flag}"),
-            )),
-            None => Ok(()),
-        }
-    }
-
-    /// The mqtt sink the flags describe; `subject` is the --subject flag, which does not apply.
-    pub fn sink_spec(&self, subject: Option<&str>) -> Result<SinkSpec, SpecError> {
-        if subject.is_some() {
-            return Err(SpecError::new(
-                "--subject",
-                "goes with --sink nats; the mqtt sink publishes on --topic: drop --subject",
-            ));
-        }
+    fn check_required(&self) -> Result<(), SpecError> {
         if self.broker.is_empty() {
             return Err(SpecError::new(
                 "--broker",
                 "--sink mqtt needs a broker: add e.g. --broker mqtt://127.0.0.1:1883",
             ));
         }
-        let options = self
-            .options()
-            .into_iter()
-            .filter_map(|(_, name, v)| v.map(|v| (name.to_string(), v)))
-            .collect();
-        let spec = SinkSpec {
-            kind: "mqtt".into(),
-            options,
-        };
-        spec.validate()?;
-        Ok(spec)
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::cmd::{Cli, Command};
+    use crate::cmd::sink_flags::test_support::sink;
+    use crate::cmd::Cli;
     use clap::Parser;
-    use pluribus_common::spec::SinkSpec;
-
-    fn sink(args: &[&str]) -> Result<SinkSpec, pluribus_common::SpecError> {
-        let mut argv = vec!["pluribusctl", "deploy", "--device-id", "d"];
-        argv.extend_from_slice(args);
-        let cli = Cli::try_parse_from(argv).expect("parses");
-        let Command::Deploy(a) = cli.command else {
-            unreachable!("parsed as another command")
-        };
-        crate::cmd::deploy::device_spec("d", &a.flags).map(|s| s.sink)
-    }
 
     #[test]
     fn flags_become_the_sink_options() {

@@ -11,7 +11,7 @@ use pluribus_common::spec::network::plan::{PlannedRule, RuntimeRule};
 use pluribus_common::spec::network::{
     parse_signed_ms, BandwidthSpec, ChanceSpec, ClockSpec, Cohort, CorruptMode, CorruptSpec,
     Distribution, DropPolicy, DurationDist, FlapSpec, GilbertSpec, Impairments, LatencySpec,
-    LinkMode, LossSpec, NetRule, OfflineSpec, ReorderSpec, MAX_RULES, PRESETS,
+    LinkMode, LossSpec, NetRule, OfflineSpec, ReorderSpec, MAX_COHORTS, MAX_RULES, PRESETS,
 };
 use pluribus_common::time::now_ms;
 use serde::Serialize;
@@ -19,7 +19,10 @@ use serde::Serialize;
 use super::{no_fleet, Ctx, Global};
 use crate::apply::read_record;
 use crate::bus;
+use crate::figures::{tabulate, Mode, Span};
 use crate::output::{print_json, Table};
+use crate::state::{live, load_agents};
+use pluribus_client::netfigures::NetFigures;
 
 /// `network` arguments.
 #[derive(Debug, clap::Args)]
@@ -352,7 +355,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
             let (record, _) = read_record(&ctx.buckets.fleets, &a.fleet)
                 .await?
                 .ok_or_else(|| no_fleet(&a.fleet))?;
-            show(g, &record)
+            show(g, &ctx, &record).await
         }
         Verb::Set(a) => {
             let rule = a.rule()?;
@@ -371,6 +374,13 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
                         bail!("fleet {} defines no label {l}: define it in the fleet file under network.labels (e.g. {l}: 10%, {l}: 0..100 or a list of device ids)", a.fleet);
                     }
                 }
+                let mut named = r.network_cohorts();
+                if let Some(c) = rule.cohort.as_ref().filter(|c| !named.contains(c)) {
+                    named.push(c);
+                }
+                if named.len() > MAX_COHORTS {
+                    bail!("fleet {}'s rules name {MAX_COHORTS} cohorts already (injected faults are counted per cohort): clear some with `pluribusctl network clear {} --cohort C`, or reuse one of {}", a.fleet, a.fleet, r.network_cohorts().iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+                }
                 if r.network.len() >= MAX_RULES {
                     bail!("fleet {} has {MAX_RULES} runtime rules already: clear some with `pluribusctl network clear`", a.fleet);
                 }
@@ -383,7 +393,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
             })
             .await?;
             announce(&ctx, &a.fleet, change, &record).await?;
-            show(g, &record)
+            show(g, &ctx, &record).await
         }
         Verb::Clear(a) => {
             let ctx = g.open().await?;
@@ -400,7 +410,7 @@ pub async fn run(g: &Global, args: Args) -> Result<()> {
             })
             .await?;
             announce(&ctx, &a.fleet, format!("cleared {removed} rules"), &record).await?;
-            show(g, &record)
+            show(g, &ctx, &record).await
         }
     }
 }
@@ -524,9 +534,35 @@ struct Shown<'a> {
 struct ShowOutput<'a> {
     fleet: &'a str,
     rules: Vec<Shown<'a>>,
+    /// What the live agents injected into the fleet since they started, in total and per
+    /// cohort (absent when nothing was injected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    injected: Option<NetFigures>,
 }
 
-fn show(g: &Global, record: &FleetRecord) -> Result<()> {
+/// What the live agents injected into `fleet` since they started (from their heartbeats).
+async fn injected(ctx: &Ctx, fleet: &str) -> Result<Option<NetFigures>> {
+    let agents = load_agents(ctx).await?;
+    let spans: Vec<Span<'_>> = live(&agents, now_ms())
+        .into_iter()
+        .map(|h| Span {
+            latest: h,
+            earlier: None,
+        })
+        .collect();
+    let mode = Mode {
+        reported_rates: false,
+        span_percentiles: false,
+    };
+    Ok(tabulate(&spans, Some(fleet), mode)
+        .fleets
+        .into_iter()
+        .next()
+        .and_then(|f| f.figures.network))
+}
+
+async fn show(g: &Global, ctx: &Ctx, record: &FleetRecord) -> Result<()> {
+    let injected = injected(ctx, record.name()).await?;
     let plan = record.network_plan();
     let now = now_ms();
     let rules: Vec<Shown> = plan
@@ -542,13 +578,16 @@ fn show(g: &Global, record: &FleetRecord) -> Result<()> {
         return print_json(&ShowOutput {
             fleet: record.name(),
             rules,
+            injected,
         });
     }
+    let injected = injected.map(|n| n.lines(record.name()));
     if rules.is_empty() {
         println!(
             "fleet {}: no network rules (a perfect network)",
             record.name()
         );
+        print!("{}", injected.unwrap_or_default());
         return Ok(());
     }
     let mut t = Table::new(&["FROM", "COHORT", "WHEN", "IMPAIRMENTS"]);
@@ -571,6 +610,7 @@ fn show(g: &Global, record: &FleetRecord) -> Result<()> {
         ]);
     }
     print!("{}", t.render());
+    print!("{}", injected.unwrap_or_default());
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use super::Global;
 use crate::figures::{micros, tabulate, Figures, Mode, Quantiles, Span, Table as Figs};
 use crate::output::{print_json, rate, Table};
 use crate::state::{live, load_agents};
+use pluribus_client::netfigures::NetFigures;
 
 /// A report for a run window.
 #[derive(Debug, clap::Args)]
@@ -162,18 +163,44 @@ fn q(x: Option<Quantiles>, f: fn(&Quantiles) -> u64) -> String {
     x.map_or(String::new(), |q| f(&q).to_string())
 }
 
-const CSV_HEADER: &str = "scope,name,id,active,scheduled_per_s,messages,bytes,errors,msgs_per_s,bytes_per_s,tick_lag_p50_us,tick_lag_p90_us,tick_lag_p99_us,tick_lag_max_us,ack_latency_p50_us,ack_latency_p99_us,saturated";
+const CSV_HEADER: &str = "scope,name,id,active,scheduled_per_s,messages,bytes,errors,msgs_per_s,bytes_per_s,tick_lag_p50_us,tick_lag_p90_us,tick_lag_p99_us,tick_lag_max_us,ack_latency_p50_us,ack_latency_p99_us,saturated,net_dropped,net_duplicated,net_delayed,net_reordered,net_corrupted,net_throttled,net_buffered,net_flushed,net_buffer_dropped,net_partitions_started,net_partitions_ended,net_disconnects,net_added_delay_p50_us,net_added_delay_p99_us";
 
-fn csv_row(scope: &str, name: &str, id: &str, f: &Figures) -> String {
-    let field = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
+/// The injected-fault columns of a row (empty without network rules).
+fn net_columns(n: Option<&NetFigures>) -> String {
+    let Some(n) = n else {
+        return ",".repeat(13);
     };
     format!(
-        "{scope},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+        n.dropped,
+        n.duplicated,
+        n.delayed,
+        n.reordered,
+        n.corrupted,
+        n.throttled,
+        n.buffered,
+        n.flushed,
+        n.buffer_dropped,
+        n.partitions_started,
+        n.partitions_ended,
+        n.disconnects,
+        q(n.added_delay_us, |q| q.p50),
+        q(n.added_delay_us, |q| q.p99),
+    )
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn csv_row(scope: &str, name: &str, id: &str, f: &Figures) -> String {
+    let field = csv_field;
+    format!(
+        "{scope},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
         field(name),
         field(id),
         f.devices,
@@ -190,6 +217,7 @@ fn csv_row(scope: &str, name: &str, id: &str, f: &Figures) -> String {
         q(f.ack_latency_us, |q| q.p50),
         q(f.ack_latency_us, |q| q.p99),
         f.saturated,
+        net_columns(f.network.as_ref()),
     )
 }
 
@@ -198,6 +226,18 @@ pub(crate) fn csv(t: &Figs) -> String {
     let mut out = format!("{CSV_HEADER}\n");
     for r in &t.fleets {
         out.push_str(&csv_row("fleet", &r.name, "", &r.figures));
+    }
+    // Injected faults per cohort: name is the fleet, id the cohort; only the net_ columns.
+    for r in &t.fleets {
+        for (cohort, n) in r.figures.network.iter().flat_map(|n| &n.cohorts) {
+            out.push_str(&format!(
+                "cohort,{},{},{}{}\n",
+                csv_field(&r.name),
+                csv_field(cohort),
+                ",".repeat(14),
+                net_columns(Some(n))
+            ));
+        }
     }
     for a in &t.agents {
         out.push_str(&csv_row("agent", &a.name, &a.id, &a.figures));
@@ -268,11 +308,7 @@ fn text(r: &Report) -> String {
     let mut out = head + &t.render();
     for f in &r.figures.fleets {
         if let Some(n) = &f.figures.network {
-            out.push_str(&format!(
-                "network of {} injected: {}\n",
-                f.name,
-                n.describe()
-            ));
+            out.push_str(&n.lines(&f.name));
         }
     }
     if !r.agents_lost.is_empty() {

@@ -254,11 +254,7 @@ fn render(f: &Frame, history: &History, utf8: bool, wide: bool) -> String {
     }
     for r in &f.fleets {
         if let Some(n) = &r.figures.network {
-            out.push_str(&format!(
-                "network of {} injected: {}\n",
-                r.name,
-                n.describe()
-            ));
+            out.push_str(&n.lines(&r.name));
         }
     }
     // Acknowledgement latencies are in the fleets table already.

@@ -245,6 +245,7 @@ mod tests {
                 value: encode(&lease),
                 live: true,
                 expires_ms: None,
+                stored_ms: None,
             },
         );
         assert_eq!(d.leases["f"][&0].devices, 5);
@@ -255,6 +256,7 @@ mod tests {
                 value: encode(&lease),
                 live: true,
                 expires_ms: None,
+                stored_ms: None,
             },
         );
         apply_lease(
@@ -264,6 +266,7 @@ mod tests {
                 value: Default::default(),
                 live: false,
                 expires_ms: None,
+                stored_ms: None,
             },
         );
         assert!(d.leases.is_empty());
@@ -274,6 +277,7 @@ mod tests {
                 value: bytes::Bytes::from_static(b"{not json"),
                 live: true,
                 expires_ms: None,
+                stored_ms: None,
             },
         );
         assert!(d.fleets.is_empty());

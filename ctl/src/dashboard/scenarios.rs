@@ -193,6 +193,7 @@ mod tests {
             value: bytes::Bytes::from(value.to_string()),
             live: true,
             expires_ms: None,
+            stored_ms: None,
         }
     }
 
@@ -241,6 +242,7 @@ mod tests {
             value: Default::default(),
             live: false,
             expires_ms: None,
+            stored_ms: None,
         });
         assert_eq!(b.view().runs.len(), MAX_RUNS - 1);
     }

@@ -39,6 +39,8 @@ pub struct Recorded {
     /// The connection came with a client certificate (verified against the server's
     /// client CA); never for plain http.
     pub client_cert: bool,
+    /// The connection it came on (numbered from 1 in the order they were accepted).
+    pub conn: u64,
 }
 
 impl Recorded {
@@ -55,6 +57,10 @@ struct State {
     count: watch::Sender<usize>,
     /// TLS handshakes that failed (the client did not trust the server, say).
     tls_failures: AtomicU64,
+    /// Connections accepted so far (the last one's number).
+    accepted: AtomicU64,
+    /// Connections the client closed (by number).
+    closed: Mutex<Vec<u64>>,
 }
 
 /// The server; it stops when dropped.
@@ -159,6 +165,8 @@ impl HttpServer {
             delay,
             count: tx,
             tls_failures: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            closed: Mutex::new(Vec::new()),
         });
         let s = state.clone();
         let is_tls = tls.is_some();
@@ -168,13 +176,14 @@ impl HttpServer {
             while let Ok((stream, _)) = listener.accept().await {
                 let s = s.clone();
                 let tls = tls.clone();
+                let conn = s.accepted.fetch_add(1, SeqCst) + 1;
                 conns.spawn(async move {
                     match tls {
-                        None => serve_connection(s, stream, false).await,
+                        None => serve_connection(s, stream, false, conn).await,
                         Some(acceptor) => match acceptor.accept(stream).await {
                             Ok(stream) => {
                                 let client_cert = stream.get_ref().1.peer_certificates().is_some();
-                                serve_connection(s, stream, client_cert).await;
+                                serve_connection(s, stream, client_cert, conn).await;
                             }
                             Err(_) => {
                                 s.tls_failures.fetch_add(1, SeqCst);
@@ -202,6 +211,16 @@ impl HttpServer {
     /// TLS handshakes that failed so far.
     pub fn tls_failures(&self) -> u64 {
         self.state.tls_failures.load(SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.state.accepted.load(SeqCst)
+    }
+
+    /// The numbers of the connections the client closed so far.
+    pub fn closed(&self) -> Vec<u64> {
+        self.state.closed.lock().expect("lock").clone()
     }
 
     /// Every request so far.
@@ -244,20 +263,24 @@ impl Drop for HttpServer {
 }
 
 /// Serves HTTP/1.1 requests on one connection (plain or TLS) until it closes.
-async fn serve_connection<S>(s: Arc<State>, stream: S, client_cert: bool)
+async fn serve_connection<S>(s: Arc<State>, stream: S, client_cert: bool, conn: u64)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = service_fn(move |req| handle(s.clone(), req, client_cert));
+    let state = s.clone();
+    let svc = service_fn(move |req| handle(s.clone(), req, client_cert, conn));
     let _ = http1::Builder::new()
         .serve_connection(TokioIo::new(stream), svc)
         .await;
+    state.closed.lock().expect("lock").push(conn);
+    state.count.send_modify(|_| {});
 }
 
 async fn handle(
     s: Arc<State>,
     req: Request<Incoming>,
     client_cert: bool,
+    conn: u64,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     tokio::time::sleep(s.delay).await;
     let method = req.method().to_string();
@@ -289,6 +312,7 @@ async fn handle(
         body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         status: status.as_u16(),
         client_cert,
+        conn,
     });
     s.count.send_modify(|n| *n += 1);
     let mut resp = Response::new(Full::new(Bytes::from_static(b"{}")));

@@ -38,12 +38,13 @@ impl Net {
         };
         d.gen = self.gen;
         let id = d.id.clone();
-        let chain = self
-            .plan
-            .effective(index, &id, now_us / 1000)
-            .map(|i| self.chain(i));
+        let (imp, cohort) = self.plan.resolve(index, &id, now_us / 1000);
+        let key = cohort.map(|c| c.to_string());
+        let acct = self.accts.index(key.as_deref(), &self.ctx.metrics);
+        let chain = imp.map(|i| self.chain(i));
         if let Some(d) = self.devs.get_mut(&index) {
             d.chain = chain;
+            d.acct = acct;
         }
     }
 
@@ -83,20 +84,29 @@ impl Net {
             index,
         };
         let link = |mode: LinkMode| (mode != LinkMode::Keep).then_some(mode);
-        let m = &self.ctx.metrics.net;
         match (want, d.offline.as_deref_mut()) {
             (Some(spec), None) => {
+                let m = &self.accts.get(d.acct).m;
                 m.partitions_started.fetch_add(1, Relaxed);
                 self.went_offline += 1;
                 if let Some(mode) = link(spec.link) {
-                    inner.set_link(&dev, Some(mode));
+                    if inner.set_link(&dev, Some(mode)) {
+                        m.disconnects.fetch_add(1, Relaxed);
+                    }
                 }
+                d.off_acct = d.acct;
                 d.offline = Some(Box::new(Offline::new(spec)));
             }
             (Some(spec), Some(o)) => {
                 // Cut off again (or by another rule) before it got back.
-                if o.returning || o.spec.link != spec.link {
-                    inner.set_link(&dev, link(spec.link));
+                if (o.returning || o.spec.link != spec.link)
+                    && inner.set_link(&dev, link(spec.link))
+                {
+                    self.accts
+                        .get(d.off_acct)
+                        .m
+                        .disconnects
+                        .fetch_add(1, Relaxed);
                 }
                 o.spec = spec;
                 o.returning = false;

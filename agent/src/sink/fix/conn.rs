@@ -23,6 +23,7 @@ use super::order::{self, Order, Telemetry};
 use crate::events::Events;
 use crate::metrics::FleetMetrics;
 use crate::sink::mqtt::pacer::{Jitter, Pacer};
+use crate::sink::LinkMode;
 
 mod logon;
 mod session;
@@ -128,6 +129,10 @@ struct State {
     awaiting: Vec<(u64, u64)>,
     /// Devices open on the session.
     members: usize,
+    /// Devices of the session the network layer has cut off.
+    cut: usize,
+    /// The session is cut off (every device of it is): closed or stalled.
+    link: Option<LinkMode>,
 }
 
 impl State {
@@ -184,11 +189,61 @@ impl Conn {
         self.lock().members += 1;
     }
 
-    /// A device leaves the session; returns how many remain.
-    pub fn leave(&self) -> usize {
+    /// A device leaves the session (`cut`: while cut off); returns how many remain.
+    pub fn leave(&self, cut: bool) -> usize {
         let mut st = self.lock();
         st.members = st.members.saturating_sub(1);
+        if cut {
+            st.cut = st.cut.saturating_sub(1);
+        }
         st.members
+    }
+
+    /// The network layer cut one of the session's devices off (`Some`, `was_cut`: it was
+    /// already) or let it back (`None`). The session is cut off while every device of it
+    /// is: its socket closed without Logout (`close`), or kept open and silent (`stall`:
+    /// no Heartbeat, so the acceptor's TestRequest goes unanswered and it drops the
+    /// session). Returns true if a logged-on session was cut.
+    pub fn set_link(&self, down: Option<LinkMode>, was_cut: bool) -> bool {
+        let mut st = self.lock();
+        match (down, was_cut) {
+            (Some(_), false) => st.cut += 1,
+            (None, true) => st.cut = st.cut.saturating_sub(1),
+            _ => {}
+        }
+        let link = if st.cut >= st.members.max(1) {
+            down.or(st.link)
+        } else {
+            None
+        };
+        if link == st.link {
+            return false;
+        }
+        let cut = link.is_some() && st.up && st.link.is_none();
+        st.link = link;
+        if link.is_some() {
+            st.up = false;
+        }
+        drop(st);
+        self.wake.notify_one();
+        cut
+    }
+
+    /// Logged on, and not cut off.
+    pub fn ready(&self) -> bool {
+        let st = self.lock();
+        st.up && st.link.is_none()
+    }
+
+    fn link(&self) -> Option<LinkMode> {
+        self.lock().link
+    }
+
+    /// Waits until the session is closed.
+    async fn closed(&self) {
+        while !self.closing() {
+            self.wake.notified().await;
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -329,6 +384,8 @@ impl Drop for Gauge<'_> {
 enum End {
     /// close_device: the task ends.
     Closed,
+    /// The network layer cut the session off: the socket was dropped (no Logout).
+    Cut,
     /// The session was lost (reason).
     Lost(String),
 }
@@ -346,9 +403,21 @@ fn clean(text: &str) -> String {
 pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
     let mut jitter = Jitter::new(conn.index);
     let (mut failures, mut attempt, mut was_up, mut failing) = (0u32, 0u64, false, false);
+    let reconnect = pluribus_common::spec::ReconnectSpec::default();
     loop {
         if conn.closing() {
             return;
+        }
+        if conn.link().is_some() {
+            // Cut off: logon attempts fail without reaching the acceptor, on the backoff;
+            // once let back the session logs on at its next attempt (so the backoff and
+            // its jitter decide how many sessions log on at once).
+            failures += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(jitter.backoff(&reconnect, failures)) => {}
+                _ = conn.closed() => return,
+            }
+            continue;
         }
         // Boxed: the logon future (TLS included) is large and short-lived.
         let r = Box::pin(logon::logon(&conn, &sh, attempt)).await;
@@ -389,6 +458,14 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
                 conn.lock().up = false;
                 match end {
                     End::Closed => return,
+                    End::Cut => {
+                        // Counted by the network layer, per cohort, when it cut the link.
+                        let mut st = conn.lock();
+                        st.out = BytesMut::new();
+                        st.awaiting = Vec::new();
+                        failures = 0;
+                        continue;
+                    }
                     End::Lost(reason) => {
                         sh.metrics.disconnects.fetch_add(1, Relaxed);
                         tracing::debug!(device = %conn.device_id, reason, "fix session lost");
@@ -409,7 +486,7 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(jitter.backoff(&pluribus_common::spec::ReconnectSpec::default(), failures)) => {}
+            _ = tokio::time::sleep(jitter.backoff(&reconnect, failures)) => {}
             _ = conn.wake.notified() => {}
         }
     }

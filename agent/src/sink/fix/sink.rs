@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::codec;
 use super::conn::{self, Conn, Numbers, Shared};
-use crate::sink::{Sink, SinkDevice, SinkError};
+use crate::sink::{LinkMode, Sink, SinkDevice, SinkError};
 
 /// How long a flush waits for stopping sessions to log out.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
@@ -27,6 +27,8 @@ struct Session {
 struct Device {
     session: u64,
     nums: Numbers,
+    /// Cut off by the network layer.
+    cut: bool,
 }
 
 /// One shard's FIX devices. Sessions never span shards (the shard size is a multiple of
@@ -88,6 +90,7 @@ impl Sink for FixSink {
             Device {
                 session: index,
                 nums: Numbers::default(),
+                cut: false,
             },
         );
         Ok(())
@@ -110,6 +113,23 @@ impl Sink for FixSink {
             .map_err(failed)
     }
 
+    fn set_link(&mut self, dev: &SinkDevice<'_>, down: Option<LinkMode>) -> bool {
+        let Some(d) = self.devices.get_mut(&dev.index) else {
+            return false;
+        };
+        let was_cut = std::mem::replace(&mut d.cut, down.is_some());
+        self.sessions
+            .get(&d.session)
+            .is_some_and(|s| s.conn.set_link(down, was_cut))
+    }
+
+    fn ready(&self, dev: &SinkDevice<'_>) -> bool {
+        self.devices
+            .get(&dev.index)
+            .and_then(|d| self.sessions.get(&d.session))
+            .is_some_and(|s| s.conn.ready())
+    }
+
     async fn close_device(&mut self, dev: &SinkDevice<'_>) {
         let Some(d) = self.devices.remove(&dev.index) else {
             return;
@@ -118,7 +138,7 @@ impl Sink for FixSink {
         let last = self
             .sessions
             .get(&d.session)
-            .is_some_and(|s| s.conn.leave() == 0);
+            .is_some_and(|s| s.conn.leave(d.cut) == 0);
         if !last {
             return;
         }

@@ -15,8 +15,45 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-/// An http sink's client (a cheap handle to one pool).
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type Connector = HttpsConnector<HttpConnector>;
+
+/// An http sink's client: one connection pool, and the connector (TLS set up) that makes
+/// clients of the same kind with a pool of their own ([`HttpClient::own`]).
+pub struct HttpClient {
+    pool: Client<Connector, Full<Bytes>>,
+    connector: Connector,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient").finish_non_exhaustive()
+    }
+}
+
+impl HttpClient {
+    fn new(connector: Connector, idle_per_host: usize) -> Self {
+        let pool = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_max_idle_per_host(idle_per_host)
+            .pool_timer(TokioTimer::new())
+            .build(connector.clone());
+        Self { pool, connector }
+    }
+
+    /// Sends one request.
+    pub fn request(
+        &self,
+        r: hyper::Request<Full<Bytes>>,
+    ) -> hyper_util::client::legacy::ResponseFuture {
+        self.pool.request(r)
+    }
+
+    /// A client on the same TLS setup with a pool of its own, keeping at most one idle
+    /// connection: one device's connection, which dropping the client closes.
+    pub fn own(&self) -> HttpClient {
+        Self::new(self.connector.clone(), 1)
+    }
+}
 
 /// How long an idle connection stays in the pool.
 const POOL_IDLE: Duration = Duration::from_secs(30);
@@ -55,8 +92,5 @@ fn finish(tls: HttpsConnectorBuilder<WantsSchemes>) -> HttpClient {
     http.enforce_http(false);
     http.set_nodelay(true);
     let connector = tls.https_or_http().enable_http1().wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE)
-        .pool_timer(TokioTimer::new())
-        .build(connector)
+    HttpClient::new(connector, usize::MAX)
 }

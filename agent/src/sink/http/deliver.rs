@@ -45,12 +45,19 @@ enum Failure {
     Transient(String),
 }
 
-/// Sends `body` to `uri`, retrying transient failures with exponential backoff. Holds
-/// `_permit` (one request slot of the agent's limit) until done, backoff included.
-pub async fn deliver(req: Arc<Request>, uri: Uri, body: Bytes, _permit: OwnedSemaphorePermit) {
+/// Sends `body` to `uri` through `client` (the sink's, or the device's own), retrying
+/// transient failures with exponential backoff. Holds `_permit` (one request slot of the
+/// agent's limit) until done, backoff included.
+pub async fn deliver(
+    req: Arc<Request>,
+    client: Arc<HttpClient>,
+    uri: Uri,
+    body: Bytes,
+    _permit: OwnedSemaphorePermit,
+) {
     let mut retry = 0;
     let failure = loop {
-        match req.attempt(&uri, body.clone()).await {
+        match req.attempt(&client, &uri, body.clone()).await {
             Ok(()) => return,
             Err(Failure::Transient(_)) if retry < req.retries => {
                 tokio::time::sleep(backoff(retry)).await;
@@ -91,7 +98,7 @@ pub fn class(s: StatusCode) -> &'static str {
 impl Request {
     /// One attempt: the request, and the whole response read within the timeout. A
     /// response is counted by class, with its latency, whatever its status.
-    async fn attempt(&self, uri: &Uri, body: Bytes) -> Result<(), Failure> {
+    async fn attempt(&self, client: &HttpClient, uri: &Uri, body: Bytes) -> Result<(), Failure> {
         let mut r = hyper::Request::new(Full::new(body));
         *r.method_mut() = match self.method {
             HttpMethod::Post => Method::POST,
@@ -105,7 +112,7 @@ impl Request {
         }
         let start = Instant::now();
         let exchange = async {
-            let resp = self.client.request(r).await.map_err(|e| {
+            let resp = client.request(r).await.map_err(|e| {
                 let what = if e.is_connect() { "connect" } else { "request" };
                 Failure::Transient(format!("{what}: {}", chain(&e)))
             })?;

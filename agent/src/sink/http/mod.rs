@@ -31,7 +31,7 @@ use pluribus_common::spec::{HttpSinkConfig, SinkSpec, Template, TemplateVars};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use super::{tls, Sink, SinkContext, SinkDevice, SinkError, SinkFactory};
+use super::{tls, LinkMode, Sink, SinkContext, SinkDevice, SinkError, SinkFactory};
 use client::HttpClient;
 use deliver::{LogLimit, Request};
 
@@ -130,8 +130,19 @@ impl SinkFactory for HttpFactory {
             scratch: String::new(),
             drops: LogLimit::default(),
             in_flight_tasks: TaskTracker::new(),
+            links: None,
         }))
     }
+}
+
+/// A device's own connection, while the fleet's network rules may cut links.
+#[derive(Default)]
+struct DevLink {
+    /// Its client (a pool of one connection), made by its first request; dropped (and the
+    /// connection closed) when the network layer closes its link.
+    client: Option<Arc<HttpClient>>,
+    /// Cut off by the network layer.
+    cut: Option<LinkMode>,
 }
 
 /// Sends a shard's messages as HTTP requests, in tasks of their own.
@@ -144,6 +155,10 @@ pub struct HttpSink {
     drops: LogLimit,
     /// This shard's requests, awaited when it stops.
     in_flight_tasks: TaskTracker,
+    /// Per device, while the fleet's network rules may cut links ([`Sink::own_links`]):
+    /// each device then has a connection of its own, which a partition closes (the server
+    /// sees it go) and which comes back with the device's next request.
+    links: Option<HashMap<u64, DevLink>>,
 }
 
 impl std::fmt::Debug for HttpSink {
@@ -197,9 +212,62 @@ impl Sink for HttpSink {
                 self.concurrency
             )));
         };
-        self.in_flight_tasks
-            .spawn(deliver::deliver(self.request.clone(), uri, payload, permit));
+        let client = match &mut self.links {
+            None => self.request.client.clone(),
+            Some(links) => {
+                let l = links.entry(dev.index).or_default();
+                let shared = &self.request.client;
+                l.client
+                    .get_or_insert_with(|| Arc::new(shared.own()))
+                    .clone()
+            }
+        };
+        self.in_flight_tasks.spawn(deliver::deliver(
+            self.request.clone(),
+            client,
+            uri,
+            payload,
+            permit,
+        ));
         Ok(())
+    }
+
+    fn own_links(&mut self, on: bool) {
+        match (on, &self.links) {
+            (true, None) => self.links = Some(HashMap::new()),
+            (false, Some(_)) => self.links = None,
+            _ => {}
+        }
+    }
+
+    /// `close`: the device's connection is dropped (requests already in flight finish
+    /// first), so the server sees it close; `stall`: it stays open and idle (the server's
+    /// keep-alive timeout may close it). Let back, the device connects again with its
+    /// next request (the network layer's flush).
+    fn set_link(&mut self, dev: &SinkDevice<'_>, down: Option<LinkMode>) -> bool {
+        let Some(links) = &mut self.links else {
+            return false;
+        };
+        let l = links.entry(dev.index).or_default();
+        let was = std::mem::replace(&mut l.cut, down);
+        let live = l.client.is_some() && was.is_none();
+        if down == Some(LinkMode::Close) {
+            l.client = None;
+        }
+        down.is_some() && live
+    }
+
+    fn ready(&self, dev: &SinkDevice<'_>) -> bool {
+        self.links
+            .as_ref()
+            .and_then(|l| l.get(&dev.index))
+            .is_none_or(|l| l.cut.is_none())
+    }
+
+    async fn close_device(&mut self, dev: &SinkDevice<'_>) {
+        if let Some(links) = &mut self.links {
+            links.remove(&dev.index);
+        }
     }
 
     /// Waits for this shard's requests still in flight (retries included), so that the

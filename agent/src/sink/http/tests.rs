@@ -45,6 +45,7 @@ fn sink(url: &str, concurrency: u32, retries: u32) -> (HttpSink, Arc<FleetMetric
         scratch: String::new(),
         drops: LogLimit::default(),
         in_flight_tasks: tokio_util::task::TaskTracker::new(),
+        links: None,
     };
     (sink, metrics)
 }

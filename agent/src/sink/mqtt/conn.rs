@@ -245,17 +245,20 @@ impl Conn {
     /// The network layer cuts the device off (`Some`) or lets it back (`None`): the task
     /// closes or stalls the connection, and reconnects (or checks a stalled one) once let
     /// back. Nothing is published meanwhile.
-    pub fn set_link(&self, down: Option<LinkMode>) {
+    /// Returns true if a live connection was cut.
+    pub fn set_link(&self, down: Option<LinkMode>) -> bool {
         let mut st = self.lock();
         if st.link == down {
-            return;
+            return false;
         }
+        let cut = down.is_some() && st.up && st.link.is_none();
         st.link = down;
         if down.is_some() {
             st.up = false;
         }
         drop(st);
         self.wake.notify_one();
+        cut
     }
 
     /// Connected, and not cut off.
@@ -366,7 +369,7 @@ pub async fn run(conn: Arc<Conn>, sh: Arc<Shared>) {
                 match end {
                     End::Closed => return,
                     End::Cut => {
-                        sh.metrics.net.disconnects.fetch_add(1, Relaxed);
+                        // Counted by the network layer, per cohort, when it cut the link.
                         conn.lock().out = BytesMut::new();
                         failures = 0;
                         continue;

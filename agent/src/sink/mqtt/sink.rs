@@ -122,10 +122,10 @@ impl Sink for MqttSink {
         }
     }
 
-    fn set_link(&mut self, dev: &SinkDevice<'_>, down: Option<LinkMode>) {
-        if let Some(d) = self.devices.get(&dev.index) {
-            d.conn.set_link(down);
-        }
+    fn set_link(&mut self, dev: &SinkDevice<'_>, down: Option<LinkMode>) -> bool {
+        self.devices
+            .get(&dev.index)
+            .is_some_and(|d| d.conn.set_link(down))
     }
 
     fn ready(&self, dev: &SinkDevice<'_>) -> bool {

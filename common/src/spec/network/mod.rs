@@ -32,6 +32,20 @@ pub const MAX_REORDER_GAP: u32 = 1000;
 pub const MAX_OFFLINE_BUFFER: u32 = 100_000;
 /// Most rules a fleet may carry (file and runtime together).
 pub const MAX_RULES: usize = 64;
+/// Most distinct cohorts a fleet's rules may name (file and runtime together): agents
+/// count injected faults per cohort, so this bounds what a heartbeat carries per fleet.
+pub const MAX_COHORTS: usize = 16;
+
+/// The distinct cohorts `rules` name.
+pub fn cohorts<'a>(rules: impl IntoIterator<Item = &'a NetRule>) -> Vec<&'a Cohort> {
+    let mut out: Vec<&Cohort> = Vec::new();
+    for c in rules.into_iter().filter_map(|r| r.cohort.as_ref()) {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// The `network:` section of a fleet file.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -105,6 +119,13 @@ impl NetworkSpec {
                 ));
             }
             r.validate(&at)?;
+        }
+        let named = cohorts(self.cohorts.iter().chain(&self.timeline)).len();
+        if named > MAX_COHORTS {
+            return Err(SpecError::new(
+                prefix,
+                format!("the rules name {named} different cohorts, more than the limit of {MAX_COHORTS}: injected faults are counted per cohort; define fewer (a label can group devices)"),
+            ));
         }
         let n = usize::from(self.default.is_some()) + self.cohorts.len() + self.timeline.len();
         if n > MAX_RULES {

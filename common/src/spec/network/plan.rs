@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
-use super::{Cohort, Impairments, LabelSets, NetRule, NetworkSpec, MAX_RULES};
+use super::{Cohort, Impairments, LabelSets, NetRule, NetworkSpec, MAX_COHORTS, MAX_RULES};
 
 /// A rule set at runtime (`pluribusctl network FLEET set`), kept in the fleet record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,6 +101,18 @@ impl NetPlan {
                 tracing::warn!(?origin, position, "network rule left out: too many rules");
                 return;
             }
+            if let Some(c) = &r.cohort {
+                let mut named: Vec<&Cohort> = Vec::new();
+                for x in rules.iter().filter_map(|x: &PlannedRule| x.cohort.as_ref()) {
+                    if !named.contains(&x) {
+                        named.push(x);
+                    }
+                }
+                if !named.contains(&c) && named.len() >= MAX_COHORTS {
+                    tracing::warn!(?origin, position, "network rule left out: too many cohorts");
+                    return;
+                }
+            }
             let impairments = r.impairments();
             if !impairments.is_off() {
                 rules.push(PlannedRule {
@@ -142,6 +154,19 @@ impl NetPlan {
         self.rules.is_empty()
     }
 
+    /// True if some rule may cut devices' links (offline or flapping with a `close` or
+    /// `stall` link): sinks whose devices share connections then give each its own.
+    pub fn cuts_links(&self) -> bool {
+        use super::LinkMode;
+        self.rules.iter().any(|r| {
+            let i = &r.impairments;
+            i.offline.as_ref().is_some_and(|o| o.link != LinkMode::Keep)
+                || i.flap.as_ref().is_some_and(|f| {
+                    f.offline.as_ref().map_or(LinkMode::Close, |o| o.link) != LinkMode::Keep
+                })
+        })
+    }
+
     /// True if the fleet file defines `label`.
     pub fn defines_label(&self, label: &str) -> bool {
         self.labels.defines(label)
@@ -159,17 +184,37 @@ impl NetPlan {
 
     /// What device `index` (`device_id`) gets at `now_ms`, or `None` if nothing.
     pub fn effective(&self, index: u64, device_id: &str, now_ms: u64) -> Option<Impairments> {
+        self.resolve(index, device_id, now_ms).0
+    }
+
+    /// What device `index` (`device_id`) gets at `now_ms`, and the cohort its injected
+    /// faults are counted under: that of the last rule in force that names a cohort the
+    /// device is in (`None`: only rules for every device apply to it, or none).
+    pub fn resolve(
+        &self,
+        index: u64,
+        device_id: &str,
+        now_ms: u64,
+    ) -> (Option<Impairments>, Option<&Cohort>) {
         let mut out: Option<Impairments> = None;
+        let mut cohort = None;
         for r in self.live(now_ms) {
-            if r.cohort
-                .as_ref()
-                .is_none_or(|c| self.labels.contains(c, self.seed, index, device_id))
-            {
+            let member = match &r.cohort {
+                None => true,
+                Some(c) => {
+                    let yes = self.labels.contains(c, self.seed, index, device_id);
+                    if yes {
+                        cohort = Some(c);
+                    }
+                    yes
+                }
+            };
+            if member {
                 out.get_or_insert_with(Impairments::default)
                     .overlay(&r.impairments);
             }
         }
-        out.filter(|i| !i.is_off())
+        (out.filter(|i| !i.is_off()), cohort)
     }
 
     /// The first time after `now_ms` at which a rule starts or ends.

@@ -239,3 +239,49 @@ fn bad_labels_and_flapping_name_the_field() {
         assert!(e.to_string().contains(needle), "{section}: {e}");
     }
 }
+
+#[test]
+fn too_many_cohorts_are_refused_naming_the_limit() {
+    let mut text = String::from("  cohorts:\n");
+    for i in 0..=MAX_COHORTS {
+        text.push_str(&format!(
+            "    - {{cohort: {i}..{}, loss: {{probability: 0.1}}}}\n",
+            i + 1
+        ));
+    }
+    let e = parse(&text).expect_err("17 cohorts");
+    assert!(e.to_string().contains("17 different cohorts"), "{e}");
+    // The same cohort twice counts once.
+    let twice = "  cohorts:\n    - {cohort: 10%, loss: {probability: 0.1}}\n    - {cohort: 10%, duplicate: {probability: 0.1}}\n";
+    assert!(parse(twice).is_ok());
+}
+
+#[test]
+fn a_device_counts_under_the_last_cohort_rule_it_is_in() {
+    let rule = |cohort: Option<Cohort>| RuntimeRule {
+        rule: NetRule {
+            cohort,
+            loss: Some(LossSpec {
+                probability: 0.1,
+                gilbert: None,
+            }),
+            ..NetRule::default()
+        },
+        since_ms: 0,
+        until_ms: None,
+    };
+    let rules = [
+        rule(None),
+        rule(Some(Cohort::Range(0, 50))),
+        rule(Some(Cohort::Range(0, 10))),
+    ];
+    let plan = NetPlan::new(None, &rules, 0, 1);
+    let cohort = |i: u64| {
+        plan.resolve(i, &format!("d-{i}"), 1)
+            .1
+            .map(|c| c.to_string())
+    };
+    assert_eq!(cohort(5).as_deref(), Some("0..10"));
+    assert_eq!(cohort(20).as_deref(), Some("0..50"));
+    assert_eq!(cohort(70), None);
+}

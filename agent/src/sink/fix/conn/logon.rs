@@ -96,7 +96,7 @@ pub(super) async fn logon(
                             sh.metrics.response("seq_gap");
                         }
                         st.in_seq = seq + 1;
-                        st.up = true;
+                        st.up = st.link.is_none();
                         return Ok((s, buf));
                     }
                     b"5" => {

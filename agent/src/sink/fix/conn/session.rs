@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::{admin, clean, clordid_key, mono_us, Conn, End, Shared, State};
 use crate::sink::fix::codec::{self, Frame};
 use crate::sink::mqtt::stream::Stream;
+use crate::sink::LinkMode;
 
 /// How long a closing device waits for the acceptor's Logout.
 const LOGOUT_WAIT: Duration = Duration::from_secs(2);
@@ -21,12 +22,19 @@ pub(super) async fn session(conn: &Conn, sh: &Shared, s: &mut Stream, rbuf: &mut
     let mut tick_at = Instant::now() + hb;
     let (mut wrote, mut last_rx, mut test_out) = (false, Instant::now(), false);
     let mut logout_by: Option<Instant> = None;
+    // Back from a stall: sending waits until the acceptor answers (it may have dropped the
+    // session meanwhile, and then the session logs on again).
+    let mut verifying = false;
     loop {
         loop {
             match codec::decode(rbuf) {
                 Ok(Some(f)) => {
                     last_rx = Instant::now();
                     test_out = false;
+                    if std::mem::take(&mut verifying) {
+                        let mut st = conn.lock();
+                        st.up = st.link.is_none();
+                    }
                     match handle(conn, sh, &f) {
                         Ok(true) => {}
                         Ok(false) => {
@@ -48,6 +56,24 @@ pub(super) async fn session(conn: &Conn, sh: &Shared, s: &mut Stream, rbuf: &mut
         }
         if rbuf.is_empty() && rbuf.capacity() > 0 {
             *rbuf = BytesMut::new();
+        }
+        let link = conn.lock().link;
+        match link {
+            None => {}
+            Some(LinkMode::Close) => return End::Cut,
+            Some(_) => {
+                if let Some(end) = stall(conn).await {
+                    return end;
+                }
+                // Back: a TestRequest; the answer lets the devices send again, and a
+                // session the acceptor dropped meanwhile reads as closed.
+                admin(&mut conn.lock(), &sh.cfg, &conn.sender, "1", |w| {
+                    w.str(112, "PLURIBUS");
+                });
+                (test_out, verifying, last_rx) = (true, true, Instant::now());
+                tick_at = Instant::now() + hb;
+                continue;
+            }
         }
         let (out, closing) = {
             let mut st = conn.lock();
@@ -94,6 +120,24 @@ pub(super) async fn session(conn: &Conn, sh: &Shared, s: &mut Stream, rbuf: &mut
                 wrote = false;
                 tick_at += hb;
             }
+        }
+    }
+}
+
+/// Cut off with the socket kept open but silent: nothing read, written or sent as
+/// Heartbeat. Returns when the session is let back (`None`), or how it ends if it is
+/// closed or cut off for good meanwhile.
+async fn stall(conn: &Conn) -> Option<End> {
+    loop {
+        conn.wake.notified().await;
+        let st = conn.lock();
+        if st.closing {
+            return Some(End::Closed);
+        }
+        match st.link {
+            None => return None,
+            Some(LinkMode::Close) => return Some(End::Cut),
+            Some(_) => {}
         }
     }
 }

@@ -95,7 +95,7 @@ pub(super) async fn session(conn: &Conn, sh: &Shared, s: &mut Stream, rbuf: &mut
             None => {}
             Some(LinkMode::Close) => return End::Cut,
             Some(_) => {
-                if let Some(end) = stall(conn, sh).await {
+                if let Some(end) = stall(conn).await {
                     return end;
                 }
                 codec::pingreq(&mut conn.lock().out);
@@ -149,11 +149,8 @@ pub(super) async fn session(conn: &Conn, sh: &Shared, s: &mut Stream, rbuf: &mut
 /// Cut off with the connection kept open but silent: nothing is read, written or pinged
 /// (the broker expires it after 1.5 × keepalive). Returns when the device is let back
 /// (`None`), or how the session ends if it is closed or cut off for good meanwhile.
-async fn stall(conn: &Conn, sh: &Shared) -> Option<End> {
-    sh.metrics
-        .net
-        .disconnects
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+async fn stall(conn: &Conn) -> Option<End> {
+    // The disconnect is counted by the network layer, per cohort, when it cut the link.
     loop {
         conn.wake.notified().await;
         let st = conn.lock();
