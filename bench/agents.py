@@ -12,7 +12,7 @@ Sources, all read at the start and the end of the window:
   server delivered to each agent and what each agent sent), /jsz?accounts=true&streams=true
   (each KV bucket's stream: last sequence = writes; the JetStream API request counter);
 - one plain-protocol NATS subscriber (no client library) on the heartbeat subject, the
-  three buckets' `$KV.<bucket>.>` subjects, `$JS.API.>`, the work and event subjects and
+  buckets' `$KV.<bucket>.>` subjects, `$JS.API.>`, the work and event subjects and
   the telemetry subject, counting messages and bytes (payload + headers) per subject.
 """
 import argparse
@@ -182,6 +182,8 @@ def main():
         "leases": f"$KV.{ns}_pluribus_leases.>",
         "agents": f"$KV.{ns}_pluribus_agents.>",
         "fleets": f"$KV.{ns}_pluribus_fleets.>",
+        "peers": f"$KV.{ns}_pluribus_peers.>",
+        "live": f"$KV.{ns}_pluribus_live.>",
         "api": "$JS.API.>",
         "work": f"{ns}.pluribus.v1.work",
         "evt": f"{ns}.pluribus.v1.evt.>",
@@ -209,7 +211,7 @@ def main():
     cnt = {k: sub.count[v] for k, v in b.items()}
     rate = {k: (m / w, by / w) for k, (m, by) in cnt.items()}
     kv = {}
-    for bucket in ("fleets", "leases", "agents"):
+    for bucket in ("fleets", "leases", "agents", "peers", "live"):
         name = f"KV_{ns}_pluribus_{bucket}"
         kv[bucket] = (s1["streams"].get(name, 0) - s0["streams"].get(name, 0)) / w
     v0, v1 = s0["varz"], s1["varz"]
@@ -240,7 +242,7 @@ def main():
         "lease_ops": {k: round(v / w, 2) for k, v in sorted(sub.ops.items())},
         "kv_writes_per_s": {k: round(v, 2) for k, v in kv.items()},
         "kv_write_bytes_per_s": round(
-            rate["leases"][1] + rate["agents"][1] + rate["fleets"][1], 1
+            rate["leases"][1] + rate["agents"][1] + rate["fleets"][1] + rate["peers"][1] + rate["live"][1], 1
         ),
         "js_api_per_s": round((s1["api"] - s0["api"]) / w, 2),
         "js_api_msgs_per_s": round(rate["api"][0], 2),
@@ -267,7 +269,7 @@ def main():
             ("agent CPU (mean / min / max)", f"{c['mean']:.3f} / {c['min']:.3f} / {c['max']:.3f} % of a core (utime+stime mean {cpu_ticks:.3f} %)"),
             ("heartbeats", f"{hb_msgs:.1f}/s, {hb_bytes / 1024:.1f} KB/s ({out['heartbeat_bytes']} B each)"),
             ("leases bucket writes", f"{rate['leases'][0]:.1f}/s, shard leases {out['shard_lease_writes_per_s']:.1f}/s, by operation {out['lease_ops']}"),
-            ("KV writes (stream sequences)", f"fleets {kv['fleets']:.2f}/s, leases {kv['leases']:.2f}/s, agents {kv['agents']:.2f}/s"),
+            ("KV writes (stream sequences)", f"fleets {kv['fleets']:.2f}/s, leases {kv['leases']:.2f}/s, agents {kv['agents']:.2f}/s, peers {kv['peers']:.2f}/s, live {kv['live']:.2f}/s"),
             ("JetStream API requests", f"{out['js_api_per_s']:.2f}/s (/jsz), {rate['api'][0]:.2f}/s on $JS.API.>"),
             ("offers / events", f"{rate['work'][0]:.2f}/s / {rate['evt'][0]:.2f}/s"),
             ("telemetry", f"{rate['telemetry'][0]:.1f} msgs/s, {rate['telemetry'][1] / 1024:.1f} KB/s"),

@@ -18,6 +18,10 @@ pub struct Fence {
     base: Instant,
     /// Milliseconds after `base` until which sending is allowed (0: closed).
     until_ms: Arc<AtomicU64>,
+    /// The liveness epoch the fence follows (0: none), and the last one revoked: while they
+    /// are equal the fence stays closed, whatever renewal succeeds.
+    epoch: Arc<AtomicU64>,
+    revoked: Arc<AtomicU64>,
 }
 
 impl Default for Fence {
@@ -32,6 +36,8 @@ impl Fence {
         Self {
             base: Instant::now(),
             until_ms: Arc::new(AtomicU64::new(0)),
+            epoch: Arc::new(AtomicU64::new(0)),
+            revoked: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -51,9 +57,37 @@ impl Fence {
         self.ms(Instant::now()) < self.until_ms.load(Ordering::Acquire)
     }
 
-    /// Allows sending until `t` (never moves the fence back).
+    /// Allows sending until `t` (never moves the fence back), unless the current epoch was
+    /// revoked.
     pub fn extend_to(&self, t: Instant) {
-        self.until_ms.fetch_max(self.ms(t), Ordering::AcqRel);
+        if self.is_revoked() {
+            return;
+        }
+        self.until_ms.fetch_max(self.ms(t), Ordering::SeqCst);
+        // A revocation that raced with this extension wins.
+        if self.is_revoked() {
+            self.until_ms.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// The liveness task made a new entry under `epoch`: renewals of it extend the fence.
+    pub fn begin_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::SeqCst);
+    }
+
+    /// The agent's epoch record for `epoch` is gone (the others take its leases over): the
+    /// fence closes, and no renewal under that epoch opens it again.
+    pub fn revoke(&self, epoch: u64) {
+        self.revoked.store(epoch, Ordering::SeqCst);
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            self.until_ms.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// True when the current epoch was revoked.
+    pub fn is_revoked(&self) -> bool {
+        let e = self.epoch.load(Ordering::SeqCst);
+        e != 0 && self.revoked.load(Ordering::SeqCst) == e
     }
 
     /// Closes the fence now (the liveness entry is known to be gone).
@@ -81,5 +115,24 @@ mod tests {
         f.extend_to(Instant::now() - Duration::from_millis(1));
         assert!(!f.is_open());
         assert!(Fence::open().is_open());
+    }
+
+    #[test]
+    fn a_revoked_epoch_keeps_the_fence_closed_until_a_new_one() {
+        let f = Fence::closed();
+        let later = || Instant::now() + Duration::from_secs(60);
+        f.begin_epoch(7);
+        f.extend_to(later());
+        assert!(f.is_open());
+        // Another epoch's revocation changes nothing.
+        f.revoke(5);
+        assert!(f.is_open());
+        f.revoke(7);
+        assert!(!f.is_open() && f.is_revoked());
+        f.extend_to(later());
+        assert!(!f.is_open());
+        f.begin_epoch(9);
+        f.extend_to(later());
+        assert!(f.is_open() && !f.is_revoked());
     }
 }

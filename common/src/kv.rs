@@ -197,6 +197,53 @@ pub async fn open_scenarios(
     .await
 }
 
+/// Opens (or creates) the bucket of the agents' liveness keys (per-key TTL; the server puts
+/// a marker when one expires, which its watchers see). Only agents open it.
+pub async fn open_live(
+    js: &jetstream::Context,
+    ns: &Namespace,
+    replicas: usize,
+) -> Result<kv::Store, String> {
+    open(
+        js,
+        kv::Config {
+            bucket: ns.live_bucket(),
+            description: "Pluribus agents' liveness keys (per-key TTL)".into(),
+            history: 1,
+            limit_markers: Some(MARKER_TTL),
+            max_value_size: MAX_PEER_BYTES,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Opens (or creates) the bucket of the agents' peer records (`crate::peer::Peer`, one key
+/// per agent, written when it changes, deleted when the agent leaves or is found gone).
+/// Only agents open it.
+pub async fn open_peers(
+    js: &jetstream::Context,
+    ns: &Namespace,
+    replicas: usize,
+) -> Result<kv::Store, String> {
+    open(
+        js,
+        kv::Config {
+            bucket: ns.peers_bucket(),
+            description: "Pluribus agents' peer records (written on change)".into(),
+            history: 1,
+            max_value_size: MAX_PEER_BYTES,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// The largest peer record the bucket takes (labels, types and refusals: a few KB).
+const MAX_PEER_BYTES: i32 = 64 * 1024;
+
 /// An error and its sources, `: `-separated.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

@@ -16,6 +16,7 @@ pub mod kv;
 pub mod load;
 pub mod messages;
 pub mod names;
+pub mod peer;
 pub mod profile;
 pub mod record;
 pub mod spec;

@@ -82,9 +82,10 @@ pub struct LeaseRecord {
     pub epoch: u64,
 }
 
-/// The value of an agent's liveness key (`_live.<agent id>` in the leases bucket), written
-/// with a short per-key TTL and renewed about every second. A new entry (after the old one
-/// expired) has a new `epoch`, so the leases written under the old one are void.
+/// The value of an agent's liveness key (`<agent id>` in the live bucket, a short per-key
+/// TTL, renewed about every second) and of its epoch record (`_live.<agent id>` in the
+/// leases bucket, written once per epoch). A new key (after the old one expired) has a new
+/// `epoch`, so the leases written under the old one are void.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Liveness {
     /// Protocol version.

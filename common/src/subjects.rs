@@ -126,6 +126,18 @@ impl Namespace {
         self.bucket("agents")
     }
 
+    /// KV bucket of the agents' liveness keys (`<agent id>`, per-key TTL, renewed about
+    /// every second). Each is watched by its agent and a few ring neighbours, not by all.
+    pub fn live_bucket(&self) -> String {
+        self.bucket("live")
+    }
+
+    /// KV bucket of the agents' peer records (`<agent id>`: what agents decide on about
+    /// each other, written only when it changes). Only agents use it.
+    pub fn peers_bucket(&self) -> String {
+        self.bucket("peers")
+    }
+
     /// KV bucket of detached scenario runs: `run.<id>` (the scenario, its progress and, at
     /// the end, its outcome) and `lease.<id>` (the agent executing it: create-only, TTL).
     pub fn scenarios_bucket(&self) -> String {
@@ -193,12 +205,13 @@ pub fn parse_lease_key(key: &str) -> Option<(&str, u32)> {
     Some((fleet, shard.parse().ok()?))
 }
 
-/// What begins an agent's liveness key in the leases bucket. Fleet names cannot begin
+/// What begins an agent's epoch record in the leases bucket. Fleet names cannot begin
 /// with `_`, so it never meets a lease key.
 const LIVENESS_PREFIX: &str = "_live.";
 
-/// The key of an agent's liveness entry in the leases bucket: a short per-key TTL, renewed
-/// about every second; the agent's shard leases are valid while it stands.
+/// The key of an agent's epoch record in the leases bucket: written once per epoch (after
+/// its liveness key in the live bucket was made), deleted once that key is gone; the
+/// agent's shard leases are valid while it stands.
 pub fn liveness_key(agent_id: &str) -> String {
     format!("{LIVENESS_PREFIX}{agent_id}")
 }

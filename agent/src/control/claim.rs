@@ -129,9 +129,9 @@ impl Control {
         if !self.has_room(record, devices) {
             return Err(Refusal::Full);
         }
-        // Until the agents watch has delivered its snapshot we cannot know our fair share.
+        // Until the peers watch has delivered its snapshot we cannot know our fair share.
         if hops < self.max_hops()
-            && (!self.synced[super::watch::Bucket::Agents as usize]
+            && (!self.synced[super::watch::Bucket::Peers as usize]
                 || self.held_devices() >= self.fair_share())
         {
             return Err(Refusal::AboveFairShare);

@@ -22,6 +22,7 @@ impl Control {
                     self.adopt_orphans().await;
                 }
             }
+            Internal::PeerUnwritten => self.peer_written = None,
             Internal::Lost { epoch } => {
                 if self.epoch == epoch {
                     self.epoch = 0;

@@ -5,7 +5,7 @@
 //! ```text
 //! fleets watch ─┐
 //! leases watch ─┤                   ┌─ shard runner (devices 0..500)
-//! agents watch ─┼─► control loop ───┼─ shard runner (devices 500..1000)
+//! peers watch ──┼─► control loop ───┼─ shard runner (devices 500..1000)
 //! offers (queue)┤    (this module)  └─ renewal tasks, release tasks
 //! commands ─────┘
 //! ```
@@ -13,10 +13,12 @@
 mod backoff;
 mod claim;
 mod commands;
+mod epochs;
 mod lease;
 mod liveness;
 mod reconcile;
 mod release;
+mod ring;
 mod state;
 mod timeline;
 pub mod watch;
@@ -31,6 +33,7 @@ use futures::StreamExt;
 use pluribus_common::connect::Connection;
 use pluribus_common::kv::{Buckets, KvError};
 use pluribus_common::messages::{EventKind, Heartbeat, ShardOffer};
+use pluribus_common::peer::Peer;
 use pluribus_common::record::FleetRecord;
 use pluribus_common::subjects::AGENT_QUEUE_GROUP;
 use pluribus_common::time::now_ms;
@@ -88,12 +91,8 @@ enum Internal {
     Live { epoch: u64 },
     /// The liveness entry of this epoch is gone: every shard must stop.
     Lost { epoch: u64 },
-}
-
-/// How long after its last heartbeat arrived an agent counts as alive: three of its
-/// intervals and a second (the interval it announces is capped at 30 s).
-fn alive_window(hb: &Heartbeat) -> Duration {
-    Duration::from_millis(hb.interval_ms.min(30_000) * 3 + 1_000)
+    /// Our peer record could not be written: write it with the next heartbeat.
+    PeerUnwritten,
 }
 
 /// Device commands waiting for the control loop to route them; beyond this they are
@@ -115,13 +114,32 @@ pub(crate) struct Control {
     secrets: crate::secrets::Secrets,
     metrics: Metrics,
     fleets: HashMap<String, (Arc<FleetRecord>, u64)>,
-    agents: HashMap<String, Heartbeat>,
-    /// When each agent's last heartbeat arrived here (local monotonic clock): liveness is
-    /// judged by arrival, never by the sender's clock.
-    arrived: HashMap<String, Instant>,
+    /// Every agent's peer record (this one's included), as seen in the peers watch. An
+    /// agent counts as alive while its liveness entry stands (see [`Control::alive`]).
+    agents: HashMap<String, Peer>,
+    /// The peers bucket (this agent's record is written there when it changes).
+    peers: async_nats::jetstream::kv::Store,
+    /// The revision of each peer record, for the leader's removal of records of agents
+    /// that are gone.
+    peer_revisions: HashMap<String, u64>,
+    /// Since when each peer record has had no liveness entry behind it (leader only).
+    peer_orphaned: HashMap<String, Instant>,
+    /// This agent's peer record as last written, and when (None: to be written).
+    peer_written: Option<(Peer, Instant)>,
     leases: HashMap<String, LeaseView>,
-    /// Agents' liveness entries as seen in the lease watch: agent id → epoch.
+    /// Agents' epoch records as seen in the lease watch: agent id → epoch.
     live: HashMap<String, u64>,
+    /// The revision of each epoch record (a watcher deletes it with a revision check).
+    live_revisions: HashMap<String, u64>,
+    /// The live bucket, on the control loop's connection (the ring watch, the leader's sweep).
+    live_store: async_nats::jetstream::kv::Store,
+    /// Which liveness keys the ring watch follows (this agent's and its predecessors').
+    ring_tx: tokio::sync::watch::Sender<ring::Watched>,
+    ring_rx: mpsc::Receiver<ring::RingEntry>,
+    /// The epoch last seen renewed on each watched liveness key.
+    ring_seen: HashMap<String, u64>,
+    /// When the leader last checked every liveness key itself (the backstop of the ring).
+    last_sweep: Instant,
     /// The highest revision the lease watch has delivered: a lease at or below it whose
     /// holder's entry is not in `live` is void (the entry was written before the lease).
     lease_pos: u64,
@@ -212,6 +230,12 @@ impl Control {
         commands.push(conn.client.subscribe(ns.agent_cmd(&id)).await?);
         commands.push(conn.client.subscribe(ns.agents_cmd()).await?);
         let (watch_tx, watch_rx) = mpsc::channel(1024);
+        let peers = pluribus_common::kv::open_peers(&conn.js, ns, conn.kv_replicas)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let live_store = pluribus_common::kv::open_live(&conn.js, ns, conn.kv_replicas)
+            .await
+            .map_err(anyhow::Error::msg)?;
         let reopen = watch::Reopen {
             js: conn.js.clone(),
             ns: conn.ns.clone(),
@@ -221,7 +245,7 @@ impl Control {
         for (b, store) in [
             (Bucket::Fleets, buckets.fleets.clone()),
             (Bucket::Leases, buckets.leases.clone()),
-            (Bucket::Agents, buckets.agents.clone()),
+            (Bucket::Peers, peers.clone()),
         ] {
             watch::spawn(
                 b,
@@ -232,6 +256,20 @@ impl Control {
                 &tracker,
             );
         }
+        let (ring_tx, ring_set) = tokio::sync::watch::channel(ring::Watched {
+            generation: 1,
+            ids: vec![id.clone()],
+            epochs: Default::default(),
+        });
+        let (ring_entries, ring_rx) = mpsc::channel(256);
+        ring::spawn(
+            live_store.clone(),
+            ring_set,
+            reopen.clone(),
+            ring_entries,
+            token.clone(),
+            &tracker,
+        );
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let now = Instant::now();
@@ -245,18 +283,25 @@ impl Control {
                 publisher.publish(kind).await;
             }
         });
-        // The liveness entry on a connection of its own when there is one.
-        let live_buckets = match cfg.liveness_client.clone() {
+        // The liveness key on a connection of its own when there is one.
+        let (live_buckets, live_js, live_kv) = match cfg.liveness_client.clone() {
             Some(c) => {
                 let js = async_nats::jetstream::new(c);
-                Buckets::open(&js, &conn.ns, conn.kv_replicas)
+                let b = Buckets::open(&js, &conn.ns, conn.kv_replicas)
                     .await
-                    .map_err(anyhow::Error::msg)?
+                    .map_err(anyhow::Error::msg)?;
+                let l = pluribus_common::kv::open_live(&js, &conn.ns, conn.kv_replicas)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                (b, js, l)
             }
-            None => buckets.clone(),
+            None => (buckets.clone(), conn.js.clone(), live_store.clone()),
         };
         let liveness = liveness::Keeper {
             buckets: live_buckets,
+            live: live_kv,
+            live_name: conn.ns.live_bucket(),
+            js: live_js,
             agent_id: id.clone(),
             agent_name: cfg.name.clone(),
             ttl: cfg.lease_ttl,
@@ -280,9 +325,18 @@ impl Control {
             metrics,
             fleets: HashMap::new(),
             agents: HashMap::new(),
-            arrived: HashMap::new(),
+            peers,
+            peer_revisions: HashMap::new(),
+            peer_orphaned: HashMap::new(),
+            peer_written: None,
             leases: HashMap::new(),
             live: HashMap::new(),
+            live_revisions: HashMap::new(),
+            live_store,
+            ring_tx,
+            ring_rx,
+            ring_seen: HashMap::new(),
+            last_sweep: now,
             lease_pos: 0,
             epoch: 0,
             clock_samples: Default::default(),
@@ -331,6 +385,7 @@ impl Control {
             tokio::select! {
                 _ = self.token.cancelled() => break,
                 Some((bucket, ev)) = self.watch_rx.recv() => self.on_watch(bucket, ev).await,
+                Some(e) = self.ring_rx.recv() => self.on_ring(e).await,
                 Some(msg) = self.offers.next() => self.on_offer(msg).await,
                 Some(msg) = self.commands.next() => self.on_command(msg).await,
                 Some(ev) = self.internal_rx.recv() => self.on_internal(ev).await,
@@ -348,14 +403,11 @@ impl Control {
         self.shutdown().await;
     }
 
-    /// True when `a`'s last heartbeat arrived here recently enough (by the local monotonic
-    /// clock: a skewed clock on either side changes nothing).
-    fn alive(&self, a: &Heartbeat) -> bool {
-        a.id == self.id
-            || self
-                .arrived
-                .get(&a.id)
-                .is_some_and(|t| t.elapsed() <= alive_window(a))
+    /// True while `a`'s epoch record stands in the lease watch (deleted once its liveness
+    /// key, which the server expires a TTL after its last renewal, is gone: neither side's
+    /// clock is involved).
+    fn alive(&self, a: &Peer) -> bool {
+        a.id == self.id || self.live.contains_key(&a.id)
     }
 
     /// Stops a shard's runner beside the loop; until it has stopped, the shard is neither
@@ -494,7 +546,7 @@ impl Control {
         }
         self.saturated = hb.saturated;
         let payload = wire::encode(&hb);
-        self.agents.insert(self.id.clone(), hb);
+        self.write_peer(Peer::of(&hb));
         self.publish(self.conn.ns.heartbeat(&self.id), payload.clone())
             .await;
         let agents = self.buckets.agents.clone();
@@ -508,6 +560,41 @@ impl Control {
                     reopen.recreate().await;
                 }
             }
+        });
+    }
+}
+
+impl Control {
+    /// Writes this agent's peer record when it changed: at once for anything the others
+    /// place work by (draining, labels, refusals, capacity), at most once a heartbeat
+    /// interval for device counts alone. A fleet at rest writes nothing.
+    fn write_peer(&mut self, peer: Peer) {
+        self.agents.insert(self.id.clone(), peer.clone());
+        let due = match &self.peer_written {
+            None => true,
+            Some((last, _)) if *last == peer => false,
+            Some((last, at)) => {
+                !last.differs_in_counts_only(&peer) || at.elapsed() >= self.cfg.heartbeat
+            }
+        };
+        if !due {
+            return;
+        }
+        self.peer_written = Some((peer.clone(), Instant::now()));
+        let (store, key, tx) = (
+            self.peers.clone(),
+            self.id.clone(),
+            self.internal_tx.clone(),
+        );
+        self.tracker.spawn(async move {
+            let put = store.put(key, wire::encode(&peer));
+            let failed = match tokio::time::timeout(IO_TIMEOUT, put).await {
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "timed out".to_string(),
+            };
+            tracing::debug!(error = %failed, "peer record put failed; written again with the next heartbeat");
+            let _ = tx.send(Internal::PeerUnwritten);
         });
     }
 }

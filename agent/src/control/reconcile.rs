@@ -29,6 +29,8 @@ impl Control {
         self.expire_fleets().await;
         self.remove_bad_leases().await;
         self.remove_void_leases().await;
+        self.remove_gone_peers().await;
+        self.sweep_liveness().await;
         self.offer_unheld().await;
         self.adopt_orphans().await;
         self.announce_timeline().await;
@@ -163,6 +165,41 @@ impl Control {
             if let Ok(Ok(())) = tokio::time::timeout(IO_TIMEOUT, del).await {
                 tracing::info!(lease = %key, "removed the lease of a gone agent on a shard nobody wants");
             }
+        }
+    }
+
+    /// The leader deletes the peer records of agents whose liveness entry has been gone
+    /// for two lease TTLs (they died without leaving): nobody counts them anyway, and the
+    /// bucket must not keep one record per agent process ever started. A record written
+    /// again meanwhile (revision check) stays; an agent that finds its own record gone
+    /// writes it again.
+    async fn remove_gone_peers(&mut self) {
+        let leader = self.is_reconcile_leader() && self.epoch != 0;
+        let now = Instant::now();
+        let gone: Vec<String> = self
+            .agents
+            .keys()
+            .filter(|id| **id != self.id && !self.live.contains_key(*id))
+            .cloned()
+            .collect();
+        self.peer_orphaned.retain(|id, _| gone.contains(id));
+        if !leader {
+            return;
+        }
+        let grace = self.cfg.lease_ttl * 2;
+        for id in gone {
+            let since = *self.peer_orphaned.entry(id.clone()).or_insert(now);
+            let Some(rev) = self.peer_revisions.get(&id).copied() else {
+                continue;
+            };
+            if now.duration_since(since) < grace {
+                continue;
+            }
+            let del = self.peers.delete_expect_revision(&id, Some(rev));
+            if let Ok(Ok(())) = tokio::time::timeout(IO_TIMEOUT, del).await {
+                tracing::info!(agent = %id, "removed the peer record of a gone agent");
+            }
+            self.peer_orphaned.insert(id, now);
         }
     }
 

@@ -139,6 +139,7 @@ impl Control {
         .await;
         self.drain_events().await;
         let _ = tokio::time::timeout(IO_TIMEOUT, self.buckets.agents.delete(&self.id)).await;
+        let _ = tokio::time::timeout(IO_TIMEOUT, self.peers.delete(&self.id)).await;
         // Last: the liveness entry (what is still in our name is void once it is gone).
         if let Some(l) = self.liveness.take() {
             l.stop().await;

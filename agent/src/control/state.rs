@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use async_nats::jetstream::kv::{Entry, Operation};
-use pluribus_common::messages::{Heartbeat, LeaseRecord, Liveness, ShardOffer};
+use pluribus_common::messages::{LeaseRecord, Liveness, ShardOffer};
+use pluribus_common::peer::Peer;
 use pluribus_common::record::FleetRecord;
 use pluribus_common::subjects::{parse_lease_key, parse_liveness_key};
 use pluribus_common::wire;
@@ -52,6 +53,7 @@ impl Control {
                     Bucket::Leases => {
                         self.leases.clear();
                         self.live.clear();
+                        self.live_revisions.clear();
                         // A bucket made again (JetStream lost its state) numbers from 1.
                         self.lease_pos = 0;
                         let keys: std::collections::HashSet<String> =
@@ -64,12 +66,25 @@ impl Control {
                         for e in live.into_iter().chain(leases) {
                             self.apply_lease(e, false).await;
                         }
+                        self.update_ring();
                     }
-                    Bucket::Agents => {
-                        self.agents.retain(|_, _| false);
-                        self.arrived.clear();
+                    Bucket::Peers => {
+                        let own = self.agents.remove(&self.id);
+                        self.agents.clear();
+                        self.peer_revisions.clear();
+                        if let Some(own) = own {
+                            self.agents.insert(self.id.clone(), own);
+                        }
+                        let ours = entries
+                            .iter()
+                            .any(|e| e.key == self.id && e.operation == Operation::Put);
                         for e in entries {
-                            self.apply_agent(e, true);
+                            self.apply_peer(e);
+                        }
+                        // Our record is not there (the bucket was made again, or the
+                        // leader took us for gone): write it with the next heartbeat.
+                        if !ours {
+                            self.peer_written = None;
                         }
                     }
                 }
@@ -78,7 +93,7 @@ impl Control {
             WatchEvent::Update(e) => match bucket {
                 Bucket::Fleets => self.apply_fleet(e, true).await,
                 Bucket::Leases => self.apply_lease(e, true).await,
-                Bucket::Agents => self.apply_agent(e, false),
+                Bucket::Peers => self.apply_peer(e),
             },
         }
     }
@@ -181,9 +196,9 @@ impl Control {
         }
     }
 
-    /// An agent's liveness entry changed. When one is gone (or has a new epoch), the
-    /// leases that stood on it are void: offer their shards at once (`react`: an update,
-    /// not the snapshot).
+    /// An agent's epoch record changed. When one is gone (or has a new epoch), the leases
+    /// that stood on it are void: offer their shards at once (`react`: an update, not the
+    /// snapshot).
     async fn apply_liveness(&mut self, agent_id: String, e: Entry, react: bool) {
         let epoch = (e.operation == Operation::Put)
             .then(|| wire::decode::<Liveness>(&e.value).ok())
@@ -191,18 +206,25 @@ impl Control {
             .filter(|l| l.agent_id == agent_id)
             .map(|l| l.epoch);
         let before = match epoch {
-            Some(epoch) => self.live.insert(agent_id.clone(), epoch),
-            None => self.live.remove(&agent_id),
+            Some(epoch) => {
+                self.live_revisions.insert(agent_id.clone(), e.revision);
+                self.live.insert(agent_id.clone(), epoch)
+            }
+            None => {
+                self.live_revisions.remove(&agent_id);
+                self.live.remove(&agent_id)
+            }
         };
-        if agent_id == self.id && epoch.is_some() {
-            self.clock_sample(&e);
+        if react && before.is_some() != epoch.is_some() {
+            self.update_ring();
         }
         if agent_id == self.id {
-            // Our own entry gone or replaced under us: stop sending now; the liveness task
-            // finds out on its next renewal and starts a new epoch.
+            // Our own record gone or replaced under us: stop sending now, and for good under
+            // this epoch (its renewals no longer open the fence); the liveness task starts
+            // a new one.
             if epoch != Some(self.epoch) && self.epoch != 0 && before == Some(self.epoch) {
-                tracing::warn!("our liveness entry is gone; fencing every shard now");
-                self.fence.close();
+                tracing::warn!("our epoch record is gone; fencing every shard now");
+                self.fence.revoke(self.epoch);
             }
             return;
         }
@@ -216,7 +238,7 @@ impl Control {
             .filter_map(|(k, _)| parse_lease_key(k).map(|(f, s)| (f.to_string(), s)))
             .collect();
         if !void.is_empty() {
-            tracing::info!(agent = %agent_id, shards = void.len(), "an agent's liveness entry is gone; offering its shards");
+            tracing::info!(agent = %agent_id, shards = void.len(), "an agent's epoch record is gone; offering its shards");
         }
         for (fleet, shard) in void {
             if self
@@ -229,11 +251,11 @@ impl Control {
         }
     }
 
-    /// Learns the NATS server's clock from our own liveness entry: the server stamped it
+    /// Learns the NATS server's clock from our own liveness key: the server stamped it
     /// when it stored it, a little before we see it here. The largest of the recent
     /// differences (the one with the least delivery delay) is the offset every schedule,
     /// duration and heartbeat of this agent then follows.
-    fn clock_sample(&mut self, e: &Entry) {
+    pub(super) fn clock_sample(&mut self, e: &Entry) {
         let stored_ms = (e.created.unix_timestamp_nanos() / 1_000_000) as i64;
         let local_ms = (pluribus_common::time::local_now_us() / 1000) as i64;
         if self.clock_samples.len() >= 8 {
@@ -314,27 +336,35 @@ impl Control {
         self.bad_leases.remove(&key_of_valid);
     }
 
-    /// An agent's heartbeat entry. Its arrival time here (not the sender's `ts_ms`) is
-    /// what its liveness is judged by; an entry of the snapshot may be old, so it counts
-    /// as arrived a whole liveness window ago until a fresh one comes.
-    fn apply_agent(&mut self, e: Entry, snapshot: bool) {
-        if e.operation != Operation::Put {
-            self.agents.remove(&e.key);
-            self.arrived.remove(&e.key);
+    /// An agent's peer record. Ours is kept from what we wrote (a record of ours deleted
+    /// under us is written again with the next heartbeat).
+    fn apply_peer(&mut self, e: Entry) {
+        if e.key == self.id {
+            if e.operation != Operation::Put {
+                self.peer_written = None;
+            } else {
+                self.peer_revisions.insert(e.key, e.revision);
+            }
             return;
         }
-        match Heartbeat::decode_peer(&e.value) {
-            Ok(hb) => {
-                let now = std::time::Instant::now();
-                let at = if snapshot && e.key != self.id {
-                    now.checked_sub(super::alive_window(&hb)).unwrap_or(now)
-                } else {
-                    now
-                };
-                self.arrived.insert(e.key.clone(), at);
-                self.agents.insert(e.key, hb);
+        if e.operation != Operation::Put {
+            self.agents.remove(&e.key);
+            self.peer_revisions.remove(&e.key);
+            return;
+        }
+        match wire::decode::<Peer>(&e.value) {
+            Ok(p) if p.id == e.key => {
+                self.peer_revisions.insert(e.key.clone(), e.revision);
+                self.agents.insert(e.key, p);
             }
-            Err(err) => tracing::warn!(key = %e.key, error = %err, "bad heartbeat; ignored"),
+            Ok(p) => {
+                self.agents.remove(&e.key);
+                tracing::warn!(key = %e.key, id = %p.id, "a peer record names another agent; ignored")
+            }
+            Err(err) => {
+                self.agents.remove(&e.key);
+                tracing::warn!(key = %e.key, error = %err, "bad peer record; ignored")
+            }
         }
     }
 }

@@ -18,8 +18,8 @@ pub enum Bucket {
     Fleets,
     /// Shard leases.
     Leases,
-    /// Agents' heartbeats.
-    Agents,
+    /// Agents' peer records (what they decide on about each other).
+    Peers,
 }
 
 impl std::fmt::Display for Bucket {
@@ -27,7 +27,7 @@ impl std::fmt::Display for Bucket {
         f.write_str(match self {
             Self::Fleets => "fleets",
             Self::Leases => "leases",
-            Self::Agents => "agents",
+            Self::Peers => "peers",
         })
     }
 }
@@ -68,6 +68,8 @@ impl Reopen {
             self.ns.fleets_bucket(),
             self.ns.leases_bucket(),
             self.ns.agents_bucket(),
+            self.ns.peers_bucket(),
+            self.ns.live_bucket(),
         ] {
             let get = self.js.get_key_value(name.clone());
             if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), get).await {
@@ -90,7 +92,11 @@ impl Reopen {
         if missing.is_empty() {
             return;
         }
-        let open = pluribus_common::kv::Buckets::open(&self.js, &self.ns, self.replicas);
+        let open = async {
+            pluribus_common::kv::Buckets::open(&self.js, &self.ns, self.replicas).await?;
+            pluribus_common::kv::open_peers(&self.js, &self.ns, self.replicas).await?;
+            pluribus_common::kv::open_live(&self.js, &self.ns, self.replicas).await
+        };
         match tokio::time::timeout(Duration::from_secs(10), open).await {
             Ok(Ok(_)) => {
                 tracing::warn!(

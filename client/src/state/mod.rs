@@ -164,9 +164,9 @@ pub async fn load_leases_expiring(
     let raw = KvFeed::snapshot_entries(&ctx.conn.client, &ctx.buckets.leases, filter).await?;
     let mut out: BTreeMap<String, LeaseMap> = BTreeMap::new();
     let mut expiry = Expiries::new();
-    // A lease stands on its holder's liveness entry (`_live.<id>`, in the same bucket):
-    // it moves when that entry expires.
-    let mut live_expiry: BTreeMap<String, u64> = BTreeMap::new();
+    // A lease stands on its holder's epoch record (`_live.<id>`, in the same bucket), which
+    // goes once the holder's liveness key (in the live bucket) expires.
+    let mut live_expiry = live_expiries(ctx).await;
     for (key, entry) in &raw {
         if let (Some(id), Some(at)) = (
             pluribus_common::subjects::parse_liveness_key(key),
@@ -200,6 +200,26 @@ pub async fn load_leases_expiring(
         }
     }
     Ok((out, expiry))
+}
+
+/// When each agent's liveness key expires unless renewed (Unix ms), by agent id. Best
+/// effort: a credential that may not read the live bucket gets none, and status then says
+/// the devices move "within the lease TTL".
+async fn live_expiries(ctx: &Ctx) -> BTreeMap<String, u64> {
+    let open = ctx.conn.js.get_key_value(ctx.conn.ns.live_bucket());
+    let Ok(Ok(store)) = tokio::time::timeout(std::time::Duration::from_secs(3), open).await else {
+        return BTreeMap::new();
+    };
+    match KvFeed::snapshot_entries(&ctx.conn.client, &store, ">").await {
+        Ok(raw) => raw
+            .into_iter()
+            .filter_map(|(id, e)| e.expires_ms.map(|at| (id, at)))
+            .collect(),
+        Err(e) => {
+            tracing::debug!("liveness keys not read: {e}");
+            BTreeMap::new()
+        }
+    }
 }
 
 /// Every agent entry (alive or not), sorted by name then id, each stamped with when the
