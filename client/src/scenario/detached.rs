@@ -4,7 +4,7 @@
 //! executor stores the run's [`Progress`]; if it dies, its lease expires and another agent
 //! resumes the run at its current step. The outcome is stored in the record at the end.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use futures::StreamExt;
 use pluribus_common::kv::{open_scenarios, ttl_put, KvError};
 use pluribus_common::subjects::{
     parse_scenario_run_key, scenario_lease_key as lease_key, scenario_run_key as run_key,
+    SCENARIO_RUNS,
 };
 use pluribus_common::time::now_ms;
 use serde::{Deserialize, Serialize};
@@ -28,8 +29,11 @@ use crate::Ctx;
 
 /// How long a run's lease lives without renewal.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
-/// How often agents look for runs to execute.
+/// How often agents try to take the open runs nobody holds.
 const SCAN: Duration = Duration::from_secs(2);
+/// How often an agent watches the runs anew: a watch of a bucket that vanished (JetStream
+/// wiped and its buckets made again) waits forever without an error.
+const REWATCH: Duration = Duration::from_secs(60);
 /// The most log lines a record keeps (the last ones).
 pub const MAX_LOG: usize = 300;
 /// The largest record read from the bucket.
@@ -318,21 +322,53 @@ pub async fn serve(ctx: Ctx, agent_id: String, agent_name: String, token: Cancel
         agent_name,
     };
     let mut held: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    // The runs not done yet, as a watch of the bucket sees them: at rest (no open run) an
+    // agent makes no JetStream request at all, where listing the bucket every scan cost one.
+    let mut open: HashSet<String> = HashSet::new();
+    let mut watch: Option<kv::Watch> = None;
+    let mut watched_at = tokio::time::Instant::now();
+    let mut scan = tokio::time::interval(SCAN);
+    scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        held.retain(|_, h| !h.is_finished());
-        match runs.list().await {
-            Ok(list) => {
-                let open: Vec<RunRecord> = list
-                    .into_iter()
-                    .filter(|r| r.state != RunState::Done && !held.contains_key(&r.id))
-                    .collect();
-                for rec in open {
-                    match runs.claim(&rec.id, &lease).await {
+        // Not watching (first pass, NATS was away) or watching for long: watch again; a
+        // failure waits for the next scan.
+        if watch.is_none() || watched_at.elapsed() >= REWATCH {
+            match runs.kv.watch_with_history(SCENARIO_RUNS).await {
+                Ok(w) => {
+                    open.clear();
+                    watch = Some(w);
+                    watched_at = tokio::time::Instant::now();
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot watch scenario runs"),
+            }
+        }
+        let next = async {
+            match watch.as_mut() {
+                Some(w) => w.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = token.cancelled() => break,
+            e = next => match e {
+                Some(Ok(e)) => follow(&mut open, &e),
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "the watch of scenario runs broke; watching again");
+                    watch = None;
+                }
+                None => watch = None,
+            },
+            _ = scan.tick() => {
+                held.retain(|_, h| !h.is_finished());
+                let free: Vec<String> =
+                    open.iter().filter(|id| !held.contains_key(*id)).cloned().collect();
+                for id in &free {
+                    match runs.claim(id, &lease).await {
                         Ok(rev) => {
-                            tracing::info!(run = %rec.id, "executing a detached scenario run");
+                            tracing::info!(run = %id, "executing a detached scenario run");
                             let (ctx, runs, lease, token) =
                                 (ctx.clone(), runs.clone(), lease.clone(), token.clone());
-                            let id = rec.id.clone();
+                            let id = id.clone();
                             held.insert(id.clone(), tokio::spawn(async move {
                                 if let Err(e) = execute(&ctx, &runs, &id, &lease, rev, token).await {
                                     tracing::warn!(run = %id, error = %format!("{e:#}"), "detached scenario run stopped");
@@ -340,21 +376,37 @@ pub async fn serve(ctx: Ctx, agent_id: String, agent_name: String, token: Cancel
                             }));
                         }
                         Err(KvError::Exists | KvError::Conflict) => {}
-                        Err(e) => tracing::debug!(run = %rec.id, error = %e, "cannot claim a run"),
+                        Err(e) => tracing::debug!(run = %id, error = %e, "cannot claim a run"),
                     }
                 }
             }
-            Err(e) => tracing::debug!(error = %format!("{e:#}"), "cannot list scenario runs"),
-        }
-        tokio::select! {
-            _ = token.cancelled() => break,
-            _ = tokio::time::sleep(SCAN) => {}
         }
     }
     // The agent stops: its runs stop without cleanup; the leases (released here) let
     // another agent resume them.
     for (_, h) in held {
         h.abort();
+    }
+}
+
+/// Keeps `open` (the runs not done) up to date with one entry of the runs watch. A record
+/// that cannot be read is left out (another client may have written it).
+fn follow(open: &mut HashSet<String>, e: &kv::Entry) {
+    let Some(id) = parse_scenario_run_key(&e.key) else {
+        return;
+    };
+    let not_done = e.operation == Operation::Put
+        && match decode(&e.value) {
+            Ok(r) => r.state != RunState::Done && r.id == id,
+            Err(err) => {
+                tracing::warn!(run = id, error = %format!("{err:#}"), "skipping a run record");
+                false
+            }
+        };
+    if not_done {
+        open.insert(id.to_string());
+    } else {
+        open.remove(id);
     }
 }
 
