@@ -57,14 +57,15 @@ wait_active() { # total timeout_s [agent to leave out]
   done
   echo "timed out waiting for $1 devices" >&2; return 1
 }
-# Stream sequences of the leases and agents buckets (all writes, TTL expiries included).
+# Stream sequences of the leases, liveness and agents buckets (all writes, TTL expiries
+# included).
 seqs() {
   curl -s "http://127.0.0.1:$MON/jsz?streams=true" | python3 -c 'import sys,json
 d=json.load(sys.stdin); out={}
 for a in d.get("account_details",[]):
   for s in a.get("stream_detail",[]):
     out[s["name"]]=s["state"]["last_seq"]
-print(out.get("KV_fo_pluribus_leases",0), out.get("KV_fo_pluribus_agents",0))'
+print(out.get("KV_fo_pluribus_leases",0), out.get("KV_fo_pluribus_live",0), out.get("KV_fo_pluribus_agents",0))'
 }
 
 for _ in $(seq 1 100); do [[ "$(active)" == 0 ]] && break; sleep 0.2; done
@@ -73,15 +74,17 @@ sleep 2
   --interval 10s --timeout 120s >/dev/null 2>&1
 wait_active "$DEVICES" 120
 sleep 3
-read -r l0 h0 < <(seqs)
+read -r l0 v0 h0 < <(seqs)
 sleep "$WINDOW"
-read -r l1 h1 < <(seqs)
+read -r l1 v1 h1 < <(seqs)
 lease_w=$(python3 -c "print(round(($l1-$l0)/$WINDOW/$AGENTS, 2))")
+live_w=$(python3 -c "print(round(($v1-$v0)/$WINDOW/$AGENTS, 2))")
 hb_w=$(python3 -c "print(round(($h1-$h0)/$WINDOW/$AGENTS, 2))")
 shards=$(( (DEVICES + 499) / 500 ))
 
 rows=()
 rows+=("| KV writes/s per agent, steady ($DEVICES devices, $shards shards over $AGENTS agents): leases bucket | $lease_w |")
+rows+=("| KV writes/s per agent, steady: liveness bucket (one renewal a second) | $live_w |")
 rows+=("| KV writes/s per agent, steady: agents bucket (heartbeats, 500 ms here) | $hb_w |")
 
 t0=$(ms)
