@@ -139,14 +139,6 @@ struct Hists {
     ack: Option<Hist>,
 }
 
-/// Adds `h` to `into` (which takes it as it is when empty).
-pub(crate) fn merge_into(into: &mut Option<Hist>, h: Hist) {
-    match into {
-        Some(i) => i.merge(&h),
-        None => *into = Some(h),
-    }
-}
-
 impl Hists {
     fn add(&mut self, now: &FleetCounters, before: Option<&FleetCounters>, span: bool) {
         let pick = |h: &Option<Hist>, b: Option<&Option<Hist>>| -> Option<Hist> {
@@ -160,10 +152,10 @@ impl Hists {
             Some(h)
         };
         if let Some(h) = pick(&now.tick_lag_us, before.map(|b| &b.tick_lag_us)) {
-            merge_into(&mut self.lag, h);
+            Hist::merge_into(&mut self.lag, h);
         }
         if let Some(h) = pick(&now.ack_latency_us, before.map(|b| &b.ack_latency_us)) {
-            merge_into(&mut self.ack, h);
+            Hist::merge_into(&mut self.ack, h);
         }
     }
 

@@ -80,7 +80,7 @@ impl NetFigures {
                     h.subtract(b);
                 }
             }
-            crate::figures::merge_into(&mut self.hist, h);
+            Hist::merge_into(&mut self.hist, h);
         }
         self.added_delay_us = self.hist.as_ref().and_then(Quantiles::of);
     }

@@ -79,6 +79,15 @@ impl Hist {
         let _ = self.0.add(&other.0);
     }
 
+    /// Adds `h` to `into`, which takes it as it is when empty (so that a row with no
+    /// histogram costs nothing).
+    pub fn merge_into(into: &mut Option<Hist>, h: Hist) {
+        match into {
+            Some(i) => i.merge(&h),
+            None => *into = Some(h),
+        }
+    }
+
     /// Removes every value of `earlier`, an earlier copy of the same cumulative histogram,
     /// leaving the values recorded in between. False (and unchanged) when `earlier` has
     /// values this one lacks (the recorder restarted).
