@@ -123,9 +123,7 @@ impl Agent {
         };
         let secrets =
             crate::secrets::Secrets::new(cfg.secrets.clone()).map_err(anyhow::Error::msg)?;
-        let buckets = Buckets::open(&conn.js, &conn.ns, conn.kv_replicas)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let buckets = open_buckets(&conn).await?;
         // Events are published either way; the stream only keeps their history.
         if let Err(e) =
             pluribus_common::kv::open_events(&conn.js, &conn.ns, conn.kv_replicas, conn.events)
@@ -201,5 +199,30 @@ impl AgentHandle {
     /// True once the control loop has ended (after shutdown, or if it failed).
     pub fn is_finished(&self) -> bool {
         self.done.is_finished()
+    }
+}
+
+/// How long an agent that starts while JetStream cannot answer yet (a cluster still
+/// electing its leaders, a server still starting) keeps trying before it gives up.
+const STARTUP_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Opens (or creates) the namespace's buckets, trying again for [`STARTUP_PATIENCE`]: a
+/// fresh cluster can time out the first requests, and an agent is meant to be started
+/// beside NATS, not after it.
+async fn open_buckets(conn: &Connection) -> anyhow::Result<Buckets> {
+    let deadline = tokio::time::Instant::now() + STARTUP_PATIENCE;
+    let mut said = false;
+    loop {
+        match Buckets::open(&conn.js, &conn.ns, conn.kv_replicas).await {
+            Ok(b) => return Ok(b),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                if !said {
+                    tracing::warn!(error = %e, "cannot open the buckets yet; trying again for {}s", STARTUP_PATIENCE.as_secs());
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(anyhow::Error::msg(e)),
+        }
     }
 }

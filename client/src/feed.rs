@@ -56,6 +56,15 @@ pub struct KvFeed {
     clock_offset_ms: i64,
 }
 
+/// What a feed that cannot start says: on a cluster, most often a stream without a
+/// leader yet.
+fn unreadable(bucket: &str) -> String {
+    format!(
+        "cannot read KV bucket {bucket} (JetStream may be electing a leader after losing a \
+         server: try again in a few seconds)"
+    )
+}
+
 impl KvFeed {
     /// Starts following `filter` (a key, or a pattern like `fleet.*` or `>`) in `store`.
     pub async fn open(
@@ -75,7 +84,7 @@ impl KvFeed {
                 ..Default::default()
             })
             .await
-            .with_context(|| format!("cannot read KV bucket {}", store.name))?;
+            .with_context(|| unreadable(&store.name))?;
         let after_ms = pluribus_common::time::now_ms();
         let info = consumer.cached_info();
         let caught_up = info.num_pending == 0;
@@ -86,7 +95,7 @@ impl KvFeed {
         let messages = consumer
             .messages()
             .await
-            .with_context(|| format!("cannot read KV bucket {}", store.name))?;
+            .with_context(|| unreadable(&store.name))?;
         Ok(Self {
             messages,
             prefix: store.prefix.clone(),

@@ -12,6 +12,10 @@ use crate::subjects::Namespace;
 
 /// How long a lease delete marker stays (needs to outlive a watcher's reconnect, no more).
 const MARKER_TTL: Duration = Duration::from_secs(60);
+/// How many times a missing bucket's creation is tried (see `open`).
+const CREATE_ATTEMPTS: u32 = 4;
+/// The pause between those tries.
+const CREATE_RETRY: Duration = Duration::from_millis(750);
 /// How long an agent's heartbeat entry stays after its last update.
 pub const AGENT_ENTRY_MAX_AGE: Duration = Duration::from_secs(60);
 
@@ -66,17 +70,32 @@ async fn open(js: &jetstream::Context, cfg: kv::Config) -> Result<kv::Store, Str
         Err(_) => {}
     }
     let replicas = cfg.num_replicas;
-    js.create_key_value(cfg).await.map_err(|e| {
-        let hint = if replicas > 1 {
-            format!(
-                " (--kv-replicas {replicas} needs a NATS cluster of at least {replicas} \
-                 JetStream servers; on a single server use 1)"
-            )
-        } else {
-            ": check that this NATS user may use JetStream and create KV buckets".into()
-        };
-        format!("cannot open or create KV bucket {name}: {e}{hint}")
-    })
+    // Processes starting together on a new cluster create the same buckets at once: when
+    // a create fails, the bucket may be there now (made by another), or the cluster may
+    // still be settling its JetStream leaders. Look again, a few times, before giving up.
+    let mut last = None;
+    for attempt in 0..CREATE_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(CREATE_RETRY).await;
+            if let Ok(s) = js.get_key_value(name.clone()).await {
+                return Ok(s);
+            }
+        }
+        match js.create_key_value(cfg.clone()).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    let e = last.map_or_else(|| "no attempt made".to_string(), |e| e.to_string());
+    let hint = if replicas > 1 {
+        format!(
+            " (--kv-replicas {replicas} needs a NATS cluster of at least {replicas} \
+             JetStream servers; on a single server use 1)"
+        )
+    } else {
+        ": check that this NATS user may use JetStream and create KV buckets".into()
+    };
+    Err(format!("cannot open or create KV bucket {name}: {e}{hint}"))
 }
 
 /// How much event history the events stream keeps (`--events-max-age`, `--events-max-mb`).
