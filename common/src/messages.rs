@@ -307,63 +307,7 @@ pub struct Heartbeat {
     pub arrived_ms: Option<u64>,
 }
 
-/// What agents read of each other's heartbeats: everything but the per-fleet counters and
-/// histograms, which only `pluribusctl` needs. serde skips `fleets` without parsing what is
-/// in it, so a forged heartbeat cannot make an agent decode (or allocate for) histograms.
-#[derive(Deserialize)]
-struct PeerHeartbeat {
-    #[serde(default = "v1")]
-    v: u32,
-    id: String,
-    name: String,
-    labels: BTreeMap<String, String>,
-    version: String,
-    uptime_s: u64,
-    devices: u64,
-    capacity: Option<u64>,
-    draining: bool,
-    #[serde(default)]
-    connection_capacity: Option<u64>,
-    #[serde(default)]
-    connection_devices: u64,
-    #[serde(default)]
-    refusals: BTreeMap<String, String>,
-    device_types: Vec<String>,
-    sink_types: Vec<String>,
-    #[serde(default)]
-    saturated: bool,
-    interval_ms: u64,
-    ts_ms: u64,
-}
-
 impl Heartbeat {
-    /// Decodes another agent's heartbeat as far as an agent needs it: `fleets` comes back
-    /// empty, its counters and histograms skipped unparsed.
-    pub fn decode_peer(payload: &[u8]) -> Result<Self, crate::wire::WireError> {
-        let p: PeerHeartbeat = crate::wire::decode(payload)?;
-        Ok(Self {
-            v: p.v,
-            id: p.id,
-            name: p.name,
-            labels: p.labels,
-            version: p.version,
-            uptime_s: p.uptime_s,
-            devices: p.devices,
-            capacity: p.capacity,
-            draining: p.draining,
-            connection_capacity: p.connection_capacity,
-            connection_devices: p.connection_devices,
-            refusals: p.refusals,
-            device_types: p.device_types,
-            sink_types: p.sink_types,
-            fleets: BTreeMap::new(),
-            saturated: p.saturated,
-            interval_ms: p.interval_ms,
-            ts_ms: p.ts_ms,
-            arrived_ms: None,
-        })
-    }
-
     /// True if the agent may run a fleet with these placement labels and types.
     pub fn fits(
         &self,
@@ -716,9 +660,10 @@ mod tests {
             serde_json::json!({"f": {"ack_latency_us": "HISTOGRAM?", "junk": [1, {"a": "b"}]}});
         let bytes = serde_json::to_vec(&v).expect("bytes");
         assert!(crate::wire::decode::<Heartbeat>(&bytes).is_err());
-        // ... an agent's never looks at it.
-        let peer = Heartbeat::decode_peer(&bytes).expect("peer view");
-        assert_eq!(peer, hb);
+        // ... an agent's never looks at it: agents read each other as peer records, and a
+        // heartbeat forged into that bucket is read as one without parsing its fleets.
+        let peer = crate::wire::decode::<crate::peer::Peer>(&bytes).expect("peer view");
+        assert_eq!(peer, crate::peer::Peer::of(&hb));
     }
 
     #[test]

@@ -80,7 +80,7 @@ fn decode_all(bytes: &[u8]) {
     let _ = decode::<AgentCommand>(bytes);
     let _ = decode::<Reply<AgentAnswer>>(bytes);
     let _ = decode::<Event>(bytes);
-    let _ = Heartbeat::decode_peer(bytes);
+    let _ = decode::<pluribus_common::peer::Peer>(bytes);
     if let Ok(hb) = decode::<Heartbeat>(bytes) {
         for h in hb.fleets.values().filter_map(|c| c.tick_lag_us.as_ref()) {
             let _ = (h.quantile(0.99), h.count(), h.max());
