@@ -219,6 +219,54 @@ async fn devices_run_again_after_nats_restarts_short_and_long() {
     );
 }
 
+/// A watch of the fleets bucket that breaks (here its consumer is deleted under it; on a
+/// cluster, a node dies) starts again from a fresh snapshot: an agent that started on an
+/// empty bucket must not read the new snapshot as "no fleets" and stop what it runs (CI saw
+/// this on a 3-node cluster: the library's `status()` answers the stream's state from when
+/// the bucket was opened).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_watch_that_breaks_keeps_the_fleets_it_saw() {
+    let nats = NatsServer::start();
+    let ns = Namespace::new("rewatch").expect("ns");
+    let a1 = agent(&nats, "rewatch", "a1");
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client.clone());
+    let buckets = Buckets::open(&js, &ns, 1).await.expect("buckets");
+    let mut sub = client.subscribe("rewatch-tel.>").await.expect("sub");
+    wait_until("the agent started", Duration::from_secs(20), || async {
+        a1.stderr().contains("agent started")
+    })
+    .await;
+    deploy(&client, &buckets, &ns, "w1", 20, 10, 500).await;
+    wait_all_sending(&mut sub, 20, "before the watch broke", Duration::from_secs(20)).await;
+
+    let mut stream = js
+        .get_stream(format!("KV_{}", ns.fleets_bucket()))
+        .await
+        .expect("stream");
+    let names: Vec<String> = stream
+        .consumer_names()
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .map(|n| n.expect("consumer name"))
+        .collect();
+    assert!(!names.is_empty(), "the agent watches the fleets bucket");
+    for name in names {
+        stream.delete_consumer(&name).await.expect("delete consumer");
+    }
+    wait_until("the fleet watch restarted", Duration::from_secs(60), || async {
+        a1.stderr().contains("KV watch broke; restarting bucket=fleets")
+    })
+    .await;
+    // The new snapshot is in within a few seconds of the restart.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let seen = collect(&mut sub, Duration::from_secs(3)).await;
+    let log = a1.stderr();
+    assert!(!log.contains("fleet deleted"), "{log}");
+    assert_eq!(seen.len(), 20, "every device still sends:\n{log}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_messages_are_answered_and_never_crash_an_agent() {
     let nats = NatsServer::start();

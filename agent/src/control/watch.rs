@@ -41,7 +41,7 @@ pub enum WatchEvent {
     Update(Entry),
 }
 
-/// How long a replay may stay silent before the snapshot is taken as complete.
+/// How long a replay may stay silent before it counts as broken (the watch starts again).
 const REPLAY_IDLE: Duration = Duration::from_secs(2);
 
 /// What a watcher needs to create its namespace's buckets again, when JetStream comes
@@ -146,25 +146,50 @@ pub fn spawn(
     });
 }
 
+/// How many values the bucket holds now, asked of the server. `Store::status` will not do:
+/// it answers from the stream info read when the bucket was opened, so an agent that
+/// started on an empty bucket would take every later snapshot for an empty one. A stream
+/// without a leader (a cluster node just died) is answered from its config alone, with no
+/// state: that is an error too, not an empty bucket.
+async fn values_now(store: &Store) -> Result<u64, String> {
+    let mut stream = store.stream.clone();
+    let info = tokio::time::timeout(Duration::from_secs(5), stream.info())
+        .await
+        .map_err(|_| "stream info timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    if info
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.raft_group.is_some() && c.leader.is_none())
+    {
+        return Err("the bucket's stream has no leader yet".into());
+    }
+    Ok(info.state.messages)
+}
+
 async fn watch_once(
     bucket: Bucket,
     store: &Store,
     tx: &mpsc::Sender<(Bucket, WatchEvent)>,
 ) -> Result<(), String> {
-    let values = tokio::time::timeout(Duration::from_secs(5), store.status())
-        .await
-        .map_err(|_| "status timed out".to_string())?
-        .map_err(|e| e.to_string())?
-        .values();
+    let values = values_now(store).await?;
     let mut watch = tokio::time::timeout(Duration::from_secs(5), store.watch_with_history(">"))
         .await
         .map_err(|_| "watch timed out".to_string())?
         .map_err(|e| e.to_string())?;
+    // The snapshot is complete when the entry with nothing pending after it arrives. A
+    // replay that goes quiet before that is not taken for the whole bucket (a snapshot with
+    // holes would stop the shards of every fleet missing from it): the watch starts again.
     let mut snapshot = Vec::new();
     if values > 0 {
         loop {
             match tokio::time::timeout(REPLAY_IDLE, watch.next()).await {
-                Err(_) => break,
+                Err(_) => {
+                    return Err(format!(
+                        "the replay stopped after {} of the bucket's values",
+                        snapshot.len()
+                    ))
+                }
                 Ok(None) => return Err("watch ended during replay".into()),
                 Ok(Some(Err(e))) => return Err(e.to_string()),
                 Ok(Some(Ok(entry))) => {
