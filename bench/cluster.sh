@@ -108,7 +108,7 @@ ctl deploy-fleet live --count "$L" --sink nats --subject "bench.{fleet}.{device_
 wait_devices "$L" 60
 VICTIM=0
 if [[ $KILL == live-leader ]]; then
-  leader=$(stream_leader "KV_${PLURIBUS_NAMESPACE}-live" 2)
+  leader=$(stream_leader "KV_${PLURIBUS_NAMESPACE}_pluribus_live" 2)
   [[ $leader =~ ^n[123]$ ]] || { echo "cluster.sh: no leader found for the liveness stream ('$leader')" >&2; exit 1; }
   VICTIM=$(( ${leader#n} - 1 ))
   [[ $VICTIM == 2 ]] && CTL_NODE=0

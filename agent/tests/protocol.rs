@@ -240,7 +240,7 @@ async fn a_fleet_watch_that_breaks_keeps_the_fleets_it_saw() {
     deploy(&client, &buckets, &ns, "w1", 20, 10, 500).await;
     wait_all_sending(&mut sub, 20, "before the watch broke", Duration::from_secs(20)).await;
 
-    let mut stream = js
+    let stream = js
         .get_stream(format!("KV_{}", ns.fleets_bucket()))
         .await
         .expect("stream");

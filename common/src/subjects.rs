@@ -230,6 +230,9 @@ const SCENARIO_LEASE_PREFIX: &str = "lease.";
 /// The key filter of every run record in the scenarios bucket.
 pub const SCENARIO_RUNS: &str = "run.>";
 
+/// The key filter of every run lease in the scenarios bucket.
+pub const SCENARIO_LEASES: &str = "lease.>";
+
 /// The key of detached run `id`'s record in the scenarios bucket.
 pub fn scenario_run_key(id: &str) -> String {
     format!("{SCENARIO_RUN_PREFIX}{id}")
@@ -243,6 +246,12 @@ pub fn scenario_lease_key(id: &str) -> String {
 /// The run id of a run-record key (`None` for any other key).
 pub fn parse_scenario_run_key(key: &str) -> Option<&str> {
     key.strip_prefix(SCENARIO_RUN_PREFIX)
+        .filter(|id| !id.is_empty())
+}
+
+/// The run id of a run-lease key (`None` for any other key).
+pub fn parse_scenario_lease_key(key: &str) -> Option<&str> {
+    key.strip_prefix(SCENARIO_LEASE_PREFIX)
         .filter(|id| !id.is_empty())
 }
 

@@ -127,7 +127,7 @@ async fn a_fleet_keeps_running_when_a_nats_node_dies() {
         "no device runs twice: {:?}",
         steady.repeats()
     );
-    // An agent on a cluster with the default 10 s lease TTL says that an election can
+    // An agent on a cluster with the default 3 s lease TTL says that an election can
     // outlast its fence.
     assert!(a1.stderr().contains("--lease-ttl 30s"), "{}", a1.stderr());
 }

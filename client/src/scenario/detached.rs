@@ -4,7 +4,7 @@
 //! executor stores the run's [`Progress`]; if it dies, its lease expires and another agent
 //! resumes the run at its current step. The outcome is stored in the record at the end.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +14,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use pluribus_common::kv::{open_scenarios, ttl_put, KvError};
 use pluribus_common::subjects::{
-    parse_scenario_run_key, scenario_lease_key as lease_key, scenario_run_key as run_key,
-    SCENARIO_RUNS,
+    parse_scenario_lease_key, parse_scenario_run_key, scenario_lease_key as lease_key,
+    scenario_run_key as run_key, SCENARIO_LEASES, SCENARIO_RUNS,
 };
 use pluribus_common::time::now_ms;
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::file::Scenario;
+use super::open_runs::OpenRuns;
 use super::outcome::{Note, Progress, RunOptions};
 use super::runner::resume;
 use crate::Ctx;
@@ -322,9 +323,10 @@ pub async fn serve(ctx: Ctx, agent_id: String, agent_name: String, token: Cancel
         agent_name,
     };
     let mut held: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
-    // The runs not done yet, as a watch of the bucket sees them: at rest (no open run) an
-    // agent makes no JetStream request at all, where listing the bucket every scan cost one.
-    let mut open: HashSet<String> = HashSet::new();
+    // The runs not done yet and their leases, as a watch of the bucket sees them: at rest
+    // (no open run) an agent makes no JetStream request at all, where listing the bucket
+    // every scan cost one, and it tries to take only the runs nobody holds.
+    let mut open = OpenRuns::default();
     let mut watch: Option<kv::Watch> = None;
     let mut watched_at = tokio::time::Instant::now();
     let mut scan = tokio::time::interval(SCAN);
@@ -333,7 +335,11 @@ pub async fn serve(ctx: Ctx, agent_id: String, agent_name: String, token: Cancel
         // Not watching (first pass, NATS was away) or watching for long: watch again; a
         // failure waits for the next scan.
         if watch.is_none() || watched_at.elapsed() >= REWATCH {
-            match runs.kv.watch_with_history(SCENARIO_RUNS).await {
+            match runs
+                .kv
+                .watch_many_with_history([SCENARIO_RUNS, SCENARIO_LEASES])
+                .await
+            {
                 Ok(w) => {
                     open.clear();
                     watch = Some(w);
@@ -360,8 +366,7 @@ pub async fn serve(ctx: Ctx, agent_id: String, agent_name: String, token: Cancel
             },
             _ = scan.tick() => {
                 held.retain(|_, h| !h.is_finished());
-                let free: Vec<String> =
-                    open.iter().filter(|id| !held.contains_key(*id)).cloned().collect();
+                let free = open.claimable(|id| held.contains_key(id));
                 for id in &free {
                     match runs.claim(id, &lease).await {
                         Ok(rev) => {
@@ -389,9 +394,13 @@ pub async fn serve(ctx: Ctx, agent_id: String, agent_name: String, token: Cancel
     }
 }
 
-/// Keeps `open` (the runs not done) up to date with one entry of the runs watch. A record
-/// that cannot be read is left out (another client may have written it).
-fn follow(open: &mut HashSet<String>, e: &kv::Entry) {
+/// Keeps `open` (the runs not done, and the leased ones) up to date with one entry of the
+/// runs watch. A record that cannot be read is left out (another client may have written it).
+fn follow(open: &mut OpenRuns, e: &kv::Entry) {
+    if let Some(id) = parse_scenario_lease_key(&e.key) {
+        open.lease(id, e.operation == Operation::Put);
+        return;
+    }
     let Some(id) = parse_scenario_run_key(&e.key) else {
         return;
     };
@@ -403,11 +412,7 @@ fn follow(open: &mut HashSet<String>, e: &kv::Entry) {
                 false
             }
         };
-    if not_done {
-        open.insert(id.to_string());
-    } else {
-        open.remove(id);
-    }
+    open.run(id, not_done);
 }
 
 /// Executes run `id` while holding its lease (revision `rev`).

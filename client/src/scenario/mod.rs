@@ -23,6 +23,7 @@ pub mod check;
 pub mod detached;
 pub mod file;
 pub mod measure;
+mod open_runs;
 pub mod ops;
 pub mod outcome;
 pub mod report;
