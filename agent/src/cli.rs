@@ -8,7 +8,7 @@ use clap::Parser;
 use pluribus_common::connect::NatsArgs;
 use pluribus_common::names::validate_name;
 
-use crate::agent::{AgentConfig, DEFAULT_HEARTBEAT, DEFAULT_LEASE_TTL, DEFAULT_WAKE_GRID};
+use crate::config::{AgentConfig, DEFAULT_HEARTBEAT, DEFAULT_LEASE_TTL, DEFAULT_WAKE_GRID};
 
 /// Runs Pluribus virtual devices: claims shards of fleets from NATS and runs them until
 /// told otherwise. Start as many as you like; they share the work.

@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod config;
 mod control;
 pub mod device;
 pub mod events;

@@ -119,7 +119,7 @@ fn warn_short_ttl_on_cluster(info: &async_nats::ServerInfo, ttl: Duration) {
              outlast the fence ({:.0}% of the liveness TTL) and pause devices that would have \
              run on; consider --lease-ttl {min}s (no more NATS writes, but failover after an \
              agent dies then takes about {min} s)",
-            crate::agent::FENCE_FRACTION * 100.0
+            crate::config::FENCE_FRACTION * 100.0
         );
     }
 }

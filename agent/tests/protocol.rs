@@ -238,7 +238,13 @@ async fn a_fleet_watch_that_breaks_keeps_the_fleets_it_saw() {
     })
     .await;
     deploy(&client, &buckets, &ns, "w1", 20, 10, 500).await;
-    wait_all_sending(&mut sub, 20, "before the watch broke", Duration::from_secs(20)).await;
+    wait_all_sending(
+        &mut sub,
+        20,
+        "before the watch broke",
+        Duration::from_secs(20),
+    )
+    .await;
 
     let stream = js
         .get_stream(format!("KV_{}", ns.fleets_bucket()))
@@ -253,11 +259,19 @@ async fn a_fleet_watch_that_breaks_keeps_the_fleets_it_saw() {
         .collect();
     assert!(!names.is_empty(), "the agent watches the fleets bucket");
     for name in names {
-        stream.delete_consumer(&name).await.expect("delete consumer");
+        stream
+            .delete_consumer(&name)
+            .await
+            .expect("delete consumer");
     }
-    wait_until("the fleet watch restarted", Duration::from_secs(60), || async {
-        a1.stderr().contains("KV watch broke; restarting bucket=fleets")
-    })
+    wait_until(
+        "the fleet watch restarted",
+        Duration::from_secs(60),
+        || async {
+            a1.stderr()
+                .contains("KV watch broke; restarting bucket=fleets")
+        },
+    )
     .await;
     // The new snapshot is in within a few seconds of the restart.
     tokio::time::sleep(Duration::from_secs(5)).await;

@@ -42,7 +42,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::agent::AgentConfig;
+use crate::config::AgentConfig;
 use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::registry::Registry;

@@ -19,6 +19,7 @@ mod rebalance;
 pub(crate) mod report;
 pub mod scale;
 mod scenario;
+mod scenario_args;
 mod scenario_detached;
 pub mod set_load;
 mod sink_flags;

@@ -9,7 +9,7 @@ use pluribus_client::scenario::detached::{RunRecord, RunState, Runs};
 use pluribus_client::scenario::{Exit, COULD_NOT_RUN_EXIT};
 use serde::Serialize;
 
-use super::scenario::RunArgs;
+use super::scenario_args::RunArgs;
 use super::Global;
 
 async fn open(g: &Global) -> Result<Runs> {
