@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use pluribus_common::connect::Connection;
-use pluribus_common::kv::Buckets;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::control::stores::{Stores, STARTUP_PATIENCE};
 use crate::control::{Control, Shared};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -47,7 +47,9 @@ impl Agent {
         };
         let secrets =
             crate::secrets::Secrets::new(cfg.secrets.clone()).map_err(anyhow::Error::msg)?;
-        let buckets = open_buckets(&conn).await?;
+        let stores =
+            Stores::open_patiently(&conn.js, &conn.ns, conn.kv_replicas, STARTUP_PATIENCE).await?;
+        let buckets = stores.buckets.clone();
         // Events are published either way; the stream only keeps their history.
         if let Err(e) =
             pluribus_common::kv::open_events(&conn.js, &conn.ns, conn.kv_replicas, conn.events)
@@ -89,7 +91,7 @@ impl Agent {
             id.clone(),
             cfg,
             conn,
-            buckets,
+            stores,
             registry,
             Shared {
                 secrets,
@@ -123,30 +125,5 @@ impl AgentHandle {
     /// True once the control loop has ended (after shutdown, or if it failed).
     pub fn is_finished(&self) -> bool {
         self.done.is_finished()
-    }
-}
-
-/// How long an agent that starts while JetStream cannot answer yet (a cluster still
-/// electing its leaders, a server still starting) keeps trying before it gives up.
-const STARTUP_PATIENCE: Duration = Duration::from_secs(30);
-
-/// Opens (or creates) the namespace's buckets, trying again for [`STARTUP_PATIENCE`]: a
-/// fresh cluster can time out the first requests, and an agent is meant to be started
-/// beside NATS, not after it.
-async fn open_buckets(conn: &Connection) -> anyhow::Result<Buckets> {
-    let deadline = tokio::time::Instant::now() + STARTUP_PATIENCE;
-    let mut said = false;
-    loop {
-        match Buckets::open(&conn.js, &conn.ns, conn.kv_replicas).await {
-            Ok(b) => return Ok(b),
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                if !said {
-                    tracing::warn!(error = %e, "cannot open the buckets yet; trying again for {}s", STARTUP_PATIENCE.as_secs());
-                    said = true;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => return Err(anyhow::Error::msg(e)),
-        }
     }
 }

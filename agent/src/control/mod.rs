@@ -20,6 +20,7 @@ mod reconcile;
 mod release;
 mod ring;
 mod state;
+pub(crate) mod stores;
 mod timeline;
 pub mod watch;
 
@@ -47,6 +48,7 @@ use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::shard::ShardHandle;
+use stores::{Stores, STARTUP_PATIENCE};
 use watch::{Bucket, WatchEvent};
 
 /// How long one NATS call from the control loop may take before it gives up, so that a
@@ -211,10 +213,15 @@ impl Control {
         id: String,
         cfg: AgentConfig,
         conn: Connection,
-        buckets: Buckets,
+        stores: Stores,
         registry: Registry,
         shared: Shared,
     ) -> anyhow::Result<Self> {
+        let Stores {
+            buckets,
+            peers,
+            live: live_store,
+        } = stores;
         let Shared {
             secrets,
             metrics,
@@ -230,12 +237,6 @@ impl Control {
         commands.push(conn.client.subscribe(ns.agent_cmd(&id)).await?);
         commands.push(conn.client.subscribe(ns.agents_cmd()).await?);
         let (watch_tx, watch_rx) = mpsc::channel(1024);
-        let peers = pluribus_common::kv::open_peers(&conn.js, ns, conn.kv_replicas)
-            .await
-            .map_err(anyhow::Error::msg)?;
-        let live_store = pluribus_common::kv::open_live(&conn.js, ns, conn.kv_replicas)
-            .await
-            .map_err(anyhow::Error::msg)?;
         let reopen = watch::Reopen {
             js: conn.js.clone(),
             ns: conn.ns.clone(),
@@ -287,13 +288,9 @@ impl Control {
         let (live_buckets, live_js, live_kv) = match cfg.liveness_client.clone() {
             Some(c) => {
                 let js = async_nats::jetstream::new(c);
-                let b = Buckets::open(&js, &conn.ns, conn.kv_replicas)
-                    .await
-                    .map_err(anyhow::Error::msg)?;
-                let l = pluribus_common::kv::open_live(&js, &conn.ns, conn.kv_replicas)
-                    .await
-                    .map_err(anyhow::Error::msg)?;
-                (b, js, l)
+                let s = Stores::open_patiently(&js, &conn.ns, conn.kv_replicas, STARTUP_PATIENCE)
+                    .await?;
+                (s.buckets, js, s.live)
             }
             None => (buckets.clone(), conn.js.clone(), live_store.clone()),
         };

@@ -92,11 +92,7 @@ impl Reopen {
         if missing.is_empty() {
             return;
         }
-        let open = async {
-            pluribus_common::kv::Buckets::open(&self.js, &self.ns, self.replicas).await?;
-            pluribus_common::kv::open_peers(&self.js, &self.ns, self.replicas).await?;
-            pluribus_common::kv::open_live(&self.js, &self.ns, self.replicas).await
-        };
+        let open = super::stores::Stores::open(&self.js, &self.ns, self.replicas);
         match tokio::time::timeout(Duration::from_secs(10), open).await {
             Ok(Ok(_)) => {
                 tracing::warn!(

@@ -95,7 +95,7 @@ pub enum Command {
     Network(network::Args),
     /// Check or run a scenario: steps (deploy, scale, network trouble, commands, drains,
     /// probes) with checks (`p99 < 200ms`, `loss <= 0.1%`), a verdict, JUnit and JSON reports.
-    Scenario(scenario::Args),
+    Scenario(scenario_args::Args),
     /// Serve a live web dashboard: agents, fleets, charts, events, a device drill-down,
     /// controls (with an operator NATS credential) and an HTML report.
     Dashboard(crate::dashboard::Args),
@@ -190,11 +190,11 @@ fn needs(c: &Command) -> crate::denied::Needs {
         Command::Profiles(_) => view("list profiles"),
         Command::Dashboard(_) => view("serve the dashboard"),
         Command::Scenario(a) => match a.verb {
-            scenario::Verb::Check(_) => view("check scenarios"),
-            scenario::Verb::Run(_) | scenario::Verb::Cancel(_) => op("run scenarios"),
-            scenario::Verb::List | scenario::Verb::Status(_) | scenario::Verb::Logs(_) => {
-                view("read scenario runs")
-            }
+            scenario_args::Verb::Check(_) => view("check scenarios"),
+            scenario_args::Verb::Run(_) | scenario_args::Verb::Cancel(_) => op("run scenarios"),
+            scenario_args::Verb::List
+            | scenario_args::Verb::Status(_)
+            | scenario_args::Verb::Logs(_) => view("read scenario runs"),
         },
         Command::Network(a) => match a.verb {
             network::Verb::Set(_) | network::Verb::Clear(_) => op("change network impairments"),

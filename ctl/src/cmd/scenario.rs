@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Global;
 
-pub use super::scenario_args::{Args, FileArgs, RunArgs, Verb};
+use super::scenario_args::{Args, FileArgs, RunArgs, Verb};
 
 #[derive(Serialize)]
 struct Checked<'a> {
