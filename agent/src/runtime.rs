@@ -2,8 +2,6 @@
 //! signals. `pluribus-agent` and agents built on the library (examples/seed-mqtt) share it,
 //! so a custom agent behaves exactly like the stock one.
 
-use std::time::Duration;
-
 use crate::cli::AgentArgs;
 use crate::{Agent, Registry};
 
@@ -82,7 +80,6 @@ pub async fn run(args: AgentArgs, registry: Registry, client_name: &str) -> anyh
             .client_capacity(65_536)
         })
         .await?;
-    warn_short_ttl_on_cluster(&conn.client.server_info(), cfg.lease_ttl);
     cfg.liveness_client = Some(
         args.nats
             .connect_core(&format!("{client_name} liveness"))
@@ -101,25 +98,4 @@ pub async fn run(args: AgentArgs, registry: Registry, client_name: &str) -> anyh
 /// A count as a user writes it, or `unknown`.
 fn or_unknown(n: Option<u64>) -> String {
     n.map_or_else(|| "unknown".into(), |n| n.to_string())
-}
-
-/// Below this lease TTL, a JetStream leader election on a NATS cluster (4-9 s when a node
-/// dies) can outlast the fence and stop shards that would have run on.
-const CLUSTER_MIN_TTL: Duration = Duration::from_secs(30);
-
-/// Says so when the agent runs on a NATS cluster with a lease TTL that an election can
-/// outlast.
-fn warn_short_ttl_on_cluster(info: &async_nats::ServerInfo, ttl: Duration) {
-    if let Some(cluster) = info.cluster.as_deref().filter(|_| ttl < CLUSTER_MIN_TTL) {
-        let min = CLUSTER_MIN_TTL.as_secs();
-        tracing::warn!(
-            cluster,
-            lease_ttl = %humantime::format_duration(ttl),
-            "NATS is a cluster: when a node dies, a JetStream leader election (4-10 s) can \
-             outlast the fence ({:.0}% of the liveness TTL) and pause devices that would have \
-             run on; consider --lease-ttl {min}s (no more NATS writes, but failover after an \
-             agent dies then takes about {min} s)",
-            crate::config::FENCE_FRACTION * 100.0
-        );
-    }
 }

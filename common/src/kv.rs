@@ -216,26 +216,54 @@ pub async fn open_scenarios(
     .await
 }
 
-/// Opens (or creates) the bucket of the agents' liveness keys (per-key TTL; the server puts
-/// a marker when one expires, which its watchers see). Only agents open it.
+/// Opens (or creates) the two buckets of the agents' liveness keys (per-key TTL; the
+/// server puts a marker when one expires, which its watchers see), the first one first
+/// (see [`Namespace::live2_bucket`]). Only agents open them.
 pub async fn open_live(
     js: &jetstream::Context,
     ns: &Namespace,
     replicas: usize,
-) -> Result<kv::Store, String> {
-    open(
-        js,
-        kv::Config {
-            bucket: ns.live_bucket(),
-            description: "Pluribus agents' liveness keys (per-key TTL)".into(),
-            history: 1,
-            limit_markers: Some(MARKER_TTL),
-            max_value_size: MAX_PEER_BYTES,
-            num_replicas: replicas,
-            ..Default::default()
-        },
-    )
-    .await
+) -> Result<[kv::Store; 2], String> {
+    let [a, b] = ns.live_buckets();
+    Ok([
+        open(js, live_config(a, replicas)).await?,
+        open(js, live_config(b, replicas)).await?,
+    ])
+}
+
+fn live_config(bucket: String, replicas: usize) -> kv::Config {
+    kv::Config {
+        bucket,
+        description: "Pluribus agents' liveness keys (per-key TTL)".into(),
+        history: 1,
+        limit_markers: Some(MARKER_TTL),
+        max_value_size: MAX_PEER_BYTES,
+        num_replicas: replicas,
+        ..Default::default()
+    }
+}
+
+/// A key's last entry as its stream's leader has it: `Ok(None)` when the key has no entry
+/// or its last is a delete, purge or expiry marker, `Ok(Some((value, revision)))` for a
+/// put. A plain KV get may be answered by any replica, which can lag behind; a judgement
+/// that lets another agent take a shard over must not rest on that. Fails while the
+/// stream has no leader.
+pub async fn leader_entry(store: &kv::Store, key: &str) -> Result<Option<(Bytes, u64)>, String> {
+    use async_nats::jetstream::stream::LastRawMessageErrorKind as Kind;
+    let subject = format!("{}{}", store.prefix, key);
+    match store.stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(m) => {
+            let op = m
+                .headers
+                .get("KV-Operation")
+                .map(|v| v.as_str().to_string());
+            let marker =
+                m.headers.get("Nats-Marker-Reason").is_some() || op.is_some_and(|op| op != "PUT");
+            Ok((!marker).then_some((m.payload, m.sequence)))
+        }
+        Err(e) if matches!(e.kind(), Kind::NoMessageFound) => Ok(None),
+        Err(e) => Err(chain(&e)),
+    }
 }
 
 /// Opens (or creates) the bucket of the agents' peer records (`crate::peer::Peer`, one key

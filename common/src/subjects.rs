@@ -132,6 +132,19 @@ impl Namespace {
         self.bucket("live")
     }
 
+    /// The second liveness bucket: every agent keeps its key in both, and an agent counts
+    /// as gone only when both keys have expired. Each bucket is a stream of its own, whose
+    /// leaders the agents keep on different NATS nodes, so the death of one node (and the
+    /// election that follows) never stops every renewal.
+    pub fn live2_bucket(&self) -> String {
+        self.bucket("live2")
+    }
+
+    /// Both liveness buckets, the first one first.
+    pub fn live_buckets(&self) -> [String; 2] {
+        [self.live_bucket(), self.live2_bucket()]
+    }
+
     /// KV bucket of the agents' peer records (`<agent id>`: what agents decide on about
     /// each other, written only when it changes). Only agents use it.
     pub fn peers_bucket(&self) -> String {

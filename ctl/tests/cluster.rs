@@ -21,22 +21,7 @@ fn ctl_on(cluster: &NatsCluster, node: usize, args: &[&str]) -> pluribus_testkit
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fleet_keeps_running_when_a_nats_node_dies() {
     let mut cluster = NatsCluster::start(3);
-    // The first process to open the namespace creates its buckets: here pluribusctl, with
-    // 3 replicas (as deploy/README.md says to). A cluster that just started may still be
-    // electing its JetStream leader: status is retried until it answers.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = ctl_on(&cluster, 2, &["status"]);
-        if out.code == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the buckets were not created within 30 s: {}",
-            out.stderr
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    buckets_made(&cluster, 2).await;
     // Each agent knows one node only; the cluster tells it about the others.
     let a1 = spawn_agent_at(&cluster.nodes[0].url(), NS, "a1", &["--kv-replicas", "3"]);
     let a2 = spawn_agent_at(&cluster.nodes[1].url(), NS, "a2", &["--kv-replicas", "3"]);
@@ -127,9 +112,156 @@ async fn a_fleet_keeps_running_when_a_nats_node_dies() {
         "no device runs twice: {:?}",
         steady.repeats()
     );
-    // An agent on a cluster with the default 3 s lease TTL says that an election can
-    // outlast its fence.
-    assert!(a1.stderr().contains("--lease-ttl 30s"), "{}", a1.stderr());
+}
+
+/// The first process to open the namespace creates its buckets: here pluribusctl through
+/// node `node`, with 3 replicas (as deploy/README.md says to). A cluster that just started
+/// may still be electing its JetStream leader: status is retried until it answers.
+async fn buckets_made(cluster: &NatsCluster, node: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = ctl_on(cluster, node, &["status"]);
+        if out.code == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the buckets were not created within 30 s: {}",
+            out.stderr
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The node (`n1`, `n2`, ...) leading a stream, as the server says now.
+async fn leader(js: &async_nats::jetstream::Context, stream: &str) -> Option<String> {
+    let mut s = js.get_stream(stream).await.ok()?;
+    s.info().await.ok()?.cluster.as_ref()?.leader.clone()
+}
+
+/// Each agent keeps its liveness key in two buckets whose streams the agents keep led by
+/// different nodes. Killing the node that leads the first one stops its renewals for the
+/// length of an election (longer than the fence, 75% of the 3 s TTL); those of the second
+/// go on, so no agent fences and no device stops (before the second bucket, every device
+/// paused for 7-11 s: BENCHMARKS.md, "On a NATS cluster").
+#[tokio::test(flavor = "multi_thread")]
+async fn no_device_stops_when_the_node_leading_the_liveness_stream_dies() {
+    let mut cluster = NatsCluster::start(3);
+    buckets_made(&cluster, 2).await;
+    let a1 = spawn_agent_at(&cluster.nodes[0].url(), NS, "a1", &["--kv-replicas", "3"]);
+    let a2 = spawn_agent_at(&cluster.nodes[1].url(), NS, "a2", &["--kv-replicas", "3"]);
+    let _logs = LogsOnPanic(vec![("a1", &a1), ("a2", &a2)]);
+    let urls: Vec<async_nats::ServerAddr> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.url().parse().unwrap())
+        .collect();
+    let client = async_nats::connect(urls).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let ns = pluribus_common::subjects::Namespace::new(NS).unwrap();
+    let [live, live2] = ns.live_buckets().map(|b| format!("KV_{b}"));
+
+    // The agents' reconcile leader moves the second stream's leader off the first one's
+    // node (it checks every 10 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    let node = loop {
+        let (a, b) = (leader(&js, &live).await, leader(&js, &live2).await);
+        match (a, b) {
+            (Some(a), Some(b)) if a != b => break a,
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the two liveness streams are still led by one node after 45 s: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let killed: usize = node.trim_start_matches('n').parse::<usize>().unwrap() - 1;
+    let other = (killed + 1) % 3;
+
+    // Telemetry is read through a node that stays up.
+    let reader = async_nats::connect(cluster.nodes[other].url())
+        .await
+        .unwrap();
+    let mut sub = reader.subscribe("clu-live.>").await.unwrap();
+    ctl_on(
+        &cluster,
+        other,
+        &[
+            "deploy-fleet",
+            "lf",
+            "--count",
+            "200",
+            "--shard-size",
+            "50",
+            "--interval",
+            "500ms",
+            "--sink",
+            "nats",
+            "--subject",
+            "clu-live.{fleet}.{device_id}",
+        ],
+    )
+    .ok();
+    wait_sending(&mut sub, 200, "all devices", Duration::from_secs(20)).await;
+
+    cluster.nodes[killed].kill();
+    // Telemetry from the kill until the first stream has a new leader (the election is
+    // over: the agents' renewals of the first key failed all along) and 4 s more, past
+    // where a fence would have come and gone.
+    let elected = async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+        loop {
+            match leader(&js, &live).await {
+                Some(n) if n != node => break,
+                _ => assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no new leader for {live} within 45 s"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    };
+    let seen = collect_until_done(&mut sub, elected).await;
+    assert!(seen.repeats().is_empty(), "{:?}", seen.repeats());
+    // A fence stops every device of its agent for seconds (its slots pass unsent: a jump
+    // in seq). Two slots (1 s) may be lost in flight on a connection to the dead node.
+    let jumps: Vec<(String, u64)> = seen
+        .seqs
+        .iter()
+        .filter_map(|(id, s)| {
+            let jump = s.windows(2).map(|w| w[1].saturating_sub(w[0])).max()?;
+            (jump > 3).then(|| (id.clone(), jump))
+        })
+        .collect();
+    assert_eq!(seen.seqs.len(), 200, "every device sent after {node} died");
+    for (name, agent) in [("a1", &a1), ("a2", &a2)] {
+        let log = agent.stderr();
+        assert!(
+            jumps.is_empty() && !log.contains("(fenced)") && !log.contains("every shard stops here"),
+            "devices stopped when {node} died ({} with a gap in seq, e.g. {:?}); {name}'s log:\n{log}",
+            jumps.len(),
+            jumps.first()
+        );
+    }
+    // Nor did an agent on a cluster hear that it needs a longer TTL.
+    assert!(!a1.stderr().contains("--lease-ttl 30s"), "{}", a1.stderr());
+}
+
+/// Collects telemetry until `done` finishes.
+async fn collect_until_done(
+    sub: &mut async_nats::Subscriber,
+    done: impl std::future::Future<Output = ()>,
+) -> Seen {
+    use futures::StreamExt;
+    let mut seen = Seen::default();
+    tokio::pin!(done);
+    loop {
+        tokio::select! {
+            _ = &mut done => return seen,
+            Some(msg) = sub.next() => seen.add(&msg),
+        }
+    }
 }
 
 /// Polls `status --json` through node `node` until `check` holds.

@@ -104,34 +104,36 @@ async fn each_liveness_key_has_three_watchers_and_devices_survive_a_dead_ring_se
     let ids = ring(&s);
     assert_eq!(ids.len(), 6, "{s}");
 
-    // Every agent's watch of the live bucket names keys, never the whole bucket, at most
+    // Every agent's watch of each live bucket names keys, never the whole bucket, at most
     // three of them; and every key is followed by its agent and two others.
     let js = async_nats::jetstream::new(c.client().await);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let w = watches(&js, &ns.live_bucket()).await;
-        let mut watchers: BTreeMap<&str, usize> = BTreeMap::new();
-        for keys in &w {
-            assert!(
-                keys.len() <= 3 && keys.iter().all(|k| !k.contains('>') && !k.contains('*')),
-                "a watch of the live bucket follows more than three agents: {keys:?}"
-            );
-            for k in keys {
-                *watchers.entry(k.as_str()).or_default() += 1;
+    for bucket in ns.live_buckets() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let w = watches(&js, &bucket).await;
+            let mut watchers: BTreeMap<&str, usize> = BTreeMap::new();
+            for keys in &w {
+                assert!(
+                    keys.len() <= 3 && keys.iter().all(|k| !k.contains('>') && !k.contains('*')),
+                    "a watch of {bucket} follows more than three agents: {keys:?}"
+                );
+                for k in keys {
+                    *watchers.entry(k.as_str()).or_default() += 1;
+                }
             }
+            if w.len() == 6
+                && ids
+                    .iter()
+                    .all(|(id, _)| watchers.get(id.as_str()) == Some(&3))
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "each of the 6 liveness keys in {bucket} should have 3 watchers: {w:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        if w.len() == 6
-            && ids
-                .iter()
-                .all(|(id, _)| watchers.get(id.as_str()) == Some(&3))
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "each of the 6 liveness keys should have 3 watchers: {w:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
     // kill -9 one agent: its devices come back on the others.
@@ -160,4 +162,93 @@ async fn each_liveness_key_has_three_watchers_and_devices_survive_a_dead_ring_se
         active(s, "rf") == 60 && ring(s).len() == 2
     })
     .await;
+}
+
+/// An agent keeps its liveness key in two buckets and counts as gone only when both are:
+/// one key deleted from outside (as when a stream's new leader expires keys that could
+/// not be renewed during its election) is made again, and nothing stops: no fence, no
+/// epoch record removed, no device handed over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_liveness_key_deleted_in_one_bucket_is_made_again_and_stops_nothing() {
+    let mut c = Cluster::new("rkd");
+    let ns = c.namespace();
+    c.agent("k1", &[]);
+    c.agent("k2", &[]);
+    c.wait_agents(2).await;
+    let client = c.client().await;
+    let mut sub = client.subscribe("rkd-tel.>").await.expect("subscribe");
+    c.ctl(&[
+        "deploy-fleet",
+        "kf",
+        "--count",
+        "40",
+        "--shard-size",
+        "10",
+        "--sink",
+        "nats",
+        "--subject",
+        "rkd-tel.{fleet}.{device_id}",
+        "--interval",
+        "250ms",
+    ])
+    .ok();
+    wait_sending(&mut sub, 40, "all devices", Duration::from_secs(30)).await;
+    let s = c.status();
+    let k1 = ring(&s)
+        .into_iter()
+        .find(|(_, name)| name == "k1")
+        .map(|(id, _)| id)
+        .expect("k1 alive");
+    let js = async_nats::jetstream::new(client.clone());
+    let leases = js.get_key_value(ns.leases_bucket()).await.expect("leases");
+    let record = format!("_live.{k1}");
+    let before = leases
+        .entry(&record)
+        .await
+        .expect("read")
+        .expect("k1's epoch record");
+
+    for bucket in ns.live_buckets() {
+        let store = js.get_key_value(&bucket).await.expect("live bucket");
+        store.delete(&k1).await.expect("delete k1's key");
+        // Made again, under the same epoch (same value), within a few renewals.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = store.entry(&k1).await.expect("read");
+            if let Some(e) = e.filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
+            {
+                assert_eq!(e.value, before.value, "the same epoch's key in {bucket}");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "k1's key in {bucket} was not made again within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Long enough for a fence (75% of the 3 s TTL) and a watcher's verdict.
+        let seen = collect(&mut sub, Duration::from_secs(4)).await;
+        assert_eq!(seen.seqs.len(), 40, "every device sends on ({bucket})");
+        assert!(
+            seen.gaps().is_empty(),
+            "no device skipped a message after k1's key in {bucket} was deleted: {:?}",
+            seen.gaps().iter().take(3).collect::<Vec<_>>()
+        );
+    }
+    let after = leases
+        .entry(&record)
+        .await
+        .expect("read")
+        .expect("k1's epoch record stands");
+    assert_eq!(
+        after.revision, before.revision,
+        "k1's epoch record was never rewritten"
+    );
+    for (i, name) in ["k1", "k2"].iter().enumerate() {
+        let log = c.agents[i].stderr();
+        assert!(
+            !log.contains("(fenced)") && !log.contains("every shard stops here"),
+            "{name} stopped its devices:\n{log}"
+        );
+    }
 }

@@ -1,27 +1,34 @@
-//! The agent's liveness key and epoch record, kept by a task of its own so that nothing the
-//! control loop does can delay them.
+//! The agent's liveness keys and epoch record, kept by a task of its own so that nothing
+//! the control loop does can delay them.
 //!
-//! Two keys (issue 9, section 8: renewals are followed by a few agents, not by everyone):
-//! - the **liveness key** (`<agent id>` in the live bucket) has a short per-key TTL
-//!   (`--lease-ttl`, default 3 s) and is renewed every third of it with a revision check.
-//!   Only this agent and its ring neighbours watch it (`ring.rs`);
+//! Two kinds of key (issue 9, section 8: renewals are followed by a few agents, not by
+//! everyone):
+//! - the **liveness keys** (`<agent id>` in each of the two live buckets) have a short
+//!   per-key TTL (`--lease-ttl`, default 3 s) and are renewed every third of it with a
+//!   revision check, both at once. Only this agent and its ring neighbours watch them
+//!   (`ring.rs`). Two buckets, whose streams have their leaders on different NATS nodes,
+//!   so that a node's death stops the renewals of one key at most (`live_pair.rs`);
 //! - the **epoch record** (`_live.<agent id>` in the leases bucket) is written once per
-//!   epoch, right after the liveness key is made, and everybody follows it. Shard leases
+//!   epoch, right after the liveness keys are made, and everybody follows it. Shard leases
 //!   name the epoch and stand while the record does. It is deleted when the agent leaves,
-//!   or by a watcher once the liveness key has expired (never before: see `ring.rs`).
+//!   or by a watcher once both liveness keys are gone (never before: see `epochs.rs`).
 //!
-//! Fencing: each successful renewal moves the [`Fence`] to when it was sent plus 75% of
-//! the TTL. Renewals that fail let the fence pass, and the shard runners stop sending before
-//! the key can expire on the server (and so before anyone may delete the epoch record). A
-//! renewal that finds the key gone (or another epoch in it), or an epoch record deleted
-//! under us (the control loop revokes the epoch on the fence), closes the fence at once,
-//! tells the control loop, and starts a new epoch: the leases of the old one are void, and
-//! the control loop takes back with a revision check those nobody else took meanwhile.
+//! Fencing: each round in which a key that counts for the epoch is renewed moves the
+//! [`Fence`] to when the round was sent plus 75% of the TTL. Rounds that renew nothing let
+//! the fence pass, and the shard runners stop sending before the keys can expire on the
+//! server (and so before anyone may delete the epoch record). Once neither key counts (both
+//! were found gone, or under another epoch), or the epoch record was deleted under us (the
+//! control loop revokes the epoch on the fence), the fence closes at once, the control
+//! loop is told, and a new epoch starts: the leases of the old one are void, and the
+//! control loop takes back with a revision check those nobody else took meanwhile.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::kv::{Operation, Store};
-use pluribus_common::kv::{ttl_put, Buckets, KvError};
+use async_nats::jetstream::kv::Store;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use pluribus_common::kv::{leader_entry, ttl_put, Buckets, KvError};
 use pluribus_common::messages::Liveness;
 use pluribus_common::subjects::liveness_key;
 use pluribus_common::{wire, PROTOCOL_VERSION};
@@ -29,6 +36,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::live_pair::{Key, Outcome, Pair, Verdict};
 use super::Internal;
 use crate::fence::Fence;
 
@@ -36,9 +44,8 @@ use crate::fence::Fence;
 pub(super) struct Keeper {
     /// The leases bucket (the epoch record).
     pub buckets: Buckets,
-    /// The live bucket (the liveness key) and its name, for the TTL writes.
-    pub live: Store,
-    pub live_name: String,
+    /// The two live buckets (the liveness keys), the first one first.
+    pub live: [Store; 2],
     pub js: async_nats::jetstream::Context,
     pub agent_id: String,
     pub agent_name: String,
@@ -51,14 +58,14 @@ pub(super) struct Keeper {
     pub reopen: super::watch::Reopen,
 }
 
-/// The running task: stopped (and the entry deleted) last, after the leases are released.
+/// The running task: stopped (and the keys deleted) last, after the leases are released.
 pub(super) struct Handle {
     token: CancellationToken,
     done: tokio::task::JoinHandle<()>,
 }
 
 impl Handle {
-    /// Stops renewing and deletes the epoch record and the liveness key.
+    /// Stops renewing and deletes the epoch record and the liveness keys.
     pub(super) async fn stop(self) {
         self.token.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(7), self.done).await;
@@ -70,127 +77,178 @@ fn new_epoch() -> u64 {
     uuid::Uuid::new_v4().as_u64_pair().0 | 1
 }
 
-impl Keeper {
-    fn value(&self, epoch: u64) -> bytes::Bytes {
-        wire::encode(&Liveness {
-            v: PROTOCOL_VERSION,
-            agent_id: self.agent_id.clone(),
-            agent_name: self.agent_name.clone(),
-            epoch,
-        })
-    }
+/// The running keeper: what it was given, and whether a check for lost buckets is under
+/// way (one at a time, beside the renewals, which it must never hold up).
+struct Running {
+    k: Keeper,
+    reopening: Arc<AtomicBool>,
+}
 
-    /// Starts the task. Its token is not a child of the agent's: the entry must outlive the
+impl Keeper {
+    /// Starts the task. Its token is not a child of the agent's: the keys must outlive the
     /// graceful hand-off of the shards.
     pub(super) fn spawn(self, tracker: &TaskTracker) -> Handle {
         let token = CancellationToken::new();
         let t = token.clone();
-        let done = tracker.spawn(self.run(t));
+        let running = Running {
+            k: self,
+            reopening: Default::default(),
+        };
+        let done = tracker.spawn(running.run(t));
         Handle { token, done }
+    }
+}
+
+impl Running {
+    fn value(&self, epoch: u64) -> bytes::Bytes {
+        wire::encode(&Liveness {
+            v: PROTOCOL_VERSION,
+            agent_id: self.k.agent_id.clone(),
+            agent_name: self.k.agent_name.clone(),
+            epoch,
+        })
     }
 
     async fn run(self, token: CancellationToken) {
-        let key = self.agent_id.clone();
-        let (mut epoch, mut revision) = (0u64, 0u64);
-        let mut tick = tokio::time::interval(self.every);
+        let k = &self.k;
+        let (mut epoch, mut pair) = (0u64, Pair::default());
+        let mut tick = tokio::time::interval(k.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = token.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            if epoch != 0 && self.fence.is_revoked() {
+            if epoch != 0 && k.fence.is_revoked() {
                 tracing::warn!(
                     epoch,
                     "our epoch record was deleted: every shard stops here; starting a new epoch and taking back what nobody took"
                 );
-                let _ = self.tx.send(Internal::Lost { epoch });
+                let _ = k.tx.send(Internal::Lost { epoch });
                 epoch = 0;
             }
             let sent = Instant::now();
             if epoch == 0 {
-                if let Some((e, rev)) = self.create(&key).await {
-                    (epoch, revision) = (e, rev);
-                    self.fence.begin_epoch(epoch);
-                    self.fence.extend_to(sent + self.fence_after);
-                    tracing::info!(epoch, "liveness key and epoch record created");
-                    let _ = self.tx.send(Internal::Live { epoch });
+                if let Some((e, p)) = self.create().await {
+                    (epoch, pair) = (e, p);
+                    k.fence.begin_epoch(epoch);
+                    k.fence.extend_to(sent + k.fence_after);
+                    tracing::info!(epoch, "liveness keys and epoch record created");
+                    let _ = k.tx.send(Internal::Live { epoch });
                 }
                 continue;
             }
-            let put = ttl_put(
-                &self.js,
-                &self.live_name,
-                &key,
-                self.value(epoch),
-                revision,
-                Some(self.ttl),
-            );
-            // A slow acknowledgement still counts (the fence follows the time it was sent):
-            // wait for it up to the fence, not just a renewal period.
-            match tokio::time::timeout(self.fence_after, put).await {
-                Ok(Ok(rev)) => {
-                    revision = rev;
-                    self.fence.extend_to(sent + self.fence_after);
+            let [a, b] = pair.keys;
+            let out = futures::future::join(self.step(0, epoch, a), self.step(1, epoch, b)).await;
+            match pair.apply([out.0, out.1]) {
+                Verdict::Extend => k.fence.extend_to(sent + k.fence_after),
+                Verdict::Hold => {}
+                Verdict::Over => {
+                    k.fence.close();
+                    tracing::warn!(
+                        epoch,
+                        "both liveness keys expired (this agent was cut off or frozen longer than --lease-ttl): every shard stops here; taking back those nobody took"
+                    );
+                    let _ = k.tx.send(Internal::Lost { epoch });
+                    epoch = 0;
+                    tick.reset_immediately();
                 }
-                Ok(Err(KvError::Conflict)) => match self.read(&key).await {
-                    // A renewal that timed out here had landed: carry on from it.
-                    Some(Some((e, rev))) if e == epoch => revision = rev,
-                    // Unknown (NATS away): the fence runs out unless a renewal succeeds.
-                    None => {}
-                    Some(_) => {
-                        self.fence.close();
-                        tracing::warn!(
-                            epoch,
-                            "liveness key expired (this agent was cut off or frozen longer than --lease-ttl): every shard stops here; taking back those nobody took"
-                        );
-                        let _ = self.tx.send(Internal::Lost { epoch });
-                        epoch = 0;
-                        tick.reset_immediately();
-                    }
-                },
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "liveness renewal failed");
-                    self.reopen_if_gone(&e).await;
-                }
-                Err(_) => tracing::warn!("liveness renewal timed out"),
             }
         }
-        self.fence.close();
+        k.fence.close();
         // The epoch record first: the others see this agent gone at once.
-        let record = liveness_key(&self.agent_id);
-        let del = self.buckets.leases.delete(&record);
+        let record = liveness_key(&k.agent_id);
+        let del = k.buckets.leases.delete(&record);
         if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(3), del).await {
             tracing::debug!(error = %e, "epoch record not deleted (a watcher removes it)");
         }
-        let del = self.live.delete(&key);
-        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(3), del).await {
-            tracing::debug!(error = %e, "liveness key not deleted (it expires)");
+        let dels = k.live.iter().map(|s| {
+            let del = s.delete(&k.agent_id);
+            async move {
+                if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(3), del).await {
+                    tracing::debug!(error = %e, "liveness key not deleted (it expires)");
+                }
+            }
+        });
+        futures::future::join_all(dels).await;
+    }
+
+    /// One key's part of a round: renews it, or makes it when there is none. Bounded by the
+    /// fence: a slow acknowledgement still counts (the fence follows the time it was sent).
+    async fn step(&self, i: usize, epoch: u64, key: Key) -> Outcome {
+        let k = &self.k;
+        let id = &k.agent_id;
+        if key.revision == 0 {
+            return match self.create_key(i, self.value(epoch)).await {
+                Ok(rev) => Outcome::Made(rev),
+                Err(e) => {
+                    tracing::debug!(bucket = %k.live[i].name, error = %e, "could not make the liveness key again");
+                    self.reopen_if_gone(&e);
+                    Outcome::Unknown
+                }
+            };
+        }
+        let name = &k.live[i].name;
+        let put = ttl_put(
+            &k.js,
+            name,
+            id,
+            self.value(epoch),
+            key.revision,
+            Some(k.ttl),
+        );
+        match tokio::time::timeout(k.fence_after, put).await {
+            Ok(Ok(rev)) => Outcome::Renewed(rev),
+            Ok(Err(KvError::Conflict)) => match self.read(i).await {
+                // A renewal that timed out here had landed: carry on from it.
+                Some(Some((e, rev))) if e == epoch => Outcome::Resynced(rev),
+                // Unknown (NATS away): the fence runs out unless a renewal succeeds.
+                None => Outcome::Unknown,
+                Some(_) => {
+                    tracing::info!(bucket = %name, epoch, "liveness key expired (its stream had no leader?): making it again");
+                    Outcome::Gone
+                }
+            },
+            Ok(Err(e)) => {
+                tracing::warn!(bucket = %name, error = %e, "liveness renewal failed");
+                self.reopen_if_gone(&e);
+                Outcome::Unknown
+            }
+            Err(_) => {
+                tracing::warn!(bucket = %name, "liveness renewal timed out");
+                Outcome::Unknown
+            }
         }
     }
 
-    /// Makes a new liveness key, then the epoch record naming it; returns the epoch and the
-    /// key's revision.
-    async fn create(&self, key: &str) -> Option<(u64, u64)> {
+    /// Makes new liveness keys, then the epoch record naming them; returns the epoch and
+    /// its pair. At least one key must be made (the other is made later).
+    async fn create(&self) -> Option<(u64, Pair)> {
+        let k = &self.k;
         let epoch = new_epoch();
         let value = self.value(epoch);
-        let rev = match self.create_key(key, value.clone()).await {
-            Ok(rev) => rev,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not create the liveness key");
-                self.reopen_if_gone(&e).await;
-                return None;
-            }
-        };
-        // Written after the key: whoever sees this record and then finds the key gone knows
-        // that this epoch is over.
-        let put = self.buckets.leases.put(liveness_key(&self.agent_id), value);
-        match tokio::time::timeout(self.every, put).await {
-            Ok(Ok(_)) => Some((epoch, rev)),
+        let made = futures::future::join(
+            self.create_key(0, value.clone()),
+            self.create_key(1, value.clone()),
+        )
+        .await;
+        let made = [made.0, made.1].map(|r| {
+            r.map_err(|e| {
+                tracing::warn!(error = %e, "could not create a liveness key");
+                self.reopen_if_gone(&e);
+            })
+            .ok()
+        });
+        let pair = Pair::begin(made)?;
+        // Written after the keys: whoever sees this record and then finds both keys gone
+        // knows that this epoch is over.
+        let put = k.buckets.leases.put(liveness_key(&k.agent_id), value);
+        match tokio::time::timeout(k.every, put).await {
+            Ok(Ok(_)) => Some((epoch, pair)),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "could not write the epoch record");
                 if e.to_string().contains("no stream found") {
-                    self.reopen.recreate().await;
+                    k.reopen.recreate().await;
                 }
                 None
             }
@@ -201,54 +259,69 @@ impl Keeper {
         }
     }
 
-    /// Creates the liveness key with its TTL, also over a delete marker or a key of ours
-    /// from an attempt that timed out but landed (nobody else writes it).
-    async fn create_key(&self, key: &str, value: bytes::Bytes) -> Result<u64, KvError> {
-        let put = ttl_put(
-            &self.js,
-            &self.live_name,
-            key,
-            value.clone(),
-            0,
-            Some(self.ttl),
-        );
-        match tokio::time::timeout(self.every, put).await {
+    /// Creates the liveness key in bucket `i` with its TTL, also over a delete marker or a
+    /// key of ours from an attempt that timed out but landed (nobody else writes it).
+    async fn create_key(&self, i: usize, value: bytes::Bytes) -> Result<u64, KvError> {
+        let k = &self.k;
+        let (name, id) = (&k.live[i].name, &k.agent_id);
+        let put = ttl_put(&k.js, name, id, value.clone(), 0, Some(k.ttl));
+        match tokio::time::timeout(k.every, put).await {
             Ok(Err(KvError::Conflict)) => {}
             Ok(other) => return other,
             Err(_) => return Err(KvError::Other("creating the liveness key timed out".into())),
         }
-        let last = match tokio::time::timeout(self.every, self.live.entry(key)).await {
-            Ok(Ok(e)) => e.map(|e| e.revision).unwrap_or(0),
-            Ok(Err(e)) => return Err(KvError::Other(e.to_string())),
-            Err(_) => return Err(KvError::Other("reading the liveness key timed out".into())),
-        };
-        let put = ttl_put(&self.js, &self.live_name, key, value, last, Some(self.ttl));
-        match tokio::time::timeout(self.every, put).await {
+        // Its last message, a marker or a put of ours, as the stream's leader has it.
+        let last = self.last_revision(i).await?;
+        let put = ttl_put(&k.js, name, id, value, last, Some(k.ttl));
+        match tokio::time::timeout(k.every, put).await {
             Ok(r) => r,
             Err(_) => Err(KvError::Other("creating the liveness key timed out".into())),
         }
     }
 
-    /// The buckets are gone (JetStream came back without its state): make them again, as
-    /// the heartbeat would (it waits for this entry).
-    async fn reopen_if_gone(&self, e: &KvError) {
-        if e.to_string().contains("no stream found") {
-            self.reopen.recreate().await;
+    /// The revision of the key's last message whatever it is (a marker included).
+    async fn last_revision(&self, i: usize) -> Result<u64, KvError> {
+        let store = &self.k.live[i];
+        let subject = format!("{}{}", store.prefix, self.k.agent_id);
+        let get = store.stream.get_last_raw_message_by_subject(&subject);
+        match tokio::time::timeout(self.k.every, get).await {
+            Ok(Ok(m)) => Ok(m.sequence),
+            Ok(Err(e)) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(0),
+            Ok(Err(e)) => Err(KvError::Other(e.to_string())),
+            Err(_) => Err(KvError::Other("reading the liveness key timed out".into())),
         }
     }
 
-    /// The key's epoch and revision (`Some(None)`: gone; `None`: could not read).
-    async fn read(&self, key: &str) -> Option<Option<(u64, u64)>> {
-        let entry = tokio::time::timeout(self.every, self.live.entry(key))
+    /// The buckets are gone (JetStream came back without its state): make them again, as
+    /// the heartbeat would (it waits for these keys). In a task of its own, one at a time:
+    /// checking takes requests that must not hold up the other key's renewal.
+    fn reopen_if_gone(&self, e: &KvError) {
+        if !e.to_string().contains("no stream found") {
+            return;
+        }
+        if self.reopening.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (reopen, busy) = (self.k.reopen.clone(), self.reopening.clone());
+        tokio::spawn(async move {
+            reopen.recreate().await;
+            busy.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// The key's epoch and revision in bucket `i`, as the stream's leader has it
+    /// (`Some(None)`: gone; `None`: could not read).
+    async fn read(&self, i: usize) -> Option<Option<(u64, u64)>> {
+        let k = &self.k;
+        let entry = tokio::time::timeout(k.every, leader_entry(&k.live[i], &k.agent_id))
             .await
             .ok()?
             .ok()?;
-        Some(entry.and_then(|e| {
-            (e.operation == Operation::Put)
-                .then(|| wire::decode::<Liveness>(&e.value).ok())
-                .flatten()
-                .filter(|l| l.agent_id == self.agent_id)
-                .map(|l| (l.epoch, e.revision))
+        Some(entry.and_then(|(value, rev)| {
+            wire::decode::<Liveness>(&value)
+                .ok()
+                .filter(|l| l.agent_id == k.agent_id)
+                .map(|l| (l.epoch, rev))
         }))
     }
 }

@@ -14,7 +14,9 @@ mod backoff;
 mod claim;
 mod commands;
 mod epochs;
+mod leaders;
 mod lease;
+mod live_pair;
 mod liveness;
 mod reconcile;
 mod release;
@@ -133,13 +135,12 @@ pub(crate) struct Control {
     live: HashMap<String, u64>,
     /// The revision of each epoch record (a watcher deletes it with a revision check).
     live_revisions: HashMap<String, u64>,
-    /// The live bucket, on the control loop's connection (the ring watch, the leader's sweep).
-    live_store: async_nats::jetstream::kv::Store,
+    /// The two live buckets, on the control loop's connection (the ring watch, the leader's
+    /// sweep).
+    live_stores: [async_nats::jetstream::kv::Store; 2],
     /// Which liveness keys the ring watch follows (this agent's and its predecessors').
     ring_tx: tokio::sync::watch::Sender<ring::Watched>,
     ring_rx: mpsc::Receiver<ring::RingEntry>,
-    /// The epoch last seen renewed on each watched liveness key.
-    ring_seen: HashMap<String, u64>,
     /// When the leader last checked every liveness key itself (the backstop of the ring).
     last_sweep: Instant,
     /// The highest revision the lease watch has delivered: a lease at or below it whose
@@ -220,7 +221,7 @@ impl Control {
         let Stores {
             buckets,
             peers,
-            live: live_store,
+            live: live_stores,
         } = stores;
         let Shared {
             secrets,
@@ -260,17 +261,19 @@ impl Control {
         let (ring_tx, ring_set) = tokio::sync::watch::channel(ring::Watched {
             generation: 1,
             ids: vec![id.clone()],
-            epochs: Default::default(),
         });
         let (ring_entries, ring_rx) = mpsc::channel(256);
-        ring::spawn(
-            live_store.clone(),
-            ring_set,
-            reopen.clone(),
-            ring_entries,
-            token.clone(),
-            &tracker,
-        );
+        for (bucket, store) in live_stores.iter().enumerate() {
+            ring::spawn(
+                bucket,
+                store.clone(),
+                ring_set.clone(),
+                reopen.clone(),
+                ring_entries.clone(),
+                token.clone(),
+                &tracker,
+            );
+        }
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let now = Instant::now();
@@ -292,12 +295,11 @@ impl Control {
                     .await?;
                 (s.buckets, js, s.live)
             }
-            None => (buckets.clone(), conn.js.clone(), live_store.clone()),
+            None => (buckets.clone(), conn.js.clone(), live_stores.clone()),
         };
         let liveness = liveness::Keeper {
             buckets: live_buckets,
             live: live_kv,
-            live_name: conn.ns.live_bucket(),
             js: live_js,
             agent_id: id.clone(),
             agent_name: cfg.name.clone(),
@@ -329,10 +331,9 @@ impl Control {
             leases: HashMap::new(),
             live: HashMap::new(),
             live_revisions: HashMap::new(),
-            live_store,
+            live_stores,
             ring_tx,
             ring_rx,
-            ring_seen: HashMap::new(),
             last_sweep: now,
             lease_pos: 0,
             epoch: 0,

@@ -1,17 +1,21 @@
 //! Following a few agents' liveness keys, not everyone's (issue 9, section 8).
 //!
-//! Each agent renews its liveness key (`<agent id>` in the live bucket, per-key TTL) about
-//! once a second. Nobody follows all of them: every agent watches its own key (the server's
-//! timestamps on it give the agent the server's clock) and those of the [`WATCHED`] agents
-//! before it in the ring of live agents ordered by id, so each key has that many watchers
-//! and each agent receives a constant number of renewals whatever the cluster's size.
-//! What everybody follows instead is each agent's epoch record (`_live.<id>` in the leases
-//! bucket), written once per epoch. When a watched key expires, its watchers delete the
-//! agent's epoch record (with a revision check, see `Control::on_ring`), and every agent
-//! then treats that agent's leases as void, from its lease watch, as before.
+//! Each agent renews its liveness keys (`<agent id>` in each of the two live buckets,
+//! per-key TTL) about once a second. Nobody follows all of them: every agent watches its
+//! own key (the server's timestamps on it give the agent the server's clock) and those of
+//! the [`WATCHED`] agents before it in the ring of live agents ordered by id, in both
+//! buckets, so each key has that many watchers and each agent receives a constant number
+//! of renewals whatever the cluster's size. What everybody follows instead is each agent's
+//! epoch record (`_live.<id>` in the leases bucket), written once per epoch. When a watched
+//! key expires, its watchers check both of that agent's keys on their streams' leaders and,
+//! once both are gone, delete its epoch record (with a revision check, see
+//! `Control::on_ring`); every agent then treats that agent's leases as void, from its lease
+//! watch, as before.
 //!
-//! The watch starts again (with the keys' last values) whenever the set of watched agents
-//! changes, NATS restarts, or the buckets were made again.
+//! One watch per bucket, each in a task of its own: while one bucket's stream elects a
+//! leader, the other's watch goes on. A watch starts again (with the keys' last values)
+//! whenever the set of watched agents changes, NATS restarts, or the buckets were made
+//! again.
 
 use std::time::Duration;
 
@@ -25,25 +29,21 @@ use tokio_util::task::TaskTracker;
 /// liveness key has).
 pub(super) const WATCHED: usize = 2;
 
-/// What the ring watch follows: this agent's key and its predecessors', and what the
-/// control loop knew of their epoch records when it asked (a key found gone at the start
-/// of the watch voids the epoch recorded here: that record was written after the key was
-/// made, and before the watch started).
+/// What the ring watch follows: this agent's key and its predecessors'.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Watched {
     /// Changes with every new set.
     pub generation: u64,
     /// Agent ids (this agent's first).
     pub ids: Vec<String>,
-    /// Their epoch records as seen when the set was made: agent id → epoch.
-    pub epochs: std::collections::BTreeMap<String, u64>,
 }
 
 /// One liveness entry (a renewal, or the server's marker when a key expired or was
-/// deleted), from the watch of `generation`.
+/// deleted), from the watch of `generation` of live bucket `bucket` (0 or 1).
 #[derive(Debug)]
 pub(super) struct RingEntry {
     pub generation: u64,
+    pub bucket: usize,
     pub entry: Entry,
 }
 
@@ -64,8 +64,9 @@ pub(super) fn predecessors<'a>(me: &str, ids: impl Iterator<Item = &'a String>) 
         .collect()
 }
 
-/// Starts the ring watch on `store` (the live bucket).
+/// Starts the ring watch on `store`, live bucket number `bucket`.
 pub(super) fn spawn(
+    bucket: usize,
     store: Store,
     mut set: watch::Receiver<Watched>,
     reopen: super::watch::Reopen,
@@ -96,9 +97,9 @@ pub(super) fn spawn(
                     continue;
                 }
                 _ = reopen.rewatch.notified() => continue,
-                r = watch_once(&store, &current, &tx) => {
+                r = watch_once(bucket, &store, &current, &tx) => {
                     if let Err(e) = r {
-                        tracing::warn!(error = %e, "liveness watch broke; restarting");
+                        tracing::warn!(bucket = %store.name, error = %e, "liveness watch broke; restarting");
                         reopen.recreate().await;
                     }
                     if tx.is_closed() {
@@ -115,6 +116,7 @@ pub(super) fn spawn(
 }
 
 async fn watch_once(
+    bucket: usize,
     store: &Store,
     current: &Watched,
     tx: &mpsc::Sender<RingEntry>,
@@ -128,6 +130,7 @@ async fn watch_once(
         let entry = item.map_err(|e| e.to_string())?;
         let e = RingEntry {
             generation: current.generation,
+            bucket,
             entry,
         };
         if tx.send(e).await.is_err() {

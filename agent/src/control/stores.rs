@@ -1,5 +1,5 @@
 //! The KV stores an agent works with, opened (or created) together: the three buckets of
-//! [`Buckets`], the peers bucket and the live bucket. One place opens them, for start-up,
+//! [`Buckets`], the peers bucket and the two live buckets. One place opens them, for start-up,
 //! for the liveness connection and for buckets made again after JetStream lost them.
 
 use std::time::Duration;
@@ -19,8 +19,8 @@ pub(crate) struct Stores {
     pub buckets: Buckets,
     /// Peer records.
     pub peers: Store,
-    /// Liveness keys.
-    pub live: Store,
+    /// Liveness keys: the two live buckets, the first one first.
+    pub live: [Store; 2],
 }
 
 impl Stores {

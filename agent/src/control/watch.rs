@@ -70,6 +70,7 @@ impl Reopen {
             self.ns.agents_bucket(),
             self.ns.peers_bucket(),
             self.ns.live_bucket(),
+            self.ns.live2_bucket(),
         ] {
             let get = self.js.get_key_value(name.clone());
             if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), get).await {

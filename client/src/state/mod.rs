@@ -202,24 +202,32 @@ pub async fn load_leases_expiring(
     Ok((out, expiry))
 }
 
-/// When each agent's liveness key expires unless renewed (Unix ms), by agent id. Best
-/// effort: a credential that may not read the live bucket gets none, and status then says
-/// the devices move "within the lease TTL".
+/// When each agent's liveness keys expire unless renewed (Unix ms), by agent id: the later
+/// of its two keys (an agent counts as gone only once both have expired). Best effort: a
+/// credential that may not read the live buckets gets none, and status then says the
+/// devices move "within the lease TTL".
 async fn live_expiries(ctx: &Ctx) -> BTreeMap<String, u64> {
-    let open = ctx.conn.js.get_key_value(ctx.conn.ns.live_bucket());
-    let Ok(Ok(store)) = tokio::time::timeout(std::time::Duration::from_secs(3), open).await else {
-        return BTreeMap::new();
-    };
-    match KvFeed::snapshot_entries(&ctx.conn.client, &store, ">").await {
-        Ok(raw) => raw
-            .into_iter()
-            .filter_map(|(id, e)| e.expires_ms.map(|at| (id, at)))
-            .collect(),
-        Err(e) => {
-            tracing::debug!("liveness keys not read: {e}");
-            BTreeMap::new()
+    let mut out = BTreeMap::new();
+    for bucket in ctx.conn.ns.live_buckets() {
+        let open = ctx.conn.js.get_key_value(bucket);
+        let Ok(Ok(store)) = tokio::time::timeout(std::time::Duration::from_secs(3), open).await
+        else {
+            continue;
+        };
+        match KvFeed::snapshot_entries(&ctx.conn.client, &store, ">").await {
+            Ok(raw) => {
+                for (id, at) in raw
+                    .into_iter()
+                    .filter_map(|(id, e)| Some((id, e.expires_ms?)))
+                {
+                    let e = out.entry(id).or_insert(at);
+                    *e = (*e).max(at);
+                }
+            }
+            Err(e) => tracing::debug!("liveness keys not read: {e}"),
         }
     }
+    out
 }
 
 /// Every agent entry (alive or not), sorted by name then id, each stamped with when the

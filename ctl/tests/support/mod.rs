@@ -164,7 +164,8 @@ impl Seen {
 }
 
 impl Seen {
-    fn add(&mut self, msg: &async_nats::Message) {
+    /// Adds one telemetry message.
+    pub fn add(&mut self, msg: &async_nats::Message) {
         let v: serde_json::Value = serde_json::from_slice(&msg.payload).expect("telemetry is JSON");
         // Periodic telemetry only: an event shares its tick's seq.
         if let (Some(id), Some(seq), true) = (
