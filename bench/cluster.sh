@@ -6,9 +6,9 @@
 #   3. an agent SIGKILLed: failover time with R3 leases
 #   bench/cluster.sh                          # prints a Markdown table; nothing is left running
 #   PLURIBUS_LEASE_TTL=30s bench/cluster.sh   # the agents' lease TTL (default 3s)
-#   KILL=live-leader bench/cluster.sh         # in 2., kill the node that leads the liveness
-#                                             # bucket's stream (the worst case: no agent can
-#                                             # renew until JetStream elects another leader)
+#   KILL=live-leader bench/cluster.sh         # in 2., kill the node that leads the (first) liveness
+#                                             # bucket's stream (the agents renew their key in
+#                                             # the second one, led elsewhere, meanwhile)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 #   BIN=/path/to/build N=20000 L=5000 bench/cluster.sh   # other binaries, smaller fleets
@@ -107,6 +107,8 @@ L=${L:-20000}
 ctl deploy-fleet live --count "$L" --sink nats --subject "bench.{fleet}.{device_id}" --interval 1s --timeout 120s >/dev/null 2>&1
 wait_devices "$L" 60
 VICTIM=0
+# The two liveness streams' leaders (the agents keep them on different nodes).
+leaders="$(stream_leader "KV_${PLURIBUS_NAMESPACE}_pluribus_live" 2)/$(stream_leader "KV_${PLURIBUS_NAMESPACE}_pluribus_live2" 2)"
 if [[ $KILL == live-leader ]]; then
   leader=$(stream_leader "KV_${PLURIBUS_NAMESPACE}_pluribus_live" 2)
   [[ $leader =~ ^n[123]$ ]] || { echo "cluster.sh: no leader found for the liveness stream ('$leader')" >&2; exit 1; }
@@ -128,7 +130,7 @@ done
 wait "$probe" || true
 read -r received lost < <(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s["received"], s["lost"])' "$WORK/probe.json")
 fenced=$(cat "$WORK"/a1.log "$WORK"/a2.log | grep -c "stopping every shard (fenced)" || true)
-rows+=("| lease TTL $TTL: NATS node $((VICTIM + 1)) SIGKILLed ($KILL) under $L devices at 1 msg/s (a probe on node $((CTL_NODE + 1)) for 35 s) | $lost of $(( received + lost )) messages lost ($(python3 -c "print(round($lost*100/max(1,$received+$lost),3))")%); agents that fenced: $fenced |")
+rows+=("| lease TTL $TTL: NATS node $((VICTIM + 1)) SIGKILLed ($KILL; liveness streams led by $leaders) under $L devices at 1 msg/s (a probe on node $((CTL_NODE + 1)) for 35 s) | $lost of $(( received + lost )) messages lost ($(python3 -c "print(round($lost*100/max(1,$received+$lost),3))")%); agents that fenced: $fenced |")
 rows+=("| same: \`pluribusctl agents\` through node $((CTL_NODE + 1)) answers again after the kill (JetStream leader elections) | ${blind:-more than 30000} ms |")
 
 # Kill agent a1: a2 takes everything over, with R3 leases on the two nodes left.
