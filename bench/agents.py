@@ -184,6 +184,7 @@ def main():
         "fleets": f"$KV.{ns}_pluribus_fleets.>",
         "peers": f"$KV.{ns}_pluribus_peers.>",
         "live": f"$KV.{ns}_pluribus_live.>",
+        "live2": f"$KV.{ns}_pluribus_live2.>",
         "api": "$JS.API.>",
         "work": f"{ns}.pluribus.v1.work",
         "evt": f"{ns}.pluribus.v1.evt.>",
@@ -211,7 +212,7 @@ def main():
     cnt = {k: sub.count[v] for k, v in b.items()}
     rate = {k: (m / w, by / w) for k, (m, by) in cnt.items()}
     kv = {}
-    for bucket in ("fleets", "leases", "agents", "peers", "live"):
+    for bucket in ("fleets", "leases", "agents", "peers", "live", "live2"):
         name = f"KV_{ns}_pluribus_{bucket}"
         kv[bucket] = (s1["streams"].get(name, 0) - s0["streams"].get(name, 0)) / w
     v0, v1 = s0["varz"], s1["varz"]
@@ -242,7 +243,8 @@ def main():
         "lease_ops": {k: round(v / w, 2) for k, v in sorted(sub.ops.items())},
         "kv_writes_per_s": {k: round(v, 2) for k, v in kv.items()},
         "kv_write_bytes_per_s": round(
-            rate["leases"][1] + rate["agents"][1] + rate["fleets"][1] + rate["peers"][1] + rate["live"][1], 1
+            rate["leases"][1] + rate["agents"][1] + rate["fleets"][1] + rate["peers"][1] + rate["live"][1]
+            + rate["live2"][1], 1
         ),
         "js_api_per_s": round((s1["api"] - s0["api"]) / w, 2),
         "js_api_msgs_per_s": round(rate["api"][0], 2),
@@ -269,7 +271,7 @@ def main():
             ("agent CPU (mean / min / max)", f"{c['mean']:.3f} / {c['min']:.3f} / {c['max']:.3f} % of a core (utime+stime mean {cpu_ticks:.3f} %)"),
             ("heartbeats", f"{hb_msgs:.1f}/s, {hb_bytes / 1024:.1f} KB/s ({out['heartbeat_bytes']} B each)"),
             ("leases bucket writes", f"{rate['leases'][0]:.1f}/s, shard leases {out['shard_lease_writes_per_s']:.1f}/s, by operation {out['lease_ops']}"),
-            ("KV writes (stream sequences)", f"fleets {kv['fleets']:.2f}/s, leases {kv['leases']:.2f}/s, agents {kv['agents']:.2f}/s, peers {kv['peers']:.2f}/s, live {kv['live']:.2f}/s"),
+            ("KV writes (stream sequences)", f"fleets {kv['fleets']:.2f}/s, leases {kv['leases']:.2f}/s, agents {kv['agents']:.2f}/s, peers {kv['peers']:.2f}/s, live {kv['live']:.2f}/s, live2 {kv['live2']:.2f}/s"),
             ("JetStream API requests", f"{out['js_api_per_s']:.2f}/s (/jsz), {rate['api'][0]:.2f}/s on $JS.API.>"),
             ("offers / events", f"{rate['work'][0]:.2f}/s / {rate['evt'][0]:.2f}/s"),
             ("telemetry", f"{rate['telemetry'][0]:.1f} msgs/s, {rate['telemetry'][1] / 1024:.1f} KB/s"),

@@ -12,7 +12,7 @@
 //!   when its leases expire;
 //! - **connected**: devices holding a live connection (MQTT), see `status`'s CONNECTIONS.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 use pluribus_common::messages::{Heartbeat, LeaseRecord};
@@ -50,12 +50,17 @@ pub struct State {
     pub lease_expiry: BTreeMap<String, BTreeMap<u32, u64>>,
     /// Every agent entry, alive or not, by id.
     pub agents: Vec<Heartbeat>,
+    /// The agents with an epoch record (`_live.<id>` in the leases bucket), whose leases
+    /// stand; `None` when unknown. A record goes a TTL (3 s) after its agent died, sooner
+    /// than its heartbeat looks stale (three intervals): an agent without one is not alive,
+    /// and its devices, which others run by then, are not counted twice.
+    pub epochs: Option<BTreeSet<String>>,
 }
 
 impl State {
     /// Reads the three buckets.
     pub async fn load(ctx: &Ctx) -> Result<Self> {
-        let (fleets, (leases, lease_expiry), agents) = tokio::try_join!(
+        let (fleets, (leases, lease_expiry, epochs), agents) = tokio::try_join!(
             load_fleets(ctx),
             load_leases_expiring(ctx, ">"),
             load_agents(ctx)
@@ -66,12 +71,19 @@ impl State {
             leases,
             lease_expiry,
             agents,
+            epochs: Some(epochs),
         })
+    }
+
+    /// True when `h`'s agent is alive now: a recent heartbeat, and an epoch record (when
+    /// known).
+    pub fn is_alive(&self, h: &Heartbeat) -> bool {
+        h.is_alive(self.now_ms) && self.epochs.as_ref().is_none_or(|e| e.contains(&h.id))
     }
 
     /// The agents that are alive now.
     pub fn live_agents(&self) -> Vec<&Heartbeat> {
-        live(&self.agents, self.now_ms)
+        self.agents.iter().filter(|h| self.is_alive(h)).collect()
     }
 
     /// The status of one fleet.
@@ -156,22 +168,25 @@ pub async fn load_leases(ctx: &Ctx, filter: &str) -> Result<BTreeMap<String, Lea
 /// Lease expiries (Unix ms) by fleet, then shard.
 pub type Expiries = BTreeMap<String, BTreeMap<u32, u64>>;
 
-/// Live leases matching `filter`, by fleet and shard, and when each expires unless renewed.
+/// Live leases matching `filter`, by fleet and shard, when each expires unless renewed,
+/// and the agents with an epoch record (among the keys `filter` covers).
 pub async fn load_leases_expiring(
     ctx: &Ctx,
     filter: &str,
-) -> Result<(BTreeMap<String, LeaseMap>, Expiries)> {
+) -> Result<(BTreeMap<String, LeaseMap>, Expiries, BTreeSet<String>)> {
     let raw = KvFeed::snapshot_entries(&ctx.conn.client, &ctx.buckets.leases, filter).await?;
     let mut out: BTreeMap<String, LeaseMap> = BTreeMap::new();
     let mut expiry = Expiries::new();
     // A lease stands on its holder's epoch record (`_live.<id>`, in the same bucket), which
     // goes once the holder's liveness key (in the live bucket) expires.
     let mut live_expiry = live_expiries(ctx).await;
+    let mut epochs = BTreeSet::new();
     for (key, entry) in &raw {
-        if let (Some(id), Some(at)) = (
-            pluribus_common::subjects::parse_liveness_key(key),
-            entry.expires_ms,
-        ) {
+        let Some(id) = pluribus_common::subjects::parse_liveness_key(key) else {
+            continue;
+        };
+        epochs.insert(id.to_string());
+        if let Some(at) = entry.expires_ms {
             live_expiry.insert(id.to_string(), at);
         }
     }
@@ -199,7 +214,7 @@ pub async fn load_leases_expiring(
             Err(e) => tracing::warn!("skipping lease {key}: {e}"),
         }
     }
-    Ok((out, expiry))
+    Ok((out, expiry, epochs))
 }
 
 /// When each agent's liveness keys expire unless renewed (Unix ms), by agent id: the later
@@ -442,6 +457,7 @@ impl AgentRow {
             .iter()
             .map(|h| {
                 let mut row = Self::new(h, st.now_ms);
+                row.alive = st.is_alive(h);
                 row.assigned = assigned.get(&h.id).copied().unwrap_or(0);
                 row.devices = row.assigned;
                 row

@@ -93,7 +93,8 @@ fn devices_of_an_agent_that_stopped_heartbeating_are_stale_with_a_reason() {
         fleets: [("f".to_string(), r.clone())].into(),
         leases: [("f".to_string(), leases)].into(),
         lease_expiry: [("f".to_string(), [(0, now + 9_000), (1, now + 5_500)].into())].into(),
-        agents: vec![a, dead],
+        agents: vec![a.clone(), dead],
+        epochs: None,
     };
     let f = st.fleet_status(&r);
     assert_eq!((f.assigned, f.active, f.stale, f.pending), (10, 5, 5, 0));
@@ -104,6 +105,27 @@ fn devices_of_an_agent_that_stopped_heartbeating_are_stale_with_a_reason() {
     let rows = AgentRow::all(&st);
     assert_eq!((rows[0].assigned, rows[0].active), (5, 5));
     assert_eq!((rows[1].assigned, rows[1].alive), (5, false));
+
+    // An agent killed 3 s ago: its last heartbeat still looks fresh, but its epoch record
+    // is gone (its liveness keys expired). It is not alive, and its devices, which the
+    // others run by now, are not counted active twice.
+    let mut killed = hb("b", 5, None);
+    killed.ts_ms = now - 3_000;
+    killed.fleets = a.fleets.clone();
+    let mut st = st;
+    st.agents = vec![a, killed];
+    st.epochs = Some(["a".to_string(), "b".to_string()].into());
+    assert_eq!(
+        st.fleet_status(&r).active,
+        10,
+        "both alive while b's record stands"
+    );
+    st.epochs = Some(["a".to_string()].into());
+    let f = st.fleet_status(&r);
+    assert_eq!((f.active, f.stale), (5, 5));
+    let rows = AgentRow::all(&st);
+    assert_eq!((rows[0].alive, rows[1].alive), (true, false));
+    assert_eq!(st.live_agents().len(), 1);
 }
 
 #[test]
