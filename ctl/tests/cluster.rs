@@ -118,15 +118,23 @@ async fn a_fleet_keeps_running_when_a_nats_node_dies() {
 /// node `node`, with 3 replicas (as deploy/README.md says to). A cluster that just started
 /// may still be electing its JetStream leader: status is retried until it answers.
 async fn buckets_made(cluster: &NatsCluster, node: usize) {
+    status_answers(&format!("status through node {}", node + 1), || {
+        ctl_on(cluster, node, &["status"])
+    })
+    .await;
+}
+
+/// Runs `status` (through `ctl`) until it exits 0; panics naming `what` after 30 s.
+async fn status_answers(what: &str, status: impl Fn() -> pluribus_testkit::Output) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let out = ctl_on(cluster, node, &["status"]);
+        let out = status();
         if out.code == 0 {
             return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the buckets were not created within 30 s: {}",
+            "{what}: no answer within 30 s: {}",
             out.stderr
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -308,24 +316,16 @@ async fn a_comma_separated_nats_url_reaches_the_cluster_past_a_dead_node() {
         all.extend_from_slice(args);
         ctl_at(&urls, NS, &all)
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    status_answers(&format!("status through {urls}"), || {
         let out = ctl(&["status"]);
         assert!(
             !out.stderr.contains("invalid port"),
             "the list is parsed: {}",
             out.stderr
         );
-        if out.code == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "status through {urls} within 30 s: {}",
-            out.stderr
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        out
+    })
+    .await;
     let a1 = spawn_agent_at(&urls, NS, "a1", &["--kv-replicas", "3"]);
     let _logs = LogsOnPanic(vec![("a1", &a1)]);
     wait_status_at(&urls, NS, "the agent alive", Duration::from_secs(30), |s| {

@@ -139,7 +139,8 @@ impl Running {
                 continue;
             }
             let [a, b] = pair.keys;
-            let out = futures::future::join(self.step(0, epoch, a), self.step(1, epoch, b)).await;
+            let out =
+                futures::future::join(self.bounded(0, epoch, a), self.bounded(1, epoch, b)).await;
             match pair.apply([out.0, out.1]) {
                 Verdict::Extend => k.fence.extend_to(sent + k.fence_after),
                 Verdict::Hold => {}
@@ -173,8 +174,20 @@ impl Running {
         futures::future::join_all(dels).await;
     }
 
-    /// One key's part of a round: renews it, or makes it when there is none. Bounded by the
-    /// fence: a slow acknowledgement still counts (the fence follows the time it was sent).
+    /// [`Running::step`], within one renewal period. A round waits for both keys, so a
+    /// bucket whose requests hang (its stream electing a leader, its server gone) must not
+    /// hold up the other key's next renewal past the fence. A renewal acknowledged later
+    /// than that counts as unknown; if it landed, the next round finds it (`Resynced`).
+    /// With `--lease-ttl 30s` the period is 10 s.
+    async fn bounded(&self, i: usize, epoch: u64, key: Key) -> Outcome {
+        let step = tokio::time::timeout(self.k.every, self.step(i, epoch, key));
+        step.await.unwrap_or_else(|_| {
+            tracing::warn!(bucket = %self.k.live[i].name, "liveness renewal timed out");
+            Outcome::Unknown
+        })
+    }
+
+    /// One key's part of a round: renews it, or makes it when there is none.
     async fn step(&self, i: usize, epoch: u64, key: Key) -> Outcome {
         let k = &self.k;
         let id = &k.agent_id;
@@ -197,7 +210,7 @@ impl Running {
             key.revision,
             Some(k.ttl),
         );
-        match tokio::time::timeout(k.fence_after, put).await {
+        match tokio::time::timeout(k.every, put).await {
             Ok(Ok(rev)) => Outcome::Renewed(rev),
             Ok(Err(KvError::Conflict)) => match self.read(i).await {
                 // A renewal that timed out here had landed: carry on from it.
