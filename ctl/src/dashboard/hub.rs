@@ -108,9 +108,17 @@ fn apply_fleet(d: &mut Desired, c: Change) {
 /// Applies one change of the leases bucket.
 fn apply_lease(d: &mut Desired, c: Change) {
     let Some((fleet, shard)) = parse_lease_key(&c.key) else {
-        // Agents' liveness entries (`_live.<id>`) share the bucket.
-        if pluribus_common::subjects::parse_liveness_key(&c.key).is_none() {
-            tracing::warn!(key = %c.key, "ignoring a lease with a malformed key");
+        // Agents' epoch records (`_live.<id>`) share the bucket.
+        match pluribus_common::subjects::parse_liveness_key(&c.key) {
+            Some(id) => {
+                let epochs = d.epochs.get_or_insert_default();
+                if c.live {
+                    epochs.insert(id.to_string());
+                } else {
+                    epochs.remove(id);
+                }
+            }
+            None => tracing::warn!(key = %c.key, "ignoring a lease with a malformed key"),
         }
         return;
     };
@@ -280,6 +288,21 @@ mod tests {
             },
         );
         assert!(d.leases.is_empty());
+        // Epoch records: an agent counts as alive while its record stands.
+        assert_eq!(d.epochs, None, "unknown until one is seen");
+        for live in [true, false] {
+            apply_lease(
+                &mut d,
+                Change {
+                    key: "_live.a".into(),
+                    value: Default::default(),
+                    live,
+                    expires_ms: None,
+                    stored_ms: None,
+                },
+            );
+            assert_eq!(d.epochs.as_ref().map(|e| e.contains("a")), Some(live));
+        }
         apply_fleet(
             &mut d,
             Change {

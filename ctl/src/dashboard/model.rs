@@ -101,6 +101,17 @@ pub struct Desired {
     pub fleets: BTreeMap<String, FleetRecord>,
     /// Live leases by fleet and shard.
     pub leases: BTreeMap<String, LeaseMap>,
+    /// The agents with an epoch record (`None` until one is seen): as in `status`, an agent
+    /// without one is not alive, whatever its last heartbeat says (see
+    /// `pluribus_client::state::State::epochs`).
+    pub epochs: Option<std::collections::BTreeSet<String>>,
+}
+
+impl Desired {
+    /// True when the agent of `id` has an epoch record, or none is known yet.
+    fn has_epoch(&self, id: &str) -> bool {
+        self.epochs.as_ref().is_none_or(|e| e.contains(id))
+    }
 }
 
 /// Puts the latency percentiles into the figures computed from heartbeats without
@@ -139,7 +150,8 @@ fn add_latency(
 /// The model at `now_ms`.
 pub fn build(all: &Beats, desired: &Desired, now_ms: u64) -> Model {
     let beats = &all.counters;
-    let spans = beats.live_spans(now_ms);
+    let mut spans = beats.live_spans(now_ms);
+    spans.retain(|s| desired.has_epoch(&s.latest.id));
     let live: Vec<&Heartbeat> = spans.iter().map(|s| s.latest).collect();
     let mut table = tabulate(&spans, None, WATCH);
     let mut conns = connections::merge(&live, None);
@@ -184,6 +196,7 @@ pub fn build(all: &Beats, desired: &Desired, now_ms: u64) -> Model {
         .values()
         .map(|b| {
             let mut row = AgentRow::new(&b.latest, now_ms);
+            row.alive &= desired.has_epoch(&row.id);
             // Devices from the leases, which change at once (as `status` does).
             if row.alive {
                 row.devices = fleets
@@ -321,5 +334,17 @@ mod tests {
             .as_ref()
             .and_then(|c| c.ack_latency_us);
         assert_eq!(acks.map(|a| a[3]), Some(ack.max()));
+
+        // b's epoch record is gone (killed a TTL ago; its heartbeat still looks fresh): it
+        // is not alive, and nothing of it is counted.
+        desired.epochs = Some(["a".to_string()].into());
+        let m = build(&beats, &desired, 100_500);
+        let alive: Vec<(&str, bool)> = m
+            .agents
+            .iter()
+            .map(|a| (a.row.id.as_str(), a.row.alive))
+            .collect();
+        assert_eq!(alive, [("a", true), ("b", false)]);
+        assert_eq!(m.fleets[0].status.running, 3);
     }
 }
