@@ -282,12 +282,20 @@ impl Control {
             return;
         }
         let key_of_valid = e.key.clone();
+        // An entry older than our claim of the key (the release or lease that preceded it,
+        // delivered after the claim's reply) says nothing about the lease we hold.
+        let ours_is_newer = self
+            .held
+            .get(&e.key)
+            .is_some_and(|h| h.revision > e.revision);
         if e.operation != Operation::Put {
             self.bad_leases.remove(&e.key);
             self.leases.remove(&e.key);
             if self.held.contains_key(&e.key) {
-                tracing::warn!(lease = %e.key, "our lease disappeared; stopping the shard");
-                self.drop_lost(&e.key).await;
+                if !ours_is_newer {
+                    tracing::warn!(lease = %e.key, "our lease disappeared; stopping the shard");
+                    self.drop_lost(&e.key).await;
+                }
             } else if e.operation == Operation::Purge {
                 // A lease expired: its holder died. Offer the shard at once.
                 if let Some((fleet, shard)) = parse_lease_key(&e.key) {
@@ -304,7 +312,7 @@ impl Control {
         }
         match wire::decode::<LeaseRecord>(&e.value) {
             Ok(l) => {
-                if l.agent_id != self.id && self.held.contains_key(&e.key) {
+                if l.agent_id != self.id && self.held.contains_key(&e.key) && !ours_is_newer {
                     tracing::warn!(lease = %e.key, holder = %l.agent_name, "another agent holds our shard; stopping it here");
                     self.drop_lost(&e.key).await;
                 } else if let Some(h) = self.held.get_mut(&e.key) {
