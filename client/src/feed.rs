@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use async_nats::header::NATS_MARKER_REASON;
 use async_nats::jetstream::consumer::{push, DeliverPolicy, ReplayPolicy};
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures::StreamExt;
+use pluribus_common::kv::is_put;
 
 /// How long without a message before the initial values count as delivered anyway (values
 /// can expire between the consumer's creation and their delivery, and then the last one
@@ -208,20 +208,10 @@ fn ttl_ms(headers: &async_nats::HeaderMap) -> Option<u64> {
         .map(|d| d.as_millis() as u64)
 }
 
-/// True when a KV message is a put (not a delete, purge or TTL marker).
-fn is_put(headers: Option<&async_nats::HeaderMap>) -> bool {
-    let Some(h) = headers else {
-        return true;
-    };
-    if let Some(op) = h.get("KV-Operation") {
-        return op.as_str() == "PUT";
-    }
-    h.get(NATS_MARKER_REASON).is_none()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_nats::header::NATS_MARKER_REASON;
 
     #[test]
     fn ttls_from_headers() {

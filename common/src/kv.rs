@@ -243,6 +243,18 @@ fn live_config(bucket: String, replicas: usize) -> kv::Config {
     }
 }
 
+/// True when a KV message is a put (not a delete, purge or TTL marker), by its headers
+/// (`None`: a message without headers, a put).
+pub fn is_put(headers: Option<&HeaderMap>) -> bool {
+    let Some(h) = headers else {
+        return true;
+    };
+    if let Some(op) = h.get("KV-Operation") {
+        return op.as_str() == "PUT";
+    }
+    h.get(async_nats::header::NATS_MARKER_REASON).is_none()
+}
+
 /// A key's last entry as its stream's leader has it: `Ok(None)` when the key has no entry
 /// or its last is a delete, purge or expiry marker, `Ok(Some((value, revision)))` for a
 /// put. A plain KV get may be answered by any replica, which can lag behind; a judgement
@@ -252,15 +264,7 @@ pub async fn leader_entry(store: &kv::Store, key: &str) -> Result<Option<(Bytes,
     use async_nats::jetstream::stream::LastRawMessageErrorKind as Kind;
     let subject = format!("{}{}", store.prefix, key);
     match store.stream.get_last_raw_message_by_subject(&subject).await {
-        Ok(m) => {
-            let op = m
-                .headers
-                .get("KV-Operation")
-                .map(|v| v.as_str().to_string());
-            let marker =
-                m.headers.get("Nats-Marker-Reason").is_some() || op.is_some_and(|op| op != "PUT");
-            Ok((!marker).then_some((m.payload, m.sequence)))
-        }
+        Ok(m) => Ok(is_put(Some(&m.headers)).then_some((m.payload, m.sequence))),
         Err(e) if matches!(e.kind(), Kind::NoMessageFound) => Ok(None),
         Err(e) => Err(chain(&e)),
     }

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use pluribus_testkit::{spawn_agent_at, NatsCluster};
+use pluribus_testkit::{spawn_agent_at, NatsCluster, Proc};
 use support::*;
 
 const NS: &str = "clu";
@@ -20,11 +20,7 @@ fn ctl_on(cluster: &NatsCluster, node: usize, args: &[&str]) -> pluribus_testkit
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fleet_keeps_running_when_a_nats_node_dies() {
-    let mut cluster = NatsCluster::start(3);
-    buckets_made(&cluster, 2).await;
-    // Each agent knows one node only; the cluster tells it about the others.
-    let a1 = spawn_agent_at(&cluster.nodes[0].url(), NS, "a1", &["--kv-replicas", "3"]);
-    let a2 = spawn_agent_at(&cluster.nodes[1].url(), NS, "a2", &["--kv-replicas", "3"]);
+    let (mut cluster, a1, a2) = cluster_with_two_agents().await;
     let _logs = LogsOnPanic(vec![("a1", &a1), ("a2", &a2)]);
     let agents_up = |s: &serde_json::Value| {
         s["agents"]
@@ -114,6 +110,17 @@ async fn a_fleet_keeps_running_when_a_nats_node_dies() {
     );
 }
 
+/// A 3-node cluster with the namespace's buckets made (through node 3) and agents a1 and
+/// a2 on nodes 1 and 2. Each agent knows one node only; the cluster tells it about the
+/// others.
+async fn cluster_with_two_agents() -> (NatsCluster, Proc, Proc) {
+    let cluster = NatsCluster::start(3);
+    buckets_made(&cluster, 2).await;
+    let a1 = spawn_agent_at(&cluster.nodes[0].url(), NS, "a1", &["--kv-replicas", "3"]);
+    let a2 = spawn_agent_at(&cluster.nodes[1].url(), NS, "a2", &["--kv-replicas", "3"]);
+    (cluster, a1, a2)
+}
+
 /// The first process to open the namespace creates its buckets: here pluribusctl through
 /// node `node`, with 3 replicas (as deploy/README.md says to). A cluster that just started
 /// may still be electing its JetStream leader: status is retried until it answers.
@@ -157,10 +164,7 @@ async fn leader(js: &async_nats::jetstream::Context, stream: &str) -> Option<Str
 /// paused for 7-11 s: BENCHMARKS.md, "On a NATS cluster").
 #[tokio::test(flavor = "multi_thread")]
 async fn no_device_stops_when_the_node_leading_the_liveness_stream_dies() {
-    let mut cluster = NatsCluster::start(3);
-    buckets_made(&cluster, 2).await;
-    let a1 = spawn_agent_at(&cluster.nodes[0].url(), NS, "a1", &["--kv-replicas", "3"]);
-    let a2 = spawn_agent_at(&cluster.nodes[1].url(), NS, "a2", &["--kv-replicas", "3"]);
+    let (mut cluster, a1, a2) = cluster_with_two_agents().await;
     let _logs = LogsOnPanic(vec![("a1", &a1), ("a2", &a2)]);
     let urls: Vec<async_nats::ServerAddr> = cluster
         .nodes

@@ -187,7 +187,8 @@ impl Running {
         })
     }
 
-    /// One key's part of a round: renews it, or makes it when there is none.
+    /// One key's part of a round: renews it, or makes it when there is none. Unbounded
+    /// itself: [`Running::bounded`] bounds it.
     async fn step(&self, i: usize, epoch: u64, key: Key) -> Outcome {
         let k = &self.k;
         let id = &k.agent_id;
@@ -210,9 +211,9 @@ impl Running {
             key.revision,
             Some(k.ttl),
         );
-        match tokio::time::timeout(k.every, put).await {
-            Ok(Ok(rev)) => Outcome::Renewed(rev),
-            Ok(Err(KvError::Conflict)) => match self.read(i).await {
+        match put.await {
+            Ok(rev) => Outcome::Renewed(rev),
+            Err(KvError::Conflict) => match self.read(i).await {
                 // A renewal that timed out here had landed: carry on from it.
                 Some(Some((e, rev))) if e == epoch => Outcome::Resynced(rev),
                 // Unknown (NATS away): the fence runs out unless a renewal succeeds.
@@ -222,13 +223,9 @@ impl Running {
                     Outcome::Gone
                 }
             },
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(bucket = %name, error = %e, "liveness renewal failed");
                 self.reopen_if_gone(&e);
-                Outcome::Unknown
-            }
-            Err(_) => {
-                tracing::warn!(bucket = %name, "liveness renewal timed out");
                 Outcome::Unknown
             }
         }
@@ -323,13 +320,10 @@ impl Running {
     }
 
     /// The key's epoch and revision in bucket `i`, as the stream's leader has it
-    /// (`Some(None)`: gone; `None`: could not read).
+    /// (`Some(None)`: gone; `None`: could not read). Bounded by [`Running::bounded`].
     async fn read(&self, i: usize) -> Option<Option<(u64, u64)>> {
         let k = &self.k;
-        let entry = tokio::time::timeout(k.every, leader_entry(&k.live[i], &k.agent_id))
-            .await
-            .ok()?
-            .ok()?;
+        let entry = leader_entry(&k.live[i], &k.agent_id).await.ok()?;
         Some(entry.and_then(|(value, rev)| {
             wire::decode::<Liveness>(&value)
                 .ok()

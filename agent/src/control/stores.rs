@@ -24,6 +24,19 @@ pub(crate) struct Stores {
 }
 
 impl Stores {
+    /// The names of every bucket [`Stores::open`] opens.
+    pub(crate) fn names(ns: &Namespace) -> [String; 6] {
+        let [live, live2] = ns.live_buckets();
+        [
+            ns.fleets_bucket(),
+            ns.leases_bucket(),
+            ns.agents_bucket(),
+            ns.peers_bucket(),
+            live,
+            live2,
+        ]
+    }
+
     /// Opens (or creates) every store once.
     pub(crate) async fn open(
         js: &jetstream::Context,

@@ -64,14 +64,7 @@ impl Reopen {
     /// read for another reason, a timeout or no leader, is not counted as missing).
     async fn missing(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for name in [
-            self.ns.fleets_bucket(),
-            self.ns.leases_bucket(),
-            self.ns.agents_bucket(),
-            self.ns.peers_bucket(),
-            self.ns.live_bucket(),
-            self.ns.live2_bucket(),
-        ] {
+        for name in super::stores::Stores::names(&self.ns) {
             let get = self.js.get_key_value(name.clone());
             if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), get).await {
                 if pluribus_common::kv::is_not_found(&e) {
